@@ -1,0 +1,62 @@
+"""adaptc: a hardware-adaptive model compiler and exporter.
+
+Public API (kept small; the CLI is a thin layer over it)::
+
+    import adaptc
+    report = adaptc.build(task="digits", device="pixel8")      # -> adaptc.BuildReport (== report.json)
+    adaptc.list_devices("pixel*"); adaptc.load_profile("pixel8")
+    adaptc.analyze("model.onnx")                               # per-op MACs, params, peak activations
+    adaptc.predict("model.onnx", "pixel8", runtime="tflite")   # estimated device latency / memory
+
+Attributes are imported lazily so that light uses (a measurement subprocess, ``adaptc --version``) do not
+pay for importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY: dict[str, tuple[str, str]] = {
+    "build": ("adaptc.pipeline", "build"),
+    "analyze": ("adaptc.analysis", "analyze"),
+    "predict": ("adaptc.predict", "predict"),
+    "load_profile": ("adaptc.profiles", "load_profile"),
+    "list_devices": ("adaptc.profiles", "list_devices"),
+    "DeviceProfile": ("adaptc.profiles", "DeviceProfile"),
+    "Task": ("adaptc.tasks", "Task"),
+    "Split": ("adaptc.tasks", "Split"),
+    "get_task": ("adaptc.tasks", "get_task"),
+    "BuildReport": ("adaptc.report", "BuildReport"),
+    "BuildResult": ("adaptc.report", "BuildReport"),
+    "AdaptcError": ("adaptc.errors", "AdaptcError"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        mod, attr = _LAZY[name]
+        value = getattr(importlib.import_module(mod), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'adaptc' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .analysis import analyze
+    from .errors import AdaptcError
+    from .pipeline import build
+    from .predict import predict
+    from .profiles import DeviceProfile, list_devices, load_profile
+    from .report import BuildReport
+    from .report import BuildReport as BuildResult
+    from .tasks import Split, Task, get_task

@@ -1,0 +1,427 @@
+"""Cost analysis of an exported ONNX graph: per-op MACs/FLOPs, parameters, weight bytes and peak
+activation memory from tensor liveness.
+
+Written by hand because no maintained library covers what adaptc needs together: onnx-tool counts MACs
+but not liveness-based peak memory with QDQ-aware weight precision, and ONNX Runtime's profiler needs a run.
+
+Conventions (documented in docs/analysis.md and asserted in tests/test_analysis.py):
+- MACs of Conv = N * C_out * prod(out_spatial) * (C_in / group) * prod(kernel); bias adds are not counted.
+- MACs of MatMul / Gemm = prod(batch dims) * M * N * K.
+- FLOPs = 2 * MACs for those ops; other ops count FLOPs per output element (see ``_ELEMENTWISE_FLOPS``),
+  pooling counts one op per window element, data movement (Reshape, Transpose, Gather, ...) counts 0.
+- Parameters are the elements of float and 8-bit initializers that feed compute ops (quantization scales
+  and zero points, and integer shape tensors, are not parameters).
+- Peak activation memory: nodes run in graph order; a tensor lives from the node that produces it (graph
+  inputs: from the start) until its last consumer has run (graph outputs: to the end); while a node runs,
+  its inputs and outputs are live together. Weights are not activations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper, shape_inference
+
+_DTYPE_BYTES = {
+    TensorProto.FLOAT: 4, TensorProto.FLOAT16: 2, TensorProto.BFLOAT16: 2, TensorProto.DOUBLE: 8,
+    TensorProto.INT8: 1, TensorProto.UINT8: 1, TensorProto.INT16: 2, TensorProto.UINT16: 2,
+    TensorProto.INT32: 4, TensorProto.UINT32: 4, TensorProto.INT64: 8, TensorProto.UINT64: 8,
+    TensorProto.BOOL: 1, TensorProto.INT4: 0.5, TensorProto.UINT4: 0.5,
+}
+_DTYPE_PRECISION = {
+    TensorProto.FLOAT: "fp32", TensorProto.DOUBLE: "fp32", TensorProto.FLOAT16: "fp16", TensorProto.BFLOAT16: "fp16",
+    TensorProto.INT8: "int8", TensorProto.UINT8: "int8", TensorProto.INT4: "int8", TensorProto.UINT4: "int8",
+}
+
+#: FLOPs per output element for ops that are not multiply-accumulate layers.
+_ELEMENTWISE_FLOPS: dict[str, float] = {
+    "Add": 1, "Sub": 1, "Mul": 1, "Div": 1, "Pow": 1, "Sqrt": 1, "Reciprocal": 1, "Neg": 1, "Abs": 1,
+    "Relu": 1, "LeakyRelu": 2, "PRelu": 2, "Clip": 1, "Max": 1, "Min": 1, "Where": 1,
+    "Sigmoid": 4, "Tanh": 4, "Exp": 1, "Log": 1, "Erf": 4, "Gelu": 8, "HardSigmoid": 3, "HardSwish": 4,
+    "Softmax": 5, "LogSoftmax": 5, "LayerNormalization": 8, "BatchNormalization": 2,
+    "InstanceNormalization": 8, "QuantizeLinear": 2, "DequantizeLinear": 2, "Cast": 1, "Equal": 1,
+    "Greater": 1, "Less": 1, "Not": 1, "And": 1, "Or": 1, "Mish": 6, "Softplus": 3, "Elu": 3,
+}
+_MAC_OPS = {"Conv", "ConvInteger", "QLinearConv", "ConvTranspose", "MatMul", "MatMulInteger", "QLinearMatMul",
+            "Gemm", "MatMulNBits"}
+_POOL_OPS = {"MaxPool", "AveragePool", "LpPool"}
+_GLOBAL_POOL_OPS = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin",
+                    "ReduceL2", "ReduceProd", "ReduceSumSquare"}
+_QPARAM_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+
+#: The op class each op belongs to (used by the predictor to pick an efficiency factor).
+def op_class(op_type: str, attrs: dict[str, Any] | None = None, in_channels: int | None = None) -> str:
+    if op_type in ("Conv", "ConvInteger", "QLinearConv", "ConvTranspose"):
+        group = (attrs or {}).get("group", 1)
+        if group > 1 and in_channels is not None and group == in_channels:
+            return "depthwise_conv"
+        return "conv"
+    if op_type in ("MatMul", "MatMulInteger", "QLinearMatMul", "Gemm", "MatMulNBits"):
+        return "matmul"
+    if op_type in _POOL_OPS or op_type in _GLOBAL_POOL_OPS:
+        return "pool"
+    if op_type in _QPARAM_OPS:
+        return "quant"
+    if op_type in _ELEMENTWISE_FLOPS:
+        return "elementwise"
+    return "data"
+
+
+@dataclass
+class OpCost:
+    name: str
+    op_type: str
+    op_class: str
+    precision: str  # fp32 | fp16 | int8: the arithmetic precision of the op
+    macs: int
+    flops: int
+    params: int
+    weight_bytes: int
+    input_bytes: int
+    output_bytes: int
+    output_shape: list[int] | None
+    #: a QuantizeLinear/DequantizeLinear pair between int8 kernels, which runtimes fuse into the kernels
+    fused: bool = False
+
+    @property
+    def bytes_moved(self) -> int:
+        return self.input_bytes + self.output_bytes + self.weight_bytes
+
+
+@dataclass
+class CostReport:
+    ops: list[OpCost]
+    macs: int
+    flops: int
+    params: int
+    #: bytes the weights take at each precision (what the model would weigh stored as fp32 / fp16 / int8)
+    weight_bytes_at: dict[str, int]
+    #: bytes of the weights as actually stored in this graph, and of the quantization parameters
+    stored_weight_bytes: int
+    quant_param_bytes: int
+    peak_activation_bytes: int
+    peak_at: str | None
+    input_bytes: int
+    output_bytes: int
+    op_counts: dict[str, int]
+    precision_macs: dict[str, int]
+    unknown_shapes: list[str] = field(default_factory=list)
+
+    @property
+    def mflops(self) -> float:
+        return self.flops / 1e6
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "macs": self.macs, "flops": self.flops, "params": self.params, "weight_bytes_at": self.weight_bytes_at,
+            "stored_weight_bytes": self.stored_weight_bytes, "quant_param_bytes": self.quant_param_bytes,
+            "peak_activation_bytes": self.peak_activation_bytes, "peak_at": self.peak_at,
+            "input_bytes": self.input_bytes, "output_bytes": self.output_bytes, "op_counts": self.op_counts,
+            "precision_macs": self.precision_macs,
+        }
+
+
+def _fix_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
+    """Replace symbolic (dynamic) input dims by concrete values: dim 0 by ``batch``, others by 1."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    inits = {i.name for i in m.graph.initializer}
+    for inp in m.graph.input:
+        if inp.name in inits:
+            continue
+        for k, d in enumerate(inp.type.tensor_type.shape.dim):
+            if not d.HasField("dim_value"):
+                d.Clear()
+                d.dim_value = batch if k == 0 else 1
+    # Drop stale value_info so shape inference recomputes it for the concrete shapes.
+    del m.graph.value_info[:]
+    return m
+
+
+def _shape_of(vi: onnx.ValueInfoProto) -> list[int] | None:
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    dims = []
+    for d in t.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        else:
+            return None
+    return dims
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def load_onnx(model: "str | Path | onnx.ModelProto") -> onnx.ModelProto:
+    from ..errors import ModelFileError
+
+    if isinstance(model, onnx.ModelProto):
+        return model
+    p = Path(model)
+    if not p.is_file():
+        raise ModelFileError(f"model file {p} does not exist")
+    try:
+        return onnx.load(str(p))
+    except Exception as e:
+        raise ModelFileError(f"{p} is not a readable ONNX model: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+
+
+def analyze_onnx(model: "str | Path | onnx.ModelProto", batch: int = 1) -> CostReport:
+    """Cost of one inference of an ONNX model at the given batch size (dynamic dims fixed)."""
+    m = _fix_batch(load_onnx(model), batch)
+    try:
+        m = shape_inference.infer_shapes(m, data_prop=True)
+    except Exception:
+        m = shape_inference.infer_shapes(m, strict_mode=False)
+    g = m.graph
+
+    shapes: dict[str, list[int] | None] = {}
+    dtypes: dict[str, int] = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        shapes[vi.name] = _shape_of(vi)
+        dtypes[vi.name] = vi.type.tensor_type.elem_type
+    inits: dict[str, onnx.TensorProto] = {t.name: t for t in g.initializer}
+    for name, t in inits.items():
+        shapes[name] = list(t.dims)
+        dtypes[name] = t.data_type
+    # Constant nodes are weights too.
+    const_outputs: dict[str, np.ndarray] = {}
+    for n in g.node:
+        if n.op_type == "Constant" and n.output:
+            try:
+                arr = numpy_helper.to_array(helper.get_attribute_value(n.attribute[0]))
+                const_outputs[n.output[0]] = arr
+                shapes[n.output[0]] = list(arr.shape)
+                dtypes[n.output[0]] = helper.np_dtype_to_tensor_dtype(arr.dtype)
+            except Exception:
+                pass
+
+    def numel(name: str) -> int | None:
+        s = shapes.get(name)
+        return None if s is None else int(math.prod(s))
+
+    def nbytes(name: str) -> int:
+        n = numel(name)
+        return 0 if n is None else int(n * _DTYPE_BYTES.get(dtypes.get(name, TensorProto.FLOAT), 4))
+
+    producers: dict[str, onnx.NodeProto] = {o: n for n in g.node for o in n.output}
+    weight_names = set(inits) | set(const_outputs)
+    # Tensors computed only from weights (e.g. DequantizeLinear of an int8 weight) are folded into
+    # constants by every runtime: they are neither activations nor ops that run.
+    folded_nodes: set[int] = set()
+    constant = set(weight_names)
+    for i, n in enumerate(g.node):
+        if n.op_type != "Constant" and n.input and all((not x) or x in constant for x in n.input):
+            constant.update(o for o in n.output if o)
+            folded_nodes.add(i)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for x in n.input:
+            if x:
+                consumers.setdefault(x, []).append(n)
+    graph_inputs = {i.name for i in g.input}
+    graph_outputs = {o.name for o in g.output}
+
+    # Classify initializers: quantization parameters (scale / zero point inputs of Q/DQ ops), integer
+    # shape-like tensors, or weights (parameters).
+    qparam: set[str] = set()
+    quantized_bias: set[str] = set()  # int32 biases of QDQ graphs (DequantizeLinear input 0)
+    for n in g.node:
+        if n.op_type in _QPARAM_OPS:
+            qparam.update(x for x in n.input[1:] if x)
+            if n.op_type == "DequantizeLinear" and dtypes.get(n.input[0]) == TensorProto.INT32:
+                quantized_bias.add(n.input[0])
+
+    def is_param(name: str) -> bool:
+        if name not in weight_names or name in qparam:
+            return False
+        return dtypes.get(name) in _DTYPE_PRECISION or name in quantized_bias
+
+    def source_weight(name: str) -> str | None:
+        """The weight behind an input, looking through DequantizeLinear / Cast / Transpose / Reshape."""
+        seen = 0
+        while name and seen < 4:
+            if name in weight_names:
+                return name
+            p = producers.get(name)
+            if p is None or p.op_type not in ("DequantizeLinear", "Cast", "Transpose", "Reshape", "Identity"):
+                return None
+            name = p.input[0]
+            seen += 1
+        return None
+
+    def act_precision(name: str) -> str:
+        p = producers.get(name)
+        if p is not None and p.op_type == "DequantizeLinear":
+            src = p.input[0]
+            return _DTYPE_PRECISION.get(dtypes.get(src, TensorProto.FLOAT), "fp32")
+        return _DTYPE_PRECISION.get(dtypes.get(name, TensorProto.FLOAT), "fp32")
+
+    ops: list[OpCost] = []
+    unknown: list[str] = []
+    counted_params: set[str] = set()
+    for idx, n in enumerate(g.node):
+        if n.op_type == "Constant" or idx in folded_nodes:
+            continue
+        name = n.name or f"{n.op_type}_{idx}"
+        attrs = _attrs(n)
+        out0 = n.output[0] if n.output else ""
+        out_shape = shapes.get(out0)
+        out_numel = numel(out0)
+        if out_numel is None and n.op_type not in ("Shape",):
+            unknown.append(name)
+        macs = 0
+        flops = 0
+        in_ch = None
+        op = n.op_type
+        data_inputs = [x for x in n.input if x and source_weight(x) is None]
+        if op in ("Conv", "ConvInteger", "QLinearConv") and out_shape is not None:
+            w_in = n.input[3] if op == "QLinearConv" else n.input[1]
+            ws = shapes.get(w_in) or shapes.get(source_weight(w_in) or "")
+            if ws is not None:
+                group = int(attrs.get("group", 1))
+                in_ch = ws[1] * group
+                macs = out_shape[0] * out_shape[1] * math.prod(out_shape[2:]) * ws[1] * math.prod(ws[2:])
+        elif op == "ConvTranspose":
+            xs, ws = shapes.get(n.input[0]), shapes.get(n.input[1]) or shapes.get(source_weight(n.input[1]) or "")
+            if xs is not None and ws is not None:
+                macs = xs[0] * xs[1] * math.prod(xs[2:]) * ws[1] * math.prod(ws[2:])
+        elif op in ("MatMul", "MatMulInteger", "QLinearMatMul", "Gemm") and out_numel is not None:
+            a_name = n.input[0]
+            a = shapes.get(a_name)
+            if a is not None:
+                if op == "Gemm" and attrs.get("transA", 0):
+                    k = a[0]
+                else:
+                    k = a[-1]
+                macs = out_numel * k
+        elif op in _POOL_OPS and out_numel is not None:
+            flops = out_numel * math.prod(attrs.get("kernel_shape", [1]))
+        elif op in _GLOBAL_POOL_OPS:
+            flops = numel(n.input[0]) or 0
+        elif op in _ELEMENTWISE_FLOPS and out_numel is not None:
+            flops = int(out_numel * _ELEMENTWISE_FLOPS[op])
+        if macs:
+            flops = 2 * macs
+
+        params = 0
+        wbytes = 0
+        w_prec = None
+        for x in n.input:
+            if op in _QPARAM_OPS:
+                break  # the weight is counted at its consumer (looked through DequantizeLinear)
+            src = source_weight(x) if x else None
+            if src and is_param(src):
+                ne = numel(src) or 0
+                if src not in counted_params:
+                    params += ne
+                    wbytes += nbytes(src)
+                    counted_params.add(src)
+                src_prec = _DTYPE_PRECISION.get(dtypes.get(src))
+                if src_prec is not None and (w_prec is None or src_prec == "int8"):
+                    w_prec = src_prec
+        if op in ("ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul"):
+            precision = "int8"
+        elif op in _MAC_OPS and data_inputs:
+            a_prec = act_precision(data_inputs[0])
+            precision = "int8" if (a_prec == "int8" and w_prec == "int8") else (
+                "fp16" if "fp16" in (a_prec, w_prec) and w_prec != "int8" else "fp32")
+        elif data_inputs:
+            precision = act_precision(data_inputs[0])
+        else:
+            precision = "fp32"
+        # Bytes a fused int8 kernel really reads and writes: the int8 tensors around its Q/DQ wrappers.
+        in_bytes = sum(nbytes(producers[x].input[0]) if x in producers and producers[x].op_type == "DequantizeLinear"
+                       else nbytes(x) for x in data_inputs)
+        out_bytes = 0
+        for o in n.output:
+            if not o:
+                continue
+            cons = consumers.get(o, [])
+            if cons and all(c.op_type == "QuantizeLinear" for c in cons) and o not in graph_outputs:
+                out_bytes += nbytes(cons[0].output[0])
+            else:
+                out_bytes += nbytes(o)
+        fused = False
+        if op == "QuantizeLinear":
+            cons = consumers.get(out0, [])
+            fused = n.input[0] not in graph_inputs and bool(cons) and all(c.op_type == "DequantizeLinear" for c in cons)
+        elif op == "DequantizeLinear":
+            p_ = producers.get(n.input[0])
+            fused = p_ is not None and p_.op_type == "QuantizeLinear" and out0 not in graph_outputs and \
+                p_.input[0] not in graph_inputs
+        ops.append(OpCost(name, op, op_class(op, attrs, in_ch), precision, int(macs), int(flops), int(params),
+                          int(wbytes), int(in_bytes), int(out_bytes), out_shape, fused))
+
+    # Parameters not reached through any compute op (rare) still count.
+    stored_weight = 0
+    qparam_bytes = 0
+    total_params = 0
+    for w in weight_names:
+        if is_param(w):
+            total_params += numel(w) or 0
+            stored_weight += nbytes(w)
+        elif w in qparam:
+            qparam_bytes += nbytes(w)
+
+    peak, peak_at = _peak_activation(g, constant, nbytes)
+    macs = sum(o.macs for o in ops)
+    prec_macs: Counter[str] = Counter()
+    for o in ops:
+        if o.macs:
+            prec_macs[o.precision] += o.macs
+    return CostReport(
+        ops=ops,
+        macs=int(macs),
+        flops=int(sum(o.flops for o in ops)),
+        params=int(total_params),
+        weight_bytes_at={"fp32": total_params * 4, "fp16": total_params * 2, "int8": total_params},
+        stored_weight_bytes=int(stored_weight),
+        quant_param_bytes=int(qparam_bytes),
+        peak_activation_bytes=int(peak),
+        peak_at=peak_at,
+        input_bytes=int(sum(nbytes(i.name) for i in g.input if i.name not in weight_names)),
+        output_bytes=int(sum(nbytes(o.name) for o in g.output)),
+        op_counts=dict(Counter(n.op_type for i, n in enumerate(g.node) if n.op_type != "Constant")),
+        precision_macs=dict(prec_macs),
+        unknown_shapes=unknown,
+    )
+
+
+def _peak_activation(g: onnx.GraphProto, constant: set[str], nbytes: Any) -> tuple[int, str | None]:
+    """Peak of live activation bytes; ``constant`` tensors (weights and what is folded from them) never count."""
+    weights = constant
+    nodes = [n for n in g.node if n.op_type != "Constant" and not all((not o) or o in constant for o in n.output)]
+    last_use: dict[str, int] = {}
+    for i, n in enumerate(nodes):
+        for x in n.input:
+            if x:
+                last_use[x] = i
+    outputs = {o.name for o in g.output}
+    live: dict[str, int] = {}
+    for inp in g.input:
+        if inp.name not in weights:
+            live[inp.name] = nbytes(inp.name)
+    cur = sum(live.values())
+    peak, peak_at = cur, None
+    for i, n in enumerate(nodes):
+        for o in n.output:
+            if o and o not in live:
+                live[o] = nbytes(o)
+                cur += live[o]
+        if cur > peak:
+            peak, peak_at = cur, n.name or n.op_type
+        # free everything whose last consumer was this node (and outputs nobody consumes)
+        for x in set(list(n.input) + list(n.output)):
+            if x in live and x not in outputs and last_use.get(x, -1) <= i:
+                cur -= live.pop(x)
+    return peak, peak_at

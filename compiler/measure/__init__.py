@@ -1,0 +1,6 @@
+"""Host measurement (latency, peak memory) of exported artifacts, in fresh subprocesses; runtimes that run them."""
+
+from .host import HostMeasurement, host_threads, measure
+from .runtimes import Runner, open_runner, run_batched, runtime_available
+
+__all__ = ["HostMeasurement", "Runner", "host_threads", "measure", "open_runner", "run_batched", "runtime_available"]

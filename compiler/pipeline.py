@@ -1,0 +1,416 @@
+"""The build pipeline: task + device -> student -> artifacts per format -> parity, measurement, estimates -> report.
+
+Stages (each in its own package): profiles -> tasks -> search (student selection, when enabled) ->
+export (per format, fallback chain of schemes) -> parity gate (runtime) -> measure (host, subprocess) ->
+predict (device estimate) -> budgets -> report. Finished artifacts are recorded in the build store so an
+interrupted build resumes without redoing them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__, progress
+from ._io import atomic_write_json, atomic_write_text, clean_stale_temporaries, ensure_writable_dir, path_size, sha256_path
+from .analysis import analyze
+from .errors import AdaptcError, BudgetError, ExportError
+from .export import ExportRequest, available_formats, get_exporter
+from .export.parity import check_parity
+from .measure import host_threads, measure, open_runner, runtime_available
+from .predict import predict_from_cost
+from .profiles import DeviceProfile, load_profile
+from .profiles.budgets import check_budgets
+from .quant import get_scheme
+from .report import (
+    ArtifactReport,
+    BuildReport,
+    DeviceEstimate,
+    HostReport,
+    ParityReport,
+    Quantity,
+    TaskReport,
+    TeacherReport,
+    render,
+)
+from .store import BuildStore, model_fingerprint, stable_hash
+from .tasks import Task, get_task, predict_torch
+from .versions import host_info, toolchain_versions
+
+#: a new artifact record is needed when these change
+_ARTIFACT_RECORD_VERSION = 2
+
+
+@dataclass
+class ExportSettings:
+    formats: tuple[str, ...] | None = None
+    #: largest accepted metric drop of an artifact against the torch model it came from (fraction: 0.01 = 1 point)
+    max_drop: float = 0.01
+    threads: int | None = None
+    runs: int = 100
+    warmup: int = 10
+    measure_host: bool = True
+    resume: bool = True
+    #: prefer the fp32 artifact when the int8 one is measured slower on the host runtime
+    int8_guardrail: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class _FormatOutcome:
+    reports: list[ArtifactReport] = field(default_factory=list)
+    chosen: ArtifactReport | None = None
+
+
+def default_out_dir(profile: DeviceProfile) -> Path:
+    return Path("adaptc-out") / profile.name
+
+
+def _q_torch_metric(task: Task, value: float) -> Quantity:
+    return Quantity.measured(value, "fraction", f"torch {torch.__version__.split('+')[0]} on this host, "
+                                               f"{task.metric_name} over the {len(task.test)}-sample test split")
+
+
+def resolve_formats(profile: DeviceProfile, formats: Sequence[str] | None) -> list[str]:
+    """The formats to emit: ``formats`` if given (validated), else the profile's list in its order."""
+    known = set(available_formats()) | {"onnx", "tflite", "coreml"}
+    chosen = list(formats) if formats else list(profile.formats)
+    bad = [f for f in chosen if f not in known]
+    if bad:
+        raise AdaptcError(f"unknown format(s) {', '.join(map(repr, bad))} (known: onnx, tflite, coreml)")
+    return list(dict.fromkeys(chosen))
+
+
+def scheme_chain(profile: DeviceProfile, supported: Sequence[str]) -> list[str]:
+    """The profile's schemes that this exporter supports, in the profile's order; fp32 always comes last."""
+    chain = [s for s in profile.quantization if s in supported and s != "fp32"]
+    return chain + ["fp32"]
+
+
+class ArtifactBuilder:
+    """Exports one model to the requested formats and checks, measures and estimates every artifact."""
+
+    def __init__(self, *, model: nn.Module, task: Task, profile: DeviceProfile, out_dir: Path, store: BuildStore,
+                 settings: ExportSettings, stem: str = "model"):
+        self.model = model.eval()
+        self.task = task
+        self.profile = profile
+        self.out_dir = out_dir
+        self.store = store
+        self.settings = settings
+        self.stem = stem
+        self.threads = host_threads(settings.threads or profile.cpu.threads)
+        self.fingerprint = model_fingerprint(model, task.example_inputs)
+        self._reference: np.ndarray | None = None
+        self.warnings: list[str] = []
+
+    @property
+    def reference_outputs(self) -> np.ndarray:
+        if self._reference is None:
+            self._reference = predict_torch(self.model, self.task.test)
+        return self._reference
+
+    def run(self, formats: Sequence[str]) -> dict[str, _FormatOutcome]:
+        results: dict[str, _FormatOutcome] = {}
+        for fmt in formats:
+            results[fmt] = self._format(fmt)
+        return results
+
+    # -- one format: fp32 reference first, then the fallback chain until one scheme passes ---------------
+    def _format(self, fmt: str) -> _FormatOutcome:
+        outcome = _FormatOutcome()
+        try:
+            exporter = get_exporter(fmt)
+        except AdaptcError as e:
+            outcome.reports.append(ArtifactReport(file=f"{self.stem}.{fmt}", format=fmt, scheme="-", precision="-",
+                                                  status="failed", error=str(e)))
+            return outcome
+        chain = scheme_chain(self.profile, exporter.schemes())
+        fp32 = self._artifact(exporter, "fp32", None)
+        outcome.reports.append(fp32)
+        for scheme in chain:
+            if scheme == "fp32":
+                rep = fp32
+            else:
+                rep = self._artifact(exporter, scheme, fp32)
+                outcome.reports.append(rep)
+            if rep.status != "ok":
+                continue
+            if scheme != "fp32" and self.settings.int8_guardrail and get_scheme(scheme).weights == "int8":
+                slower = _slower_than(rep, fp32)
+                if slower:
+                    rep.flags.append(slower)
+                    continue
+            outcome.chosen = rep
+            break
+        return outcome
+
+    def _key(self, fmt: str, scheme: str) -> str:
+        s = self.settings
+        return stable_hash({
+            "v": _ARTIFACT_RECORD_VERSION, "model": self.fingerprint, "task": self.task.name, "format": fmt,
+            "scheme": scheme, "max_drop": s.max_drop, "threads": self.threads, "runs": s.runs, "warmup": s.warmup,
+            "measure": s.measure_host, "device": self.profile.model_dump(mode="json"),
+            "toolchain": toolchain_versions(), "stem": self.stem,
+        })
+
+    def _artifact(self, exporter: Any, scheme: str, fp32: ArtifactReport | None) -> ArtifactReport:
+        fmt = exporter.format
+        fname = exporter.filename(scheme, self.stem)
+        dest = self.out_dir / fname
+        key = self._key(fmt, scheme)
+        if self.settings.resume:
+            rec = self.store.get(key)
+            if rec is not None and (rec.get("status") == "failed" or (dest.exists() and rec.get("sha256") == sha256_path(dest))):
+                progress.current().message(f"[dim]resume: {fname} ({scheme}) already done[/dim]")
+                return ArtifactReport.model_validate(rec)
+        step = progress.current().step(f"{fmt} {scheme}: export, parity, measure", total=4)
+        sch = get_scheme(scheme)
+        rep = ArtifactReport(file=fname, format=fmt, scheme=scheme, precision=sch.precision, status="ok",
+                             toolchain=toolchain_versions())
+        request = ExportRequest(
+            model=self.model, example_inputs=self.task.example_inputs, input_names=self.task.input_names,
+            output_names=self.task.output_names, calibration=self.task.train,
+            fp32_artifact=(self.out_dir / fp32.file) if fp32 is not None and fp32.status == "ok" else None,
+        )
+        try:
+            exported = exporter.export(request, scheme, dest)
+        except ExportError as e:
+            rep.status, rep.error = "failed", str(e)
+            step.done(f"failed: {e}")
+            self.store.put(key, "artifact", rep.model_dump(mode="json"))
+            return rep
+        step.advance(1, note="exported")
+        rep.recipe = exported.recipe
+        rep.flags.extend(exported.notes)
+        rep.sha256 = sha256_path(dest)
+        rep.size = Quantity.counted(path_size(dest), "bytes", "size of the file on disk")
+        try:
+            rep.structure = exporter.describe(dest)
+        except Exception as e:  # describing is informative only
+            rep.flags.append(f"could not describe the file: {e}")
+        cost = None
+        try:
+            cost = analyze(dest)
+            rep.cost = cost.summary()
+        except Exception as e:
+            rep.flags.append(f"cost analysis failed: {type(e).__name__}: {e}")
+        self._parity(rep, exporter.runtime, dest, fp32)
+        step.advance(1, note="parity")
+        self._host(rep, exporter.runtime, dest)
+        step.advance(1, note="measured")
+        self._device(rep, exporter.runtime, cost)
+        step.advance(1)
+        step.done(self._summary(rep))
+        self.store.put(key, "artifact", rep.model_dump(mode="json"))
+        return rep
+
+    def _parity(self, rep: ArtifactReport, runtime: str, path: Path, fp32: ArtifactReport | None) -> None:
+        max_drop = self.settings.max_drop
+        if not runtime_available(runtime):
+            rep.flags.append(f"no {runtime} runtime on this host: numerical parity not checked here")
+            return
+        try:
+            runner = open_runner(runtime, path, self.threads)
+            res = check_parity(runner, self.task, self.reference_outputs)
+        except Exception as e:
+            rep.status, rep.error = "failed", f"{runtime} could not run the artifact: {type(e).__name__}: {e}"
+            return
+        rt_version = runner.version() or runtime
+        drop_fp32 = None
+        if fp32 is not None and fp32.parity is not None:
+            drop_fp32 = float(fp32.parity.metric.value or 0.0) - res.metric
+        worst = max(res.drop, drop_fp32 if drop_fp32 is not None else -1.0)
+        passed = worst <= max_drop + 1e-9
+        reason = None
+        if not passed:
+            which = "the fp32 artifact" if drop_fp32 is not None and drop_fp32 >= res.drop else "the torch model"
+            reason = (f"{self.task.metric_name} drops {100 * worst:.2f} points against {which} "
+                      f"(more than the {100 * max_drop:.2f}-point limit)")
+        rep.parity = ParityReport(
+            runtime=runtime, split="test", samples=res.samples, metric_name=self.task.metric_name,
+            metric=Quantity.measured(res.metric, "fraction", f"{rt_version} on this host, {self.task.metric_name} over "
+                                                             f"the {res.samples}-sample test split"),
+            torch_metric=_q_torch_metric(self.task, res.reference_metric),
+            drop_vs_torch=res.drop, drop_vs_fp32_artifact=drop_fp32, max_abs_diff=res.max_abs_diff,
+            mean_abs_diff=res.mean_abs_diff, cosine=res.cosine, top1_agreement=res.top1_agreement,
+            max_drop=max_drop, passed=passed, reason=reason,
+        )
+        if not passed:
+            rep.status = "rejected"
+            rep.flags.append(f"rejected by the parity gate: {reason}")
+
+    def _host(self, rep: ArtifactReport, runtime: str, path: Path) -> None:
+        if not self.settings.measure_host or rep.status == "failed":
+            return
+        if not runtime_available(runtime):
+            rep.flags.append(f"no {runtime} runtime on this host: latency and memory are estimates only")
+            return
+        try:
+            m = measure(path, runtime, [x.numpy() for x in self.task.example_inputs], threads=self.threads,
+                        runs=self.settings.runs, warmup=self.settings.warmup)
+        except Exception as e:
+            rep.flags.append(f"host measurement failed: {e}")
+            return
+        meth, mem_meth = m.method(), m.memory_method()
+        rep.host = HostReport(
+            latency_median=Quantity.measured(m.latency_ms_median, "ms", meth),
+            latency_p90=Quantity.measured(m.latency_ms_p90, "ms", meth.replace("median", "90th percentile")),
+            peak_memory=Quantity.measured(m.peak_memory_mb, "MB", mem_meth),
+            rss_anon=Quantity.measured(m.rss_anon_mb, "MB", mem_meth.replace("VmHWM", "RssAnon")),
+            rss_file=Quantity.measured(m.rss_file_mb, "MB", mem_meth.replace("VmHWM", "RssFile")),
+        )
+
+    def _device(self, rep: ArtifactReport, runtime: str, cost: Any) -> None:
+        values: dict[str, Quantity] = {}
+        if rep.size is not None:
+            values["max_model_mb"] = Quantity.counted((rep.size.value or 0) / 2**20, "MB", rep.size.method)
+        if cost is not None:
+            pred = predict_from_cost(cost, self.profile, runtime=runtime)
+            rep.device = DeviceEstimate(
+                latency=Quantity.estimated(pred.latency_ms, "ms", pred.method),
+                peak_memory=Quantity.estimated(pred.peak_memory_mb, "MB", pred.method),
+                predictor=pred.version,
+            )
+            values["max_latency_ms"] = rep.device.latency
+            values["max_peak_memory_mb"] = rep.device.peak_memory
+            values["max_mflops"] = Quantity.counted(cost.flops / 1e6, "MFLOPs", "counted from the exported graph "
+                                                    "(adaptc.analysis: 2 FLOPs per MAC, elementwise per element)")
+        rep.budgets = check_budgets(self.profile, values)
+        rep.fits_budgets = all(b.fits for b in rep.budgets) if rep.budgets else None
+
+    def _summary(self, rep: ArtifactReport) -> str:
+        bits = [rep.status]
+        if rep.parity:
+            bits.append(f"{self.task.metric_name} {rep.parity.metric.value:.4f}")
+        if rep.host:
+            bits.append(f"host p50 {rep.host.latency_median.value:.3f} ms")
+        if rep.device:
+            bits.append(f"device ~{rep.device.latency.value:.3f} ms (est.)")
+        return ", ".join(bits)
+
+
+def _slower_than(rep: ArtifactReport, fp32: ArtifactReport) -> str | None:
+    if rep.host is None or fp32.host is None or fp32.status != "ok":
+        return None
+    a, b = rep.host.latency_median.value or 0.0, fp32.host.latency_median.value or 0.0
+    if a > b:
+        return (f"did int8 help? no: measured {a:.3f} ms against {b:.3f} ms for fp32 on the host runtime "
+                f"({a / b:.2f}x slower); the faster fp32 artifact is preferred")
+    return None
+
+
+def _choose(profile: DeviceProfile, formats: Sequence[str], outcomes: dict[str, _FormatOutcome]) -> tuple[
+        ArtifactReport | None, str, str | None]:
+    """The overall choice: the profile's first format whose chosen artifact fits every budget."""
+    candidates = [outcomes[f].chosen for f in formats if outcomes.get(f) and outcomes[f].chosen is not None]
+    if not candidates:
+        return None, "failed", "no artifact passed the parity gate in any format"
+    for c in candidates:
+        if c.fits_budgets is not False:
+            return c, "ok", None
+    best = candidates[0]
+    broken = "; ".join(b.message for b in best.budgets if not b.fits)
+    return None, "no_fit", f"no artifact meets every budget of {profile.name}: {best.file}: {broken}"
+
+
+def build(
+    task: "str | Task" = "digits",
+    device: "str | os.PathLike[str] | DeviceProfile" = "host",
+    out: "str | os.PathLike[str] | None" = None,
+    *,
+    formats: Sequence[str] | None = None,
+    max_drop: float = 0.01,
+    threads: int | None = None,
+    runs: int = 100,
+    resume: bool = True,
+    measure_host: bool = True,
+    search: "bool | dict[str, Any]" = False,
+    seed: int = 0,
+) -> BuildReport:
+    """Build device artifacts for a task and return the report (the same content as ``report.json``).
+
+    Raises :class:`adaptc.errors.BudgetError` (with ``.report`` attached) when no artifact meets the budgets;
+    the report files are written before it is raised.
+    """
+    t0 = time.perf_counter()
+    profile = load_profile(device)
+    if not 0 <= max_drop <= 1:
+        raise AdaptcError(f"max_drop must be a fraction between 0 and 1 (got {max_drop})")
+    out_dir = Path(out) if out is not None else default_out_dir(profile)
+    ensure_writable_dir(out_dir)
+    clean_stale_temporaries(out_dir)
+    fmts = resolve_formats(profile, formats)
+    settings = ExportSettings(formats=tuple(fmts), max_drop=max_drop, threads=threads, runs=runs,
+                              measure_host=measure_host, resume=resume)
+    the_task = get_task(task)
+    teacher_metric = the_task.metric(predict_torch(the_task.model, the_task.test), the_task.test)
+    warnings: list[str] = []
+    with BuildStore(out_dir / ".adaptc" / "state.sqlite") as store:
+        search_report = None
+        model: nn.Module = the_task.model
+        if search:
+            from .search import run_search
+
+            opts = search if isinstance(search, dict) else {}
+            model, search_report = run_search(the_task, profile, store=store, out_dir=out_dir, seed=seed, **opts)
+        builder = ArtifactBuilder(model=model, task=the_task, profile=profile, out_dir=out_dir, store=store,
+                                  settings=settings)
+        outcomes = builder.run(fmts)
+    warnings += builder.warnings
+    chosen, status, reason = _choose(profile, fmts, outcomes)
+    artifacts = [r for f in fmts for r in outcomes[f].reports]
+    for f in fmts:
+        c = outcomes[f].chosen
+        if c is None:
+            errs = [r.error for r in outcomes[f].reports if r.error]
+            warnings.append(f"format {f}: no artifact emitted" + (f" ({errs[0]})" if errs else ""))
+    if status == "ok" and any(outcomes[f].chosen is None for f in fmts):
+        status, reason = "partial", "some formats produced no usable artifact (see warnings)"
+    for r in artifacts:
+        r.chosen = chosen is not None and r.file == chosen.file
+    report = BuildReport(
+        adaptc_version=__version__,
+        created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        duration_s=time.perf_counter() - t0,
+        status=status,
+        status_reason=reason,
+        out_dir=str(out_dir.resolve()),
+        device=profile.model_dump(mode="json"),
+        task=TaskReport(
+            name=the_task.name, description=the_task.description, metric_name=the_task.metric_name,
+            kind=the_task.kind,
+            teacher=TeacherReport(params=sum(p.numel() for p in the_task.model.parameters()),
+                                  metric=_q_torch_metric(the_task, teacher_metric),
+                                  info={k: v for k, v in the_task.info.items()}),
+        ),
+        host=host_info(),
+        toolchain=toolchain_versions(),
+        settings={**settings.to_dict(), "host_threads": builder.threads, "seed": seed},
+        artifacts=artifacts,
+        chosen=chosen.file if chosen else None,
+        chosen_per_format={f: o.chosen.file for f, o in outcomes.items() if o.chosen is not None},
+        search=search_report,
+        warnings=warnings,
+    )
+    write_report(report, out_dir)
+    if status == "no_fit":
+        err = BudgetError(reason or "no artifact meets the budgets")
+        err.report = report  # type: ignore[attr-defined]
+        raise err
+    return report
+
+
+def write_report(report: BuildReport, out_dir: Path) -> None:
+    atomic_write_json(out_dir / "report.json", report.model_dump(mode="json"))
+    atomic_write_text(out_dir / "report.md", render(report))

@@ -1,0 +1,18 @@
+"""The versioned build report (JSON schema) and its markdown rendering."""
+
+from .markdown import render
+from .schema import (
+    REPORT_SCHEMA_VERSION,
+    ArtifactReport,
+    BudgetVerdict,
+    BuildReport,
+    DeviceEstimate,
+    HostReport,
+    ParityReport,
+    Quantity,
+    TaskReport,
+    TeacherReport,
+)
+
+__all__ = ["REPORT_SCHEMA_VERSION", "ArtifactReport", "BudgetVerdict", "BuildReport", "DeviceEstimate", "HostReport",
+           "ParityReport", "Quantity", "TaskReport", "TeacherReport", "render"]

@@ -1,0 +1,108 @@
+"""``report.md``: the build report for people."""
+
+from __future__ import annotations
+
+from .schema import ArtifactReport, BuildReport, Quantity
+
+_TAG = {"measured": "M", "counted": "C", "estimated": "E"}
+
+
+def fmt_q(q: Quantity | None, digits: int = 3) -> str:
+    if q is None or q.value is None:
+        return "—"
+    v = q.value
+    if q.unit == "bytes":
+        s = _fmt_bytes(v)
+    elif q.unit == "fraction":
+        s = f"{100 * v:.2f}%"
+    else:
+        s = f"{v:.{digits}g} {q.unit}"
+    return f"{s} ({_TAG[q.kind]})"
+
+
+def _fmt_bytes(v: float) -> str:
+    for unit, div in (("MB", 2**20), ("KB", 2**10)):
+        if v >= div:
+            return f"{v / div:.2f} {unit}"
+    return f"{int(v)} B"
+
+
+def _budget_cell(a: ArtifactReport) -> str:
+    if not a.budgets:
+        return "—"
+    bad = [b for b in a.budgets if not b.fits]
+    if not bad:
+        return "fits all"
+    return "; ".join(f"{b.budget} +{-b.margin_pct:.0f}%" for b in bad)
+
+
+def render(report: BuildReport) -> str:
+    d = report.device
+    lines = [
+        f"# adaptc build: {report.task.name} → {d.get('display_name', d.get('name'))}",
+        "",
+        f"- status: **{report.status}**" + (f" — {report.status_reason}" if report.status_reason else ""),
+        f"- chosen artifact: **{report.chosen or 'none'}**",
+        f"- device: `{d.get('name')}` ({d.get('soc')}, {d.get('kind')}), budgets: "
+        + ", ".join(f"{k}={v:g}" for k, v in (d.get("budgets") or {}).items() if v is not None),
+        f"- task: {report.task.description} — teacher {report.task.teacher.params:,} parameters, "
+        f"test {report.task.metric_name} {fmt_q(report.task.teacher.metric)}",
+        f"- host: {report.host.get('cpu')} ({report.host.get('usable_cores')} cores) — adaptc {report.adaptc_version}, "
+        f"built {report.created_utc} in {report.duration_s:.1f} s",
+        "",
+        "Tags: (M) measured on this host, (C) counted from the exported file, (E) estimated for the device.",
+        "",
+        "## Artifacts",
+        "",
+        "| file | scheme | status | size | test metric | drop vs fp32 | cosine | host latency p50 / p90 | host peak mem | device latency | device peak mem | budgets |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for a in report.artifacts:
+        p = a.parity
+        drop = "—"
+        if p is not None:
+            ref = p.drop_vs_fp32_artifact if p.drop_vs_fp32_artifact is not None else p.drop_vs_torch
+            drop = f"{100 * ref:+.2f} pt"
+        host = f"{fmt_q(a.host.latency_median)} / {fmt_q(a.host.latency_p90)}" if a.host else "—"
+        mark = " ✅" if a.chosen else ""
+        lines.append(
+            f"| `{a.file}`{mark} | {a.scheme} | {a.status} | {fmt_q(a.size)} | {fmt_q(p.metric) if p else '—'} | {drop} | "
+            f"{f'{p.cosine:.5f}' if p else '—'} | {host} | {fmt_q(a.host.peak_memory) if a.host else '—'} | "
+            f"{fmt_q(a.device.latency) if a.device else '—'} | {fmt_q(a.device.peak_memory) if a.device else '—'} | "
+            f"{_budget_cell(a)} |"
+        )
+    lines += ["", "## Budget verdicts", ""]
+    for a in report.artifacts:
+        if not a.budgets:
+            continue
+        lines.append(f"**{a.file}**")
+        lines.append("")
+        for b in a.budgets:
+            lines.append(f"- {'✔' if b.fits else '✘'} {b.message}")
+        lines.append("")
+    flagged = [a for a in report.artifacts if a.flags or a.error]
+    if flagged:
+        lines += ["## Flags", ""]
+        for a in flagged:
+            for f in a.flags:
+                lines.append(f"- `{a.file}`: {f}")
+            if a.error:
+                lines.append(f"- `{a.file}`: error: {a.error}")
+        lines.append("")
+    if report.search:
+        from .search_md import render_search
+
+        lines += render_search(report.search)
+    if report.warnings:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in report.warnings] + [""]
+    lines += ["## How the numbers were obtained", ""]
+    seen: set[str] = set()
+    for a in report.artifacts:
+        for q in filter(None, [a.size, a.parity.metric if a.parity else None,
+                               a.host.latency_median if a.host else None, a.host.peak_memory if a.host else None,
+                               a.device.latency if a.device else None, a.device.peak_memory if a.device else None]):
+            if q.method not in seen:
+                seen.add(q.method)
+                lines.append(f"- ({_TAG[q.kind]}) {q.method}")
+    lines += ["", "## Toolchain", "", ", ".join(f"{k} {v}" for k, v in report.toolchain.items()), ""]
+    return "\n".join(lines)

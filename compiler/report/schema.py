@@ -1,0 +1,153 @@
+"""The build report (``report.json``), versioned. Every number says how it was obtained.
+
+A :class:`Quantity` carries ``kind``: ``measured`` (with where, which runtime, how many threads and runs),
+``counted`` (exact, from the exported graph or file: FLOPs, parameters, bytes) or ``estimated`` (by which
+model, e.g. the roofline predictor and its version). Numbers never appear bare.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+REPORT_SCHEMA_VERSION = "1.1"
+
+Kind = Literal["measured", "counted", "estimated"]
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Quantity(_M):
+    value: float | None
+    unit: str
+    kind: Kind
+    method: str
+
+    @classmethod
+    def measured(cls, value: float | None, unit: str, method: str) -> "Quantity":
+        return cls(value=value, unit=unit, kind="measured", method=method)
+
+    @classmethod
+    def counted(cls, value: float | None, unit: str, method: str) -> "Quantity":
+        return cls(value=value, unit=unit, kind="counted", method=method)
+
+    @classmethod
+    def estimated(cls, value: float | None, unit: str, method: str) -> "Quantity":
+        return cls(value=value, unit=unit, kind="estimated", method=method)
+
+
+class BudgetVerdict(_M):
+    budget: str
+    limit: float
+    value: float
+    unit: str
+    kind: Kind
+    fits: bool
+    #: (limit - value) / limit in percent: headroom when positive, overshoot when negative
+    margin_pct: float
+    message: str
+
+
+class ParityReport(_M):
+    runtime: str
+    split: str
+    samples: int
+    metric_name: str
+    metric: Quantity
+    #: metric of the torch model the artifact came from (same split)
+    torch_metric: Quantity
+    drop_vs_torch: float
+    #: metric drop against the fp32 artifact of the same format, both in the same runtime
+    drop_vs_fp32_artifact: float | None = None
+    max_abs_diff: float
+    mean_abs_diff: float
+    cosine: float
+    top1_agreement: float | None = None
+    max_drop: float
+    passed: bool
+    reason: str | None = None
+
+
+class HostReport(_M):
+    latency_median: Quantity
+    latency_p90: Quantity
+    peak_memory: Quantity
+    rss_anon: Quantity
+    rss_file: Quantity
+
+
+class DeviceEstimate(_M):
+    latency: Quantity
+    peak_memory: Quantity
+    predictor: str
+
+
+class ArtifactReport(_M):
+    file: str
+    format: str
+    scheme: str
+    precision: str
+    status: Literal["ok", "rejected", "failed", "skipped"]
+    chosen: bool = False
+    size: Quantity | None = None
+    sha256: str | None = None
+    recipe: dict[str, Any] = Field(default_factory=dict)
+    structure: dict[str, Any] = Field(default_factory=dict)
+    cost: dict[str, Any] = Field(default_factory=dict)
+    parity: ParityReport | None = None
+    host: HostReport | None = None
+    device: DeviceEstimate | None = None
+    budgets: list[BudgetVerdict] = Field(default_factory=list)
+    fits_budgets: bool | None = None
+    flags: list[str] = Field(default_factory=list)
+    error: str | None = None
+    toolchain: dict[str, str] = Field(default_factory=dict)
+
+
+class TeacherReport(_M):
+    params: int
+    metric: Quantity
+    info: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskReport(_M):
+    name: str
+    description: str
+    metric_name: str
+    kind: str
+    teacher: TeacherReport
+
+
+class BuildReport(_M):
+    schema_version: str = REPORT_SCHEMA_VERSION
+    adaptc_version: str
+    created_utc: str
+    duration_s: float
+    status: Literal["ok", "partial", "no_fit", "failed"]
+    status_reason: str | None = None
+    out_dir: str
+    device: dict[str, Any]
+    task: TaskReport
+    host: dict[str, Any]
+    toolchain: dict[str, str]
+    settings: dict[str, Any]
+    artifacts: list[ArtifactReport]
+    #: the chosen artifact's file (relative to out_dir), and the chosen one per format
+    chosen: str | None = None
+    chosen_per_format: dict[str, str] = Field(default_factory=dict)
+    #: the student search (candidates, Pareto set, trials) when a search ran
+    search: dict[str, Any] | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+    def artifact(self, file: str) -> ArtifactReport:
+        for a in self.artifacts:
+            if a.file == file:
+                return a
+        raise KeyError(file)
+
+    @property
+    def chosen_artifact(self) -> ArtifactReport | None:
+        return self.artifact(self.chosen) if self.chosen else None

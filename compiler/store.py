@@ -1,0 +1,72 @@
+"""The build's state store: a SQLite database in the output folder (``.adaptc/state.sqlite``).
+
+Finished work (an exported and checked artifact, a search trial) is recorded under a key that hashes
+everything it depends on. An interrupted build run again with the same inputs finds those records and
+skips the work; SQLite commits are atomic, so a kill never leaves a half-recorded step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class BuildStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS stages (key TEXT PRIMARY KEY, stage TEXT NOT NULL, value TEXT NOT NULL, "
+            "created REAL NOT NULL)"
+        )
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        return self._conn
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        row = self._conn.execute("SELECT value FROM stages WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, key: str, stage: str, value: dict[str, Any]) -> None:
+        with self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO stages (key, stage, value, created) VALUES (?, ?, ?, ?)",
+                (key, stage, json.dumps(value, default=str), time.time()),
+            )
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "BuildStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def stable_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def model_fingerprint(model: nn.Module, example_inputs: tuple[torch.Tensor, ...] = ()) -> str:
+    """A hash of a model's architecture (module tree) and weights, and of the example input shapes."""
+    h = hashlib.sha256()
+    h.update(repr(model).encode())
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        t = v.detach().cpu().contiguous()
+        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    for x in example_inputs:
+        h.update(f"{tuple(x.shape)}{x.dtype}".encode())
+    return h.hexdigest()[:20]

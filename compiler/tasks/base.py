@@ -1,0 +1,140 @@
+"""The ``Task`` interface: what adaptc needs to know about a user's model.
+
+A task bundles the trained teacher, an example input, the train/val/test data and the quality metric.
+A user's own model comes in through ``--task package.module:factory``, where ``factory()`` returns a
+:class:`Task`. See the README ("Bring your own model").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class Split:
+    """One data split: model inputs (one tensor per model input, batch first) and optional targets."""
+
+    inputs: tuple[torch.Tensor, ...]
+    targets: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.inputs, torch.Tensor):
+            self.inputs = (self.inputs,)
+        self.inputs = tuple(self.inputs)
+        if not self.inputs:
+            raise ValueError("a Split needs at least one input tensor")
+        n = len(self.inputs[0])
+        if any(len(t) != n for t in self.inputs) or (self.targets is not None and len(self.targets) != n):
+            raise ValueError("all tensors of a Split must have the same first (batch) dimension")
+
+    def __len__(self) -> int:
+        return len(self.inputs[0])
+
+    def batches(
+        self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
+    ) -> Iterator[tuple[tuple[torch.Tensor, ...], torch.Tensor | None]]:
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for i in range(0, n, batch_size):
+            idx = order[i : i + batch_size]
+            yield tuple(t[idx] for t in self.inputs), (self.targets[idx] if self.targets is not None else None)
+
+    def subset(self, idx: Sequence[int] | torch.Tensor | slice) -> "Split":
+        if isinstance(idx, slice):
+            return Split(tuple(t[idx] for t in self.inputs), self.targets[idx] if self.targets is not None else None)
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return Split(tuple(t[idx] for t in self.inputs), self.targets[idx] if self.targets is not None else None)
+
+    def numpy_inputs(self) -> tuple[np.ndarray, ...]:
+        return tuple(t.detach().cpu().numpy() for t in self.inputs)
+
+
+#: metric(outputs, split) -> score in [0, 1], higher is better. ``outputs`` is the model's first output
+#: over the whole split, stacked along the batch dimension, as a NumPy array.
+Metric = Callable[[np.ndarray, Split], float]
+
+
+def accuracy(outputs: np.ndarray, split: Split) -> float:
+    """Top-1 accuracy of class scores (N, C) against integer targets."""
+    if split.targets is None:
+        raise ValueError("accuracy needs targets")
+    pred = np.asarray(outputs).reshape(len(split), -1).argmax(axis=1)
+    return float((pred == split.targets.cpu().numpy()).mean())
+
+
+@dataclass
+class Task:
+    """What a build needs: a trained teacher, its data and how to score it.
+
+    Attributes:
+        name: short identifier used in reports and cache keys.
+        model: the trained teacher (an ``nn.Module``; put in eval mode by adaptc).
+        example_inputs: one example per model input, batch size 1 (shapes and dtypes of the exported graph).
+        train, val, test: data splits. ``train`` is used for distillation and calibration, ``val`` for
+            selection, ``test`` only for the numbers in the report.
+        metric: ``metric(outputs, split) -> float`` in [0, 1], higher is better (default: top-1 accuracy).
+        metric_name: how reports name the metric.
+        input_names, output_names: names of the graph inputs/outputs in exported artifacts.
+        kind: ``classification`` (outputs are class scores) or ``embedding`` (outputs are vectors).
+        loss: loss for training a student without a teacher (default: cross-entropy on targets).
+        description: one line for reports.
+    """
+
+    name: str
+    model: nn.Module
+    example_inputs: tuple[torch.Tensor, ...]
+    train: Split
+    val: Split
+    test: Split
+    metric: Metric = accuracy
+    metric_name: str = "accuracy"
+    input_names: tuple[str, ...] = ("input",)
+    output_names: tuple[str, ...] = ("logits",)
+    kind: Literal["classification", "embedding"] = "classification"
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    description: str = ""
+    #: free-form facts about the teacher for the report (e.g. training epochs, cache file)
+    info: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.example_inputs, torch.Tensor):
+            self.example_inputs = (self.example_inputs,)
+        self.example_inputs = tuple(self.example_inputs)
+        if len(self.input_names) != len(self.example_inputs):
+            if self.input_names == ("input",):
+                self.input_names = tuple(f"input_{i}" for i in range(len(self.example_inputs)))
+            else:
+                raise ValueError(
+                    f"task {self.name!r}: {len(self.input_names)} input_names for {len(self.example_inputs)} inputs"
+                )
+        self.model.eval()
+
+    def train_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.loss is not None:
+            return self.loss(outputs, targets)
+        return nn.functional.cross_entropy(outputs, targets)
+
+
+@torch.no_grad()
+def predict_torch(model: nn.Module, split: Split, batch_size: int = 256) -> np.ndarray:
+    """The model's first output over a split, as one NumPy array."""
+    was_training = model.training
+    model.eval()
+    outs = []
+    for xs, _ in split.batches(batch_size):
+        y = model(*xs)
+        if isinstance(y, (tuple, list)):
+            y = y[0]
+        outs.append(y.detach().float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(outs, axis=0)
+
+
+def evaluate_torch(task: Task, model: nn.Module | None = None, split: str = "test") -> float:
+    s: Split = getattr(task, split)
+    return task.metric(predict_torch(model if model is not None else task.model, s), s)

@@ -1,0 +1,1 @@
+"""Device profiles shipped with adaptc (YAML, schema version 1). Installed as ``adaptc.device_profiles``."""

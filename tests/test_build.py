@@ -1,0 +1,150 @@
+"""`adaptc build` end to end on the default task: files, report schema, parity gate, budgets, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+import adaptc
+from adaptc.errors import BudgetError, OutputError
+from adaptc.profiles import shipped_profile_dir
+from adaptc.report import BuildReport
+
+from .conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def pixel8_build(tmp_path_factory: pytest.TempPathFactory, digits_task) -> tuple[Path, dict, str]:
+    out = tmp_path_factory.mktemp("build") / "pixel8"
+    r = run_cli("build", "--device", "pixel8", "--formats", "onnx", "--out", str(out), "--runs", "50")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out, json.loads((out / "report.json").read_text()), r.stdout + r.stderr
+
+
+def _quantities(obj: object):
+    if isinstance(obj, dict):
+        if {"value", "unit", "kind", "method"} <= set(obj):
+            yield obj
+        for v in obj.values():
+            yield from _quantities(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _quantities(v)
+
+
+def test_build_writes_artifacts_and_reports(pixel8_build) -> None:
+    out, rep, _ = pixel8_build
+    for f in ("model.onnx", "model.int8.onnx", "report.json", "report.md"):
+        assert (out / f).is_file(), f
+    report = BuildReport.model_validate(rep)  # the versioned schema
+    assert report.schema_version == adaptc.report.REPORT_SCHEMA_VERSION
+    assert report.status == "ok" and report.chosen == "model.int8.onnx"
+    assert report.device["name"] == "pixel8"
+    assert {"torch", "onnx", "onnxruntime", "adaptc"} <= set(report.toolchain)
+    md = (out / "report.md").read_text()
+    assert "model.int8.onnx" in md and "(E)" in md and "(M)" in md
+
+
+def test_every_number_is_tagged(pixel8_build) -> None:
+    _, rep, _ = pixel8_build
+    qs = list(_quantities(rep))
+    assert len(qs) > 20
+    for q in qs:
+        assert q["kind"] in ("measured", "counted", "estimated") and len(q["method"]) > 10
+    for a in rep["artifacts"]:
+        assert a["device"]["latency"]["kind"] == "estimated" and "predictor" in a["device"]["latency"]["method"]
+        assert a["host"]["latency_median"]["kind"] == "measured"
+        assert "thread" in a["host"]["latency_median"]["method"]
+
+
+def test_int8_parity_within_one_point(pixel8_build) -> None:
+    out, rep, _ = pixel8_build
+    arts = {a["file"]: a for a in rep["artifacts"]}
+    fp32, int8 = arts["model.onnx"], arts["model.int8.onnx"]
+    assert fp32["parity"]["runtime"] == int8["parity"]["runtime"] == "onnxruntime"
+    assert abs(fp32["parity"]["metric"]["value"] - int8["parity"]["metric"]["value"]) <= 0.01
+    assert int8["parity"]["drop_vs_fp32_artifact"] <= 0.01 and int8["parity"]["passed"]
+    assert fp32["parity"]["max_abs_diff"] < 1e-4
+    for a in (fp32, int8):
+        assert len(a["sha256"]) == 64
+        assert a["size"]["value"] == (out / a["file"]).stat().st_size
+        assert a["host"]["latency_median"]["value"] > 0 and a["host"]["peak_memory"]["value"] > 0
+        assert {b["budget"] for b in a["budgets"]} == {"max_latency_ms", "max_peak_memory_mb", "max_model_mb", "max_mflops"}
+        assert all(b["fits"] for b in a["budgets"])
+    assert int8["size"]["value"] < fp32["size"]["value"] / 3
+
+
+def test_rerun_resumes_without_redoing(pixel8_build) -> None:
+    out, rep, _ = pixel8_build
+    before = {f: (out / f).stat().st_mtime_ns for f in ("model.onnx", "model.int8.onnx")}
+    r = run_cli("build", "--device", "pixel8", "--formats", "onnx", "--out", str(out), "--runs", "50")
+    assert r.returncode == 0, r.stderr
+    assert "already done" in r.stderr
+    after = {f: (out / f).stat().st_mtime_ns for f in before}
+    assert before == after
+    rep2 = json.loads((out / "report.json").read_text())
+    assert [a["sha256"] for a in rep2["artifacts"]] == [a["sha256"] for a in rep["artifacts"]]
+
+
+def test_parity_gate_rejects_int8_beyond_max_drop(digits_task, tmp_path: Path) -> None:
+    # A negative tolerance makes every int8 artifact fail the gate: it must be rejected and fp32 chosen.
+    from adaptc.pipeline import ArtifactBuilder, ExportSettings
+    from adaptc.profiles import load_profile
+    from adaptc.store import BuildStore
+
+    with BuildStore(tmp_path / "s.sqlite") as store:
+        b = ArtifactBuilder(model=digits_task.model, task=digits_task, profile=load_profile("pixel8"), out_dir=tmp_path,
+                            store=store, settings=ExportSettings(max_drop=-0.5, measure_host=False))
+        res = b.run(["onnx"])["onnx"]
+    statuses = {r.scheme: r.status for r in res.reports}
+    assert statuses["int8_static_per_channel"] == "rejected"
+    rejected = [r for r in res.reports if r.status == "rejected"]
+    assert all(r.parity is not None and not r.parity.passed and "drops" in (r.parity.reason or "") for r in rejected)
+
+
+def test_impossible_budget_exits_2_and_keeps_report(tmp_path: Path) -> None:
+    prof = yaml.safe_load((shipped_profile_dir() / "pixel8.yaml").read_text())
+    prof.update(name="tiny-watch")
+    prof["budgets"] = {"max_latency_ms": 0.0001, "max_model_mb": 0.01}
+    f = tmp_path / "watch.yaml"
+    f.write_text(yaml.safe_dump(prof))
+    r = run_cli("build", "--device", str(f), "--formats", "onnx", "--out", str(tmp_path / "o"), "--runs", "10")
+    assert r.returncode == 2, r.stderr
+    err = [ln for ln in r.stderr.splitlines() if ln.startswith("adaptc: error:")]
+    assert len(err) == 1 and "no artifact meets every budget of tiny-watch" in err[0]
+    assert "max_latency_ms" in err[0] and "Traceback" not in r.stderr
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert rep["status"] == "no_fit" and rep["chosen"] is None
+
+
+def test_unwritable_output_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = run_cli("build", "--device", "pixel8", "--out", str(blocker / "sub"))
+    assert r.returncode == 2 and "cannot be written" in r.stderr and "Traceback" not in r.stderr
+    if os.geteuid() != 0:  # root can write anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        with pytest.raises(OutputError):
+            adaptc.build("digits", "pixel8", ro / "x")
+
+
+def test_api_mirrors_report(tmp_path: Path) -> None:
+    rep = adaptc.build("digits", "echo-dot", tmp_path / "api", formats=["onnx"], runs=20)
+    assert isinstance(rep, adaptc.BuildReport)
+    on_disk = json.loads((tmp_path / "api" / "report.json").read_text())
+    assert rep.model_dump(mode="json") == on_disk
+    assert rep.chosen_artifact is not None and rep.chosen_artifact.status == "ok"
+
+
+def test_api_budget_error_carries_report(tmp_path: Path) -> None:
+    prof = adaptc.load_profile("echo-dot").model_copy(update={"budgets": adaptc.load_profile("echo-dot").budgets.model_copy(
+        update={"max_model_mb": 0.001})})
+    with pytest.raises(BudgetError) as ei:
+        adaptc.build("digits", prof, tmp_path / "b", formats=["onnx"], measure_host=False)
+    assert ei.value.report.status == "no_fit"  # type: ignore[attr-defined]

@@ -1,0 +1,80 @@
+"""The Task interface, the built-in digits task and --task import errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from adaptc.errors import TaskError
+from adaptc.tasks import Split, Task, evaluate_torch, get_task
+from adaptc.tasks.digits import load_splits
+
+from .conftest import ROOT, run_cli
+
+
+def test_digits_splits_are_deterministic_and_disjoint() -> None:
+    a = load_splits()
+    b = load_splits()
+    assert [len(s) for s in a] == [1078, 359, 360]
+    for x, y in zip(a, b):
+        assert torch.equal(x.inputs[0], y.inputs[0]) and torch.equal(x.targets, y.targets)
+    flat = [s.inputs[0].reshape(len(s), -1).numpy() for s in a]
+    rows = {r.tobytes() for r in flat[2]}
+    assert not any(r.tobytes() in rows for r in flat[0][:200])  # test images are not in train
+    assert set(a[2].targets.tolist()) == set(range(10))
+
+
+def test_digits_teacher_is_accurate_and_cached(digits_task: Task) -> None:
+    assert evaluate_torch(digits_task) >= 0.97
+    assert Path(digits_task.info["cache_file"]).exists()
+    again = get_task("digits")  # from the cache: same weights
+    for (k, v), (_, w) in zip(digits_task.model.state_dict().items(), again.model.state_dict().items()):
+        assert torch.equal(v, w), k
+
+
+def test_split_batches_and_subset() -> None:
+    s = Split((torch.arange(10).float()[:, None],), torch.arange(10))
+    seen = torch.cat([y for _, y in s.batches(3, shuffle=True, generator=torch.Generator().manual_seed(0))])
+    assert sorted(seen.tolist()) == list(range(10))
+    assert len(s.subset(slice(0, 4))) == 4
+    with pytest.raises(ValueError):
+        Split((torch.zeros(3, 1),), torch.zeros(4))
+
+
+def test_custom_task_factory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "data"))
+    t = get_task("custom_task:make_task")
+    assert isinstance(t, Task) and t.name == "tiny-mlp"
+    out = t.model(*t.example_inputs)
+    assert out.shape == (1, 3)
+
+
+@pytest.mark.parametrize(
+    "spec,words",
+    [
+        ("no_such_module_xyz:make", ["cannot import module 'no_such_module_xyz'"]),
+        ("custom_task:nope", ["has no attribute 'nope'"]),
+        ("custom_task:NOT_CALLABLE", ["not callable"]),
+        ("custom_task:returns_wrong_type", ["returned dict", "expected adaptc.Task"]),
+        ("custom_task:raises", ["factory raised RuntimeError"]),
+        ("broken_import_task:make", ["importing 'broken_import_task' failed"]),
+        ("digitz", ["unknown task 'digitz'", "did you mean 'digits'"]),
+        ("bad:", ["must look like package.module:factory"]),
+    ],
+)
+def test_task_errors(monkeypatch: pytest.MonkeyPatch, spec: str, words: list[str]) -> None:
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "data"))
+    with pytest.raises(TaskError) as ei:
+        get_task(spec)
+    for w in words:
+        assert w in str(ei.value)
+
+
+def test_cli_task_that_cannot_be_imported(tmp_path: Path) -> None:
+    r = run_cli("build", "--device", "pixel8", "--task", "no_such_module_xyz:make", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2
+    assert "cannot import module" in r.stderr and "Traceback" not in r.stderr
