@@ -40,7 +40,15 @@ def register_runtime(name: str) -> Callable[[Callable[[Path, int], Runner]], Cal
     return deco
 
 
+def _load_optional_runtimes() -> None:
+    try:
+        from . import litert_runtime  # noqa: F401  (registers "tflite")
+    except ImportError:
+        pass
+
+
 def open_runner(runtime: str, path: str | Path, threads: int = 1) -> Runner:
+    _load_optional_runtimes()
     if runtime not in _RUNTIMES:
         from ..errors import AdaptcError
 
@@ -49,6 +57,7 @@ def open_runner(runtime: str, path: str | Path, threads: int = 1) -> Runner:
 
 
 def runtime_available(runtime: str) -> bool:
+    _load_optional_runtimes()
     return runtime in _RUNTIMES
 
 

@@ -42,12 +42,7 @@ def main(argv: list[str]) -> int:
     threads_i, runs_i, warmup_i = int(threads), int(runs), int(warmup)
     import numpy as np
 
-    from adaptc.measure import runtimes  # noqa: F401  (registers onnxruntime)
-
-    try:
-        from adaptc.measure import litert_runtime  # noqa: F401
-    except ImportError:
-        pass
+    from adaptc.measure import runtimes  # registers onnxruntime (and LiteRT when installed)
     # Import the runtime module before the reset so its code pages are not counted as the model's.
     if runtime == "onnxruntime":
         import onnxruntime  # noqa: F401
