@@ -28,9 +28,10 @@ def builtin_tasks() -> list[str]:
 def _load_builtins() -> None:
     if _BUILTIN:
         return
-    from . import digits
+    from . import digits, docstrings
 
     _BUILTIN["digits"] = digits.make_task
+    _BUILTIN["docstrings"] = docstrings.make_task
     try:
         from . import minilm  # optional: registers itself
     except ImportError:

@@ -1,0 +1,111 @@
+"""Built-in task ``docstrings``: which standard-library package a docstring comes from (8 classes).
+
+A small transformer classifier over word tokens (lower-cased words; a 4,000-word vocabulary built from
+the train split; 0 = padding, 1 = unknown; 64 tokens). Data: docstrings
+of the 8 largest standard-library packages (tkinter, asyncio, distutils, email, importlib, logging, xml,
+_pydecimal), read with ``ast`` (no download); split 60/20/20 by a hash of the object's qualified name. The
+teacher is trained on first use (about a minute on one core) and cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import progress
+from .._cache import cache_dir
+from .._io import atomic_path, atomic_write_json
+from .base import Split, Task, accuracy, evaluate_torch
+from .stdlib_corpus import load_docstrings, stable_bucket
+from .zoo import TransformerClassifier
+
+MAX_LEN = 64
+VOCAB = 4000
+TEACHER_EPOCHS = 12
+TEACHER_CONFIG = dict(vocab=VOCAB + 2, dim=128, depth=4, num_heads=4, ffn=256, max_len=MAX_LEN)
+_ARCH_VERSION = 2
+_WORD = re.compile(r"[a-z_][a-z0-9_]*|[0-9]+|[^\sa-z0-9_]")
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def build_vocab(texts: list[str], size: int = VOCAB) -> dict[str, int]:
+    """The ``size`` most frequent words (ties broken alphabetically) -> ids 2.. (0 = padding, 1 = unknown)."""
+    counts: Counter[str] = Counter(w for t in texts for w in words(t))
+    top = sorted(counts, key=lambda w: (-counts[w], w))[:size]
+    return {w: i + 2 for i, w in enumerate(top)}
+
+
+def encode(texts: list[str], vocab: dict[str, int], max_len: int = MAX_LEN) -> torch.Tensor:
+    out = np.zeros((len(texts), max_len), dtype=np.int64)
+    for i, t in enumerate(texts):
+        ids = [vocab.get(w, 1) for w in words(t)[:max_len]]
+        out[i, : len(ids)] = ids
+    return torch.from_numpy(out)
+
+
+def load_splits(num_classes: int = 8) -> tuple[Split, Split, Split, list[str]]:
+    docs = load_docstrings()
+    counts: dict[str, int] = {}
+    for d in docs:
+        counts[d.package] = counts.get(d.package, 0) + 1
+    classes = sorted(sorted(counts, key=lambda p: (-counts[p], p))[:num_classes])
+    idx = {c: i for i, c in enumerate(classes)}
+    rows = [(d, idx[d.package]) for d in docs if d.package in idx]
+    parts: dict[str, list[tuple[str, int]]] = {"train": [], "val": [], "test": []}
+    for d, y in rows:
+        b = stable_bucket(d.key)
+        parts["train" if b < 60 else "val" if b < 80 else "test"].append((d.text, y))
+
+    vocab = build_vocab([t for t, _ in parts["train"]])
+
+    def mk(items: list[tuple[str, int]]) -> Split:
+        return Split((encode([t for t, _ in items], vocab),), torch.tensor([y for _, y in items], dtype=torch.long))
+
+    return mk(parts["train"]), mk(parts["val"]), mk(parts["test"]), classes
+
+
+def _cache_key() -> str:
+    spec = json.dumps({"arch": _ARCH_VERSION, "cfg": TEACHER_CONFIG, "epochs": TEACHER_EPOCHS,
+                       "torch": torch.__version__.split("+")[0]}, sort_keys=True)
+    return hashlib.sha256(spec.encode()).hexdigest()[:12]
+
+
+def make_task() -> Task:
+    train, val, test, classes = load_splits()
+    model = TransformerClassifier(num_classes=len(classes), **TEACHER_CONFIG)
+    path = cache_dir() / f"docstrings-teacher-{_cache_key()}.pt"
+    loaded = False
+    if path.exists():
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            loaded = True
+        except Exception:
+            path.unlink(missing_ok=True)
+    if not loaded:
+        from ..training import train_supervised
+
+        model, best = train_supervised(model, train, val, metric=accuracy, loss_fn=nn.functional.cross_entropy,
+                                       epochs=TEACHER_EPOCHS, lr=1e-3, weight_decay=0.05, batch_size=32, seed=0,
+                                       description="train docstrings teacher (first use; cached)", threads=1)
+        with atomic_path(path) as tmp:
+            torch.save(model.state_dict(), tmp)
+        atomic_write_json(path.with_suffix(".json"), {"val_accuracy": best, "epochs": TEACHER_EPOCHS})
+    task = Task(
+        name="docstrings", model=model.eval(), example_inputs=(test.inputs[0][:1].clone(),), train=train, val=val,
+        test=test, metric=accuracy, metric_name="accuracy", input_names=("ids",), output_names=("logits",),
+        kind="classification",
+        description=f"which stdlib package a docstring is from ({len(classes)} classes), byte-level transformer",
+        info={"cache_file": str(path), "classes": classes, "max_len": MAX_LEN},
+    )
+    if not loaded:
+        progress.current().message(f"docstrings teacher test accuracy {evaluate_torch(task):.4f}")
+    return task

@@ -1,0 +1,52 @@
+"""Built-in architectures and the docstrings corpus (no teacher training here: that is exercised by benchmarks)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from adaptc.export.onnx import export_onnx_fp32
+from adaptc.measure import open_runner
+from adaptc.tasks.docstrings import MAX_LEN, load_splits
+from adaptc.tasks.stdlib_corpus import load_docstrings
+from adaptc.tasks.zoo import TinyResNet, TransformerClassifier
+
+
+def test_stdlib_corpus_and_docstring_splits() -> None:
+    docs = load_docstrings()
+    assert len(docs) > 5000
+    assert any(d.module == "json" and d.name == "<module>" for d in docs)
+    tr, va, te, classes = load_splits()
+    assert len(classes) == 8 and "asyncio" in classes
+    assert len(tr) > 1500 and len(va) > 400 and len(te) > 400
+    assert tr.inputs[0].shape[1] == MAX_LEN and tr.inputs[0].dtype == torch.int64
+    again = load_splits()
+    assert torch.equal(again[2].inputs[0], te.inputs[0])
+
+
+def test_transformer_padding_is_masked_and_exports(tmp_path: Path) -> None:
+    m = TransformerClassifier(vocab=50, num_classes=3, dim=32, depth=2, num_heads=4, ffn=64, max_len=16).eval()
+    ids = torch.randint(2, 50, (2, 16))
+    ids[:, 10:] = 0
+    # what follows the padding does not change the output
+    ids2 = ids.clone()
+    ids2[:, 12] = 0
+    assert torch.allclose(m(ids), m(ids2), atol=1e-5)
+    probs: list[torch.Tensor] = []
+    m.blocks[0].attn.probs.register_forward_hook(lambda mod, i, o: probs.append(o))
+    m(ids)
+    assert probs[0].shape == (2, 4, 16, 16) and torch.allclose(probs[0].sum(-1), torch.ones(2, 4, 16))
+    p = export_onnx_fp32(m, (ids[:1],), tmp_path / "t.onnx", ("ids",), ("logits",))
+    out = open_runner("onnxruntime", p, 1).run([ids.numpy()])[0]
+    assert abs(out - m(ids).detach().numpy()).max() < 1e-4
+
+
+def test_tiny_resnet_shapes(tmp_path: Path) -> None:
+    m = TinyResNet(in_channels=1, num_classes=10, widths=(16, 32), blocks_per_stage=2).eval()
+    x = torch.randn(3, 1, 28, 28)
+    assert m(x).shape == (3, 10)
+    assert [b.removable for b in m.blocks] == [True, True, False, True]
+    p = export_onnx_fp32(m, (x[:1],), tmp_path / "r.onnx", ("image",), ("logits",))
+    out = open_runner("onnxruntime", p, 1).run([x.numpy()])[0]
+    assert abs(out - m(x).detach().numpy()).max() < 1e-4
