@@ -85,29 +85,103 @@ def _parse_formats(formats: Optional[str]) -> list[str] | None:
 @app.command()
 def build(
     device: str = typer.Option("host", "--device", "-d", help="Profile name (see `adaptc devices`) or path to a profile YAML."),
-    task: str = typer.Option("digits", "--task", "-t", help="Built-in task (digits) or package.module:factory."),
+    task: str = typer.Option("digits", "--task", "-t", help="Built-in task (digits, docstrings) or package.module:factory."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder [default: adaptc-out/<device>]."),
     formats: Optional[str] = typer.Option(None, "--formats", help="Comma-separated formats, overriding the profile (onnx,tflite,coreml)."),
     max_drop: float = typer.Option(1.0, "--max-drop", help="Largest accepted metric drop of an artifact, in points."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Host threads for measurement [default: the profile's]."),
     runs: int = typer.Option(100, "--runs", min=5, help="Timed runs per latency measurement (after warm-up)."),
     no_resume: bool = typer.Option(False, "--no-resume", help="Redo finished work instead of resuming."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (search and training)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (search and training): the same seed gives the same choice."),
+    no_search: bool = typer.Option(False, "--no-search", help="Export the teacher as it is (no student search)."),
+    widths: Optional[str] = typer.Option(None, "--widths", help="Width multipliers to search, e.g. 1,0.5,0.25 [default: 1,0.75,0.5,0.35,0.25,0.125]."),
+    max_blocks_dropped: Optional[int] = typer.Option(None, "--max-drop-blocks", min=0, help="Most residual blocks / layers to drop [default: half]."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Seconds the student search may take."),
+    quality_tolerance: float = typer.Option(1.0, "--quality-tolerance", min=0.0, help="Points within the best candidate's quality where a faster one is preferred."),
+    rung_epochs: Optional[str] = typer.Option(None, "--rung-epochs", help="Distillation epochs per successive-halving rung, e.g. 6,18."),
+    final_epochs: Optional[int] = typer.Option(None, "--final-epochs", min=1, help="Epochs of the chosen student's final distillation."),
+    ablate: Optional[str] = typer.Option(None, "--ablate", help="Switch loss terms off: comma-separated of ce,kd,hidden,attention,relation."),
+    no_progressive: bool = typer.Option(False, "--no-progressive", help="One joint stage instead of align-then-transfer."),
+    assistant: str = typer.Option("auto", "--assistant", help="Teacher assistant: auto | on | off."),
+    no_qat: bool = typer.Option(False, "--no-qat", help="No quantization-aware training for int8 students."),
+    domain_data: Optional[Path] = typer.Option(None, "--domain-data", help="Unlabelled in-domain inputs (.npz) mixed into each batch."),
+    domain_ratio: float = typer.Option(0.2, "--domain-ratio", min=0.0, max=0.9, help="Fraction of each batch from --domain-data."),
+    adversarial: Optional[str] = typer.Option(None, "--adversarial", help="Adversarial fine-tuning: fgsm | pgd."),
+    adv_eps: float = typer.Option(0.03, "--adv-eps", min=0.0, help="Adversarial radius (relative to the input / embedding scale)."),
 ) -> None:
-    """Build artifacts for a device: export, check parity, measure on this host, estimate for the device."""
+    """Build artifacts for a device: search a student, distil it, export, check parity, measure, estimate."""
     from .pipeline import build as run_build
     from .progress import using
 
+    search: Any = False
+    if not no_search:
+        search = _search_options(task, widths, max_blocks_dropped, time_budget, quality_tolerance, final_epochs, ablate,
+                                 no_progressive, assistant, no_qat, domain_data, domain_ratio, adversarial, adv_eps)
+        if rung_epochs:
+            try:
+                search["rung_epochs"] = [int(e) for e in rung_epochs.split(",") if e.strip()]
+            except ValueError:
+                raise AdaptcError(f"--rung-epochs must be comma-separated integers, got {rung_epochs!r}") from None
+            if not search["rung_epochs"] or min(search["rung_epochs"]) < 1:
+                raise AdaptcError(f"--rung-epochs must be positive integers, got {rung_epochs!r}")
     with using(_reporter()) as rep, _maybe_live(rep):
         try:
             report = run_build(task, device, out, formats=_parse_formats(formats), max_drop=max_drop / 100.0,
-                               threads=threads, runs=runs, resume=not no_resume, seed=seed)
+                               threads=threads, runs=runs, resume=not no_resume, seed=seed, search=search)
         except AdaptcError as e:
             r = getattr(e, "report", None)
             if r is not None:
                 _print_build_summary(r)
             raise
     _print_build_summary(report)
+
+
+def _search_options(task: str, widths: Optional[str], max_blocks: Optional[int], time_budget: Optional[float],
+                    tolerance: float, final_epochs: Optional[int], ablate: Optional[str], no_progressive: bool,
+                    assistant: str, no_qat: bool, domain_data: Optional[Path], domain_ratio: float,
+                    adversarial: Optional[str], adv_eps: float) -> dict[str, Any]:
+    from .distill import AdversarialConfig, DistillConfig, LossWeights
+
+    opts: dict[str, Any] = {"quality_tolerance": tolerance / 100.0, "qat": not no_qat}
+    if widths:
+        try:
+            opts["widths"] = [float(w) for w in widths.split(",") if w.strip()]
+        except ValueError:
+            raise AdaptcError(f"--widths must be comma-separated numbers, got {widths!r}") from None
+        from .search import validate_widths
+
+        validate_widths(opts["widths"])
+    if max_blocks is not None:
+        opts["max_drop"] = max_blocks
+    if time_budget is not None:
+        if time_budget <= 0:
+            raise AdaptcError(f"--time-budget must be positive, got {time_budget:g}")
+        opts["time_budget_s"] = time_budget
+    if final_epochs is not None:
+        opts["final_epochs"] = final_epochs
+    if assistant not in ("auto", "on", "off"):
+        raise AdaptcError(f"--assistant must be auto, on or off (got {assistant!r})")
+    opts["assistant"] = assistant
+    weights = LossWeights()
+    if ablate:
+        for term in (t.strip() for t in ablate.split(",") if t.strip()):
+            if term not in weights.__dict__:
+                raise AdaptcError(f"--ablate: unknown loss term {term!r} (known: {', '.join(weights.__dict__)})")
+            setattr(weights, term, 0.0)
+    cfg = DistillConfig(weights=weights, align_fraction=0.0 if no_progressive else 0.3, domain_ratio=domain_ratio)
+    if adversarial is not None:
+        if adversarial not in ("fgsm", "pgd"):
+            raise AdaptcError(f"--adversarial must be fgsm or pgd (got {adversarial!r})")
+        cfg.adversarial = AdversarialConfig(method=adversarial, eps=adv_eps)  # type: ignore[arg-type]
+    if domain_data is not None:
+        from .tasks import get_task
+        from .tasks.base import load_domain_data
+
+        if not domain_data.exists():
+            raise AdaptcError(f"domain data file {domain_data} does not exist")
+        cfg.domain_data = load_domain_data(domain_data, get_task(task))
+    opts["distill"] = cfg
+    return opts
 
 
 def _maybe_live(rep: Any):

@@ -28,10 +28,11 @@ def builtin_tasks() -> list[str]:
 def _load_builtins() -> None:
     if _BUILTIN:
         return
-    from . import digits, docstrings
+    from . import animal_mnist, digits, docstrings
 
     _BUILTIN["digits"] = digits.make_task
     _BUILTIN["docstrings"] = docstrings.make_task
+    _BUILTIN["animal-mnist"] = animal_mnist.make_task
     try:
         from . import minilm  # optional: registers itself
     except ImportError:
