@@ -10,6 +10,11 @@
   head counts differ), for models with attention.
 - :class:`RelationLoss`: relational KD (Park et al., RKD): pairwise distances and triplet angles between the
   samples of a batch, on the penultimate features, matched to the teacher's.
+- :class:`MiniLMRelationLoss`: MiniLM(v2)-style self-attention relations: softmax(X X^T / sqrt(d)) of the last
+  layer's queries, keys and values split into relation heads, KL(teacher || student) — token-level relations
+  that do not need equal head counts or widths.
+- :class:`EmbeddingLoss`: cosine distance between student and teacher output embeddings (the logit term of
+  embedding tasks, which have no logits).
 - :class:`HybridLoss`: weighted sum with ablation flags.
 """
 
@@ -134,6 +139,36 @@ class RelationLoss(nn.Module):
         return loss
 
 
+class MiniLMRelationLoss(nn.Module):
+    def __init__(self, relation_heads: int = 4):
+        super().__init__()
+        self.heads = relation_heads
+
+    def _rel(self, x: torch.Tensor, heads: int, mask: torch.Tensor | None) -> torch.Tensor:
+        b, t, d = x.shape
+        x = x.float().view(b, t, heads, d // heads).transpose(1, 2)          # (B, R, T, d/R)
+        att = x @ x.transpose(-1, -2) / math.sqrt(d // heads)
+        if mask is not None:
+            att = att.masked_fill(~mask[:, None, None, :t].bool(), -1e4)
+        return F.log_softmax(att, dim=-1)
+
+    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], mask: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        losses = []
+        for s, t in zip(student, teacher):
+            r = self.heads
+            while r > 1 and (s.shape[-1] % r or t.shape[-1] % r):
+                r -= 1
+            ls, lt = self._rel(s, r, mask), self._rel(t, r, mask)
+            losses.append((lt.exp() * (lt - ls)).sum(-1).mean())
+        return torch.stack(losses).mean() if losses else torch.zeros(())
+
+
+class EmbeddingLoss(nn.Module):
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        return (1 - F.cosine_similarity(student.float(), teacher.float(), dim=-1)).mean()
+
+
 @dataclass
 class LossWeights:
     """Weights of the hybrid objective; a weight of 0 switches the term off (ablation).
@@ -165,10 +200,14 @@ class HybridLoss(nn.Module):
     """Weighted sum of the distillation terms for one stage of the schedule."""
 
     def __init__(self, weights: LossWeights, student_hidden_dims: list[int], teacher_hidden_dims: list[int],
-                 n_student_attn: int, n_teacher_attn: int, temperature: TemperatureSchedule | None = None):
+                 n_student_attn: int, n_teacher_attn: int, temperature: TemperatureSchedule | None = None,
+                 embedding: bool = False):
         super().__init__()
         self.weights = weights
+        self.embedding = embedding
         self.kd = LogitKD()
+        self.emb = EmbeddingLoss()
+        self.minilm = MiniLMRelationLoss()
         self.temperature = temperature or TemperatureSchedule()
         self.hidden = HiddenStateLoss(student_hidden_dims, teacher_hidden_dims) if (
             weights.hidden > 0 and student_hidden_dims and teacher_hidden_dims) else None
@@ -183,12 +222,23 @@ class HybridLoss(nn.Module):
         if "ce" in stage_terms and w.ce > 0 and targets is not None:
             terms["ce"] = w.ce * (label_loss(s_out, targets) if label_loss else F.cross_entropy(s_out, targets))
         if "kd" in stage_terms and w.kd > 0:
-            terms["kd"] = w.kd * self.kd(s_out, t_out.detach(), self.temperature(progress))
+            if self.embedding:
+                terms["kd"] = w.kd * self.emb(s_out, t_out.detach())
+            else:
+                terms["kd"] = w.kd * self.kd(s_out, t_out.detach(), self.temperature(progress))
         if "hidden" in stage_terms and self.hidden is not None and s.hidden and t.hidden:
             terms["hidden"] = w.hidden * self.hidden(s.hidden, [h.detach() for h in t.hidden])
         if "attention" in stage_terms and self.attention is not None and s.attention and t.attention:
             terms["attention"] = w.attention * self.attention(s.attention, [a.detach() for a in t.attention])
-        if "relation" in stage_terms and self.relation is not None and s.features is not None and t.features is not None:
-            terms["relation"] = w.relation * self.relation(s.features, t.features.detach())
+        if "relation" in stage_terms and self.relation is not None:
+            rel = []
+            s_f = s_out if self.embedding else s.features
+            t_f = t_out if self.embedding else t.features
+            if s_f is not None and t_f is not None:
+                rel.append(self.relation(s_f, t_f.detach()))
+            if s.qkv and t.qkv:
+                rel.append(self.minilm(s.qkv, [x.detach() for x in t.qkv], s.mask))
+            if rel:
+                terms["relation"] = w.relation * torch.stack(rel).sum()
         total = torch.stack(list(terms.values())).sum() if terms else s_out.sum() * 0
         return LossParts(total, {k: float(v.detach()) for k, v in terms.items()})

@@ -4,7 +4,8 @@ Taps are found by convention so they work on the derived students too (same modu
 - hidden states: the outputs of the model's repeated blocks (``blocks`` / ``layers`` / ``encoder.layer``), or
   else the outputs of the activation layers outside the output layer (e.g. a plain conv stack);
 - attention maps: the outputs of modules named ``*.probs`` (adaptc zoo) — attention probabilities (B, H, T, T);
-  Hugging Face models are read through their own ``output_attentions`` in :mod:`adaptc.tasks.minilm`;
+  Hugging Face self-attention modules (eager attention) return ``(output, probabilities)``: read from there;
+- the last attention layer's query / key / value projections, for MiniLM-style relations;
 - features: the input of the output layer (the penultimate representation), for relation distillation.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..slim.adapters import find_blocks, find_output_layer
+from ..slim.adapters import find_attention, find_blocks, find_output_layer
 
 _ACTS = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish)
 
@@ -25,11 +26,17 @@ class Captured:
     hidden: list[torch.Tensor] = field(default_factory=list)
     attention: list[torch.Tensor] = field(default_factory=list)
     features: torch.Tensor | None = None
+    #: the last attention layer's query, key and value projections (B, T, D) for MiniLM relations
+    qkv: list[torch.Tensor] = field(default_factory=list)
+    #: the attention mask of the batch (B, T) when the model takes one, for token relations
+    mask: torch.Tensor | None = None
 
     def clear(self) -> None:
         self.hidden.clear()
         self.attention.clear()
+        self.qkv.clear()
         self.features = None
+        self.mask = None
 
 
 class Taps:
@@ -44,9 +51,18 @@ class Taps:
             for m in self.hidden_modules(model, out_layer):
                 self._hooks.append(m.register_forward_hook(self._on_hidden))
         if attention:
-            for name, m in model.named_modules():
-                if name.endswith(".probs") or name == "probs":
-                    self._hooks.append(m.register_forward_hook(self._on_attention))
+            probs = [m for name, m in model.named_modules() if name.endswith(".probs") or name == "probs"]
+            for m in probs:
+                self._hooks.append(m.register_forward_hook(self._on_attention))
+            attn = find_attention(model)
+            if not probs:
+                # Hugging Face eager attention returns (output, attention probabilities)
+                for a in attn:
+                    self._hooks.append(a.module.register_forward_hook(self._on_attention_tuple))
+            if attn:
+                last = attn[-1]
+                for lin in (last.q, last.k, last.v):
+                    self._hooks.append(lin.register_forward_hook(self._on_qkv))
         if features and out_layer is not None:
             self._hooks.append(out_layer.register_forward_pre_hook(self._on_features))
 
@@ -66,6 +82,14 @@ class Taps:
 
     def _on_attention(self, mod: nn.Module, inp: object, out: torch.Tensor) -> None:
         self.captured.attention.append(out)
+
+    def _on_attention_tuple(self, mod: nn.Module, inp: object, out: object) -> None:
+        if isinstance(out, (tuple, list)) and len(out) > 1 and isinstance(out[1], torch.Tensor) and out[1].dim() == 4:
+            self.captured.attention.append(out[1])
+
+    def _on_qkv(self, mod: nn.Module, inp: object, out: torch.Tensor) -> None:
+        if out.dim() == 3:
+            self.captured.qkv.append(out)
 
     def _on_features(self, mod: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
         self.captured.features = inp[0]

@@ -75,6 +75,16 @@ def _dims(caps: list[torch.Tensor]) -> list[int]:
     return dims
 
 
+def _token_mask(xs: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
+    """The batch's token mask, for token-level relations: an integer second input of the same shape as the
+    token ids (an attention mask), or else the non-zero (non-padding) ids."""
+    if xs[0].dim() != 2 or xs[0].is_floating_point():
+        return None
+    if len(xs) > 1 and xs[1].shape == xs[0].shape and not xs[1].is_floating_point():
+        return xs[1]
+    return (xs[0] != 0).long()
+
+
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy with every Conv -> BatchNorm pair folded into the conv (the BN becomes an Identity).
 
@@ -129,7 +139,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
         t_taps.clear()
         s_taps.clear()
         temp = TemperatureSchedule(cfg.t_start, cfg.t_end, cfg.learnable_temperature)
-        loss = HybridLoss(cfg.weights, s_h, t_h, s_a, t_a, temp)
+        loss = HybridLoss(cfg.weights, s_h, t_h, s_a, t_a, temp, embedding=task.kind == "embedding")
 
         def make_opt(model: nn.Module, epochs_left: int) -> tuple[torch.optim.Optimizer, Any]:
             params = list(model.parameters()) + list(loss.parameters())
@@ -165,6 +175,8 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                     idx = torch.randint(0, len(domain), (k,), generator=g)
                     xs = tuple(torch.cat([a[: len(a) - k], d[idx].to(a.dtype)]) for a, d in zip(xs, domain.inputs))
                     y = y[: len(y) - k] if y is not None else None
+                if task.batch_transform is not None:
+                    xs = task.batch_transform(xs)
                 if task.augment is not None:
                     xs = task.augment(xs, g)
                 remove_adv = None
@@ -181,6 +193,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                 with torch.no_grad():
                     t_out = _first(teacher(*xs))
                 s_out = _first(student(*xs))
+                s_taps.captured.mask = _token_mask(xs)
                 if remove_adv is not None:
                     remove_adv()
                 labelled = s_out[: len(y)] if y is not None else None
@@ -205,7 +218,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                                    **{k: v / max(nb, 1) for k, v in sums.items()}}
             last = epoch == cfg.epochs - 1
             if (epoch + 1) % cfg.eval_every == 0 or last or epoch + 1 == qat_start:
-                val = task.metric(predict_torch(student, task.val), task.val)
+                val = task.metric(predict_torch(student, task.val, transform=task.batch_transform), task.val)
                 rec["val"] = val
                 # During the alignment stage the logits are not trained yet: do not select on them.
                 if (stage is None or "kd" in stage.terms or "ce" in stage.terms) and val > best_val:
@@ -245,7 +258,7 @@ def train_from_scratch(model: nn.Module, task: Task, epochs: int, *, lr: float =
 
 def evaluate(model: nn.Module, task: Task, split: str = "test") -> float:
     s = getattr(task, split)
-    return float(task.metric(predict_torch(model, s), s))
+    return float(task.metric(predict_torch(model, s, transform=task.batch_transform), s))
 
 
 def numpy_outputs(model: nn.Module, split: Split) -> np.ndarray:

@@ -72,18 +72,34 @@ def removable_indices(container: nn.Module) -> list[int]:
 
 
 def find_output_layer(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> nn.Module | None:
-    """The layer that produces the model's (first) output: the last Linear / Conv2d run in forward."""
+    """The layer that produces the model's (first) output: the last Linear / Conv run in forward whose weight
+    the output depends on (a layer computed but unused, like a BERT pooler, is skipped)."""
     order: list[nn.Module] = []
     layer_types = (nn.Linear, nn.Conv2d, nn.Conv1d)
     # QAT wrappers (adaptc.distill.qat) hold the layer as ``.inner`` and run it functionally
     hooks = [m.register_forward_hook(lambda mod, i, o: order.append(mod))
              for m in model.modules() if isinstance(m, layer_types) or isinstance(getattr(m, "inner", None), layer_types)]
+    was_training = model.training
     try:
-        with torch.no_grad():
-            model.eval()(*example_inputs)
+        model.eval()
+        with torch.enable_grad():
+            out = model(*example_inputs)
+            if isinstance(out, (tuple, list)):
+                out = out[0]
+            if isinstance(out, dict):
+                out = next(iter(out.values()))
+            weights = [getattr(m, "weight", None) if not hasattr(m, "inner") else m.inner.weight for m in order]
+            live = [w for w in weights if isinstance(w, torch.Tensor) and w.requires_grad]
+            grads = torch.autograd.grad(out.float().sum(), live, allow_unused=True) if live and out.requires_grad else []
     finally:
         for h in hooks:
             h.remove()
+        model.train(was_training)
+    used = {id(w) for w, g in zip(live, grads) if g is not None} if grads else None
+    for m in reversed(order):
+        w = m.inner.weight if hasattr(m, "inner") else getattr(m, "weight", None)
+        if used is None or id(w) in used:
+            return m
     return order[-1] if order else None
 
 

@@ -102,6 +102,9 @@ class Task:
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     #: optional training-time augmentation ``augment(inputs, generator) -> inputs`` (students and baselines)
     augment: Callable[[tuple[torch.Tensor, ...], torch.Generator], tuple[torch.Tensor, ...]] | None = None
+    #: optional per-batch transform for torch training and evaluation that does not change results, e.g.
+    #: trimming all-padding token columns (exported artifacts always see the full example shape)
+    batch_transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None = None
     description: str = ""
     #: free-form facts about the teacher for the report (e.g. training epochs, cache file)
     info: dict[str, object] = field(default_factory=dict)
@@ -126,12 +129,15 @@ class Task:
 
 
 @torch.no_grad()
-def predict_torch(model: nn.Module, split: Split, batch_size: int = 256) -> np.ndarray:
+def predict_torch(model: nn.Module, split: Split, batch_size: int = 256,
+                  transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None = None) -> np.ndarray:
     """The model's first output over a split, as one NumPy array."""
     was_training = model.training
     model.eval()
     outs = []
     for xs, _ in split.batches(batch_size):
+        if transform is not None:
+            xs = transform(xs)
         y = model(*xs)
         if isinstance(y, (tuple, list)):
             y = y[0]
@@ -142,7 +148,15 @@ def predict_torch(model: nn.Module, split: Split, batch_size: int = 256) -> np.n
 
 def evaluate_torch(task: Task, model: nn.Module | None = None, split: str = "test") -> float:
     s: Split = getattr(task, split)
-    return task.metric(predict_torch(model if model is not None else task.model, s), s)
+    return task.metric(predict_torch(model if model is not None else task.model, s, transform=task.batch_transform), s)
+
+
+def trim_padding(xs: tuple[torch.Tensor, ...], mask_index: int = 1) -> tuple[torch.Tensor, ...]:
+    """Drop trailing token columns that are padding in every row (the attention mask is input ``mask_index``)."""
+    mask = xs[mask_index]
+    keep = int(mask.sum(dim=1).max().item()) if mask.numel() else mask.shape[1]
+    keep = max(1, keep)
+    return tuple(x[:, :keep] if x.dim() >= 2 and x.shape[1] == mask.shape[1] else x for x in xs)
 
 
 def load_domain_data(path: "str | os.PathLike[str]", task: Task) -> Split:

@@ -33,10 +33,13 @@ def _load_builtins() -> None:
     _BUILTIN["digits"] = digits.make_task
     _BUILTIN["docstrings"] = docstrings.make_task
     _BUILTIN["animal-mnist"] = animal_mnist.make_task
-    try:
-        from . import minilm  # optional: registers itself
-    except ImportError:
-        pass
+
+    def _minilm() -> Task:  # imported lazily: it needs the optional [text] extra
+        from . import minilm
+
+        return minilm.make_task()
+
+    _BUILTIN["minilm"] = _minilm
 
 
 def get_task(spec: "str | Task") -> Task:
