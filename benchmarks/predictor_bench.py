@@ -189,9 +189,18 @@ def run_host(args: argparse.Namespace) -> list[dict[str, Any]]:
     from adaptc.profiles import load_profile
 
     profile = load_profile(args.profile)
+    # the reference convolution of `adaptc calibrate` (3x3, 128 -> 128, 28x28): measured next to every model, it
+    # shows how fast the machine is at that moment compared with when it was calibrated (shared machines drift)
+    from adaptc.measure import microbench as mb
+
+    ref_m = mb.Micro("reference_conv3x3_28x28x128", (28, 28, 128), (mb.Layer("conv", out=128, k=3),) * 2)
+    ref_path = mb.write_onnx(ref_m, (CACHE / "reference_conv.onnx"))
+    ref_x = mb.onnx_input(ref_m)
+    ref_pred = predict_from_cost(analyze(ref_path), profile, runtime="onnxruntime", threads=1).latency_ms
     mcache_path = CACHE / "host_measurements.json"
     mcache = json.loads(mcache_path.read_text()) if (args.reuse_measurements and mcache_path.exists()) else {}
     rows: list[dict[str, Any]] = []
+    pending: list[tuple[Any, ...]] = []
     models = HOST_MODELS[: args.limit] if args.limit else HOST_MODELS
     t0 = time.time()
     for i, bm in enumerate(models):
@@ -200,6 +209,13 @@ def run_host(args: argparse.Namespace) -> list[dict[str, Any]]:
         o32, o8 = export_onnx(bm, d)
         t32, t8 = export_tflite(bm, d)
         x = bm.example().numpy()
+        ref_key = f"{bm.key}/reference/{_sha(ref_path)}"
+        if ref_key not in mcache:
+            try:
+                mcache[ref_key] = _measure(ref_path, "onnxruntime", ref_x, 1, 40)
+            except Exception as e:
+                mcache[ref_key] = {"error": str(e)[:300]}
+        ref_now = mcache[ref_key].get("latency_ms")
         for runtime, prec, path in (("onnxruntime", "fp32", o32), ("onnxruntime", "int8", o8),
                                     ("tflite", "fp32", t32), ("tflite", "int8", t8)):
             for threads in args.threads:
@@ -214,12 +230,14 @@ def run_host(args: argparse.Namespace) -> list[dict[str, Any]]:
                         mcache[key] = _measure(path, runtime, x, threads, runs)
                     except Exception as e:  # record, do not stop the benchmark
                         mcache[key] = {"error": str(e)[:300]}
+                    pending.append((key, path, runtime, x, threads, runs))
                 m = mcache[key]
                 row = {"model": bm.key, "family": bm.family, "depthwise": bm.depthwise, "runtime": runtime,
                        "precision": prec, "threads": threads, "file": str(path.relative_to(HERE)),
                        "macs": cost.macs, "params": cost.params, "ops": len(cost.ops),
                        "predicted_ms": pred.latency_ms, "predicted_mb": pred.peak_memory_mb,
-                       "unknown_ops": pred.unknown_ops, **m}
+                       "unknown_ops": pred.unknown_ops, **m,
+                       "reference_ms": ref_now, "reference_predicted_ms": ref_pred}
                 if "latency_ms" in m:
                     row["latency_error"] = pred.latency_ms / m["latency_ms"] - 1
                     row["memory_error"] = pred.peak_memory_mb / m["peak_memory_mb"] - 1 if m["peak_memory_mb"] > 0 else None
@@ -230,6 +248,27 @@ def run_host(args: argparse.Namespace) -> list[dict[str, Any]]:
             for r in rows[-4 * len(args.threads):]) + f"  [{time.time() - t0:.0f}s]", flush=True)
         mcache_path.parent.mkdir(parents=True, exist_ok=True)
         mcache_path.write_text(json.dumps(mcache, indent=1))
+    # further passes, minutes later: keep each row's faster median (other processes on a shared machine come
+    # and go; on a quiet machine the passes agree)
+    for p_i in range(1, args.passes):
+        print(f"[host pass {p_i + 1}/{args.passes}] re-measuring {len(pending)} rows", flush=True)
+        for key, path, runtime, x, threads, runs in pending:
+            try:
+                m2 = _measure(path, runtime, x, threads, runs)
+            except Exception:
+                continue
+            m1 = mcache[key]
+            if "latency_ms" not in m1 or m2["latency_ms"] < m1["latency_ms"]:
+                m2["passes"] = p_i + 1
+                mcache[key] = {**m2, "latency_min_ms": min(m2["latency_min_ms"], m1.get("latency_min_ms", 1e9))}
+        mcache_path.write_text(json.dumps(mcache, indent=1))
+        for r in rows:
+            key = f"{r['model']}/{r['runtime']}/{r['precision']}/{r['threads']}/{_sha(HERE / r['file'])}"
+            m = mcache.get(key, {})
+            if "latency_ms" in m:
+                r.update(m)
+                r["latency_error"] = r["predicted_ms"] / m["latency_ms"] - 1
+                r["memory_error"] = r["predicted_mb"] / m["peak_memory_mb"] - 1 if m["peak_memory_mb"] > 0 else None
     return rows
 
 
@@ -320,8 +359,9 @@ def refit_phones(rows: list[dict[str, Any]]) -> dict[str, Any]:
     from adaptc.predict.fit import with_values
 
     params = ["peak_to_sustained.fp32", "peak_to_sustained.int8", "efficiency.depthwise_conv.fp32",
-              "efficiency.depthwise_conv.int8", "efficiency.activation.fp32", "efficiency.activation.int8",
-              "efficiency.binary.fp32", "efficiency.binary.int8", "op_overhead_us", "gemm_k0", "gemm_n0", "dw_c0"]
+              "efficiency.depthwise_conv.int8", "efficiency.hardswish.fp32", "efficiency.hardswish.int8",
+              "efficiency.binary.fp32", "efficiency.binary.int8", "op_overhead_us", "gemm_k0", "gemm_n0", "dw_c0",
+              "dw_bw_efficiency"]
     bounds = {"peak_to_sustained.fp32": (0.2, 1.2), "peak_to_sustained.int8": (0.1, 1.2)}
     from adaptc.predict.fit import LATENCY_PARAMS, _get
 
@@ -437,6 +477,16 @@ def summarize(host: list[dict[str, Any]], phones: list[dict[str, Any]]) -> dict[
         for fam in sorted({r["family"] for r in ok}):
             sub = [r for r in ok if r["family"] == fam]
             s["host_latency"][f"family:{fam}"] = _stats([r["predicted_ms"] for r in sub], [r["latency_ms"] for r in sub])
+        # against the fastest run instead of the median: what the host does without competing processes
+        mins = [r for r in ok if r.get("latency_min_ms")]
+        if mins:
+            s["host_latency_vs_min"] = {"all": _stats([r["predicted_ms"] for r in mins],
+                                                      [r["latency_min_ms"] for r in mins])}
+            for rt in ("onnxruntime", "tflite"):
+                for prec in ("fp32", "int8"):
+                    sub = [r for r in mins if r["runtime"] == rt and r["precision"] == prec]
+                    s["host_latency_vs_min"][f"{rt}/{prec}"] = _stats([r["predicted_ms"] for r in sub],
+                                                                      [r["latency_min_ms"] for r in sub])
         mem = [r for r in ok if r.get("peak_memory_mb", 0) > 0]
         s["host_memory"] = {"all": _stats([r["predicted_mb"] for r in mem], [r["peak_memory_mb"] for r in mem])}
         for rt in ("onnxruntime", "tflite"):
@@ -542,7 +592,8 @@ def plot(host: list[dict[str, Any]], phones: list[dict[str, Any]], path: Path) -
 
 def _table(s: dict[str, Any]) -> str:
     lines = ["| set | n | median abs error | within +-20% | Spearman |", "|---|---|---|---|---|"]
-    for sect, name in (("host_latency", "host latency"), ("host_memory", "host peak memory")):
+    for sect, name in (("host_latency", "host latency"), ("host_latency_vs_min", "host latency vs fastest run (diagnostic)"),
+                       ("host_memory", "host peak memory")):
         for k, v in s.get(sect, {}).items():
             if v.get("n"):
                 lines.append(f"| {name} {k} | {v['n']} | {v['median_abs_error_pct']:.1f}% | {v['within_20pct']:.0f}% | "
@@ -552,6 +603,31 @@ def _table(s: dict[str, Any]) -> str:
             lines.append(f"| phones {k} | {v['n']} | {v['median_abs_error_pct']:.1f}% | {v['within_20pct']:.0f}% | "
                          f"{v.get('spearman', float('nan')):.3f} |")
     return "\n".join(lines)
+
+
+def sync_model_files(profile_path: str) -> None:
+    """Copy the fitted host constants of a calibrated profile into the model files' x86_64 family (the defaults
+    of any x86 host profile without its own constants), and its memory constants into the arm64 families of the
+    same runtime (the runtimes copy / pack weights the same way on both; there are no phone memory measurements)."""
+    from adaptc.predict import constants as C
+    from adaptc.profiles import load_profile
+
+    prof = load_profile(profile_path)
+    if prof.predictor is None:
+        raise SystemExit(f"{profile_path} has no predictor section: run `adaptc calibrate` first")
+    for rt, rc in prof.predictor.runtimes.items():
+        if rt not in C.MODEL_RUNTIMES:
+            continue
+        p = C.models_dir() / f"{rt}.json"
+        data = json.loads(p.read_text())
+        fam = data["families"]["x86_64"]
+        for k, v in rc.model_dump(exclude_none=True).items():
+            fam[k] = v
+        fam["fitted"] = f"{rc.fitted} (copied from {Path(profile_path).name}: {prof.display_name})"
+        for name in ("arm64", "arm64-inorder"):
+            data["families"][name]["memory"] = json.loads(json.dumps(fam["memory"]))
+        p.write_text(json.dumps(data, indent=1) + "\n")
+    C.clear_cache()
 
 
 def write_validation(s: dict[str, Any]) -> None:
@@ -584,13 +660,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="host", help="host profile name or YAML path [host]")
     ap.add_argument("--threads", type=int, nargs="+", default=[1], help="host thread counts to measure [1]")
     ap.add_argument("--limit", type=int, default=0, help="only the first N host models (smoke runs)")
+    ap.add_argument("--passes", type=int, default=2, help="measure every host row N times, keep the faster median [2]")
     ap.add_argument("--reuse-measurements", action="store_true", help="reuse cached host measurements")
     ap.add_argument("--refit-phones", action="store_true", help="refit arm64 constants on the training rows")
     ap.add_argument("--write-validation", action="store_true", help="store the measured error in the model files")
+    ap.add_argument("--sync-model-files", action="store_true",
+                    help="first copy the --profile's fitted constants into the model files' x86_64 family")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     t0 = time.time()
+    if args.sync_model_files:
+        sync_model_files(args.profile)
     host: list[dict[str, Any]] = []
     phones: list[dict[str, Any]] = []
     fit_info = None

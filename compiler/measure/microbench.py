@@ -69,6 +69,11 @@ def suite(quick: bool = False) -> list[Micro]:
         layers = (Layer("conv", out=e, k=1, act="relu6"), Layer("conv", out=c, k=1)) * 2
         m.append(Micro(f"conv1x1_{hw}x{hw}x{c}-{e}", (hw, hw, c), layers, "conv"))
     if not quick:
+        # channel counts that are not multiples of the SIMD width (narrow models: width multipliers 0.25-0.35)
+        m.append(Micro("conv1x1_28x28x12-72", (28, 28, 12), (Layer("conv", out=72, k=1, act="relu6"),
+                                                              Layer("conv", out=12, k=1)) * 2, "conv"))
+        m.append(Micro("conv3x3_32x32x11", (32, 32, 11), _chain("conv", 4, out=11, k=3, act="relu"), "conv"))
+        m.append(Micro("dwconv3x3_s1_28x28x36", (28, 28, 36), _chain("dwconv", 4, k=3, act="relu6"), "dwconv"))
         m.append(Micro("conv_stem_112x112x3-32", (224, 224, 3), (Layer("conv", out=32, k=3, stride=2, act="relu"),),
                        "conv"))
         m.append(Micro("conv3x3_s2_56x56x32-64", (56, 56, 32), (Layer("conv", out=64, k=3, stride=2, act="relu"),
@@ -99,6 +104,8 @@ def suite(quick: bool = False) -> list[Micro]:
     if not quick:
         m.append(Micro("sigmoid_28x28x128", (28, 28, 128), _chain("act", 4, act="sigmoid"), "elementwise"))
         m.append(Micro("softmax_128x512", (128, 512), _chain("softmax", 4), "elementwise"))
+        m.append(Micro("layernorm_64x128", (64, 128), _chain("layernorm", 4), "elementwise"))
+        m.append(Micro("reshape_64x128", (64, 128), _chain("reshape", 8), "overhead"))
         m.append(Micro("mean_7x7x1280", (7, 7, 1280), (Layer("mean"),), "elementwise"))
         m.append(Micro("mean_56x56x64", (56, 56, 64), (Layer("mean"),), "elementwise"))
     # data movement (layout transposes, explicit padding) and float islands in int8 graphs
@@ -129,6 +136,8 @@ def memory_suite() -> list[Micro]:
         Micro("mem_acts_conv_112", (112, 112, 64), (Layer("conv", out=64, k=3, act="relu"),
                                                      Layer("conv", out=64, k=3, act="relu")), "memory"),
         Micro("mem_small", (8, 8, 16), (Layer("conv", out=16, k=3, act="relu"),), "memory"),
+        Micro("mem_weights_conv_9M", (7, 7, 256), (Layer("conv", out=256, k=3, act="relu"),) * 4, "memory"),
+        Micro("mem_deep_conv", (28, 28, 64), (Layer("conv", out=64, k=3, act="relu"),) * 16, "memory"),
     ]
 
 
@@ -201,6 +210,17 @@ def write_onnx(micro: Micro, path: Path) -> Path:
             _onnx_act(nodes, inits, L.act, x, y, i)
         elif L.kind == "softmax":
             nodes.append(helper.make_node("Softmax", [x], [y], name=f"softmax{i}", axis=-1))
+        elif L.kind == "layernorm":
+            d = cur_shape[-1]
+            inits += [numpy_helper.from_array(np.ones(d, np.float32), f"g{i}"),
+                      numpy_helper.from_array(np.zeros(d, np.float32), f"be{i}")]
+            nodes.append(helper.make_node("LayerNormalization", [x, f"g{i}", f"be{i}"], [y], name=f"ln{i}", axis=-1))
+        elif L.kind == "reshape":
+            shp = [int(np.prod(micro.shape))] if i % 2 == 0 else list(micro.shape)
+            inits.append(numpy_helper.from_array(np.array(shp, np.int64), f"r{i}"))
+            nodes.append(helper.make_node("Reshape", [x, f"r{i}"], [y], name=f"reshape{i}"))
+            prev_in, x, cur_shape = x, y, tuple(shp)
+            continue
         elif L.kind in ("dequant", "quant"):
             continue  # int8 ONNX graphs get their quantize/dequantize nodes from quantize_static
         elif L.kind == "transpose":
@@ -472,6 +492,43 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
             o = s.SoftmaxOptionsT()
             o.beta = 1.0
             B.op("SOFTMAX", [x], [y], o, "SoftmaxOptions", version=2 if state["int8"] else 1)
+        elif L.kind == "layernorm":  # as the LiteRT converter decomposes it (in float, as PT2E leaves it)
+            shp = list(cur)
+            was_int8 = state["int8"]
+            if was_int8:
+                state["int8"] = False
+                xf = act_tensor(shp)
+                B.op("DEQUANTIZE", [x], [xf], version=2)
+                x = xf
+            red = s.ReducerOptionsT()
+            red.keepDims = True
+            ax = B.tensor([1], "INT32", np.array([-1], np.int32))
+            mean = act_tensor(shp[:-1] + [1])
+            B.op("MEAN", [x, ax], [mean], red, "ReducerOptions", version=2 if state["int8"] else 1)
+            sq = act_tensor(shp)
+            B.op("SQUARED_DIFFERENCE", [x, mean], [sq], version=2 if state["int8"] else 1)
+            var = act_tensor(shp[:-1] + [1])
+            B.op("MEAN", [sq, ax], [var], red, "ReducerOptions", version=2 if state["int8"] else 1)
+            eps = B.tensor([1], "FLOAT32", np.array([1e-5], np.float32))
+            ve = act_tensor(shp[:-1] + [1])
+            B.op("ADD", [var, eps], [ve], s.AddOptionsT(), "AddOptions")
+            rs = act_tensor(shp[:-1] + [1])
+            B.op("RSQRT", [ve], [rs])
+            cen = act_tensor(shp)
+            B.op("SUB", [x, mean], [cen], s.SubOptionsT(), "SubOptions")
+            y = act_tensor(shp)
+            B.op("MUL", [cen, rs], [y], s.MulOptionsT(), "MulOptions")
+            if was_int8:
+                state["int8"] = True
+                yq = act_tensor(shp)
+                B.op("QUANTIZE", [y], [yq])
+                y = yq
+        elif L.kind == "reshape":
+            shp = [int(np.prod(micro.shape))] if i % 2 == 0 else list(micro.shape)
+            st = B.tensor([len(shp)], "INT32", np.array(shp, np.int32))
+            y = act_tensor(shp)
+            B.op("RESHAPE", [x, st], [y])
+            cur = tuple(shp)
         elif L.kind in ("dequant", "quant"):
             if not int8:
                 continue

@@ -75,9 +75,12 @@ class Constants:
     gemm_n0: float
     gemm_m0: float
     dw_c0: float
+    n_tile: float
     bw_efficiency: float
     data_bw_efficiency: float
     dw_bw_efficiency: float
+    cache_kb: float
+    cache_penalty: float
     op_overhead_us: float
     mac_overhead_us: float
     invoke_overhead_us: float
@@ -98,8 +101,9 @@ class Constants:
         """The constants as a ``RuntimeConstants`` mapping (for profiles and model files)."""
         return {
             "efficiency": self.efficiency, "gemm_k0": self.gemm_k0, "gemm_n0": self.gemm_n0, "gemm_m0": self.gemm_m0,
-            "dw_c0": self.dw_c0, "bw_efficiency": self.bw_efficiency, "data_bw_efficiency": self.data_bw_efficiency,
-            "dw_bw_efficiency": self.dw_bw_efficiency,
+            "dw_c0": self.dw_c0, "n_tile": self.n_tile, "bw_efficiency": self.bw_efficiency, "data_bw_efficiency": self.data_bw_efficiency,
+            "dw_bw_efficiency": self.dw_bw_efficiency, "cache_kb": self.cache_kb,
+            "cache_penalty": self.cache_penalty,
             "op_overhead_us": self.op_overhead_us, "mac_overhead_us": self.mac_overhead_us,
             "invoke_overhead_us": self.invoke_overhead_us,
             "io_ns_per_element": self.io_ns_per_element, "io_fixed_us": self.io_fixed_us,
@@ -116,9 +120,10 @@ def constants_from_dict(d: dict[str, Any], runtime: str, family: str, source: st
         runtime=runtime, family=family,
         efficiency={k: {p: float(x) for p, x in v.items()} for k, v in d["efficiency"].items()},
         gemm_k0=float(d["gemm_k0"]), gemm_n0=float(d["gemm_n0"]), gemm_m0=float(d["gemm_m0"]),
-        dw_c0=float(d["dw_c0"]), bw_efficiency=float(d["bw_efficiency"]),
+        dw_c0=float(d["dw_c0"]), n_tile=float(d.get("n_tile", 1.0)), bw_efficiency=float(d["bw_efficiency"]),
         data_bw_efficiency=float(d["data_bw_efficiency"]),
-        dw_bw_efficiency=float(d.get("dw_bw_efficiency", d["bw_efficiency"])), op_overhead_us=float(d["op_overhead_us"]),
+        dw_bw_efficiency=float(d.get("dw_bw_efficiency", d["bw_efficiency"])),
+        cache_kb=float(d.get("cache_kb", 1024.0)), cache_penalty=float(d.get("cache_penalty", 0.0)), op_overhead_us=float(d["op_overhead_us"]),
         mac_overhead_us=float(d.get("mac_overhead_us", 0.0)), invoke_overhead_us=float(d["invoke_overhead_us"]),
         io_ns_per_element={k: float(v) for k, v in d.get("io_ns_per_element", {}).items()},
         io_fixed_us={k: float(v) for k, v in d.get("io_fixed_us", {}).items()},

@@ -30,6 +30,7 @@ LATENCY_PARAMS: dict[str, tuple[float, float]] = {
        for p in ("fp32", "int8")},
     **{f"efficiency.{g}.{p}": (1e-3, 50.0) for g in ("transpose", "pad") for p in ("fp32", "int8")},
     "gemm_k0": (0.25, 1024.0), "gemm_n0": (0.25, 512.0), "gemm_m0": (0.05, 512.0), "dw_c0": (0.25, 1024.0),
+    "cache_kb": (16.0, 65536.0), "cache_penalty": (0.01, 20.0),
     "bw_efficiency": (0.01, 20.0), "data_bw_efficiency": (0.005, 20.0), "dw_bw_efficiency": (0.005, 20.0),
     "op_overhead_us": (0.01, 200.0), "mac_overhead_us": (0.01, 200.0), "invoke_overhead_us": (0.05, 2000.0),
     "io_ns_per_element.fp32": (1e-3, 100.0), "io_ns_per_element.int8": (1e-3, 100.0),
@@ -158,24 +159,28 @@ def fit_memory(samples: Sequence[MemorySample], base: Constants) -> FitResult:
     from scipy.optimize import nnls
 
     mb = 1 / 2**20
-    cols = ["base_mb", "weight_factor.fp32", "weight_factor.int8", "activation_factor"]
-    A = np.zeros((len(samples), 4))
+    cols = ["base_mb", "weight_factor.fp32", "weight_factor.int8", "conv_weight_factor.fp32",
+            "conv_weight_factor.int8", "activation_factor"]
+    A = np.zeros((len(samples), 6))
     y = np.zeros(len(samples))
     for i, s in enumerate(samples):
         t = s.table
         p = "int8" if t.weight_precision == "int8" else "fp32"
+        conv = min(t.conv_weight_bytes, t.weight_bytes)
         A[i, 0] = 1.0
-        A[i, 1 if p == "fp32" else 2] = t.weight_bytes * mb
-        A[i, 3] = t.activation_bytes * mb
+        A[i, 1 if p == "fp32" else 2] = (t.weight_bytes - conv) * mb
+        A[i, 3 if p == "fp32" else 4] = conv * mb
+        A[i, 5] = t.activation_bytes * mb
         y[i] = s.measured_mb
     scale = 1.0 / np.maximum(y, 1.0)
-    present = [j for j in range(4) if np.any(A[:, j] != 0)]
-    coef = np.zeros(4)
+    present = [j for j in range(6) if np.any(A[:, j] > 0.05)]
+    coef = np.zeros(6)
     if present:
         sol, _ = nnls(A[:, present] * scale[:, None], y * scale)
         coef[present] = sol
     mem = copy.deepcopy(base.memory)
     wf = dict(mem.get("weight_factor", {}))
+    cwf = dict(mem.get("conv_weight_factor", wf))
     if 0 in present:
         mem["base_mb"] = float(coef[0])
     if 1 in present:
@@ -183,12 +188,17 @@ def fit_memory(samples: Sequence[MemorySample], base: Constants) -> FitResult:
     if 2 in present:
         wf["int8"] = float(coef[2])
     if 3 in present:
-        mem["activation_factor"] = float(coef[3])
+        cwf["fp32"] = cwf["fp16"] = float(coef[3])
+    if 4 in present:
+        cwf["int8"] = float(coef[4])
+    if 5 in present:
+        mem["activation_factor"] = float(coef[5])
     mem["weight_factor"] = wf
+    mem["conv_weight_factor"] = cwf
     c = copy.deepcopy(base)
     c.memory = mem
-    pred = A @ np.array([mem.get("base_mb", 0.0), wf.get("fp32", 1.0), wf.get("int8", 1.0),
-                         mem.get("activation_factor", 1.0)])
+    pred = A @ np.array([mem.get("base_mb", 0.0), wf.get("fp32", 1.0), wf.get("int8", 1.0), cwf.get("fp32", 1.0),
+                         cwf.get("int8", 1.0), mem.get("activation_factor", 1.0)])
     return FitResult(c, {"after": error_stats(np.maximum(pred, 1e-6), y), "columns": cols,
                          "per_sample": [{"name": s.name, "measured_mb": s.measured_mb, "predicted_mb": float(p)}
                                         for s, p in zip(samples, pred)]})

@@ -77,6 +77,9 @@ _TFL_BINARY = {"ADD", "SUB", "MUL", "DIV", "POW", "MAXIMUM", "MINIMUM", "SQUARED
                "ADD_N", "FLOOR_DIV", "FLOOR_MOD"}
 _TFL_SOFTMAX = {"SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION", "LOCAL_RESPONSE_NORMALIZATION"}
 _TFL_META = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SHAPE", "RANK"}
+#: data ops that select part of their input
+_SELECT_OPS = {"Gather", "GatherElements", "GatherND", "Slice", "Split", "GATHER", "GATHER_ND", "SLICE",
+               "STRIDED_SLICE", "SPLIT", "SPLIT_V", "UNPACK"}
 #: ops onnxruntime fuses into the convolution / matmul that produces their input
 _ORT_FUSABLE = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "BatchNormalization", "Add", "Mul"}
 
@@ -108,6 +111,8 @@ def kernel_kind(op_type: str, op_class: str) -> int:
         return _K_RED
     if op_type in _ONNX_SOFTMAX or op_type in _TFL_SOFTMAX:
         return _K_SOFT
+    if op_type in _ONNX_META or op_type in _TFL_META:
+        return _K_DATA
     if op_type in ("Transpose", "TRANSPOSE", "DepthToSpace", "SpaceToDepth", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH"):
         return _K_TRANS
     if op_type in ("Pad", "PAD", "PADV2", "MIRROR_PAD"):
@@ -141,6 +146,8 @@ class OpTable:
     weight_bytes: float
     activation_bytes: float
     weight_precision: str
+    #: the part of weight_bytes that belongs to convolutions (runtimes may re-layout those: another copy)
+    conv_weight_bytes: float = 0.0
 
 
 def _graph_format(cost: CostReport) -> str:
@@ -194,8 +201,13 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None) ->
             reason[i] = why
         elif o.fused:
             run, reason[i] = False, "quantize/dequantize pair fused into the int8 kernels"
+        if kd == _K_DATA and o.op_type in _SELECT_OPS:
+            b = 2.0 * float(o.output_bytes)  # a gather / slice moves what it selects, not its whole input
         if not run:
             pass
+        elif o.op_type in meta and runtime == "onnxruntime":
+            # onnxruntime dispatches a kernel for every node, even a zero-copy reshape: overhead only
+            b, flops_o = 0.0, 0.0
         elif o.op_type in meta:
             run, reason[i] = False, "metadata only (no kernel runs)"
         elif precision is not None and kd == _K_QUANT:
@@ -209,7 +221,7 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None) ->
                     fused_into.add(src)  # one activation per kernel
         kind_l.append(kd)
         prec_l.append(_PRECISIONS.index(p))
-        flops_l.append(float(o.flops))
+        flops_l.append(0.0 if (o.op_type in meta) else float(o.flops))
         bytes_l.append(b)
         mkn.append(tuple(float(v) for v in o.gemm) if o.gemm else (1.0, 1.0, 1.0))
         run_l.append(run)
@@ -258,6 +270,8 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None) ->
         run=np.array(run_l, bool), reason=reason, unknown=sorted(set(unknown)),
         io_elems={"in": in_el[0], "in_int8": in_el[1], "out": out_el[0], "out_int8": out_el[1]},
         weight_bytes=wbytes, activation_bytes=act, weight_precision=wprec,
+        conv_weight_bytes=float(sum(o.weight_bytes for o in cost.ops if o.op_class in ("conv", "depthwise_conv")))
+        * (wbytes / max(1.0, float(cost.stored_weight_bytes + cost.quant_param_bytes))),
     )
 
 
@@ -346,9 +360,12 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: "int | np.ndarray")
     k0, n0, m0, c0 = c.gemm_k0, c.gemm_n0, c.gemm_m0, c.dw_c0
     rm, rk, rn = REFERENCE_GEMM
     # shape factors relative to the reference convolution (where efficiency = 1 by the definition of "sustained")
-    gemm_shape = ((t.k / (t.k + k0)) * (t.n / (t.n + n0)) * (t.m / (t.m + m0))
+    # output channels are computed in SIMD tiles of n_tile lanes: a partial last tile wastes lanes
+    nt = max(1.0, c.n_tile)
+    tile = t.n / (np.ceil(t.n / nt) * nt)
+    gemm_shape = ((t.k / (t.k + k0)) * (t.n / (t.n + n0)) * (t.m / (t.m + m0)) * tile
                   / ((rk / (rk + k0)) * (rn / (rn + n0)) * (rm / (rm + m0))))
-    dw_shape = (t.n / (t.n + c0)) * (t.m / (t.m + m0)) / ((rn / (rn + c0)) * (rm / (rm + m0)))
+    dw_shape = (t.n / (t.n + c0)) * (t.m / (t.m + m0)) * tile / ((rn / (rn + c0)) * (rm / (rm + m0)))
     shape = np.where(kind == _K_DW, dw_shape, np.where(is_mac, gemm_shape, 1.0))
     # non-MAC kernels are rated against the fp32 figure (their int8 speed is in eff[group]["int8"])
     rate_base = np.where(is_mac, S[prec], S[0])
@@ -357,7 +374,9 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: "int | np.ndarray")
     compute = np.where(move, 0.0, t.flops / np.maximum(rate, 1e-9))
     bw_eff = np.where(kind == _K_DATA, c.data_bw_efficiency, np.where(move, eff[kind, prec], c.bw_efficiency))
     bw_eff = np.where(kind == _K_DW, c.dw_bw_efficiency, bw_eff)
-    memory = t.bytes / (dev.bandwidth_gbps * 1e9 * bw_eff * tf)
+    # working sets beyond the cache stream slower: x (1 + penalty x bytes / (bytes + cache))
+    cache = max(c.cache_kb, 1.0) * 1024.0
+    memory = t.bytes / (dev.bandwidth_gbps * 1e9 * bw_eff * tf) * (1.0 + c.cache_penalty * t.bytes / (t.bytes + cache))
     ov_us = c.op_overhead_us + np.where(is_mac, c.mac_overhead_us, 0.0)
     ov = ov_us * 1e-6 * (c.ref_ghz / dev.ghz) * (1 + (n_thr - 1) * c.thread_overhead)
     total = np.where(t.run, _smooth_max(compute, memory) + ov, 0.0)
@@ -377,9 +396,12 @@ def fixed_time(t: OpTable, c: Constants, dev: Device) -> float:
 def memory_mb(t: OpTable, c: Constants) -> tuple[float, float, float, float]:
     """(peak MB, weights MB, activations MB, runtime overhead MB) as the runtime holds them."""
     mem = c.memory
-    wf = mem.get("weight_factor", {}).get(t.weight_precision, mem.get("weight_factor", {}).get("fp32", 1.0))
+    wfs = mem.get("weight_factor", {})
+    wf = wfs.get(t.weight_precision, wfs.get("fp32", 1.0))
+    cwf = mem.get("conv_weight_factor", {}).get(t.weight_precision, wf)
     mb = 1 / 2**20
-    w = t.weight_bytes * wf * mb
+    conv_w = min(t.conv_weight_bytes, t.weight_bytes)
+    w = ((t.weight_bytes - conv_w) * wf + conv_w * cwf) * mb
     a = t.activation_bytes * float(mem.get("activation_factor", 1.0)) * mb
     base = float(mem.get("base_mb", 0.0))
     return base + w + a, w, a, base

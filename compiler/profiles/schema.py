@@ -110,6 +110,8 @@ class MemoryConstants(_Strict):
 
     base_mb: NonNegativeFloat | None = None
     weight_factor: dict[Precision, NonNegativeFloat] | None = None
+    #: the factor for convolution weights, where it differs (onnxruntime keeps a re-laid-out copy of them)
+    conv_weight_factor: dict[Precision, NonNegativeFloat] | None = None
     activation_factor: NonNegativeFloat | None = None
 
 
@@ -126,11 +128,16 @@ class RuntimeConstants(_Strict):
     gemm_n0: NonNegativeFloat | None = None
     gemm_m0: NonNegativeFloat | None = None
     dw_c0: NonNegativeFloat | None = None
+    #: SIMD tile width of the output-channel dimension (a partial last tile wastes lanes); not fitted
+    n_tile: PositiveFloat | None = None
     #: fraction of memory.bandwidth_gbps that compute ops (bw_efficiency) and data-movement ops reach
     bw_efficiency: PositiveFloat | None = None
     data_bw_efficiency: PositiveFloat | None = None
     #: fraction of memory.bandwidth_gbps depthwise convolutions stream their input and output at
     dw_bw_efficiency: PositiveFloat | None = None
+    #: ops whose bytes exceed about cache_kb stream (1 + cache_penalty) times slower than small ones
+    cache_kb: PositiveFloat | None = None
+    cache_penalty: NonNegativeFloat | None = None
     #: fixed cost per executed op and per inference (microseconds, at ref_ghz)
     op_overhead_us: NonNegativeFloat | None = None
     #: extra fixed cost of each convolution / matmul (kernel setup, layout reorders), microseconds
