@@ -424,6 +424,9 @@ def refit_phones(rows: list[dict[str, Any]]) -> dict[str, Any]:
             note = " (no phone measurements of onnxruntime exist: these are the tflite arm64 constants)"
             f_arm["fitted"] += note
             f_ino["fitted"] += note
+        # memory constants stay those of this runtime (copied from its host fit by --sync-model-files)
+        for name, fam_new in (("arm64", f_arm), ("arm64-inorder", f_ino)):
+            fam_new["memory"] = data["families"].get(name, {}).get("memory", fam_new["memory"])
         data["families"]["arm64"] = f_arm
         data["families"]["arm64-inorder"] = f_ino
         p.write_text(json.dumps(data, indent=1) + "\n")

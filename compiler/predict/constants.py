@@ -177,6 +177,9 @@ def resolve(profile: DeviceProfile, runtime: str) -> Constants:
         over = pred.runtimes[runtime].model_dump(exclude_none=True)
         base = _merge(base, over)
         source += f" + profile {profile.name} predictor.runtimes.{runtime}"
+    if runtime == "onnxruntime" and family.startswith("arm64"):
+        notes.append("no published phone measurements of onnxruntime: its arm64 latency constants are the tflite "
+                     "ones (memory constants are onnxruntime's own, from the host)")
     validation = _load_file(runtime if runtime in MODEL_RUNTIMES else "tflite").get("validation", {})
     return constants_from_dict(base, runtime, family, source, validation, notes)
 

@@ -458,7 +458,7 @@ def _validation_phrase(c: Constants) -> str:
     host = v.get("host", {}).get(c.runtime) or v.get("host", {}).get("all")
     bits = []
     if host:
-        bits.append(f"measured host error ({host.get('n', '?')} models, {c.runtime}): median |error| "
+        bits.append(f"measured host error ({host.get('n', '?')} {c.runtime} rows): median |error| "
                     f"{host.get('median_abs_error_pct', float('nan')):.1f}%, "
                     f"{host.get('within_20pct', float('nan')):.0f}% within +-20%")
     phones = v.get("phones", {})
