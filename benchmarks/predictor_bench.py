@@ -343,7 +343,7 @@ def phone_rows(files: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 def refit_phones(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Fit the arm64 family (tflite) on the TRAINING rows of both phones; write it into the model files."""
     from adaptc.predict import constants as C
-    from adaptc.predict.fit import LatencySample, fit_latency, round_constants
+    from adaptc.predict.fit import round_constants
     from adaptc.predict.roofline import Device, build_table
     from adaptc.profiles import load_profile
 

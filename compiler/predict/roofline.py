@@ -207,7 +207,7 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None) ->
             pass
         elif o.op_type in meta and runtime == "onnxruntime":
             # onnxruntime dispatches a kernel for every node, even a zero-copy reshape: overhead only
-            b, flops_o = 0.0, 0.0
+            b = 0.0
         elif o.op_type in meta:
             run, reason[i] = False, "metadata only (no kernel runs)"
         elif precision is not None and kd == _K_QUANT:
