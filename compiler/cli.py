@@ -261,8 +261,10 @@ def devices(
         def fmt(v: float | None, unit: str) -> str:
             return f"{v:g} {unit}" if v is not None else "—"
 
-        int8 = f"{p.compute.int8_gops:g}" if p.compute.int8_gops else "—"
-        t.add_row(p.name, p.kind.value, p.soc, f"{p.compute.fp32_gflops:g} / {int8} @{p.cpu.threads}",
+        fp32_s, _ = p.throughput_gops("fp32")
+        int8 = f"{p.throughput_gops('int8')[0]:.4g}" if (p.compute.int8_gops or p.compute.int8_peak_gops) else "—"
+        peak = " (from peak)" if p.compute.fp32_gflops is None else ""
+        t.add_row(p.name, p.kind.value, p.soc, f"{fp32_s:.4g} / {int8} @{p.cpu.threads}{peak}",
                   " · ".join((fmt(b.max_latency_ms, "ms"), fmt(b.max_peak_memory_mb, "MB"), fmt(b.max_model_mb, "MB"),
                               fmt(b.max_mflops, ""))),
                   ",".join(p.formats), str(len(p.sources)))
@@ -307,6 +309,8 @@ def predict(
     runtime: str = typer.Option("tflite", "--runtime", help="tflite | onnxruntime | coreml"),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | fp16 | int8 [default: as in the graph]"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
+    ops: bool = typer.Option(False, "--ops", help="Print the per-op breakdown."),
+    top: int = typer.Option(25, "--top", help="With --ops: the N most expensive ops (0: all)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Estimated latency and peak memory of a model file on a device (no device needed)."""
@@ -324,24 +328,47 @@ def predict(
         return
     typer.echo(f"{model.name} on {p.device} ({p.runtime}, {p.threads} thread(s)): latency {p.latency_ms:.3f} ms, "
                f"peak memory {p.peak_memory_mb:.2f} MB (estimated, {p.version})")
+    if ops:
+        from rich.table import Table
+
+        shown = sorted(p.ops, key=lambda o: -o.time_ms)
+        shown = shown[:top] if top > 0 else shown
+        t = Table(title=f"per-op estimate ({len(p.ops)} ops; {p.fixed_ms:.3f} ms per inference outside the ops)")
+        for col in ("op", "type", "class", "precision", "MFLOPs", "KB moved", "time (ms)", "share", "bound"):
+            t.add_column(col)
+        for o in shown:
+            t.add_row(o.name[:60], o.op_type, o.op_class, o.precision, f"{o.flops / 1e6:.3f}",
+                      f"{o.bytes_moved / 1024:.1f}", f"{o.time_ms:.4f}",
+                      f"{100 * o.time_ms / p.latency_ms:.1f}%" if p.latency_ms else "-", o.bound)
+        _console().print(t)
+    typer.echo(f"method: {p.method}")
     for n in p.notes:
         typer.echo(f"note: {n}")
+    if p.unknown_ops:
+        typer.echo(f"warning: no cost model for {', '.join(p.unknown_ops)} (estimated as data movement)", err=True)
 
 
 # ----------------------------------------------------------------------------------------- calibrate
 @app.command()
 def calibrate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the host profile [default: user profile dir]."),
-    quick: bool = typer.Option(False, "--quick", help="Fewer repetitions (about 10 s)."),
+    quick: bool = typer.Option(False, "--quick", help="Smaller micro-benchmark suite, fewer repetitions (about 20-30 s)."),
+    raw: Optional[Path] = typer.Option(None, "--raw", help="Also write every measurement and the fit statistics (JSON)."),
 ) -> None:
-    """Measure this machine and write its `host` device profile."""
+    """Measure this machine with micro-benchmarks, fit the predictor, write its `host` device profile."""
     from .measure.calibrate import calibrate_host
     from .progress import using
 
+    if out is not None and out.exists() and not out.is_dir() and out.suffix not in (".yaml", ".yml"):
+        raise AdaptcError(f"--out {out}: give a folder or a .yaml file")
     with using(_reporter()) as rep, _maybe_live(rep):
-        path, prof = calibrate_host(out=out, quick=quick)
-    typer.echo(f"wrote {path}: fp32 {prof.compute.fp32_gflops:g} GFLOP/s, int8 {prof.compute.int8_gops:g} GOP/s, "
+        path, prof = calibrate_host(out=out, quick=quick, raw_out=raw)
+    int8 = f"{prof.compute.int8_gops:g}" if prof.compute.int8_gops else "-"
+    typer.echo(f"wrote {path}: fp32 {prof.compute.fp32_gflops:g} GFLOP/s, int8 {int8} GOP/s, "
                f"bandwidth {prof.memory.bandwidth_gbps:g} GB/s at {prof.cpu.threads} thread(s)")
+    if prof.predictor is not None:
+        for rt, c in prof.predictor.runtimes.items():
+            typer.echo(f"  {rt}: {c.fitted}")
 
 
 # ------------------------------------------------------------------------------------------------ main
