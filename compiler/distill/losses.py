@@ -76,14 +76,22 @@ class HiddenStateLoss(nn.Module):
             if s == teacher_dims[t]:
                 nn.init.eye_(p.weight)
 
-    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], mask: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """``mask`` (B, T): token positions that count (padding does not)."""
         losses = []
         for i, (hs, p) in enumerate(zip(student, self.proj)):
             ht = _flatten_tokens(teacher[self.mapping[i]]).float()
             hs = _flatten_tokens(hs).float()
             if hs.shape[1] != ht.shape[1]:  # different spatial size: compare pooled features
                 hs, ht = hs.mean(1, keepdim=True), ht.mean(1, keepdim=True)
-            losses.append(F.mse_loss(p(hs), ht) / (ht.pow(2).mean().detach() + 1e-6))
+            if mask is not None and mask.shape == hs.shape[:2]:
+                w = mask.float()[..., None]
+                se = ((p(hs) - ht) ** 2 * w).sum() / (w.sum() * ht.shape[-1]).clamp_min(1)
+                norm = (ht.pow(2) * w).sum() / (w.sum() * ht.shape[-1]).clamp_min(1)
+                losses.append(se / (norm.detach() + 1e-6))
+            else:
+                losses.append(F.mse_loss(p(hs), ht) / (ht.pow(2).mean().detach() + 1e-6))
         return torch.stack(losses).mean() if losses else torch.zeros(())
 
 
@@ -92,7 +100,9 @@ class AttentionLoss(nn.Module):
         super().__init__()
         self.mapping = layer_map(n_student, n_teacher)
 
-    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], mask: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """``mask`` (B, T): query rows that count (rows of padding tokens do not)."""
         losses = []
         for i, a_s in enumerate(student):
             a_t = teacher[self.mapping[i]]
@@ -101,7 +111,12 @@ class AttentionLoss(nn.Module):
             log_s = torch.log(a_s.float().clamp_min(1e-9))
             log_t = torch.log(a_t.float().clamp_min(1e-9))
             # KL(teacher row distribution || student row distribution), averaged over batch, heads and rows
-            losses.append((a_t.float() * (log_t - log_s)).sum(-1).mean())
+            kl = (a_t.float() * (log_t - log_s)).sum(-1)  # (B, H, T)
+            if mask is not None and mask.shape == (kl.shape[0], kl.shape[2]):
+                w = mask.float()[:, None, :].expand_as(kl)
+                losses.append((kl * w).sum() / w.sum().clamp_min(1))
+            else:
+                losses.append(kl.mean())
         return torch.stack(losses).mean() if losses else torch.zeros(())
 
 
@@ -160,7 +175,12 @@ class MiniLMRelationLoss(nn.Module):
             while r > 1 and (s.shape[-1] % r or t.shape[-1] % r):
                 r -= 1
             ls, lt = self._rel(s, r, mask), self._rel(t, r, mask)
-            losses.append((lt.exp() * (lt - ls)).sum(-1).mean())
+            kl = (lt.exp() * (lt - ls)).sum(-1)  # (B, R, T)
+            if mask is not None and mask.shape == (kl.shape[0], kl.shape[2]):
+                w = mask.float()[:, None, :].expand_as(kl)
+                losses.append((kl * w).sum() / w.sum().clamp_min(1))
+            else:
+                losses.append(kl.mean())
         return torch.stack(losses).mean() if losses else torch.zeros(())
 
 
@@ -227,9 +247,9 @@ class HybridLoss(nn.Module):
             else:
                 terms["kd"] = w.kd * self.kd(s_out, t_out.detach(), self.temperature(progress))
         if "hidden" in stage_terms and self.hidden is not None and s.hidden and t.hidden:
-            terms["hidden"] = w.hidden * self.hidden(s.hidden, [h.detach() for h in t.hidden])
+            terms["hidden"] = w.hidden * self.hidden(s.hidden, [h.detach() for h in t.hidden], s.mask)
         if "attention" in stage_terms and self.attention is not None and s.attention and t.attention:
-            terms["attention"] = w.attention * self.attention(s.attention, [a.detach() for a in t.attention])
+            terms["attention"] = w.attention * self.attention(s.attention, [a.detach() for a in t.attention], s.mask)
         if "relation" in stage_terms and self.relation is not None:
             rel = []
             s_f = s_out if self.embedding else s.features

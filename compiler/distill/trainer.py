@@ -50,6 +50,9 @@ class DistillConfig:
     threads: int | None = 1
     #: evaluate on the validation split every N epochs (and at the end)
     eval_every: int = 1
+    #: reuse the teacher's outputs across epochs and trials when the training inputs are fixed
+    #: (no augmentation, adversarial or domain batches); "auto" = when the task has token inputs
+    cache_teacher: bool | str = "auto"
 
     def schedule(self) -> Schedule:
         return progressive(self.align_fraction) if self.align_fraction > 0 else single()
@@ -73,6 +76,24 @@ def _dims(caps: list[torch.Tensor]) -> list[int]:
     for h in caps:
         dims.append(int(h.shape[1]) if h.dim() == 4 else int(h.shape[-1]))
     return dims
+
+
+def _train_batches(task: Task, batch_size: int, g: torch.Generator):  # noqa: ANN202
+    """Shuffled training batches as (indices, inputs, targets). For token tasks that trim padding per batch
+    (``task.batch_transform``), batches are formed from samples of similar length (sorted with a little noise,
+    then the batch order is shuffled), so trimming removes most padding: much less compute on short texts."""
+    split = task.train
+    mask = _token_mask(split.inputs) if task.batch_transform is not None else None
+    if mask is None:
+        order = torch.randperm(len(split), generator=g)
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    else:
+        lengths = mask.sum(1).float() + 4 * torch.rand(len(split), generator=g)
+        order = torch.argsort(lengths)
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        chunks = [chunks[j] for j in torch.randperm(len(chunks), generator=g).tolist()]
+    for idx in chunks:
+        yield idx, tuple(t[idx] for t in split.inputs), (split.targets[idx] if split.targets is not None else None)
 
 
 def _token_mask(xs: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
@@ -149,6 +170,14 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
 
         opt, sched = make_opt(student, min(qat_start, cfg.epochs))
         in_qat = False
+        fixed_inputs = task.augment is None and cfg.adversarial is None and domain is None
+        use_cache = fixed_inputs and (cfg.cache_teacher is True or (
+            cfg.cache_teacher == "auto" and _token_mask(task.train.inputs[:2]) is not None))
+        cache = None
+        if use_cache:
+            from .cache import teacher_cache
+
+            cache = teacher_cache(teacher, task.train, ex, task.batch_transform)
         for epoch in range(cfg.epochs):
             if epoch == qat_start:
                 # Fine-tuning stage for int8: fold BN, fake-quantize as the exporter will, logits terms only.
@@ -167,7 +196,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
             student.train()
             sums: dict[str, float] = {}
             nb = 0
-            for xs, y in task.train.batches(cfg.batch_size, shuffle=True, generator=g):
+            for idx, xs, y in _train_batches(task, cfg.batch_size, g):
                 t_taps.clear()  # (validation passes also fill the taps)
                 s_taps.clear()
                 if domain is not None and cfg.domain_ratio > 0:
@@ -190,14 +219,18 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
 
                     xs, remove_adv = perturb(student, xs, adv_loss, cfg.adversarial)
                     s_taps.clear()
-                with torch.no_grad():
-                    t_out = _first(teacher(*xs))
+                if cache is not None:
+                    t_out, t_cap = cache.batch(idx, xs[0].shape[1] if _token_mask(xs) is not None else None)
+                else:
+                    with torch.no_grad():
+                        t_out = _first(teacher(*xs))
+                    t_cap = t_taps.captured
                 s_out = _first(student(*xs))
                 s_taps.captured.mask = _token_mask(xs)
                 if remove_adv is not None:
                     remove_adv()
                 labelled = s_out[: len(y)] if y is not None else None
-                parts = loss(s_out, t_out, s_taps.captured, t_taps.captured, None, progress=epoch / max(cfg.epochs, 1),
+                parts = loss(s_out, t_out, s_taps.captured, t_cap, None, progress=epoch / max(cfg.epochs, 1),
                              stage_terms=terms - {"ce"})
                 total = parts.total
                 if "ce" in terms and y is not None and cfg.weights.ce > 0:
