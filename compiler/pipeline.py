@@ -114,6 +114,7 @@ class ArtifactBuilder:
         self.threads = host_threads(settings.threads or profile.cpu.threads)
         self.fingerprint = model_fingerprint(model, task.example_inputs)
         self._reference: np.ndarray | None = None
+        self._proxy: Any = None  # cost of the model's fp32 ONNX graph, for formats without an analyzer
         self.warnings: list[str] = []
 
     @property
@@ -254,7 +255,7 @@ class ArtifactBuilder:
         return cost, True
 
     def _proxy_cost(self) -> Any:
-        if getattr(self, "_proxy", None) is None:
+        if self._proxy is None:
             import tempfile
 
             from .export.onnx import export_onnx_fp32

@@ -91,6 +91,7 @@ def test_cnn_sizes_and_package(cnn_packages: dict) -> None:
         assert wb["fp32"] / wb[s] > 3.5, (s, wb)  # int8 weights: ~4x smaller than fp32
     p = cnn_packages["fp16"]["file"].path
     assert p.is_dir() and p.suffix == ".mlpackage" and (p / WEIGHT_FILE).is_file() and (p / "Manifest.json").is_file()
+    assert not (p / "executorch_debug_handle_mapping.json").exists()  # debug metadata is not shipped
     assert len(sha256_path(p)) == 64
     assert not [x for x in p.parent.iterdir() if x.name.startswith(".adaptc-tmp")]  # written atomically
     d = cnn_packages["fp16"]["describe"]

@@ -31,6 +31,7 @@ from ._capture import captured_output, first_line, unsupported_op
 from .base import ExportedFile, Exporter, ExportRequest, register_exporter
 
 WEIGHT_FILE = Path("Data/com.apple.CoreML/weights/weight.bin")
+DEBUG_MAPPING = "executorch_debug_handle_mapping.json"
 #: coremltools' default: smaller weights are not quantized by linear_quantize_weights
 WEIGHT_THRESHOLD = 2048
 _STATIC = ("int8_static_per_channel", "int8_static_per_tensor")
@@ -131,6 +132,13 @@ class CoreMLExporter(Exporter):
                 mlmodel.short_description = f"adaptc {scheme} export"
                 with atomic_path(dest) as tmp:
                     mlmodel.save(str(tmp))
+                    # ExecuTorch debug metadata (debug handle -> MIL ops) that coremltools writes beside the
+                    # model for torch.export sources; not in the manifest, not used by CoreML. It is as large
+                    # as the weights of a small int8 model, so it is not shipped.
+                    debug = Path(tmp) / DEBUG_MAPPING
+                    if debug.is_file():
+                        debug.unlink()
+                        recipe["removed"] = f"{DEBUG_MAPPING} (debug metadata, not in the package manifest)"
         except ExportError:
             raise
         except Exception as e:
