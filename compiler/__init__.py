@@ -8,6 +8,7 @@ Public API (kept small; the CLI is a thin layer over it)::
     adaptc.list_devices("pixel*"); adaptc.load_profile("pixel8")
     adaptc.analyze("model.onnx")                               # per-op MACs, params, peak activations
     adaptc.predict("model.onnx", "pixel8", runtime="tflite")   # estimated device latency / memory
+    adaptc.calibrate(out="host.yaml", quick=True)              # measure this machine, fit the predictor
 
 Attributes are imported lazily so that light uses (a measurement subprocess, ``adaptc --version``) do not
 pay for importing torch.
@@ -26,6 +27,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "export_model": ("adaptc.export.api", "export_model"),
     "analyze": ("adaptc.analysis", "analyze"),
     "predict": ("adaptc.predict", "predict"),
+    "calibrate": ("adaptc.measure.calibrate", "calibrate_host"),
     "load_profile": ("adaptc.profiles", "load_profile"),
     "list_devices": ("adaptc.profiles", "list_devices"),
     "DeviceProfile": ("adaptc.profiles", "DeviceProfile"),
@@ -62,6 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import AdaptcError
     from .export.api import export_model
     from .pipeline import build
+    from .measure.calibrate import calibrate_host as calibrate
     from .predict import predict
     from .profiles import DeviceProfile, list_devices, load_profile
     from .report import BuildReport

@@ -90,23 +90,49 @@ def _parse_formats(formats: Optional[str]) -> list[str] | None:
 @app.command()
 def build(
     device: str = typer.Option("host", "--device", "-d", help="Profile name (see `adaptc devices`) or path to a profile YAML."),
-    task: str = typer.Option("digits", "--task", "-t", help="Built-in task (digits) or package.module:factory."),
+    task: str = typer.Option("digits", "--task", "-t", help="Built-in task (digits, docstrings) or package.module:factory."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder [default: adaptc-out/<device>]."),
     formats: Optional[str] = typer.Option(None, "--formats", help="Comma-separated formats, overriding the profile (onnx,tflite,coreml)."),
     max_drop: float = typer.Option(1.0, "--max-drop", help="Largest accepted metric drop of an artifact, in points."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Host threads for measurement [default: the profile's]."),
     runs: int = typer.Option(100, "--runs", min=5, help="Timed runs per latency measurement (after warm-up)."),
     no_resume: bool = typer.Option(False, "--no-resume", help="Redo finished work instead of resuming."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (search and training)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (search and training): the same seed gives the same choice."),
+    no_search: bool = typer.Option(False, "--no-search", help="Export the teacher as it is (no student search)."),
+    widths: Optional[str] = typer.Option(None, "--widths", help="Width multipliers to search, e.g. 1,0.5,0.25 [default: 1,0.75,0.5,0.35,0.25,0.125]."),
+    max_blocks_dropped: Optional[int] = typer.Option(None, "--max-drop-blocks", min=0, help="Most residual blocks / layers to drop [default: half]."),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", help="Seconds the student search may take."),
+    quality_tolerance: float = typer.Option(1.0, "--quality-tolerance", min=0.0, help="Points within the best candidate's quality where a faster one is preferred."),
+    rung_epochs: Optional[str] = typer.Option(None, "--rung-epochs", help="Distillation epochs per successive-halving rung, e.g. 6,18."),
+    final_epochs: Optional[int] = typer.Option(None, "--final-epochs", min=1, help="Epochs of the chosen student's final distillation."),
+    ablate: Optional[str] = typer.Option(None, "--ablate", help="Switch loss terms off: comma-separated of ce,kd,hidden,attention,relation."),
+    no_progressive: bool = typer.Option(False, "--no-progressive", help="One joint stage instead of align-then-transfer."),
+    assistant: str = typer.Option("auto", "--assistant", help="Teacher assistant: auto | on | off."),
+    no_qat: bool = typer.Option(False, "--no-qat", help="No quantization-aware training for int8 students."),
+    domain_data: Optional[Path] = typer.Option(None, "--domain-data", help="Unlabelled in-domain inputs (.npz) mixed into each batch."),
+    domain_ratio: float = typer.Option(0.2, "--domain-ratio", min=0.0, max=0.9, help="Fraction of each batch from --domain-data."),
+    adversarial: Optional[str] = typer.Option(None, "--adversarial", help="Adversarial fine-tuning: fgsm | pgd."),
+    adv_eps: float = typer.Option(0.03, "--adv-eps", min=0.0, help="Adversarial radius (relative to the input / embedding scale)."),
 ) -> None:
-    """Build artifacts for a device: export, check parity, measure on this host, estimate for the device."""
+    """Build artifacts for a device: search a student, distil it, export, check parity, measure, estimate."""
     from .pipeline import build as run_build
     from .progress import using
 
+    search: Any = False
+    if not no_search:
+        search = _search_options(task, widths, max_blocks_dropped, time_budget, quality_tolerance, final_epochs, ablate,
+                                 no_progressive, assistant, no_qat, domain_data, domain_ratio, adversarial, adv_eps)
+        if rung_epochs:
+            try:
+                search["rung_epochs"] = [int(e) for e in rung_epochs.split(",") if e.strip()]
+            except ValueError:
+                raise AdaptcError(f"--rung-epochs must be comma-separated integers, got {rung_epochs!r}") from None
+            if not search["rung_epochs"] or min(search["rung_epochs"]) < 1:
+                raise AdaptcError(f"--rung-epochs must be positive integers, got {rung_epochs!r}")
     with using(_reporter()) as rep, _maybe_live(rep):
         try:
             report = run_build(task, device, out, formats=_parse_formats(formats), max_drop=max_drop / 100.0,
-                               threads=threads, runs=runs, resume=not no_resume, seed=seed)
+                               threads=threads, runs=runs, resume=not no_resume, seed=seed, search=search)
         except AdaptcError as e:
             r = getattr(e, "report", None)
             if r is not None:
@@ -158,6 +184,54 @@ def export_cmd(
             raise
     _print_build_summary(report)
     _exit_for_status(report)
+
+
+def _search_options(task: str, widths: Optional[str], max_blocks: Optional[int], time_budget: Optional[float],
+                    tolerance: float, final_epochs: Optional[int], ablate: Optional[str], no_progressive: bool,
+                    assistant: str, no_qat: bool, domain_data: Optional[Path], domain_ratio: float,
+                    adversarial: Optional[str], adv_eps: float) -> dict[str, Any]:
+    from .distill import AdversarialConfig, DistillConfig, LossWeights
+
+    opts: dict[str, Any] = {"quality_tolerance": tolerance / 100.0, "qat": not no_qat}
+    if widths:
+        try:
+            opts["widths"] = [float(w) for w in widths.split(",") if w.strip()]
+        except ValueError:
+            raise AdaptcError(f"--widths must be comma-separated numbers, got {widths!r}") from None
+        from .search import validate_widths
+
+        validate_widths(opts["widths"])
+    if max_blocks is not None:
+        opts["max_drop"] = max_blocks
+    if time_budget is not None:
+        if time_budget <= 0:
+            raise AdaptcError(f"--time-budget must be positive, got {time_budget:g}")
+        opts["time_budget_s"] = time_budget
+    if final_epochs is not None:
+        opts["final_epochs"] = final_epochs
+    if assistant not in ("auto", "on", "off"):
+        raise AdaptcError(f"--assistant must be auto, on or off (got {assistant!r})")
+    opts["assistant"] = assistant
+    weights = LossWeights()
+    if ablate:
+        for term in (t.strip() for t in ablate.split(",") if t.strip()):
+            if term not in weights.__dict__:
+                raise AdaptcError(f"--ablate: unknown loss term {term!r} (known: {', '.join(weights.__dict__)})")
+            setattr(weights, term, 0.0)
+    cfg = DistillConfig(weights=weights, align_fraction=0.0 if no_progressive else 0.3, domain_ratio=domain_ratio)
+    if adversarial is not None:
+        if adversarial not in ("fgsm", "pgd"):
+            raise AdaptcError(f"--adversarial must be fgsm or pgd (got {adversarial!r})")
+        cfg.adversarial = AdversarialConfig(method=adversarial, eps=adv_eps)  # type: ignore[arg-type]
+    if domain_data is not None:
+        from .tasks import get_task
+        from .tasks.base import load_domain_data
+
+        if not domain_data.exists():
+            raise AdaptcError(f"domain data file {domain_data} does not exist")
+        cfg.domain_data = load_domain_data(domain_data, get_task(task))
+    opts["distill"] = cfg
+    return opts
 
 
 def _maybe_live(rep: Any):
@@ -237,8 +311,10 @@ def devices(
         def fmt(v: float | None, unit: str) -> str:
             return f"{v:g} {unit}" if v is not None else "—"
 
-        int8 = f"{p.compute.int8_gops:g}" if p.compute.int8_gops else "—"
-        t.add_row(p.name, p.kind.value, p.soc, f"{p.compute.fp32_gflops:g} / {int8} @{p.cpu.threads}",
+        fp32_s, _ = p.throughput_gops("fp32")
+        int8 = f"{p.throughput_gops('int8')[0]:.4g}" if (p.compute.int8_gops or p.compute.int8_peak_gops) else "—"
+        peak = " (from peak)" if p.compute.fp32_gflops is None else ""
+        t.add_row(p.name, p.kind.value, p.soc, f"{fp32_s:.4g} / {int8} @{p.cpu.threads}{peak}",
                   " · ".join((fmt(b.max_latency_ms, "ms"), fmt(b.max_peak_memory_mb, "MB"), fmt(b.max_model_mb, "MB"),
                               fmt(b.max_mflops, ""))),
                   ",".join(p.formats), str(len(p.sources)))
@@ -283,6 +359,8 @@ def predict(
     runtime: str = typer.Option("tflite", "--runtime", help="tflite | onnxruntime | coreml"),
     precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | fp16 | int8 [default: as in the graph]"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1),
+    ops: bool = typer.Option(False, "--ops", help="Print the per-op breakdown."),
+    top: int = typer.Option(25, "--top", help="With --ops: the N most expensive ops (0: all)."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Estimated latency and peak memory of a model file on a device (no device needed)."""
@@ -300,24 +378,47 @@ def predict(
         return
     typer.echo(f"{model.name} on {p.device} ({p.runtime}, {p.threads} thread(s)): latency {p.latency_ms:.3f} ms, "
                f"peak memory {p.peak_memory_mb:.2f} MB (estimated, {p.version})")
+    if ops:
+        from rich.table import Table
+
+        shown = sorted(p.ops, key=lambda o: -o.time_ms)
+        shown = shown[:top] if top > 0 else shown
+        t = Table(title=f"per-op estimate ({len(p.ops)} ops; {p.fixed_ms:.3f} ms per inference outside the ops)")
+        for col in ("op", "type", "class", "precision", "MFLOPs", "KB moved", "time (ms)", "share", "bound"):
+            t.add_column(col)
+        for o in shown:
+            t.add_row(o.name[:60], o.op_type, o.op_class, o.precision, f"{o.flops / 1e6:.3f}",
+                      f"{o.bytes_moved / 1024:.1f}", f"{o.time_ms:.4f}",
+                      f"{100 * o.time_ms / p.latency_ms:.1f}%" if p.latency_ms else "-", o.bound)
+        _console().print(t)
+    typer.echo(f"method: {p.method}")
     for n in p.notes:
         typer.echo(f"note: {n}")
+    if p.unknown_ops:
+        typer.echo(f"warning: no cost model for {', '.join(p.unknown_ops)} (estimated as data movement)", err=True)
 
 
 # ----------------------------------------------------------------------------------------- calibrate
 @app.command()
 def calibrate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the host profile [default: user profile dir]."),
-    quick: bool = typer.Option(False, "--quick", help="Fewer repetitions (about 10 s)."),
+    quick: bool = typer.Option(False, "--quick", help="Smaller micro-benchmark suite, fewer repetitions (about 20-30 s)."),
+    raw: Optional[Path] = typer.Option(None, "--raw", help="Also write every measurement and the fit statistics (JSON)."),
 ) -> None:
-    """Measure this machine and write its `host` device profile."""
+    """Measure this machine with micro-benchmarks, fit the predictor, write its `host` device profile."""
     from .measure.calibrate import calibrate_host
     from .progress import using
 
+    if out is not None and out.exists() and not out.is_dir() and out.suffix not in (".yaml", ".yml"):
+        raise AdaptcError(f"--out {out}: give a folder or a .yaml file")
     with using(_reporter()) as rep, _maybe_live(rep):
-        path, prof = calibrate_host(out=out, quick=quick)
-    typer.echo(f"wrote {path}: fp32 {prof.compute.fp32_gflops:g} GFLOP/s, int8 {prof.compute.int8_gops:g} GOP/s, "
+        path, prof = calibrate_host(out=out, quick=quick, raw_out=raw)
+    int8 = f"{prof.compute.int8_gops:g}" if prof.compute.int8_gops else "-"
+    typer.echo(f"wrote {path}: fp32 {prof.compute.fp32_gflops:g} GFLOP/s, int8 {int8} GOP/s, "
                f"bandwidth {prof.memory.bandwidth_gbps:g} GB/s at {prof.cpu.threads} thread(s)")
+    if prof.predictor is not None:
+        for rt, c in prof.predictor.runtimes.items():
+            typer.echo(f"  {rt}: {c.fitted}")
 
 
 # ------------------------------------------------------------------------------------------------ main

@@ -31,7 +31,7 @@ def _quantities(obj: object):
 @pytest.fixture(scope="module")
 def pixel8(tmp_path_factory: pytest.TempPathFactory, digits_task) -> tuple[Path, dict, str]:
     out = tmp_path_factory.mktemp("formats") / "pixel8"
-    r = run_cli("build", "--device", "pixel8", "--out", str(out), "--runs", "30")
+    r = run_cli("build", "--device", "pixel8", "--no-search", "--out", str(out), "--runs", "30")
     assert r.returncode == 0, r.stderr[-3000:]
     return out, json.loads((out / "report.json").read_text()), r.stdout + r.stderr
 
@@ -39,7 +39,7 @@ def pixel8(tmp_path_factory: pytest.TempPathFactory, digits_task) -> tuple[Path,
 @pytest.fixture(scope="module")
 def iphone(tmp_path_factory: pytest.TempPathFactory, digits_task) -> tuple[Path, BuildReport]:
     out = tmp_path_factory.mktemp("formats") / "iphone15pro"
-    r = run_cli("build", "--device", "iphone15pro", "--out", str(out), "--runs", "20")
+    r = run_cli("build", "--device", "iphone15pro", "--no-search", "--out", str(out), "--runs", "20")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "not run here" in r.stdout  # the summary table says CoreML was not run, never shows a number
     return out, BuildReport.model_validate_json((out / "report.json").read_text())
@@ -129,7 +129,7 @@ def test_int8_guardrail_prefers_faster_fp32(digits_task, tmp_path: Path) -> None
 
 def test_contained_failure_partial_build_exit_3(tmp_path: Path) -> None:
     out = tmp_path / "partial"
-    r = run_cli("build", "--task", "export_tasks:unconvertible", "--device", "pixel8", "--formats", "onnx,tflite",
+    r = run_cli("build", "--task", "export_tasks:unconvertible", "--device", "pixel8", "--no-search", "--formats", "onnx,tflite",
                 "--out", str(out), "--runs", "10", env=data_env())
     assert r.returncode == 3, r.stderr[-3000:]
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("adaptc:")]

@@ -36,7 +36,7 @@ def test_profile_is_frozen_and_rejects_mutation() -> None:
 
 
 def test_wildcard_and_lookup() -> None:
-    assert [p.name for p in list_devices("pixel*")] == ["pixel8"]
+    assert [p.name for p in list_devices("pixel*")] == ["pixel4", "pixel8"]
     assert {p.name for p in list_devices("*cam")} >= {"pi-zero-2w-cam"}
     with pytest.raises(UnknownDeviceError, match="did you mean 'pixel8'"):
         load_profile("pixle8")

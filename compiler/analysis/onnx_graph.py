@@ -88,6 +88,14 @@ class OpCost:
     output_shape: list[int] | None
     #: a QuantizeLinear/DequantizeLinear pair between int8 kernels, which runtimes fuse into the kernels
     fused: bool = False
+    #: names of the activation tensors the op reads (weights excluded) and writes: the predictor uses them to
+    #: find ops a runtime fuses (an activation right after a convolution)
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    #: (M, K, N) of the matrix product a multiply-accumulate op amounts to: a convolution is M = output pixels
+    #: (times batch), K = input channels per group x kernel area, N = output channels; a depthwise convolution
+    #: M = output pixels, K = kernel area, N = channels; None for other ops
+    gemm: tuple[int, int, int] | None = None
 
     @property
     def bytes_moved(self) -> int:
@@ -112,6 +120,13 @@ class CostReport:
     op_counts: dict[str, int]
     precision_macs: dict[str, int]
     unknown_shapes: list[str] = field(default_factory=list)
+    #: "onnx" or "tflite": the graph this was computed from
+    format: str = "onnx"
+    #: element precision of the (first) graph input and output: fp32 | fp16 | int8
+    input_precision: str = "fp32"
+    output_precision: str = "fp32"
+    #: the file this was computed from (None for in-memory graphs)
+    source: str | None = None
 
     @property
     def mflops(self) -> float:
@@ -177,6 +192,7 @@ def load_onnx(model: "str | Path | onnx.ModelProto") -> onnx.ModelProto:
 
 def analyze_onnx(model: "str | Path | onnx.ModelProto", batch: int = 1) -> CostReport:
     """Cost of one inference of an ONNX model at the given batch size (dynamic dims fixed)."""
+    source = str(Path(model).resolve()) if isinstance(model, (str, Path)) else None
     m = _fix_batch(load_onnx(model), batch)
     try:
         m = shape_inference.infer_shapes(m, data_prop=True)
@@ -282,6 +298,7 @@ def analyze_onnx(model: "str | Path | onnx.ModelProto", batch: int = 1) -> CostR
         macs = 0
         flops = 0
         in_ch = None
+        gemm: tuple[int, int, int] | None = None
         op = n.op_type
         data_inputs = [x for x in n.input if x and source_weight(x) is None]
         if op in ("Conv", "ConvInteger", "QLinearConv") and out_shape is not None:
@@ -291,10 +308,12 @@ def analyze_onnx(model: "str | Path | onnx.ModelProto", batch: int = 1) -> CostR
                 group = int(attrs.get("group", 1))
                 in_ch = ws[1] * group
                 macs = out_shape[0] * out_shape[1] * math.prod(out_shape[2:]) * ws[1] * math.prod(ws[2:])
+                gemm = (out_shape[0] * math.prod(out_shape[2:]), ws[1] * math.prod(ws[2:]), out_shape[1])
         elif op == "ConvTranspose":
             xs, ws = shapes.get(n.input[0]), shapes.get(n.input[1]) or shapes.get(source_weight(n.input[1]) or "")
             if xs is not None and ws is not None:
                 macs = xs[0] * xs[1] * math.prod(xs[2:]) * ws[1] * math.prod(ws[2:])
+                gemm = (xs[0] * math.prod(xs[2:]), xs[1], ws[1] * math.prod(ws[2:]))
         elif op in ("MatMul", "MatMulInteger", "QLinearMatMul", "Gemm") and out_numel is not None:
             a_name = n.input[0]
             a = shapes.get(a_name)
@@ -304,6 +323,8 @@ def analyze_onnx(model: "str | Path | onnx.ModelProto", batch: int = 1) -> CostR
                 else:
                     k = a[-1]
                 macs = out_numel * k
+                n_out = out_shape[-1] if out_shape else 1
+                gemm = (out_numel // max(1, n_out), k, n_out)
         elif op in _POOL_OPS and out_numel is not None:
             flops = out_numel * math.prod(attrs.get("kernel_shape", [1]))
         elif op in _GLOBAL_POOL_OPS:
@@ -360,7 +381,9 @@ def analyze_onnx(model: "str | Path | onnx.ModelProto", batch: int = 1) -> CostR
             fused = p_ is not None and p_.op_type == "QuantizeLinear" and out0 not in graph_outputs and \
                 p_.input[0] not in graph_inputs
         ops.append(OpCost(name, op, op_class(op, attrs, in_ch), precision, int(macs), int(flops), int(params),
-                          int(wbytes), int(in_bytes), int(out_bytes), out_shape, fused))
+                          int(wbytes), int(in_bytes), int(out_bytes), out_shape, fused,
+                          inputs=list(data_inputs), outputs=[o for o in n.output if o],
+                          gemm=tuple(int(v) for v in gemm) if gemm else None))
 
     # Parameters not reached through any compute op (rare) still count.
     stored_weight = 0
@@ -394,7 +417,17 @@ def analyze_onnx(model: "str | Path | onnx.ModelProto", batch: int = 1) -> CostR
         op_counts=dict(Counter(n.op_type for i, n in enumerate(g.node) if n.op_type != "Constant")),
         precision_macs=dict(prec_macs),
         unknown_shapes=unknown,
+        format="onnx",
+        input_precision=_io_precision([i.name for i in g.input if i.name not in weight_names], dtypes),
+        output_precision=_io_precision([o.name for o in g.output], dtypes),
+        source=source,
     )
+
+
+def _io_precision(names: list[str], dtypes: dict[str, int]) -> str:
+    if not names:
+        return "fp32"
+    return _DTYPE_PRECISION.get(dtypes.get(names[0], TensorProto.FLOAT), "fp32")
 
 
 def _peak_activation(g: onnx.GraphProto, constant: set[str], nbytes: Any) -> tuple[int, str | None]:

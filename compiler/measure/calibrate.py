@@ -1,18 +1,34 @@
-"""``adaptc calibrate``: measure this machine and write its ``host`` device profile.
+"""``adaptc calibrate``: measure this machine and write its ``host`` device profile with fitted predictor
+constants.
 
-First version: sustained fp32 and int8 throughput of a dense 3x3 convolution in onnxruntime (the same
-runtime and kernels that run the artifacts), memory bandwidth from large array copies, core count and RAM.
-The figures are measured at one thread (the host profile's thread count); the 2-thread speed-up is recorded
-in the profile notes.
+1. Reference figures: sustained fp32 and int8 throughput of a large dense 3x3 convolution in onnxruntime
+   (``compute.fp32_gflops`` / ``int8_gops``: what "sustained" means in every profile), memory bandwidth from
+   large array copies, cores and RAM.
+2. Micro-benchmarks per runtime (onnxruntime and, when installed, LiteRT), fp32 and int8: dense 3x3 and 1x1
+   convolutions at several widths and resolutions, depthwise convolutions, linear layers (matrix-vector and
+   token matrices), attention-shaped matmuls, elementwise ops, softmax, pooling, and chains of tiny ops (per-op
+   dispatch overhead and per-inference cost); a subset again at 2 threads (thread scaling); in the full mode,
+   graphs dominated by weights or by activations measured in fresh processes (memory constants).
+3. Fit: per runtime, the predictor's constants (op-class efficiencies, GEMM-shape constants, bandwidth
+   efficiencies, overheads, thread scaling, memory) by least squares on log-latency through the same per-op
+   model that predicts real graphs (:mod:`adaptc.predict.fit`), starting from and weakly pulled toward the
+   shipped x86_64 constants.
+4. Write ``host.yaml`` (user profile dir, or ``--out``) with the figures and a ``predictor:`` section holding
+   the fitted constants, and optionally the raw measurements (``--raw``).
+
+``--quick`` runs a smaller suite with fewer repetitions (about 20-30 s); the full mode takes a few minutes.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,52 +36,43 @@ from .. import progress
 from .._io import atomic_write_text
 from ..profiles import DeviceProfile, parse_profile, profile_to_yaml, user_profile_dir
 from ..versions import cpu_model, host_info
+from . import microbench as mb
 
 
-def _conv_model(path: Path, c: int = 64, hw: int = 28) -> tuple[int, np.ndarray]:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    w = (rng.standard_normal((c, c, 3, 3)) * 0.05).astype(np.float32)
-    b = np.zeros(c, np.float32)
-    g = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["y"], ["z"])],
-        "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
-        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, c, hw, hw])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")],
-    )
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, str(path))
-    macs = c * hw * hw * c * 9
-    return macs, rng.standard_normal((1, c, hw, hw)).astype(np.float32)
+@dataclass
+class MicroResult:
+    name: str
+    group: str
+    runtime: str
+    precision: str
+    threads: int
+    #: median latency of timed runs (the faster of the passes), ms
+    median_ms: float
+    runs: int
+    path: str
 
 
-class _Reader:
-    def __init__(self, x: np.ndarray):
-        self._data = [{"x": x * s} for s in (0.5, 1.0, 1.5)]
-
-    def get_next(self):  # noqa: ANN201
-        return self._data.pop() if self._data else None
-
-
-def _time_session(path: Path, x: np.ndarray, threads: int, runs: int) -> float:
-    from .runtimes import open_runner
-
-    r = open_runner("onnxruntime", path, threads)
-    for _ in range(5):
-        r.run([x])
-    t = []
-    for _ in range(runs):
+def _time_runner(runner: Any, x: np.ndarray, budget_s: float, max_runs: int = 40, min_runs: int = 5) -> tuple[float, int]:
+    """Latency (ms) of one call: the median of timed runs (the statistic the host measurement reports)."""
+    for _ in range(2):
+        runner.run([x])
+    times: list[float] = []
+    t_end = time.perf_counter() + budget_s
+    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() < t_end):
         t0 = time.perf_counter()
-        r.run([x])
-        t.append(time.perf_counter() - t0)
-    return float(np.median(t))
+        runner.run([x])
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) * 1e3, len(times)
+
+
+def _available_runtimes() -> list[str]:
+    from .runtimes import runtime_available
+
+    return [r for r in ("onnxruntime", "tflite") if runtime_available(r)]
 
 
 def _bandwidth_gbps(repeats: int) -> float:
-    a = np.ones(64 * 2**20 // 8, dtype=np.float64)  # 64 MB, far beyond the caches
+    a = np.ones(64 * 2**20 // 8, dtype=np.float64)  # 64 MB
     b = np.empty_like(a)
     best = float("inf")
     for _ in range(repeats):
@@ -75,37 +82,181 @@ def _bandwidth_gbps(repeats: int) -> float:
     return 2 * a.nbytes / best / 1e9  # read + write
 
 
-def measure_host_figures(quick: bool = False) -> dict[str, float]:
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+def reference_figures(workdir: Path, quick: bool) -> dict[str, float]:
+    """Sustained dense-conv throughput (onnxruntime, 1 thread, fp32 and int8) and bandwidth."""
+    from .runtimes import open_runner
 
-    runs = 20 if quick else 60
-    step = progress.current().step("calibrate host: conv fp32/int8, bandwidth", total=4)
-    with tempfile.TemporaryDirectory(prefix="adaptc-cal-") as d:
-        fp32 = Path(d) / "conv.onnx"
-        macs, x = _conv_model(fp32)
-        t1 = _time_session(fp32, x, 1, runs)
-        step.advance()
-        t2 = _time_session(fp32, x, 2, runs) if (os.cpu_count() or 1) >= 2 else t1
-        step.advance()
-        int8 = Path(d) / "conv.int8.onnx"
-        quantize_static(str(fp32), str(int8), _Reader(x), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-        t8 = _time_session(int8, x, 1, runs)
-        step.advance()
-    bw = _bandwidth_gbps(5 if quick else 15)
-    step.advance()
+    ref = mb.Micro("reference_conv3x3_28x28x128", (28, 28, 128), (mb.Layer("conv", out=128, k=3),) * 2, "reference")
+    f32 = mb.write_onnx(ref, workdir / "ref.onnx")
+    i8 = mb.quantize_onnx(f32, workdir / "ref.int8.onnx", ref)
+    macs = 2 * 28 * 28 * 128 * 128 * 9
+    x = mb.onnx_input(ref)
+    budget = 0.3 if quick else 1.0
+    t32, _ = _time_runner(open_runner("onnxruntime", f32, 1), x, budget)
+    t8, _ = _time_runner(open_runner("onnxruntime", i8, 1), x, budget)
+    t32_2 = t32
+    if len(os.sched_getaffinity(0)) >= 2:
+        t32_2, _ = _time_runner(open_runner("onnxruntime", f32, 2), x, budget)
+    return {"fp32_gflops": 2 * macs / (t32 * 1e-3) / 1e9, "int8_gops": 2 * macs / (t8 * 1e-3) / 1e9,
+            "fp32_gflops_2t": 2 * macs / (t32_2 * 1e-3) / 1e9, "bandwidth_gbps": _bandwidth_gbps(5 if quick else 15)}
+
+
+_THREAD_SUBSET = ("conv3x3_28x28x64", "conv1x1_7x7x160-960", "dwconv3x3_s1_14x14x384", "fc_128x256-1024",
+                  "fc_1x1024-1000", "tiny_conv_x16", "tiny_add_x32", "add_56x56x64")
+
+
+def run_micro(workdir: Path, runtimes: list[str], quick: bool) -> list[MicroResult]:
+    """Measure every micro-benchmark in every runtime and precision (in this process). The full mode measures
+    the suite twice, some seconds apart, and keeps the faster figure of each graph (load from other processes
+    comes and goes)."""
+    from .runtimes import open_runner
+
+    micros = mb.suite(quick)
+    two = len(os.sched_getaffinity(0)) >= 2
+    budget = 0.08 if quick else 0.25
+    passes = 1 if quick else 2
+    step = progress.current().step("calibrate: micro-benchmarks", total=len(micros) * len(runtimes) * passes)
+    files: dict[tuple[str, str, str], Path] = {}
+    best: dict[tuple[str, str, str, int], MicroResult] = {}
+    for _ in range(passes):
+        for m in micros:
+            if (m.name, "onnxruntime", "fp32") not in files and (m.name, "tflite", "fp32") not in files:
+                onnx32 = mb.write_onnx(m, workdir / f"{m.name}.onnx")
+                if "onnxruntime" in runtimes:
+                    files[(m.name, "onnxruntime", "fp32")] = onnx32
+                    files[(m.name, "onnxruntime", "int8")] = mb.quantize_onnx(onnx32, workdir / f"{m.name}.int8.onnx", m)
+                if "tflite" in runtimes:
+                    files[(m.name, "tflite", "fp32")] = mb.write_tflite(m, workdir / f"{m.name}.tflite")
+                    files[(m.name, "tflite", "int8")] = mb.write_tflite(m, workdir / f"{m.name}.int8.tflite", int8=True)
+            for rt in runtimes:
+                for prec in ("fp32", "int8"):
+                    path = files[(m.name, rt, prec)]
+                    x = mb.onnx_input(m) if rt == "onnxruntime" else mb.tflite_input(m)
+                    thread_list = [1, 2] if (two and m.name in _THREAD_SUBSET) else [1]
+                    for th in thread_list:
+                        try:
+                            ms, n = _time_runner(open_runner(rt, path, th), x, budget)
+                        except Exception as e:  # a kernel this runtime build lacks: skip, do not fail calibration
+                            progress.log.warning("calibrate: %s %s %s skipped: %s", m.name, rt, prec, e)
+                            continue
+                        key = (m.name, rt, prec, th)
+                        if key not in best or ms < best[key].median_ms:
+                            best[key] = MicroResult(m.name, m.group, rt, prec, th, ms, n, str(path))
+                step.advance(note=f"{m.name} {rt}")
     step.done()
-    return {"fp32_gflops": 2 * macs / t1 / 1e9, "int8_gops": 2 * macs / t8 / 1e9, "fp32_gflops_2t": 2 * macs / t2 / 1e9,
-            "bandwidth_gbps": bw}
+    return list(best.values())
 
 
-def calibrate_host(out: str | os.PathLike[str] | None = None, quick: bool = False) -> tuple[Path, DeviceProfile]:
+def run_memory(workdir: Path, runtimes: list[str]) -> list[dict[str, Any]]:
+    """Peak memory (the host measurement's definition) of the memory micro-graphs, in fresh processes."""
+    from .host import measure
+
+    micros = mb.memory_suite()
+    step = progress.current().step("calibrate: memory", total=len(micros) * len(runtimes) * 2)
+    out = []
+    for m in micros:
+        onnx32 = mb.write_onnx(m, workdir / f"{m.name}.onnx")
+        for rt in runtimes:
+            for prec in ("fp32", "int8"):
+                if rt == "onnxruntime":
+                    path = onnx32 if prec == "fp32" else mb.quantize_onnx(onnx32, workdir / f"{m.name}.int8.onnx", m)
+                    x = mb.onnx_input(m)
+                else:
+                    path = mb.write_tflite(m, workdir / f"{m.name}.{prec}.tflite", int8=prec == "int8")
+                    x = mb.tflite_input(m)
+                try:
+                    hm = measure(path, rt, [x], threads=1, runs=3, warmup=1)
+                    out.append({"name": m.name, "runtime": rt, "precision": prec, "path": str(path),
+                                "peak_memory_mb": hm.peak_memory_mb, "rss_anon_mb": hm.rss_anon_mb,
+                                "rss_file_mb": hm.rss_file_mb})
+                except Exception as e:
+                    progress.log.warning("calibrate: memory of %s %s %s skipped: %s", m.name, rt, prec, e)
+                step.advance()
+    step.done()
+    return out
+
+
+def fit_host(ref: dict[str, float], micro: list[MicroResult], memory: list[dict[str, Any]], runtimes: list[str],
+             cores: int, ghz: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fitted constants per runtime (``RuntimeConstants`` mappings) and fit statistics."""
+    from ..analysis import analyze
+    from ..predict.constants import constants_from_dict, family_constants
+    from ..predict.fit import (LATENCY_PARAMS, THREAD_PARAMS, LatencySample, MemorySample, fit_latency, fit_memory,
+                               round_constants)
+    from ..predict.roofline import Device, build_table
+
+    dev = Device(sustained={"fp32": ref["fp32_gflops"], "fp16": ref["fp32_gflops"], "int8": ref["int8_gops"]},
+                 bandwidth_gbps=ref["bandwidth_gbps"], profile_threads=1, max_threads=cores, ghz=ghz)
+    constants: dict[str, Any] = {}
+    stats: dict[str, Any] = {}
+    today = _dt.date.today().isoformat()
+    for rt in runtimes:
+        base_d, src, _ = family_constants(rt, "x86_64")
+        base_d["ref_ghz"] = ghz
+        base = constants_from_dict(base_d, rt, "x86_64", src)
+        tables: dict[str, Any] = {}
+
+        def table(path: str) -> Any:
+            if path not in tables:
+                tables[path] = build_table(analyze(path), rt)
+            return tables[path]
+
+        rows = [r for r in micro if r.runtime == rt]
+        one = [LatencySample(f"{r.name}/{r.precision}", table(r.path), r.median_ms, 1) for r in rows if r.threads == 1]
+        fit1 = fit_latency(one, base, dev, list(LATENCY_PARAMS))
+        c = fit1.constants
+        multi = [LatencySample(f"{r.name}/{r.precision}/{r.threads}t", table(r.path), r.median_ms, r.threads)
+                 for r in rows if r.threads > 1]
+        st: dict[str, Any] = {"latency": {k: v for k, v in fit1.stats.items() if k != "per_sample"},
+                              "latency_samples": fit1.stats["per_sample"]}
+        if multi:
+            fit2 = fit_latency(multi, c, dev, list(THREAD_PARAMS), prior_weight=0.1)
+            c = fit2.constants
+            st["threads"] = {k: v for k, v in fit2.stats.items() if k != "per_sample"}
+        mem_rows = [m for m in memory if m["runtime"] == rt]
+        if mem_rows:
+            fm = fit_memory([MemorySample(f"{m['name']}/{m['precision']}", table(m["path"]), m["peak_memory_mb"])
+                             for m in mem_rows], c)
+            c = fm.constants
+            st["memory"] = fm.stats
+        c.fitted = (f"fitted by `adaptc calibrate` on {today}: {len(one)} micro-benchmarks at 1 thread"
+                    f"{f', {len(multi)} at 2 threads' if multi else ''}"
+                    f"{f', {len(mem_rows)} memory measurements' if mem_rows else ' (memory constants not refitted)'}"
+                    f"; rms log error {fit1.stats['after']['rms_log_error']:.3f}")
+        d = round_constants(c.to_dict())
+        constants[rt] = d
+        stats[rt] = st
+    return constants, stats
+
+
+def calibrate_host(out: str | os.PathLike[str] | None = None, quick: bool = False,
+                   raw_out: str | os.PathLike[str] | None = None, runtimes: list[str] | None = None
+                   ) -> tuple[Path, DeviceProfile]:
+    """Measure this machine, fit the predictor, write the ``host`` profile; returns its path and the profile."""
     import onnxruntime
 
-    fig = measure_host_figures(quick)
     info = host_info()
-    today = _dt.date.today().isoformat()
     cores = int(info.get("usable_cores") or 1)
+    ghz = _ghz()
+    runtimes = runtimes or _available_runtimes()
+    today = _dt.date.today().isoformat()
+    with tempfile.TemporaryDirectory(prefix="adaptc-cal-") as d:
+        wd = Path(d)
+        step = progress.current().step("calibrate: reference conv and bandwidth", total=1)
+        ref = reference_figures(wd, quick)
+        step.done()
+        micro = run_micro(wd, runtimes, quick)
+        memory = [] if quick else run_memory(wd, runtimes)
+        step = progress.current().step("calibrate: fitting the predictor", total=1)
+        constants, stats = fit_host(ref, micro, memory, runtimes, cores, ghz)
+        step.done()
+    versions = [f"onnxruntime {onnxruntime.__version__}"]
+    if "tflite" in runtimes:
+        from importlib.metadata import version
+
+        versions.append(f"ai-edge-litert {version('ai-edge-litert')}")
+    fit_note = "; ".join(f"{rt}: {stats[rt]['latency']['after']['median_abs_error_pct']:.1f}% median |error| on "
+                         f"{stats[rt]['latency']['after']['n']} micro-benchmarks" for rt in runtimes)
     data = {
         "schema_version": 1,
         "name": "host",
@@ -113,30 +264,38 @@ def calibrate_host(out: str | os.PathLike[str] | None = None, quick: bool = Fals
         "kind": "host",
         "soc": cpu_model(),
         "os": "linux",
-        "cpu": {"cores": [{"name": cpu_model(), "count": cores, "ghz": _ghz()}], "threads": 1,
+        "cpu": {"cores": [{"name": cpu_model(), "count": cores, "ghz": ghz}], "threads": 1,
                 "arch": info.get("machine")},
-        "compute": {"fp32_gflops": round(fig["fp32_gflops"], 2), "int8_gops": round(fig["int8_gops"], 2)},
-        "memory": {"ram_mb": float(info.get("ram_mb") or 1024), "bandwidth_gbps": round(fig["bandwidth_gbps"], 2)},
+        "compute": {"fp32_gflops": round(ref["fp32_gflops"], 2), "int8_gops": round(ref["int8_gops"], 2)},
+        "memory": {"ram_mb": float(info.get("ram_mb") or 1024), "bandwidth_gbps": round(ref["bandwidth_gbps"], 2)},
         "budgets": {"max_latency_ms": 100, "max_peak_memory_mb": 1024, "max_model_mb": 200, "max_mflops": 20000},
         "formats": ["onnx", "tflite"],
         "quantization": ["int8_static_per_channel", "int8_dynamic", "fp32"],
         "channel_multiple": 8,
-        "notes": (f"Measured by `adaptc calibrate{' --quick' if quick else ''}` on {today}: fp32 and int8 (QDQ) 3x3 "
-                  f"conv 64->64 at 28x28 in onnxruntime {onnxruntime.__version__}, 1 thread; 2 threads reach "
-                  f"{fig['fp32_gflops_2t']:.1f} GFLOP/s fp32 ({fig['fp32_gflops_2t'] / fig['fp32_gflops']:.2f}x). "
-                  "Budgets are generous defaults for a desktop/server target."),
+        "notes": (f"Measured by `adaptc calibrate{' --quick' if quick else ''}` on {today}: sustained throughput of a "
+                  f"3x3 conv 128->128 at 28x28 in {versions[0]}, 1 thread (2 threads: "
+                  f"{ref['fp32_gflops_2t']:.1f} GFLOP/s fp32, {ref['fp32_gflops_2t'] / ref['fp32_gflops']:.2f}x). "
+                  f"Predictor constants fitted on {len(micro)} micro-benchmark runs ({', '.join(versions)}): "
+                  f"{fit_note}. Budgets are generous defaults for a desktop/server target."),
         "sources": [
-            f"measured on this host by `adaptc calibrate` ({today}): compute from onnxruntime {onnxruntime.__version__} "
-            "conv micro-benchmark (median of timed runs)",
+            f"measured on this host by `adaptc calibrate` ({today}): compute from {versions[0]} conv "
+            "micro-benchmark (median of timed runs)",
             "memory bandwidth: numpy copy of a 64 MB array (read + write bytes / best time)",
             "RAM and cores: psutil / sched_getaffinity on this host",
+            f"predictor constants: least squares on log-latency of micro-benchmarks in {', '.join(versions)} "
+            "(adaptc.predict.fit)",
         ],
+        "predictor": {"family": "x86_64", "runtimes": constants},
     }
     prof = parse_profile(data, "<calibrated host profile>")
     dest = Path(out) if out is not None else user_profile_dir() / "host.yaml"
     if dest.is_dir():
         dest = dest / "host.yaml"
     atomic_write_text(dest, "# written by `adaptc calibrate`\n" + profile_to_yaml(prof))
+    if raw_out is not None:
+        raw = {"date": today, "quick": quick, "host": info, "ghz": ghz, "reference": ref, "runtimes": runtimes,
+               "versions": versions, "micro": [r.__dict__ for r in micro], "memory": memory, "fit": stats}
+        atomic_write_text(raw_out, json.dumps(raw, indent=1, default=str) + "\n")
     return dest, prof
 
 

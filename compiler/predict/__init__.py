@@ -1,15 +1,30 @@
-"""Device latency / memory prediction from a profile and an exported graph."""
+"""Device latency / memory prediction from a profile and an exported graph (calibrated per-op cost model)."""
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..errors import AdaptcError, ModelFileError
 from ..profiles import DeviceProfile, load_profile
 from .roofline import PREDICTOR_VERSION, OpPrediction, Prediction, predict_from_cost
 
 __all__ = ["PREDICTOR_VERSION", "OpPrediction", "Prediction", "predict", "predict_from_cost"]
+
+PRECISIONS = ("fp32", "fp16", "int8")
+RUNTIMES = ("tflite", "onnxruntime", "coreml")
+
+
+def _check_model_file(p: Path) -> None:
+    if not p.is_file():
+        raise ModelFileError(f"model file {p} does not exist")
+    with open(p, "rb") as f:
+        head = f.read(8)
+    if p.suffix.lower() == ".tflite" or head[4:8] == b"TFL3":
+        return
+    if p.suffix.lower() == ".onnx":
+        return
+    raise ModelFileError(f"{p} is neither an ONNX (.onnx) nor a TFLite (.tflite) model file")
 
 
 def predict(
@@ -20,24 +35,48 @@ def predict(
     runtime: str = "tflite",
     example_input: Any = None,
 ) -> Prediction:
-    """Estimated latency and peak memory of a model on a device.
+    """Estimated latency and peak memory of a model on a device, with a per-op breakdown.
 
     ``model_or_path``: an ``nn.Module`` (with ``example_input``) or an exported ``.onnx`` / ``.tflite`` file.
     ``device``: a profile name, a path to a profile YAML or a :class:`DeviceProfile`.
+    ``precision``: ``fp32`` | ``fp16`` | ``int8`` to cost every op at that precision (a what-if for an fp32
+    graph), or ``None`` (default) for each op's own precision in the graph.
+    ``threads``: runtime threads (default: the profile's ``cpu.threads``).
+    ``runtime``: ``tflite`` | ``onnxruntime`` | ``coreml`` (which fitted constants to use).
     """
     from ..analysis import analyze
 
+    if precision is not None and precision not in PRECISIONS:
+        raise AdaptcError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
+    if runtime not in RUNTIMES:
+        raise AdaptcError(f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise AdaptcError(f"threads must be a positive integer (got {threads!r})")
     profile = load_profile(device)
     if isinstance(model_or_path, (str, Path)):
-        cost = analyze(model_or_path)
+        p = Path(model_or_path)
+        _check_model_file(p)
+        cost = analyze(p)
     else:
         import torch
 
         if not isinstance(model_or_path, torch.nn.Module):
-            raise TypeError("predict() takes an nn.Module or a path to an .onnx / .tflite file")
+            raise AdaptcError(f"predict() takes an nn.Module or a path to an .onnx / .tflite file, "
+                              f"not a {type(model_or_path).__name__}")
         if example_input is None:
-            raise ValueError("predict(nn.Module) needs example_input")
+            raise AdaptcError("predict(nn.Module) needs example_input (one example per model input, batch 1)")
         if isinstance(example_input, torch.Tensor):
             example_input = (example_input,)
         cost = analyze(model_or_path, tuple(example_input))
     return predict_from_cost(cost, profile, runtime=runtime, precision=precision, threads=threads)
+
+
+class _CallableModule(__import__("types").ModuleType):
+    """``adaptc.predict`` is both this package and the public function: importing the package sets the package
+    attribute ``adaptc.predict`` to the module, so the module is made callable (``adaptc.predict(...)``)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Prediction:
+        return predict(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CallableModule

@@ -1,35 +1,410 @@
-"""Device latency and memory estimates from a profile: a per-op roofline.
+"""The calibrated per-op device predictor (version ``opcost-1``).
 
-For each op of the exported graph: ``time = max(FLOPs / (throughput(precision) * eff(op class)),
-bytes moved / bandwidth) + per-op overhead``, summed over ops. Memory = stored weights + peak activation
-arena (tensor liveness) + the runtime's own resident overhead.
+For each op of the exported graph (ONNX or TFLite, through the same :class:`~adaptc.analysis.CostReport`):
 
-This is the first, uncalibrated version (``roofline-0``): the efficiency factors below are rules of thumb
-from published model-level measurements (docs/device_specs: dense convs reach the profile's sustained
-figure, depthwise convs ~35-50% of it, elementwise ops are bandwidth-bound). ``adaptc calibrate`` and the
-calibrated predictor replace them with fitted values; every estimate names the predictor version.
+    compute = FLOPs / (S[p] x eff[class][p] x shape(M, K, N) x threads)
+    memory  = bytes moved / (bandwidth x bw_eff x threads)
+    time    = smooth_max(compute, memory) + op_overhead          (smooth_max(a, b) = (a^4 + b^4)^(1/4))
+
+summed over the ops the runtime executes, plus a fixed cost per inference and, for the host's Python
+runners, a cost per input/output element. ``S[p]`` is the profile's sustained dense-convolution throughput
+at precision ``p`` (or its spec-sheet peak times the fitted peak-to-sustained ratio), ``eff`` is the fitted
+fraction of it that each op class (conv, depthwise_conv, matmul) and kernel group (binary, activation,
+softmax, reduce, quant) reaches, and ``shape = K/(K+K0) x N/(N+N0) x M/(M+M0)`` (depthwise: C/(C+C0) x
+M/(M+M0)) captures how small GEMM dimensions waste SIMD lanes and register tiles. Data-movement ops
+(transpose, concat, pad, gather, ...) are bandwidth-bound; metadata ops (reshape, squeeze, ...) are free;
+activations / batch norms / bias adds that onnxruntime fuses into the preceding convolution or matmul are free.
+
+Threads: throughput scales by ``1 + (n - 1) x thread_efficiency`` relative to the profile's thread count;
+per-op overhead grows by ``1 + (n - 1) x thread_overhead``. Overheads were fitted at ``ref_ghz`` and scale by
+``ref_ghz / device GHz``.
+
+Memory = base + weight_factor[precision] x weight bytes + activation_factor x peak activation bytes (tensor
+liveness), i.e. the runtime's own footprint, its copies of the weights (onnxruntime copies and prepacks them;
+LiteRT maps the file and XNNPACK packs a private copy) and its activation arena. It estimates the host
+measurement's definition (VmHWM growth from creating the session and running it once).
+
+The constants live in ``adaptc/predict/models/<runtime>.json`` per device family and may be overridden by a
+profile's ``predictor:`` section (see :mod:`adaptc.predict.constants`); how they were fitted is in
+``adaptc.predict.fit`` and the README section "Predictor accuracy".
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from ..analysis.onnx_graph import CostReport
 from ..profiles.schema import DeviceProfile
+from .constants import Constants, device_ghz, resolve, sustained_throughput
 
-PREDICTOR_VERSION = "roofline-0"
+PREDICTOR_VERSION = "opcost-1"
+#: (M, K, N) of the reference convolution that defines "sustained" throughput: a 3x3 convolution 128 -> 128 on a
+#: 28 x 28 map (what ``adaptc calibrate`` measures for compute.fp32_gflops / int8_gops); depthwise ops are
+#: normalised at the same M and C = N
+REFERENCE_GEMM = (784, 1152, 128)
 
-#: fraction of the profile's sustained throughput each op class reaches (uncalibrated defaults)
-DEFAULT_EFFICIENCY: dict[str, float] = {
-    "conv": 1.0, "matmul": 0.9, "depthwise_conv": 0.4, "pool": 0.25, "elementwise": 0.25, "quant": 0.25, "data": 0.25,
-}
-#: fixed cost per executed op (kernel dispatch), in microseconds
-DEFAULT_OP_OVERHEAD_US: dict[str, float] = {"onnxruntime": 3.0, "tflite": 1.5, "coreml": 5.0}
-#: resident memory of the runtime itself (code pages, allocator), MB (measured on the host: toolchain.md)
-DEFAULT_RUNTIME_OVERHEAD_MB: dict[str, float] = {"onnxruntime": 9.0, "tflite": 4.0, "coreml": 10.0}
-#: multi-thread efficiency per extra thread
-DEFAULT_THREAD_EFFICIENCY = 0.8
+log = logging.getLogger(__name__)
+
+_PRECISIONS = ("fp32", "fp16", "int8")
+_BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+MAC_CLASSES = ("conv", "depthwise_conv", "matmul")
+GROUPS = ("binary", "activation", "hardswish", "softmax", "reduce", "quant", "transpose", "pad")
+# kind codes of the op table
+_K_CONV, _K_DW, _K_MM, _K_BIN, _K_ACT, _K_HSW, _K_SOFT, _K_RED, _K_QUANT, _K_TRANS, _K_PAD, _K_DATA = range(12)
+_KIND_NAMES = ("conv", "depthwise_conv", "matmul", "binary", "activation", "hardswish", "softmax", "reduce", "quant",
+               "transpose", "pad", "data")
+#: data-movement kinds: their "efficiency" is a fraction of the memory bandwidth (no arithmetic)
+_MOVE_KINDS = (_K_TRANS, _K_PAD, _K_DATA)
+
+_ONNX_BINARY = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Where", "Equal", "Greater", "Less", "And", "Or",
+                "Mod", "GreaterOrEqual", "LessOrEqual", "Sum", "Mean"}
+_ONNX_ACTIVATION = {"Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "Exp", "Log", "Erf", "Gelu",
+                    "HardSigmoid", "HardSwish", "Mish", "Softplus", "Elu", "Selu", "Sqrt", "Reciprocal", "Neg",
+                    "Abs", "Cast", "Floor", "Ceil", "Round", "Not", "Sin", "Cos", "Sign", "IsNaN", "IsInf"}
+_ONNX_SOFTMAX = {"Softmax", "LogSoftmax", "LayerNormalization", "InstanceNormalization", "BatchNormalization",
+                 "GroupNormalization", "RMSNormalization", "SimplifiedLayerNormalization", "SkipLayerNormalization"}
+_ONNX_DATA = {"Transpose", "Concat", "Split", "Slice", "Gather", "GatherElements", "GatherND", "Pad", "Expand",
+              "Tile", "Resize", "Upsample", "DepthToSpace", "SpaceToDepth", "Range", "ConstantOfShape", "Size",
+              "ScatterND", "ScatterElements", "TopK", "ArgMax", "ArgMin", "NonZero", "OneHot", "Trilu", "CumSum",
+              "EyeLike", "ReverseSequence", "Compress", "MaxUnpool"}
+_ONNX_META = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", "Dropout", "Constant"}
+_TFL_BINARY = {"ADD", "SUB", "MUL", "DIV", "POW", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "SELECT", "SELECT_V2",
+               "EQUAL", "NOT_EQUAL", "GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL", "LOGICAL_AND", "LOGICAL_OR",
+               "ADD_N", "FLOOR_DIV", "FLOOR_MOD"}
+_TFL_SOFTMAX = {"SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION", "LOCAL_RESPONSE_NORMALIZATION"}
+_TFL_META = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SHAPE", "RANK"}
+#: data ops that select part of their input
+_SELECT_OPS = {"Gather", "GatherElements", "GatherND", "Slice", "Split", "GATHER", "GATHER_ND", "SLICE",
+               "STRIDED_SLICE", "SPLIT", "SPLIT_V", "UNPACK"}
+#: ops onnxruntime fuses into the convolution / matmul that produces their input
+_ORT_FUSABLE = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "BatchNormalization", "Add", "Mul"}
+
+
+def _known_onnx() -> set[str]:
+    from ..analysis import onnx_graph as og
+
+    return (set(og._ELEMENTWISE_FLOPS) | og._MAC_OPS | og._POOL_OPS | og._GLOBAL_POOL_OPS | og._QPARAM_OPS
+            | _ONNX_DATA | _ONNX_META | _ONNX_BINARY | _ONNX_ACTIVATION | _ONNX_SOFTMAX)
+
+
+def _known_tflite() -> set[str]:
+    from ..analysis.tflite_graph import KNOWN_OPS
+
+    return set(KNOWN_OPS) | _TFL_META
+
+
+def kernel_kind(op_type: str, op_class: str) -> int:
+    """Kind code of an op: its MAC class, or the kernel group of a non-MAC op, or data movement."""
+    if op_class == "conv":
+        return _K_CONV
+    if op_class == "depthwise_conv":
+        return _K_DW
+    if op_class == "matmul":
+        return _K_MM
+    if op_class == "quant":
+        return _K_QUANT
+    if op_class == "pool":
+        return _K_RED
+    if op_type in _ONNX_SOFTMAX or op_type in _TFL_SOFTMAX:
+        return _K_SOFT
+    if op_type in _ONNX_META or op_type in _TFL_META:
+        return _K_DATA
+    if op_type in ("Transpose", "TRANSPOSE", "DepthToSpace", "SpaceToDepth", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH"):
+        return _K_TRANS
+    if op_type in ("Pad", "PAD", "PADV2", "MIRROR_PAD"):
+        return _K_PAD
+    if op_type in ("HardSwish", "HARD_SWISH", "HardSigmoid"):
+        return _K_HSW
+    if op_type in _ONNX_BINARY or op_type in _TFL_BINARY:
+        return _K_BIN
+    if op_class == "elementwise":
+        return _K_ACT
+    return _K_DATA
+
+
+@dataclass
+class OpTable:
+    """The ops of one graph as arrays (what the predictor and the fit evaluate)."""
+
+    names: list[str]
+    op_types: list[str]
+    kind: np.ndarray      # kind code (see _KIND_NAMES)
+    prec: np.ndarray      # 0 fp32, 1 fp16, 2 int8
+    flops: np.ndarray
+    bytes: np.ndarray
+    m: np.ndarray
+    k: np.ndarray
+    n: np.ndarray
+    run: np.ndarray       # executed (not fused, not metadata-only)
+    reason: list[str]     # why an op does not run ("" when it runs)
+    unknown: list[str]
+    io_elems: dict[str, float]
+    weight_bytes: float
+    activation_bytes: float
+    weight_precision: str
+    #: the part of weight_bytes that belongs to convolutions (runtimes may re-layout those: another copy)
+    conv_weight_bytes: float = 0.0
+
+
+def _graph_format(cost: CostReport) -> str:
+    return getattr(cost, "format", "onnx")
+
+
+def build_table(cost: CostReport, runtime: str, precision: str | None = None) -> OpTable:
+    """Per-op features of a cost report as seen by ``runtime`` (fusions applied)."""
+    fmt = _graph_format(cost)
+    known = _known_tflite() if fmt == "tflite" else _known_onnx()
+    meta = _TFL_META if fmt == "tflite" else _ONNX_META
+    producers: dict[str, int] = {}
+    consumers: dict[str, int] = {}
+    q_of: dict[str, str] = {}  # tensor -> output of the QuantizeLinear that consumes it
+    for i, o in enumerate(cost.ops):
+        for t in o.outputs:
+            producers[t] = i
+        for t in o.inputs:
+            consumers[t] = consumers.get(t, 0) + 1
+        if o.op_type == "QuantizeLinear" and o.inputs and o.outputs:
+            q_of[o.inputs[0]] = o.outputs[0]
+    view = None
+    if (runtime == "onnxruntime" and fmt == "onnx" and precision is None
+            and any(o.op_class == "quant" for o in cost.ops)):
+        from .ort_view import runtime_view
+
+        view = runtime_view(cost.source)
+    names = [o.name for o in cost.ops]
+    types = [o.op_type for o in cost.ops]
+    kind_l: list[int] = []
+    prec_l: list[int] = []
+    flops_l: list[float] = []
+    bytes_l: list[float] = []
+    mkn: list[tuple[float, float, float]] = []
+    run_l: list[bool] = []
+    reason = [""] * len(cost.ops)
+    unknown: list[str] = []
+    fused_into: set[int] = set()
+    for i, o in enumerate(cost.ops):
+        kd = kernel_kind(o.op_type, o.op_class)
+        p = o.precision if o.precision in _PRECISIONS else "fp32"
+        b = float(o.bytes_moved)
+        if precision is not None and kd != _K_QUANT and p != precision:
+            b *= _BYTES[precision] / _BYTES[p]
+            p = precision
+        run = True
+        if o.op_type not in known:
+            unknown.append(o.op_type)
+        if view is not None:
+            run, p, b, why = _ort_decision(o, kd, p, b, view, q_of)
+            reason[i] = why
+        elif o.fused:
+            run, reason[i] = False, "quantize/dequantize pair fused into the int8 kernels"
+        if kd == _K_DATA and o.op_type in _SELECT_OPS:
+            b = 2.0 * float(o.output_bytes)  # a gather / slice moves what it selects, not its whole input
+        if not run:
+            pass
+        elif o.op_type in meta and runtime == "onnxruntime":
+            # onnxruntime dispatches a kernel for every node, even a zero-copy reshape: overhead only
+            b = 0.0
+        elif o.op_type in meta:
+            run, reason[i] = False, "metadata only (no kernel runs)"
+        elif precision is not None and kd == _K_QUANT:
+            run, reason[i] = False, f"what-if {precision}: quantization ops not counted"
+        elif runtime == "onnxruntime" and o.op_type in _ORT_FUSABLE and len(o.inputs) == 1:
+            src = producers.get(o.inputs[0])
+            if src is not None and cost.ops[src].op_class in ("conv", "depthwise_conv", "matmul") \
+                    and consumers.get(o.inputs[0], 0) == 1 and src not in fused_into:
+                run, reason[i] = False, f"fused into {cost.ops[src].op_type} by onnxruntime"
+                if o.op_type not in ("Add", "Mul", "BatchNormalization"):
+                    fused_into.add(src)  # one activation per kernel
+        kind_l.append(kd)
+        prec_l.append(_PRECISIONS.index(p))
+        flops_l.append(0.0 if (o.op_type in meta) else float(o.flops))
+        bytes_l.append(b)
+        mkn.append(tuple(float(v) for v in o.gemm) if o.gemm else (1.0, 1.0, 1.0))
+        run_l.append(run)
+    if view is not None:
+        # layout nodes of the full optimization level, sized like an average int8 convolution output
+        q_out = [o.output_bytes for o in cost.ops if o.op_class in ("conv", "depthwise_conv") and o.precision == "int8"]
+        avg = float(np.mean(q_out)) if q_out else 0.0
+        for name, kd, count, nbytes, fl in (("layout Transpose (onnxruntime NHWC)", _K_TRANS, view.layout_transposes,
+                                             2 * avg, 0.0),
+                                            ("layout Quantize/Dequantize (onnxruntime)", _K_QUANT,
+                                             view.layout_quant_ops, 5 * avg, 2 * avg)):
+            for _ in range(count):
+                names.append(name)
+                types.append("Transpose" if kd == _K_TRANS else "QuantizeLinear")
+                reason.append("")
+                kind_l.append(kd)
+                prec_l.append(2)
+                flops_l.append(fl)
+                bytes_l.append(nbytes)
+                mkn.append((1.0, 1.0, 1.0))
+                run_l.append(True)
+        for n_el in view.weight_dequant_elems:  # int8 weights of float kernels, dequantized at every run
+            names.append("weight DequantizeLinear (onnxruntime)")
+            types.append("DequantizeLinear")
+            reason.append("")
+            kind_l.append(_K_QUANT)
+            prec_l.append(2)
+            flops_l.append(2.0 * n_el)
+            bytes_l.append(5.0 * n_el)
+            mkn.append((1.0, 1.0, 1.0))
+            run_l.append(True)
+    in_el, out_el = _io_elements(cost)
+    if precision is not None and precision != "fp32" and cost.stored_weight_bytes >= cost.weight_bytes_at.get("fp32", 0):
+        wbytes = float(cost.weight_bytes_at.get(precision, cost.stored_weight_bytes))
+        wprec = precision
+    else:
+        wbytes = float(cost.stored_weight_bytes + cost.quant_param_bytes)
+        wprec = _dominant_precision(cost)
+    act = float(cost.peak_activation_bytes)
+    if precision is not None and wprec != _dominant_precision(cost):
+        act *= _BYTES.get(precision, 4) / _BYTES.get(_dominant_precision(cost), 4)
+    arr = np.array(mkn, dtype=float).reshape(-1, 3)
+    return OpTable(
+        names=names, op_types=types, kind=np.array(kind_l, np.int64), prec=np.array(prec_l, np.int64),
+        flops=np.array(flops_l, float), bytes=np.array(bytes_l, float), m=arr[:, 0], k=arr[:, 1], n=arr[:, 2],
+        run=np.array(run_l, bool), reason=reason, unknown=sorted(set(unknown)),
+        io_elems={"in": in_el[0], "in_int8": in_el[1], "out": out_el[0], "out_int8": out_el[1]},
+        weight_bytes=wbytes, activation_bytes=act, weight_precision=wprec,
+        conv_weight_bytes=float(sum(o.weight_bytes for o in cost.ops if o.op_class in ("conv", "depthwise_conv")))
+        * (wbytes / max(1.0, float(cost.stored_weight_bytes + cost.quant_param_bytes))),
+    )
+
+
+def _ort_decision(o: Any, kd: int, p: str, b: float, view: Any, q_of: dict[str, str]
+                  ) -> tuple[bool, str, float, str]:
+    """(runs, precision, bytes, reason) of an op of a QDQ graph in onnxruntime's optimized graph."""
+    from .ort_view import QLINEAR_MAC
+
+    outs = o.outputs
+    if kd == _K_QUANT:
+        if any(view.produced.get(t) in ("QuantizeLinear", "DequantizeLinear") for t in outs):
+            return True, p, b, ""
+        return False, p, b, "fused into an int8 kernel by onnxruntime"
+    own = view.produced.get(outs[0]) if outs else None
+    if own is not None:
+        if p == "int8":  # the kernel stays float: int8 activations are dequantized around it
+            return True, "fp32", b * 4.0, "runs as a float kernel in onnxruntime (explicit quantize/dequantize)"
+        return True, p, b, ""
+    q_out = q_of.get(outs[0]) if outs else None
+    prod = view.produced.get(q_out) if q_out else None
+    if kd in (_K_CONV, _K_DW, _K_MM):
+        return True, "int8", b, ""
+    if prod is None or prod in QLINEAR_MAC:
+        return False, p, b, "fused into an int8 kernel by onnxruntime"
+    return True, "int8", b, ""
+
+
+def _dominant_precision(cost: CostReport) -> str:
+    if not cost.precision_macs:
+        return "fp32"
+    return max(cost.precision_macs.items(), key=lambda kv: kv[1])[0]
+
+
+def _io_elements(cost: CostReport) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(float elements, int8 elements) of the graph inputs and outputs."""
+    in_prec = getattr(cost, "input_precision", "fp32")
+    out_prec = getattr(cost, "output_precision", "fp32")
+
+    def split(nbytes: int, p: str) -> tuple[float, float]:
+        if p == "int8":
+            return 0.0, float(nbytes)
+        return float(nbytes) / _BYTES.get(p, 4), 0.0
+
+    return split(cost.input_bytes, in_prec), split(cost.output_bytes, out_prec)
+
+
+@dataclass
+class Device:
+    """The device figures the predictor needs (from a profile)."""
+
+    sustained: dict[str, float]   # GFLOP/s (GOP/s) per precision at the profile's thread count
+    bandwidth_gbps: float
+    profile_threads: int
+    max_threads: int
+    ghz: float
+
+    @classmethod
+    def from_profile(cls, profile: DeviceProfile, runtime: str) -> "Device":
+        return cls(
+            sustained={p: sustained_throughput(profile, p, runtime)[0] for p in _PRECISIONS},
+            bandwidth_gbps=profile.memory.bandwidth_gbps, profile_threads=profile.cpu.threads,
+            max_threads=profile.cpu.total_cores, ghz=device_ghz(profile),
+        )
+
+
+def _smooth_max(a: np.ndarray, b: np.ndarray, q: float = 4.0) -> np.ndarray:
+    m = np.maximum(a, b)
+    safe = np.where(m > 0, m, 1.0)
+    return np.where(m > 0, safe * ((a / safe) ** q + (b / safe) ** q) ** (1.0 / q), 0.0)
+
+
+def op_times(t: OpTable, c: Constants, dev: Device, threads: "int | np.ndarray") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-op seconds (0 for ops that do not run), compute seconds and memory seconds. ``threads`` may be an
+    array with one thread count per op (the fit evaluates many graphs at once)."""
+    n_thr = np.clip(np.asarray(threads, dtype=float), 1, dev.max_threads)
+    tf = (1.0 + (n_thr - 1) * c.thread_efficiency) / (
+        1.0 + (max(1, min(dev.profile_threads, dev.max_threads)) - 1) * c.thread_efficiency)
+    S = np.array([dev.sustained[p] for p in _PRECISIONS]) * 1e9
+    eff = np.ones((len(_KIND_NAMES), 3))
+    for ki, kname in enumerate(_KIND_NAMES[:-1]):
+        e = c.efficiency.get(kname, {})
+        base = e.get("fp32", c.data_bw_efficiency if ki in _MOVE_KINDS else 0.1)
+        eff[ki] = [e.get("fp32", base), e.get("fp16", e.get("fp32", base)), e.get("int8", base)]
+    kind, prec = t.kind, t.prec
+    is_mac = kind <= _K_MM
+    k0, n0, m0, c0 = c.gemm_k0, c.gemm_n0, c.gemm_m0, c.dw_c0
+    rm, rk, rn = REFERENCE_GEMM
+    # shape factors relative to the reference convolution (where efficiency = 1 by the definition of "sustained")
+    # output channels are computed in SIMD tiles of n_tile lanes: a partial last tile wastes lanes
+    nt = max(1.0, c.n_tile)
+    tile = t.n / (np.ceil(t.n / nt) * nt)
+    gemm_shape = ((t.k / (t.k + k0)) * (t.n / (t.n + n0)) * (t.m / (t.m + m0)) * tile
+                  / ((rk / (rk + k0)) * (rn / (rn + n0)) * (rm / (rm + m0))))
+    dw_shape = (t.n / (t.n + c0)) * (t.m / (t.m + m0)) * tile / ((rn / (rn + c0)) * (rm / (rm + m0)))
+    shape = np.where(kind == _K_DW, dw_shape, np.where(is_mac, gemm_shape, 1.0))
+    # non-MAC kernels are rated against the fp32 figure (their int8 speed is in eff[group]["int8"])
+    rate_base = np.where(is_mac, S[prec], S[0])
+    rate = rate_base * eff[kind, prec] * shape * tf
+    move = np.isin(kind, _MOVE_KINDS)
+    compute = np.where(move, 0.0, t.flops / np.maximum(rate, 1e-9))
+    bw_eff = np.where(kind == _K_DATA, c.data_bw_efficiency, np.where(move, eff[kind, prec], c.bw_efficiency))
+    bw_eff = np.where(kind == _K_DW, c.dw_bw_efficiency, bw_eff)
+    # working sets beyond the cache stream slower: x (1 + penalty x bytes / (bytes + cache))
+    cache = max(c.cache_kb, 1.0) * 1024.0
+    memory = t.bytes / (dev.bandwidth_gbps * 1e9 * bw_eff * tf) * (1.0 + c.cache_penalty * t.bytes / (t.bytes + cache))
+    ov_us = c.op_overhead_us + np.where(is_mac, c.mac_overhead_us, 0.0)
+    ov = ov_us * 1e-6 * (c.ref_ghz / dev.ghz) * (1 + (n_thr - 1) * c.thread_overhead)
+    total = np.where(t.run, _smooth_max(compute, memory) + ov, 0.0)
+    return total, np.where(t.run, compute, 0.0), np.where(t.run, memory, 0.0)
+
+
+def fixed_time(t: OpTable, c: Constants, dev: Device) -> float:
+    """Seconds per inference outside the ops: the invoke itself and handing inputs/outputs over."""
+    io = c.io_ns_per_element
+    e = t.io_elems
+    io_s = ((e["in"] + e["out"]) * io.get("fp32", 0.0) + (e["in_int8"] + e["out_int8"]) * io.get("int8", 0.0)) * 1e-9
+    n_int8 = float(e["in_int8"] > 0) + float(e["out_int8"] > 0)
+    io_s += n_int8 * c.io_fixed_us.get("int8", 0.0) * 1e-6
+    return c.invoke_overhead_us * 1e-6 * (c.ref_ghz / dev.ghz) + io_s
+
+
+def memory_mb(t: OpTable, c: Constants) -> tuple[float, float, float, float]:
+    """(peak MB, weights MB, activations MB, runtime overhead MB) as the runtime holds them."""
+    mem = c.memory
+    wfs = mem.get("weight_factor", {})
+    wf = wfs.get(t.weight_precision, wfs.get("fp32", 1.0))
+    cwf = mem.get("conv_weight_factor", {}).get(t.weight_precision, wf)
+    mb = 1 / 2**20
+    conv_w = min(t.conv_weight_bytes, t.weight_bytes)
+    w = ((t.weight_bytes - conv_w) * wf + conv_w * cwf) * mb
+    a = t.activation_bytes * float(mem.get("activation_factor", 1.0)) * mb
+    base = float(mem.get("base_mb", 0.0))
+    return base + w + a, w, a, base
 
 
 @dataclass
@@ -41,7 +416,7 @@ class OpPrediction:
     flops: int
     bytes_moved: int
     time_ms: float
-    bound: str  # compute | memory | overhead
+    bound: str  # compute | memory | overhead | fused | free
 
 
 @dataclass
@@ -59,23 +434,38 @@ class Prediction:
     version: str = PREDICTOR_VERSION
     ops: list[OpPrediction] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: op types the predictor has no cost model for (costed with the data-movement fallback)
+    unknown_ops: list[str] = field(default_factory=list)
+    #: fixed cost per inference (invoke + input/output hand-over), ms
+    fixed_ms: float = 0.0
+    constants_source: str = ""
+    #: measured error of this predictor version (from the model file's validation block), when known
+    validation: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {
             "device": self.device, "runtime": self.runtime, "precision": self.precision, "threads": self.threads,
             "latency_ms": self.latency_ms, "peak_memory_mb": self.peak_memory_mb, "weights_mb": self.weights_mb,
             "activations_mb": self.activations_mb, "runtime_overhead_mb": self.runtime_overhead_mb,
-            "method": self.method, "version": self.version, "notes": self.notes,
+            "fixed_ms": self.fixed_ms, "method": self.method, "version": self.version, "notes": self.notes,
+            "unknown_ops": self.unknown_ops, "constants_source": self.constants_source,
+            "validation": self.validation,
         }
 
 
-def _thread_factor(profile: DeviceProfile, threads: int) -> float:
-    """Throughput at ``threads`` relative to the profile's (whose figures are at ``cpu.threads``)."""
-    def cap(n: int) -> float:
-        n = max(1, min(n, profile.cpu.total_cores))
-        return 1 + (n - 1) * DEFAULT_THREAD_EFFICIENCY
-
-    return cap(threads) / cap(profile.cpu.threads)
+def _validation_phrase(c: Constants) -> str:
+    v = c.validation or {}
+    host = v.get("host", {}).get(c.runtime) or v.get("host", {}).get("all")
+    bits = []
+    if host:
+        bits.append(f"measured host error ({host.get('n', '?')} {c.runtime} rows): median |error| "
+                    f"{host.get('median_abs_error_pct', float('nan')):.1f}%, "
+                    f"{host.get('within_20pct', float('nan')):.0f}% within +-20%")
+    phones = v.get("phones", {})
+    if c.family.startswith("arm64") and phones:
+        maes = ", ".join(f"{k} {d.get('median_abs_error_pct', float('nan')):.0f}%" for k, d in sorted(phones.items()))
+        bits.append(f"published phone rows (held out) median |error|: {maes}")
+    return "; ".join(bits) if bits else "not yet validated"
 
 
 def predict_from_cost(
@@ -85,59 +475,60 @@ def predict_from_cost(
     runtime: str,
     precision: str | None = None,
     threads: int | None = None,
+    constants: Constants | None = None,
 ) -> Prediction:
     """Estimate latency and memory of a graph (its cost report) on a device.
 
-    ``precision`` overrides the arithmetic precision of multiply-accumulate ops (to ask "what if this fp32
-    graph ran in int8?"); by default each op's own precision in the graph is used.
+    ``precision`` overrides the arithmetic precision of the graph's ops (to ask "what if this fp32 graph ran
+    in int8?"); by default each op's own precision in the graph is used.
     """
     threads = threads or profile.cpu.threads
-    tf = _thread_factor(profile, threads)
-    bw = profile.memory.bandwidth_gbps * 1e9
-    overhead_s = DEFAULT_OP_OVERHEAD_US.get(runtime, 3.0) * 1e-6
-    ops: list[OpPrediction] = []
-    total = 0.0
-    notes: list[str] = []
-    for o in cost.ops:
-        if o.fused:
-            continue  # Q/DQ pairs between int8 kernels run inside the kernels
-        if o.op_class == "data" and o.flops == 0 and o.op_type in ("Reshape", "Flatten", "Squeeze", "Unsqueeze",
-                                                                  "Identity", "Shape"):
-            continue  # metadata-only ops: no kernel runs on most runtimes
-        prec = precision if (precision and o.macs) else o.precision
-        gops, _ = profile.throughput_gops(prec)
-        eff = DEFAULT_EFFICIENCY.get(o.op_class, 0.25)
-        t_compute = o.flops / (gops * 1e9 * eff * tf) if o.flops else 0.0
-        scale = {"int8": 0.25, "fp16": 0.5}.get(prec, 1.0) if (precision and o.macs) else 1.0
-        t_mem = o.bytes_moved * scale / bw
-        t = max(t_compute, t_mem) + overhead_s
-        bound = "compute" if t_compute >= t_mem and t_compute > overhead_s else ("memory" if t_mem > overhead_s else "overhead")
-        ops.append(OpPrediction(o.name, o.op_type, o.op_class, prec, o.flops, o.bytes_moved, t * 1e3, bound))
-        total += t
-    if precision is not None and precision != "fp32":
-        weights = cost.weight_bytes_at.get(precision, cost.stored_weight_bytes)
-    else:
-        weights = cost.stored_weight_bytes + cost.quant_param_bytes
-    acts = cost.peak_activation_bytes
-    rt = DEFAULT_RUNTIME_OVERHEAD_MB.get(runtime, 8.0)
-    if precision == "fp16" and not profile.compute.fp16_gflops:
+    c = constants or resolve(profile, runtime)
+    dev = Device.from_profile(profile, runtime)
+    table = build_table(cost, runtime, precision)
+    total, comp, mem = op_times(table, c, dev, threads)
+    fixed = fixed_time(table, c, dev)
+    peak, w_mb, a_mb, base = memory_mb(table, c)
+    notes = list(c.notes)
+    if table.unknown:
+        msg = (f"no cost model for op(s) {', '.join(table.unknown)}: estimated as data movement "
+               f"(bytes / bandwidth + per-op overhead)")
+        notes.append(msg)
+        log.warning("adaptc.predict: %s", msg)
+    if precision == "fp16" and not (profile.compute.fp16_gflops or profile.compute.fp16_peak_gflops):
         notes.append("no fp16 figure in the profile: fp16 arithmetic estimated at the fp32 throughput")
-    if precision == "int8" and not profile.compute.int8_gops:
+    if precision == "int8" and not (profile.compute.int8_gops or profile.compute.int8_peak_gops):
         notes.append("no int8 figure in the profile: int8 arithmetic estimated at the fp32 throughput")
-    mb = 1 / 2**20
+    if profile.compute.fp32_gflops is None:
+        notes.append(f"spec-sheet profile: sustained throughput = peak x {c.family} peak-to-sustained ratio "
+                     f"({', '.join(f'{k} {v:.2f}' for k, v in sorted(c.peak_to_sustained.items()))})")
+    if precision is not None:
+        notes.append(f"what-if estimate: ops costed at {precision} regardless of the graph's own precision")
+    ops: list[OpPrediction] = []
+    for i in range(len(table.kind)):
+        if not table.run[i]:
+            bound = "fused" if "fused" in table.reason[i] else "free"
+        elif total[i] <= 0:
+            bound = "free"
+        else:
+            ov = total[i] - max(comp[i], mem[i])
+            bound = "compute" if comp[i] >= mem[i] and comp[i] > ov else ("memory" if mem[i] > ov else "overhead")
+        cls = cost.ops[i].op_class if i < len(cost.ops) else "quant"
+        ops.append(OpPrediction(table.names[i], table.op_types[i], cls, _PRECISIONS[int(table.prec[i])],
+                                int(table.flops[i]), int(table.bytes[i]), float(total[i] * 1e3), bound))
+    latency = float(total.sum() + fixed) * 1e3
+    method = (f"estimated by adaptc predictor {PREDICTOR_VERSION} ({runtime}, {c.family} constants: {c.source}): "
+              f"per-op roofline smooth-max(FLOPs / (sustained throughput x fitted op-class efficiency x GEMM-shape "
+              f"factor), bytes / bandwidth) + {c.op_overhead_us * c.ref_ghz / dev.ghz:.2f} us per op + "
+              f"{fixed * 1e6:.1f} us per inference; memory = {base:.1f} MB runtime + weight copies + activation "
+              f"arena (liveness); {_validation_phrase(c)}")
     return Prediction(
-        device=profile.name,
-        runtime=runtime,
-        precision=precision or "as-graph",
-        threads=threads,
-        latency_ms=total * 1e3,
-        peak_memory_mb=(weights + acts) * mb + rt,
-        weights_mb=weights * mb,
-        activations_mb=acts * mb,
-        runtime_overhead_mb=rt,
-        method=(f"estimated by adaptc predictor {PREDICTOR_VERSION}: per-op roofline max(FLOPs / (profile "
-                f"throughput x op-class efficiency), bytes / profile bandwidth) + {DEFAULT_OP_OVERHEAD_US.get(runtime, 3.0)} us "
-                f"per op; memory = weights + peak activations (liveness) + {rt:g} MB {runtime} overhead; uncalibrated"),
-        ops=ops,
-        notes=notes,
+        device=profile.name, runtime=runtime, precision=precision or "as-graph", threads=threads,
+        latency_ms=latency, peak_memory_mb=float(peak), weights_mb=float(w_mb), activations_mb=float(a_mb),
+        runtime_overhead_mb=float(base), method=method, ops=ops, notes=notes, unknown_ops=table.unknown,
+        fixed_ms=float(fixed * 1e3), constants_source=c.source, validation=dict(c.validation),
     )
+
+
+__all__ = ["PREDICTOR_VERSION", "OpPrediction", "Prediction", "predict_from_cost", "build_table", "op_times",
+           "fixed_time", "memory_mb", "Device", "OpTable", "kernel_kind"]

@@ -12,7 +12,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator,
+                      model_validator)
 
 from ..quant.schemes import SchemeName
 
@@ -64,16 +65,116 @@ class CPU(_Strict):
 
 
 class Compute(_Strict):
-    """Sustained throughput at ``cpu.threads`` threads (model-level, not instruction peak)."""
+    """Throughput at ``cpu.threads`` threads.
 
-    fp32_gflops: PositiveFloat
+    ``fp32_gflops`` / ``fp16_gflops`` / ``int8_gops`` are *sustained* figures: what a large dense convolution
+    reaches in the runtime (model level, not instruction peak). A profile written from a spec sheet may give
+    the instruction-level *peaks* instead (``*_peak_*``, e.g. from vfpbench/cpufp or cores x FLOP/cycle x GHz);
+    the predictor then maps peak to sustained with the documented, fitted ratios of its model file
+    (``adaptc.predict``). At least one of ``fp32_gflops`` and ``fp32_peak_gflops`` is required.
+    """
+
+    fp32_gflops: PositiveFloat | None = None
     fp16_gflops: PositiveFloat | None = None
     int8_gops: PositiveFloat | None = None
+    #: instruction-level peaks at ``cpu.threads`` threads (optional; spec-sheet profiles)
+    fp32_peak_gflops: PositiveFloat | None = None
+    fp16_peak_gflops: PositiveFloat | None = None
+    int8_peak_gops: PositiveFloat | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _need_fp32(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("fp32_gflops") is None and data.get("fp32_peak_gflops") is None:
+            # reported as a missing field at compute.fp32_gflops (the usual one-line message)
+            raise ValueError("compute.fp32_gflops is missing: give fp32_gflops (sustained GFLOP/s) or fp32_peak_gflops "
+                             "(spec-sheet peak GFLOP/s)")
+        return data
 
 
 class Memory(_Strict):
     ram_mb: PositiveFloat
     bandwidth_gbps: PositiveFloat
+
+
+Precision = Literal["fp32", "fp16", "int8"]
+
+#: op classes (multiply-accumulate) and kernel groups (the rest) the predictor keeps efficiencies for
+PREDICTOR_CLASSES = ("conv", "depthwise_conv", "matmul", "binary", "activation", "hardswish", "softmax", "reduce",
+                     "quant", "transpose", "pad")
+
+
+class MemoryConstants(_Strict):
+    """Peak-memory model of one runtime: base + weight_factor[precision] x weight bytes + activation_factor x
+    peak activation bytes (liveness)."""
+
+    base_mb: NonNegativeFloat | None = None
+    weight_factor: dict[Precision, NonNegativeFloat] | None = None
+    #: the factor for convolution weights, where it differs (onnxruntime keeps a re-laid-out copy of them)
+    conv_weight_factor: dict[Precision, NonNegativeFloat] | None = None
+    activation_factor: NonNegativeFloat | None = None
+
+
+class RuntimeConstants(_Strict):
+    """Predictor constants of one runtime on one device (see README "Predictor"). Every field is optional in a
+    profile: missing ones come from the shipped per-runtime model file (``adaptc/predict/models/*.json``)."""
+
+    #: fraction of the profile's sustained throughput an op class / kernel group reaches, per precision
+    #: (transpose and pad: fraction of memory.bandwidth_gbps)
+    efficiency: dict[str, dict[Precision, PositiveFloat]] | None = None
+    #: GEMM dimensions at which a multiply-accumulate op reaches half its efficiency (K, N, M) and, for
+    #: depthwise convolutions, the channel count (dw_c0)
+    gemm_k0: NonNegativeFloat | None = None
+    gemm_n0: NonNegativeFloat | None = None
+    gemm_m0: NonNegativeFloat | None = None
+    dw_c0: NonNegativeFloat | None = None
+    #: SIMD tile width of the output-channel dimension (a partial last tile wastes lanes); not fitted
+    n_tile: PositiveFloat | None = None
+    #: fraction of memory.bandwidth_gbps that compute ops (bw_efficiency) and data-movement ops reach
+    bw_efficiency: PositiveFloat | None = None
+    data_bw_efficiency: PositiveFloat | None = None
+    #: fraction of memory.bandwidth_gbps depthwise convolutions stream their input and output at
+    dw_bw_efficiency: PositiveFloat | None = None
+    #: ops whose bytes exceed about cache_kb stream (1 + cache_penalty) times slower than small ones
+    cache_kb: PositiveFloat | None = None
+    cache_penalty: NonNegativeFloat | None = None
+    #: fixed cost per executed op and per inference (microseconds, at ref_ghz)
+    op_overhead_us: NonNegativeFloat | None = None
+    #: extra fixed cost of each convolution / matmul (kernel setup, layout reorders), microseconds
+    mac_overhead_us: NonNegativeFloat | None = None
+    invoke_overhead_us: NonNegativeFloat | None = None
+    #: cost of handing each graph input/output element to the runtime (host Python runners), by element type
+    io_ns_per_element: dict[Precision, NonNegativeFloat] | None = None
+    #: fixed cost per graph input/output of that element type (int8: quantizing / dequantizing in the runner), us
+    io_fixed_us: dict[Precision, NonNegativeFloat] | None = None
+    #: throughput added per extra thread (1 = linear scaling) and extra per-op overhead per extra thread
+    thread_efficiency: Annotated[float, Field(ge=0, le=1)] | None = None
+    thread_overhead: NonNegativeFloat | None = None
+    #: clock (GHz) of the machine the overheads were fitted on: overheads scale by ref_ghz / device GHz
+    ref_ghz: PositiveFloat | None = None
+    #: sustained / peak throughput of dense convolutions (used when the profile gives only *_peak_* figures)
+    peak_to_sustained: dict[Precision, PositiveFloat] | None = None
+    memory: MemoryConstants | None = None
+    #: how and when these constants were fitted (free text)
+    fitted: str | None = None
+
+    @field_validator("efficiency")
+    @classmethod
+    def _known_classes(cls, v: dict[str, dict[str, float]] | None) -> dict[str, dict[str, float]] | None:
+        if v is not None:
+            bad = sorted(k for k in v if k not in PREDICTOR_CLASSES)
+            if bad:
+                raise ValueError(f"unknown op class {', '.join(bad)} (known: {', '.join(PREDICTOR_CLASSES)})")
+        return v
+
+
+class PredictorSettings(_Strict):
+    """Optional ``predictor:`` section of a profile."""
+
+    #: which shipped constants to start from: x86_64 | arm64 | arm64-inorder (default: from cpu.arch / cores)
+    family: Literal["x86_64", "arm64", "arm64-inorder"] | None = None
+    #: per-runtime constants measured on this device (written by ``adaptc calibrate`` for the host)
+    runtimes: dict[Runtime, RuntimeConstants] = Field(default_factory=dict)
 
 
 class Budgets(_Strict):
@@ -106,6 +207,8 @@ class DeviceProfile(_Strict):
     #: where each figure comes from (URLs, datasheets, measurement commands)
     sources: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]
     notes: str | None = None
+    #: optional predictor constants (fitted for this device); see README "Predictor accuracy"
+    predictor: PredictorSettings | None = None
 
     @field_validator("formats", "quantization")
     @classmethod
@@ -130,9 +233,6 @@ class DeviceProfile(_Strict):
         A missing fp16 figure falls back to fp32 (the runtime computes fp16 models in fp32 on CPUs
         without fp16 arithmetic); a missing int8 figure falls back to fp32 too (no faster int8 path).
         """
-        c = self.compute
-        if precision == "int8" and c.int8_gops:
-            return c.int8_gops, "compute.int8_gops"
-        if precision == "fp16" and c.fp16_gflops:
-            return c.fp16_gflops, "compute.fp16_gflops"
-        return c.fp32_gflops, "compute.fp32_gflops"
+        from ..predict.constants import sustained_throughput
+
+        return sustained_throughput(self, precision)

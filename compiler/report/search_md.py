@@ -1,4 +1,4 @@
-"""Markdown for the search section of a report (filled in by the student search)."""
+"""Markdown for the student-search section of a report."""
 
 from __future__ import annotations
 
@@ -9,4 +9,32 @@ def render_search(search: dict[str, Any]) -> list[str]:
     lines = ["## Student search", ""]
     if search.get("summary"):
         lines += [search["summary"], ""]
+    if search.get("plot"):
+        lines += [f"![Pareto set]({search['plot']})", ""]
+    ch = search.get("chosen")
+    if ch:
+        lines += [
+            f"- chosen: `{ch['candidate']}` — width {ch['width']:g}, {ch['drop']} block(s) dropped, scheme "
+            f"{ch['scheme']}, {ch.get('params') or 0:,} parameters ({ch.get('compression', 0):.1f}x fewer than the "
+            f"teacher); final training {ch['final_epochs']} epochs{' with QAT' if ch.get('qat') else ''}"
+            + (f", via teacher assistant {ch['assistant']['skeleton']}" if ch.get("assistant") else ""),
+            f"- validation {100 * ch['val']:.2f}%, test {100 * ch['test']:.2f}% (torch, measured)",
+            f"- why: {ch['why']}",
+            "",
+        ]
+    pts = search.get("points") or []
+    if pts:
+        lines += ["| candidate | rung | val | est. latency (E) | size | params | Pareto | chosen |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for p in sorted(pts, key=lambda p: (-p["val"], p["latency_ms"])):
+            lines.append(f"| `{p['key']}` | {p['rung']} | {100 * p['val']:.2f}% | {p['latency_ms']:.3g} ms | "
+                         f"{p['size_mb'] * 1024:.1f} KB | {p['params']:,} | {'●' if p.get('pareto') else ''} | "
+                         f"{'✅' if p.get('chosen') else ''} |")
+        lines.append("")
+    dropped = [c for c in search.get("candidates", []) if not c.get("feasible")]
+    if dropped:
+        lines += [f"Dropped by the cost filter before training ({len(dropped)}):", ""]
+        for c in dropped:
+            lines.append(f"- `{c['candidate']['key']}`: {c['reason']}")
+        lines.append("")
     return lines

@@ -7,7 +7,9 @@ A user's own model comes in through ``--task package.module:factory``, where ``f
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence
 
 import numpy as np
@@ -82,6 +84,7 @@ class Task:
         input_names, output_names: names of the graph inputs/outputs in exported artifacts.
         kind: ``classification`` (outputs are class scores) or ``embedding`` (outputs are vectors).
         loss: loss for training a student without a teacher (default: cross-entropy on targets).
+        augment: optional training-time augmentation ``augment(inputs, generator) -> inputs``.
         description: one line for reports.
     """
 
@@ -97,6 +100,11 @@ class Task:
     output_names: tuple[str, ...] = ("logits",)
     kind: Literal["classification", "embedding"] = "classification"
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    #: optional training-time augmentation ``augment(inputs, generator) -> inputs`` (students and baselines)
+    augment: Callable[[tuple[torch.Tensor, ...], torch.Generator], tuple[torch.Tensor, ...]] | None = None
+    #: optional per-batch transform for torch training and evaluation that does not change results, e.g.
+    #: trimming all-padding token columns (exported artifacts always see the full example shape)
+    batch_transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None = None
     description: str = ""
     #: free-form facts about the teacher for the report (e.g. training epochs, cache file)
     info: dict[str, object] = field(default_factory=dict)
@@ -121,12 +129,15 @@ class Task:
 
 
 @torch.no_grad()
-def predict_torch(model: nn.Module, split: Split, batch_size: int = 256) -> np.ndarray:
+def predict_torch(model: nn.Module, split: Split, batch_size: int = 256,
+                  transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None = None) -> np.ndarray:
     """The model's first output over a split, as one NumPy array."""
     was_training = model.training
     model.eval()
     outs = []
     for xs, _ in split.batches(batch_size):
+        if transform is not None:
+            xs = transform(xs)
         y = model(*xs)
         if isinstance(y, (tuple, list)):
             y = y[0]
@@ -137,4 +148,41 @@ def predict_torch(model: nn.Module, split: Split, batch_size: int = 256) -> np.n
 
 def evaluate_torch(task: Task, model: nn.Module | None = None, split: str = "test") -> float:
     s: Split = getattr(task, split)
-    return task.metric(predict_torch(model if model is not None else task.model, s), s)
+    return task.metric(predict_torch(model if model is not None else task.model, s, transform=task.batch_transform), s)
+
+
+def trim_padding(xs: tuple[torch.Tensor, ...], mask_index: int = 1) -> tuple[torch.Tensor, ...]:
+    """Drop trailing token columns that are padding in every row (the attention mask is input ``mask_index``)."""
+    mask = xs[mask_index]
+    keep = int(mask.sum(dim=1).max().item()) if mask.numel() else mask.shape[1]
+    keep = max(1, keep)
+    return tuple(x[:, :keep] if x.dim() >= 2 and x.shape[1] == mask.shape[1] else x for x in xs)
+
+
+def load_domain_data(path: "str | os.PathLike[str]", task: Task) -> Split:
+    """Unlabelled in-domain inputs for data mixing: a ``.npz`` with one array per model input, named like the
+    task's inputs (``image``, ``ids``, ...) or ``input_0``, ``input_1``, ...; batch first, same per-sample shape
+    as the task's example inputs."""
+    from ..errors import AdaptcError
+
+    p = Path(path)
+    if not p.exists():
+        raise AdaptcError(f"domain data file {p} does not exist")
+    try:
+        z = np.load(p, allow_pickle=False)
+    except Exception as e:
+        raise AdaptcError(f"domain data {p} is not a readable .npz file: {type(e).__name__}: {e}") from None
+    with z:
+        arrays = []
+        for i, (name, ex) in enumerate(zip(task.input_names, task.example_inputs)):
+            key = name if name in z.files else f"input_{i}" if f"input_{i}" in z.files else None
+            if key is None:
+                raise AdaptcError(f"domain data {p} has no array {name!r} (or input_{i}); it has: {', '.join(z.files)}")
+            a = z[key]
+            if tuple(a.shape[1:]) != tuple(ex.shape[1:]):
+                raise AdaptcError(f"domain data {p}: array {key!r} has per-sample shape {tuple(a.shape[1:])}, the task "
+                                  f"expects {tuple(ex.shape[1:])}")
+            arrays.append(torch.from_numpy(a.astype(ex.numpy().dtype)))
+    if len(arrays[0]) == 0:
+        raise AdaptcError(f"domain data {p} is empty")
+    return Split(tuple(arrays))

@@ -125,6 +125,7 @@ def make_task() -> Task:
         input_names=("image",),
         output_names=("logits",),
         kind="classification",
+        augment=shift_augment,
         description="8x8 handwritten digits (scikit-learn load_digits), CNN teacher",
         info=info,
     )

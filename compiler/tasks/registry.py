@@ -28,14 +28,18 @@ def builtin_tasks() -> list[str]:
 def _load_builtins() -> None:
     if _BUILTIN:
         return
-    from . import digits, docstrings
+    from . import animal_mnist, digits, docstrings
 
     _BUILTIN["digits"] = digits.make_task
     _BUILTIN["docstrings"] = docstrings.make_task
-    try:
-        from . import minilm  # optional: registers itself
-    except ImportError:
-        pass
+    _BUILTIN["animal-mnist"] = animal_mnist.make_task
+
+    def _minilm() -> Task:  # imported lazily: it needs the optional [text] extra
+        from . import minilm
+
+        return minilm.make_task()
+
+    _BUILTIN["minilm"] = _minilm
 
 
 def get_task(spec: "str | Task") -> Task:

@@ -43,9 +43,9 @@ class DWBlock(nn.Module):
 
 class TinyResNet(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, widths: tuple[int, ...] = (32, 64, 128),
-                 blocks_per_stage: int = 2):
+                 blocks_per_stage: int = 2, stem_stride: int = 1):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, stride=stem_stride, padding=1, bias=False),
                                   nn.BatchNorm2d(widths[0]), nn.ReLU())
         blocks: list[nn.Module] = []
         c = widths[0]

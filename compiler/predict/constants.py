@@ -1,0 +1,208 @@
+"""Predictor constants: the shipped per-runtime model files and a profile's own ``predictor:`` section.
+
+``adaptc/predict/models/<runtime>.json`` holds, per *family* of devices (``x86_64``: this kind of host, fitted
+by ``adaptc calibrate``'s micro-benchmarks; ``arm64``: big out-of-order phone cores, fitted on the training
+rows of the published Pixel 4 / Galaxy S10 measurements; ``arm64-inorder``: derived from ``arm64``), the
+constants of :class:`adaptc.profiles.schema.RuntimeConstants`, how they were fitted, and the predictor's
+measured error (``validation``, written by ``benchmarks/predictor_bench.py``).
+
+A profile's ``predictor.runtimes.<runtime>`` section (the host profile written by ``adaptc calibrate`` has one)
+overrides any of them field by field.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..profiles.schema import DeviceProfile
+
+#: runtimes with a model file; CoreML has none yet and uses the tflite constants of the same family
+MODEL_RUNTIMES = ("onnxruntime", "tflite")
+FAMILIES = ("x86_64", "arm64", "arm64-inorder")
+#: cores without out-of-order execution (their sustained / peak ratio is far lower, device_specs.md section 0)
+IN_ORDER_CORES = ("cortex-a5", "cortex-a7", "cortex-a8", "cortex-a9", "cortex-a32", "cortex-a35", "cortex-a53",
+                  "cortex-a55", "cortex-a510", "cortex-a520")
+
+
+def models_dir() -> Path:
+    return Path(str(resources.files("adaptc.predict"))) / "models"
+
+
+@functools.lru_cache(maxsize=8)
+def _load_file(runtime: str) -> dict[str, Any]:
+    p = models_dir() / f"{runtime}.json"
+    with open(p, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def model_file(runtime: str) -> dict[str, Any]:
+    """The parsed model file of a runtime (a deep copy: callers may change it)."""
+    return copy.deepcopy(_load_file(runtime))
+
+
+def clear_cache() -> None:
+    _load_file.cache_clear()
+
+
+def family_for(profile: DeviceProfile) -> str:
+    """Which family of shipped constants a profile starts from."""
+    if profile.predictor is not None and profile.predictor.family:
+        return profile.predictor.family
+    arch = (profile.cpu.arch or "").lower()
+    if arch.startswith(("x86", "amd64", "i686")) or "x86" in arch:
+        return "x86_64"
+    names = [c.name.lower().replace(" ", "-") for c in profile.cpu.cores]
+    if names and all(any(n.startswith(ino) and not n[len(ino):len(ino) + 1].isdigit() for ino in IN_ORDER_CORES)
+                     for n in names):
+        return "arm64-inorder"
+    return "arm64"
+
+
+@dataclass
+class Constants:
+    """Fully resolved constants for one (device, runtime)."""
+
+    runtime: str
+    family: str
+    efficiency: dict[str, dict[str, float]]
+    gemm_k0: float
+    gemm_n0: float
+    gemm_m0: float
+    dw_c0: float
+    n_tile: float
+    bw_efficiency: float
+    data_bw_efficiency: float
+    dw_bw_efficiency: float
+    cache_kb: float
+    cache_penalty: float
+    op_overhead_us: float
+    mac_overhead_us: float
+    invoke_overhead_us: float
+    io_ns_per_element: dict[str, float]
+    io_fixed_us: dict[str, float]
+    thread_efficiency: float
+    thread_overhead: float
+    ref_ghz: float
+    peak_to_sustained: dict[str, float]
+    memory: dict[str, Any]
+    fitted: str
+    #: where they came from: "model file tflite/arm64", "+ profile predictor section", ...
+    source: str
+    validation: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The constants as a ``RuntimeConstants`` mapping (for profiles and model files)."""
+        return {
+            "efficiency": self.efficiency, "gemm_k0": self.gemm_k0, "gemm_n0": self.gemm_n0, "gemm_m0": self.gemm_m0,
+            "dw_c0": self.dw_c0, "n_tile": self.n_tile, "bw_efficiency": self.bw_efficiency, "data_bw_efficiency": self.data_bw_efficiency,
+            "dw_bw_efficiency": self.dw_bw_efficiency, "cache_kb": self.cache_kb,
+            "cache_penalty": self.cache_penalty,
+            "op_overhead_us": self.op_overhead_us, "mac_overhead_us": self.mac_overhead_us,
+            "invoke_overhead_us": self.invoke_overhead_us,
+            "io_ns_per_element": self.io_ns_per_element, "io_fixed_us": self.io_fixed_us,
+            "thread_efficiency": self.thread_efficiency,
+            "thread_overhead": self.thread_overhead, "ref_ghz": self.ref_ghz,
+            "peak_to_sustained": self.peak_to_sustained, "memory": self.memory, "fitted": self.fitted,
+        }
+
+
+def constants_from_dict(d: dict[str, Any], runtime: str, family: str, source: str = "",
+                        validation: dict[str, Any] | None = None, notes: list[str] | None = None) -> Constants:
+    """A :class:`Constants` from a ``RuntimeConstants``-shaped mapping (a model file family, merged overrides)."""
+    return Constants(
+        runtime=runtime, family=family,
+        efficiency={k: {p: float(x) for p, x in v.items()} for k, v in d["efficiency"].items()},
+        gemm_k0=float(d["gemm_k0"]), gemm_n0=float(d["gemm_n0"]), gemm_m0=float(d["gemm_m0"]),
+        dw_c0=float(d["dw_c0"]), n_tile=float(d.get("n_tile", 1.0)), bw_efficiency=float(d["bw_efficiency"]),
+        data_bw_efficiency=float(d["data_bw_efficiency"]),
+        dw_bw_efficiency=float(d.get("dw_bw_efficiency", d["bw_efficiency"])),
+        cache_kb=float(d.get("cache_kb", 1024.0)), cache_penalty=float(d.get("cache_penalty", 0.0)), op_overhead_us=float(d["op_overhead_us"]),
+        mac_overhead_us=float(d.get("mac_overhead_us", 0.0)), invoke_overhead_us=float(d["invoke_overhead_us"]),
+        io_ns_per_element={k: float(v) for k, v in d.get("io_ns_per_element", {}).items()},
+        io_fixed_us={k: float(v) for k, v in d.get("io_fixed_us", {}).items()},
+        thread_efficiency=float(d["thread_efficiency"]), thread_overhead=float(d.get("thread_overhead", 0.0)),
+        ref_ghz=float(d["ref_ghz"]), peak_to_sustained={k: float(v) for k, v in d["peak_to_sustained"].items()},
+        memory=copy.deepcopy(d["memory"]), fitted=str(d.get("fitted", "")), source=source,
+        validation=dict(validation or {}), notes=list(notes or []),
+    )
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if v is None:
+            continue
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def family_constants(runtime: str, family: str) -> tuple[dict[str, Any], str, list[str]]:
+    """Shipped constants of a runtime and family, falling back (with a note) where no data exists."""
+    notes: list[str] = []
+    rt = runtime if runtime in MODEL_RUNTIMES else "tflite"
+    if rt != runtime:
+        notes.append(f"no {runtime} constants are shipped: the tflite constants of family {family} are used "
+                     f"(CPU execution assumed)")
+    data = _load_file(rt)
+    fams = data.get("families", {})
+    if family in fams:
+        return copy.deepcopy(fams[family]), f"{rt}/{family}", notes
+    for alt_rt in ("tflite", "onnxruntime"):
+        alt = _load_file(alt_rt).get("families", {})
+        if family in alt:
+            notes.append(f"no {rt} constants for {family} devices: the {alt_rt}/{family} constants are used")
+            return copy.deepcopy(alt[family]), f"{alt_rt}/{family}", notes
+    fam = next(iter(fams))
+    notes.append(f"no constants for family {family}: {rt}/{fam} used")
+    return copy.deepcopy(fams[fam]), f"{rt}/{fam}", notes
+
+
+def resolve(profile: DeviceProfile, runtime: str) -> Constants:
+    """The constants the predictor uses for ``runtime`` on ``profile``."""
+    family = family_for(profile)
+    base, src, notes = family_constants(runtime, family)
+    source = f"model file {src}"
+    pred = profile.predictor
+    if pred is not None and runtime in pred.runtimes:
+        over = pred.runtimes[runtime].model_dump(exclude_none=True)
+        base = _merge(base, over)
+        source += f" + profile {profile.name} predictor.runtimes.{runtime}"
+    if runtime == "onnxruntime" and family.startswith("arm64"):
+        notes.append("no published phone measurements of onnxruntime: its arm64 latency constants are the tflite "
+                     "ones (memory constants are onnxruntime's own, from the host)")
+    validation = _load_file(runtime if runtime in MODEL_RUNTIMES else "tflite").get("validation", {})
+    return constants_from_dict(base, runtime, family, source, validation, notes)
+
+
+def sustained_throughput(profile: DeviceProfile, precision: str, runtime: str = "tflite") -> tuple[float, str]:
+    """Sustained dense-convolution throughput (GFLOP/s or GOP/s) at the profile's thread count, and where it
+    came from. A spec-sheet profile gives peaks: sustained = peak x the family's fitted ``peak_to_sustained``.
+    A missing fp16 / int8 figure falls back to fp32 (no faster path assumed)."""
+    c = profile.compute
+    sustained = {"fp32": c.fp32_gflops, "fp16": c.fp16_gflops, "int8": c.int8_gops}
+    peak = {"fp32": c.fp32_peak_gflops, "fp16": c.fp16_peak_gflops, "int8": c.int8_peak_gops}
+    name = {"fp32": "fp32_gflops", "fp16": "fp16_gflops", "int8": "int8_gops"}
+    pname = {"fp32": "fp32_peak_gflops", "fp16": "fp16_peak_gflops", "int8": "int8_peak_gops"}
+    for p in ([precision, "fp32"] if precision != "fp32" else ["fp32"]):
+        if sustained.get(p):
+            return float(sustained[p]), f"compute.{name[p]}"
+        if peak.get(p):
+            consts = resolve(profile, runtime)
+            ratio = consts.peak_to_sustained.get(p, consts.peak_to_sustained.get("fp32", 0.5))
+            return float(peak[p]) * ratio, f"compute.{pname[p]} x {ratio:.3g} ({consts.family} peak-to-sustained)"
+    raise AssertionError("profile without fp32 throughput (schema guarantees one)")  # pragma: no cover
+
+
+def device_ghz(profile: DeviceProfile) -> float:
+    """Clock of the fastest core (single-thread runtimes run there)."""
+    return max(c.ghz for c in profile.cpu.cores)

@@ -1,0 +1,371 @@
+"""Budget-driven student search: cost filter, successive halving with distillation, selection, final training.
+
+1. Skeletons: every width in the grid x every number of dropped blocks (0 .. max_drop), derived from the
+   teacher (Torch-Pruning widths rounded to the profile's channel multiple; least important blocks dropped).
+2. Cost filter: each skeleton x scheme is costed (exported graph + predictor) against every budget; a
+   skeleton is trained only if at least one of its schemes fits.
+3. Successive halving: rung 0 distils every feasible skeleton briefly; each later rung keeps the best
+   1/eta (plus the fastest one within the quality tolerance) and distils them longer. ``time_budget_s`` caps
+   the whole search: rungs shrink or stop to fit it.
+4. Selection: among the candidates of the last rung, the best validation metric q*; the chosen candidate
+   is the one with the lowest estimated device latency whose metric is >= q* - tolerance (ties: smaller).
+5. Final training: the chosen skeleton is distilled with the full recipe (progressive stages, teacher
+   assistant when the compression is large, QAT when its scheme is int8).
+Trials are stored (SQLite + checkpoints): a rerun with the same inputs reuses them. Seeds are derived from
+the build seed and the skeleton, so the same seed reproduces the same choice.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .. import progress
+from ..distill import DistillConfig, LossWeights, distill, evaluate
+from ..distill.schedule import assistant_width, needs_assistant
+from ..errors import AdaptcError, BudgetError
+from ..profiles import DeviceProfile
+from ..quant import get_scheme
+from ..slim import block_importance, extract_skeleton, max_droppable
+from ..store import BuildStore, model_fingerprint, stable_hash
+from ..tasks.base import Task
+from ..training import torch_threads
+from .pareto import pareto_front, plot_pareto
+from .space import (
+    DEFAULT_WIDTHS,
+    CandidateCost,
+    SkeletonSpec,
+    candidate_costs,
+    search_schemes,
+    skeleton_cost,
+    validate_widths,
+)
+from .trials import TrialStore
+
+
+@dataclass
+class SearchOptions:
+    widths: Sequence[float] = DEFAULT_WIDTHS
+    #: most blocks to drop (None: up to half of the removable blocks)
+    max_drop: int | None = None
+    rung_epochs: Sequence[int] = (6, 18)
+    final_epochs: int = 30
+    eta: int = 3
+    #: points of the task metric within which a faster candidate is preferred to the best one
+    quality_tolerance: float = 0.01
+    time_budget_s: float | None = None
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    #: teacher assistant: "auto" (when teacher/student parameters >= assistant_threshold), "on", "off"
+    assistant: str = "auto"
+    assistant_threshold: float = 12.0
+    importance: str = "magnitude"
+    #: quantization-aware training in the final training when the chosen scheme is int8
+    qat: bool = True
+    plot: bool = True
+
+
+def _seed_for(seed: int, key: str) -> int:
+    return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16)
+
+
+class Search:
+    def __init__(self, task: Task, profile: DeviceProfile, store: BuildStore, out_dir: Path, seed: int,
+                 opts: SearchOptions):
+        self.task, self.profile, self.out_dir, self.seed, self.opts = task, profile, out_dir, seed, opts
+        self.trials = TrialStore(store, out_dir)
+        self.store = store
+        self.teacher = task.model.eval()
+        self.teacher_fp = model_fingerprint(self.teacher, task.example_inputs)
+        self.teacher_params = sum(p.numel() for p in self.teacher.parameters())
+        self.t_start = time.perf_counter()
+        self.log: list[str] = []
+        self._importance: dict[int, float] | None = None
+
+    # ------------------------------------------------------------------ skeletons and their cost
+    def importance(self) -> dict[int, float]:
+        if self._importance is None:
+            cal = self.task.val.subset(slice(0, 256))
+            with torch_threads(1):
+                self._importance = block_importance(self.teacher, cal.inputs)
+        return self._importance
+
+    def skeleton(self, spec: SkeletonSpec) -> nn.Module:
+        sk = extract_skeleton(self.teacher, self.task.example_inputs, width=spec.width, drop=spec.drop,
+                              channel_multiple=self.profile.channel_multiple,
+                              importance=self.importance() if spec.drop else None,
+                              prune_importance=self.opts.importance)
+        return sk.model
+
+    def specs(self) -> list[SkeletonSpec]:
+        widths = validate_widths(self.opts.widths)
+        md = max_droppable(self.teacher)
+        limit = self.opts.max_drop if self.opts.max_drop is not None else md // 2
+        drops = range(0, max(0, min(limit, md)) + 1)
+        return [SkeletonSpec(w, d) for d in drops for w in widths]
+
+    def costs(self, specs: list[SkeletonSpec]) -> dict[str, list[CandidateCost]]:
+        schemes = search_schemes(self.profile)
+        out: dict[str, list[CandidateCost]] = {}
+        step = progress.current().step("cost filter: skeletons x schemes against the budgets", total=len(specs))
+        for spec in specs:
+            key = stable_hash({"cost": 2, "teacher": self.teacher_fp, "spec": spec.key, "mult": self.profile.channel_multiple,
+                               "imp": self.opts.importance})
+            rec = self.store.get(key)
+            if rec is None:
+                cost = skeleton_cost(self.skeleton(spec), self.task.example_inputs)
+                rec = {"cost": _cost_to_dict(cost)}
+                self.store.put(key, "skeleton_cost", rec)
+            out[spec.key] = candidate_costs(spec, _cost_from_dict(rec["cost"]), self.profile, schemes)
+            step.advance(1, note=spec.key)
+        step.done(f"{len(specs)} skeletons x {len(schemes)} schemes")
+        return out
+
+    # ------------------------------------------------------------------ trials
+    def _cfg(self, epochs: int, spec: SkeletonSpec, **over: Any) -> DistillConfig:
+        return replace(self.opts.distill, epochs=epochs, seed=_seed_for(self.seed, spec.key), **over)
+
+    def trial(self, spec: SkeletonSpec, rung: str, epochs: int, *, final: bool = False, qat: bool = False,
+              index: str = "") -> tuple[float, nn.Module | None, dict[str, Any]]:
+        cfg = self._cfg(epochs, spec, qat=qat)
+        key = stable_hash({"trial": 3, "teacher": self.teacher_fp, "task": self.task.name, "spec": spec.key,
+                           "mult": self.profile.channel_multiple, "epochs": epochs, "seed": self.seed, "final": final,
+                           "cfg": repr(cfg), "assistant": (self.opts.assistant, self.opts.assistant_threshold)
+                           if final else None, "imp": self.opts.importance})
+        rec = self.trials.get(key)
+        if rec is not None:
+            progress.current().message(f"[dim]resume: trial {spec.key} {rung} ({epochs} epochs) already done: "
+                                       f"val {rec['val']:.4f}[/dim]")
+            return rec["val"], (self.trials.load_model(rec) if final else None), rec["info"]
+        t0 = time.perf_counter()
+        student = self.skeleton(spec)
+        teacher: nn.Module = self.teacher
+        info: dict[str, Any] = {"params": sum(p.numel() for p in student.parameters())}
+        if final and self._use_assistant(info["params"], spec):
+            ta_spec = SkeletonSpec(assistant_width(spec.width), spec.drop)
+            ta = self.skeleton(ta_spec)
+            ta_res = distill(ta, self.teacher, self.task, self._cfg(max(2, epochs // 2), ta_spec),
+                             description=f"teacher assistant {ta_spec.key} ({max(2, epochs // 2)} epochs)")
+            teacher = ta_res.model
+            info["assistant"] = {"skeleton": ta_spec.key, "val": ta_res.best_val,
+                                 "params": sum(p.numel() for p in ta.parameters())}
+        res = distill(student, teacher, self.task, cfg,
+                      description=f"trial {index}{spec.key} {rung} ({epochs} epochs{', QAT' if qat else ''})")
+        info.update(history=res.history[-3:], qat=res.qat, seconds=res.seconds)
+        self.trials.put(key, skeleton=spec.key, rung=rung, epochs=epochs, seed=self.seed, val=res.best_val,
+                        seconds=time.perf_counter() - t0, model=res.model, info=info)
+        return res.best_val, res.model, info
+
+    def _use_assistant(self, student_params: int, spec: SkeletonSpec) -> bool:
+        if self.opts.assistant == "off" or spec.width >= 1.0:
+            return False
+        if self.opts.assistant == "on":
+            return True
+        return needs_assistant(self.teacher_params, student_params, self.opts.assistant_threshold)
+
+    def remaining(self) -> float:
+        if self.opts.time_budget_s is None:
+            return math.inf
+        return self.opts.time_budget_s - (time.perf_counter() - self.t_start)
+
+    def epoch_seconds(self, spec: SkeletonSpec) -> float:
+        """A quick estimate of one distillation epoch of a skeleton (a few timed steps)."""
+        student = self.skeleton(spec)
+        cfg = self._cfg(1, spec)
+        sub = self.task.train.subset(slice(0, min(len(self.task.train), cfg.batch_size * 3)))
+        probe = replace(self.task, train=sub, val=self.task.val.subset(slice(0, min(64, len(self.task.val)))))
+        t0 = time.perf_counter()
+        with progress.using(progress.NullReporter()):
+            distill(student, self.teacher, probe, cfg, description="probe")
+        per_batch = (time.perf_counter() - t0) / 3
+        return per_batch * math.ceil(len(self.task.train) / cfg.batch_size)
+
+
+def _cost_to_dict(c: Any) -> dict[str, Any]:
+    d = c.summary()
+    d["ops"] = [o.__dict__ for o in c.ops]
+    d["unknown_shapes"] = c.unknown_shapes
+    return d
+
+
+def _cost_from_dict(d: dict[str, Any]) -> Any:
+    from ..analysis.onnx_graph import CostReport, OpCost
+
+    return CostReport(ops=[OpCost(**o) for o in d["ops"]], macs=d["macs"], flops=d["flops"], params=d["params"],
+                      weight_bytes_at=d["weight_bytes_at"], stored_weight_bytes=d["stored_weight_bytes"],
+                      quant_param_bytes=d["quant_param_bytes"], peak_activation_bytes=d["peak_activation_bytes"],
+                      peak_at=d["peak_at"], input_bytes=d["input_bytes"], output_bytes=d["output_bytes"],
+                      op_counts=d["op_counts"], precision_macs=d["precision_macs"], unknown_shapes=d["unknown_shapes"])
+
+
+def _nearest_message(profile: DeviceProfile, costs: list[CandidateCost], n: int = 3) -> str:
+    near = sorted(costs, key=lambda c: (c.worst_overshoot, c.latency_ms))[:n]
+    parts = []
+    for c in near:
+        broken = ", ".join(f"{v['budget']} {v['value']:.3g} > {v['limit']:g} {v['unit']} (+{-v['margin_pct']:.0f}%)"
+                           for v in c.broken)
+        parts.append(f"{c.candidate.key}: {broken}")
+    return f"no student candidate meets every budget of {profile.name}; nearest: " + "; ".join(parts)
+
+
+def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir: Path, seed: int = 0,
+               **options: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """Find and train the student; returns (student, the report's ``search`` section)."""
+    opts = options.pop("options", None) or SearchOptions(**options)
+    s = Search(task, profile, store, out_dir, seed, opts)
+    t0 = time.perf_counter()
+    specs = s.specs()
+    all_costs = s.costs(specs)
+    flat = [c for cs in all_costs.values() for c in cs]
+    feasible_specs = [sp for sp in specs if any(c.feasible for c in all_costs[sp.key])]
+    section: dict[str, Any] = {
+        "method": "cost filter, then successive halving with distillation (see adaptc.search.halving)",
+        "options": {"widths": list(validate_widths(opts.widths)), "max_drop": opts.max_drop,
+                    "rung_epochs": list(opts.rung_epochs), "final_epochs": opts.final_epochs, "eta": opts.eta,
+                    "quality_tolerance": opts.quality_tolerance, "time_budget_s": opts.time_budget_s,
+                    "assistant": opts.assistant, "assistant_threshold": opts.assistant_threshold, "seed": seed,
+                    "distill": _cfg_dict(opts.distill)},
+        "teacher_params": s.teacher_params,
+        "block_importance": {str(k): v for k, v in (s._importance or {}).items()},
+        "candidates": [c.to_dict() for c in flat],
+    }
+    if not feasible_specs:
+        section["pareto"] = _cost_pareto(flat)
+        section["summary"] = "No candidate fits every budget (nothing was trained)."
+        err = BudgetError(_nearest_message(profile, flat))
+        err.search = section  # type: ignore[attr-defined]
+        raise err
+
+    # ---- time budget check: can the smallest feasible skeleton train even one epoch?
+    if opts.time_budget_s is not None:
+        smallest = min(feasible_specs, key=lambda sp: min(c.params for c in all_costs[sp.key]))
+        need = s.epoch_seconds(smallest)
+        if need > s.remaining():
+            raise AdaptcError(
+                f"the time budget of {opts.time_budget_s:g} s allows no trial: one distillation epoch of the "
+                f"smallest candidate ({smallest.key}) takes about {need:.1f} s and {max(0.0, s.remaining()):.1f} s "
+                f"are left after the cost filter")
+
+    # ---- successive halving
+    alive = list(feasible_specs)
+    scores: dict[str, tuple[int, float]] = {}  # spec key -> (rung index, val)
+    rungs_done: list[dict[str, Any]] = []
+    by_key = {sp.key: sp for sp in specs}
+    latency = {sp.key: min(c.latency_ms for c in all_costs[sp.key] if c.feasible) for sp in feasible_specs}
+    for r, epochs in enumerate(opts.rung_epochs):
+        if not alive:
+            break
+        if r > 0:
+            ranked = sorted(alive, key=lambda sp: (-scores[sp.key][1], latency[sp.key]))
+            keep = max(1, math.ceil(len(ranked) / opts.eta))
+            promoted = ranked[:keep]
+            best = scores[ranked[0].key][1]
+            within = [sp for sp in ranked if scores[sp.key][1] >= best - opts.quality_tolerance]
+            fastest = min(within, key=lambda sp: latency[sp.key])
+            if fastest not in promoted:
+                promoted.append(fastest)
+            alive = promoted
+            if len(alive) == 1 and r == len(opts.rung_epochs) - 1:
+                break
+        # shrink the rung to the time left (estimated from what earlier trials took)
+        est_epoch = _estimated_epoch_seconds(s, rungs_done)
+        if est_epoch and math.isfinite(s.remaining()):
+            reserve = est_epoch * opts.final_epochs * 1.3  # keep room for the final training
+            affordable = int((s.remaining() - reserve) / (est_epoch * len(alive)))
+            if affordable < 1:
+                s.log.append(f"time budget: rung {r} skipped")
+                break
+            epochs = min(epochs, affordable)
+        rung_t0 = time.perf_counter()
+        for i, sp in enumerate(alive):
+            val, _, _ = s.trial(sp, f"rung {r}", epochs, index=f"{i + 1}/{len(alive)} ")
+            scores[sp.key] = (r, val)
+        rungs_done.append({"rung": r, "epochs": epochs, "skeletons": [sp.key for sp in alive],
+                           "seconds": time.perf_counter() - rung_t0})
+
+    # ---- selection among the last rung's candidates (skeleton x feasible scheme)
+    top_rung = max(v[0] for v in scores.values())
+    finalists = [k for k, v in scores.items() if v[0] == top_rung]
+    points = []
+    for c in flat:
+        k = c.candidate.skeleton.key
+        if k in scores and c.feasible:
+            points.append({"key": c.candidate.key, "skeleton": k, "scheme": c.candidate.scheme,
+                           "val": scores[k][1], "rung": scores[k][0], "latency_ms": c.latency_ms,
+                           "size_mb": c.size_mb, "params": c.params, "feasible": True,
+                           "label": f"{k} {c.candidate.scheme.replace('int8_static_per_channel', 'int8s')}"})
+    final_pts = [p for p in points if p["skeleton"] in finalists]
+    best_q = max(p["val"] for p in final_pts)
+    eligible = [p for p in final_pts if p["val"] >= best_q - opts.quality_tolerance]
+    chosen = min(eligible, key=lambda p: (p["latency_ms"], p["size_mb"], -p["val"]))
+    why = (f"fastest (estimated {chosen['latency_ms']:.3g} ms on {profile.name}) of the candidates within "
+           f"{100 * opts.quality_tolerance:.1f} points of the best validation {task.metric_name} "
+           f"({100 * best_q:.2f}%) at the last rung, and fits every budget")
+    spec = by_key[chosen["skeleton"]]
+    qat = get_scheme(chosen["scheme"]).weights == "int8" and opts.qat
+    final_epochs = opts.final_epochs
+    if math.isfinite(s.remaining()):
+        est_epoch = _estimated_epoch_seconds(s, rungs_done) or 0
+        if est_epoch:
+            final_epochs = max(1, min(final_epochs, int(s.remaining() / (est_epoch * 1.3))))
+    val, student, info = s.trial(spec, "final", final_epochs, final=True, qat=qat)
+    assert student is not None
+    test = evaluate(student, task)
+    front = pareto_front(points)
+    for i, p in enumerate(points):
+        p["pareto"] = i in front
+        p["chosen"] = p["key"] == chosen["key"]
+    section.update(
+        rungs=rungs_done,
+        scores={k: {"rung": v[0], "val": v[1]} for k, v in scores.items()},
+        pareto=[points[i] for i in front],
+        points=points,
+        chosen={"candidate": chosen["key"], "skeleton": spec.key, "width": spec.width, "drop": spec.drop,
+                "scheme": chosen["scheme"], "why": why, "final_epochs": final_epochs, "qat": qat,
+                "val": val, "test": test, "params": info.get("params"), "assistant": info.get("assistant"),
+                "compression": s.teacher_params / max(1, info.get("params") or 1)},
+        seconds=time.perf_counter() - t0,
+        log=s.log,
+        summary=(f"{len(flat)} candidates ({len(specs)} skeletons x {len(flat) // max(1, len(specs))} schemes); "
+                 f"{sum(1 for c in flat if c.feasible)} fit the budgets before training; "
+                 f"{len(scores)} skeletons trained over {len(rungs_done)} rung(s). Chosen: **{chosen['key']}** "
+                 f"({info.get('params'):,} parameters, {s.teacher_params / max(1, info.get('params') or 1):.1f}x fewer than "
+                 f"the teacher), test {task.metric_name} {100 * test:.2f}% in torch — {why}."),
+    )
+    if opts.plot:
+        try:
+            plot_pareto(points, front, points.index(next(p for p in points if p["chosen"])), out_dir / "pareto.png",
+                        title=f"{task.name} -> {profile.name}: candidates after successive halving",
+                        metric_name=task.metric_name, budget_ms=profile.budgets.max_latency_ms)
+            section["plot"] = "pareto.png"
+        except Exception as e:  # a plot is a convenience, never a failure
+            s.log.append(f"plot failed: {e}")
+    return student, section
+
+
+def _cost_pareto(flat: list[CandidateCost]) -> list[dict[str, Any]]:
+    pts = [{"key": c.candidate.key, "val": 0.0, "latency_ms": c.latency_ms, "size_mb": c.size_mb,
+            "broken": [v["budget"] for v in c.broken]} for c in flat]
+    return [pts[i] for i in pareto_front(pts)]
+
+
+def _estimated_epoch_seconds(s: Search, rungs: list[dict[str, Any]]) -> float | None:
+    if not rungs:
+        return None
+    last = rungs[-1]
+    return last["seconds"] / max(1, last["epochs"] * len(last["skeletons"]))
+
+
+def _cfg_dict(cfg: DistillConfig) -> dict[str, Any]:
+    d = {k: v for k, v in cfg.__dict__.items() if k not in ("domain_data",)}
+    d["weights"] = cfg.weights.__dict__
+    d["adversarial"] = cfg.adversarial.__dict__ if cfg.adversarial else None
+    d["domain_data"] = len(cfg.domain_data) if cfg.domain_data is not None else None
+    return d

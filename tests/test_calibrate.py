@@ -1,0 +1,63 @@
+"""`adaptc calibrate --quick`: real micro-benchmarks in onnxruntime and LiteRT, a fitted, valid host profile."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+import adaptc
+from adaptc.measure import microbench as mb
+from adaptc.predict import predict
+from adaptc.profiles import load_profile_file, user_profile_dir
+
+from .conftest import run_cli
+
+
+def test_calibrate_quick_writes_a_fitted_host_profile(tmp_path: Path) -> None:
+    raw = tmp_path / "raw.json"
+    r = run_cli("-q", "calibrate", "--quick", "--raw", str(raw), timeout=300)
+    assert r.returncode == 0, r.stderr
+    # written to the (test-isolated) user profile dir, never to the real one
+    dest = user_profile_dir() / "host.yaml"
+    assert str(dest).startswith(os.environ["XDG_CONFIG_HOME"]) and dest.is_file()
+    assert f"wrote {dest}" in r.stdout
+    prof = load_profile_file(dest, expect_name="host")
+    assert prof.kind.value == "host" and prof.compute.fp32_gflops > 1 and prof.compute.int8_gops
+    assert prof.memory.bandwidth_gbps > 0.1
+    assert prof.predictor is not None and prof.predictor.family == "x86_64"
+    assert set(prof.predictor.runtimes) == {"onnxruntime", "tflite"}
+    for rt, c in prof.predictor.runtimes.items():
+        assert c.efficiency and c.efficiency["conv"]["fp32"] > 0 and c.op_overhead_us is not None
+        assert c.fitted and "micro-benchmarks" in c.fitted
+    # the raw measurements: every runtime x precision, and a fit that explains them reasonably
+    data = json.loads(raw.read_text())
+    combos = {(m["runtime"], m["precision"]) for m in data["micro"]}
+    assert combos == {("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("tflite", "fp32"), ("tflite", "int8")}
+    for rt in ("onnxruntime", "tflite"):
+        after = data["fit"][rt]["latency"]["after"]
+        assert after["rms_log_error"] < data["fit"][rt]["latency"]["before"]["rms_log_error"] + 1e-9
+        assert after["median_abs_error_pct"] < 60
+    # the new profile is found by name and predicts
+    assert adaptc.load_profile("host").predictor is not None
+    m = mb.Micro("c", (28, 28, 32), (mb.Layer("conv", out=32, k=3, act="relu"),) * 2)
+    f = mb.write_tflite(m, tmp_path / "c.tflite")
+    p = predict(f, "host", runtime="tflite")
+    assert p.latency_ms > 0 and "profile host predictor.runtimes.tflite" in p.constants_source
+    dest.unlink()  # leave the isolated config dir as it was
+
+
+def test_calibrate_rejects_a_bad_out_path(tmp_path: Path) -> None:
+    bad = tmp_path / "host.txt"
+    bad.write_text("x")
+    r = run_cli("calibrate", "--quick", "--out", str(bad))
+    assert r.returncode == 2 and "give a folder or a .yaml file" in r.stderr
+
+
+def test_shipped_host_profile_has_predictor_constants() -> None:
+    from adaptc.profiles import shipped_profile_dir
+
+    data = yaml.safe_load((shipped_profile_dir() / "host.yaml").read_text())
+    assert set(data["predictor"]["runtimes"]) == {"onnxruntime", "tflite"}

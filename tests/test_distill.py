@@ -1,0 +1,206 @@
+"""Distillation losses, schedules, QAT and adversarial inputs, each checked on its own; then the trainer."""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adaptc.distill import (
+    AdversarialConfig,
+    AttentionLoss,
+    DistillConfig,
+    HiddenStateLoss,
+    HybridLoss,
+    LogitKD,
+    LossWeights,
+    RelationLoss,
+    TemperatureSchedule,
+    distill,
+    evaluate,
+    fold_batchnorm,
+    layer_map,
+    prepare_qat,
+    progressive,
+    strip_qat,
+)
+from adaptc.distill.adversarial import perturb
+from adaptc.distill.qat import fake_quant_weight
+from adaptc.distill.taps import Captured
+from adaptc.slim import prune_width
+from adaptc.tasks.zoo import TinyResNet, TransformerClassifier
+
+
+def test_logit_kd_is_scaled_kl() -> None:
+    s, t = torch.randn(8, 10), torch.randn(8, 10)
+    T = 3.0
+    expected = (F.softmax(t / T, -1) * (F.log_softmax(t / T, -1) - F.log_softmax(s / T, -1))).sum(-1).mean() * T * T
+    assert torch.allclose(LogitKD()(s, t, T), expected, atol=1e-6)
+    assert LogitKD()(t, t, T).abs() < 1e-6
+
+
+def test_temperature_is_dynamic() -> None:
+    sched = TemperatureSchedule(4.0, 1.5)
+    ts = [float(sched(p)) for p in np.linspace(0, 1, 11)]
+    assert ts[0] == pytest.approx(4.0) and ts[-1] == pytest.approx(1.5)
+    assert all(a >= b for a, b in zip(ts, ts[1:])) and len(set(round(t, 4) for t in ts)) > 5
+    learn = TemperatureSchedule(4.0, 1.5, learnable=True)
+    assert [n for n, _ in learn.named_parameters()] == ["log_t"] and float(learn(0.7)) == pytest.approx(4.0)
+
+
+def test_layer_map_by_relative_depth() -> None:
+    assert layer_map(2, 4) == [1, 3]
+    assert layer_map(3, 6) == [1, 3, 5]
+    assert layer_map(4, 4) == [0, 1, 2, 3]
+
+
+def test_hidden_state_loss_projection() -> None:
+    t = [torch.randn(4, 16, 32) for _ in range(4)]
+    same = HiddenStateLoss([32, 32], [32, 32, 32, 32])
+    assert same.mapping == [1, 3]
+    assert same([t[1], t[3]], t) < 1e-10  # identity projections at equal width
+    narrow = HiddenStateLoss([8, 8], [32, 32, 32, 32])
+    loss = narrow([torch.randn(4, 16, 8), torch.randn(4, 16, 8)], t)
+    loss.backward()
+    assert loss > 0 and narrow.proj[0].weight.grad is not None
+    # feature maps (B, C, H, W) go through the same projection over channels
+    fm = HiddenStateLoss([8], [16])([torch.randn(2, 8, 4, 4)], [torch.randn(2, 16, 4, 4)])
+    assert torch.isfinite(fm)
+
+
+def test_attention_loss() -> None:
+    a = torch.softmax(torch.randn(2, 4, 6, 6), -1)
+    b = torch.softmax(torch.randn(2, 4, 6, 6), -1)
+    loss = AttentionLoss(1, 1)
+    assert loss([a], [a]) < 1e-6 and loss([b], [a]) > 0
+    # different head counts: head-averaged maps
+    assert loss([a[:, :2]], [a]) >= 0
+
+
+def test_relation_loss_is_scale_invariant() -> None:
+    t = torch.randn(16, 32)
+    r = RelationLoss()
+    assert r(2.5 * t, t) < 1e-6
+    assert r(torch.randn(16, 32), t) > 0.01
+
+
+def test_hybrid_loss_ablation() -> None:
+    s_out, t_out = torch.randn(8, 5, requires_grad=True), torch.randn(8, 5)
+    cap_s = Captured(hidden=[torch.randn(8, 4, 16)], attention=[torch.softmax(torch.randn(8, 2, 4, 4), -1)],
+                     features=torch.randn(8, 16))
+    cap_t = Captured(hidden=[torch.randn(8, 4, 32)], attention=[torch.softmax(torch.randn(8, 2, 4, 4), -1)],
+                     features=torch.randn(8, 32))
+    full = HybridLoss(LossWeights(), [16], [32], 1, 1)
+    parts = full(s_out, t_out, cap_s, cap_t, torch.randint(0, 5, (8,)), progress=0.5,
+                 stage_terms={"ce", "kd", "hidden", "attention", "relation"})
+    assert set(parts.parts) == {"ce", "kd", "hidden", "attention", "relation"}
+    parts.total.backward()
+    only_kd = HybridLoss(LossWeights(ce=0, hidden=0, attention=0, relation=0), [16], [32], 1, 1)
+    p2 = only_kd(s_out, t_out, cap_s, cap_t, None, progress=0.5, stage_terms={"ce", "kd", "hidden", "attention", "relation"})
+    assert set(p2.parts) == {"kd"}
+
+
+def test_progressive_schedule() -> None:
+    sch = progressive(0.3)
+    stages = [sch.stage_at(e, 10).name for e in range(10)]
+    assert stages == ["align"] * 3 + ["transfer"] * 7
+    assert "kd" not in sch.stage_at(0, 10).terms and "hidden" in sch.stage_at(0, 10).terms
+    assert {"kd", "ce", "hidden"} <= sch.stage_at(9, 10).terms
+
+
+def test_qat_weights_land_on_the_export_grid(tmp_path: Path) -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    import onnx
+    from onnx import numpy_helper
+
+    from adaptc.export.onnx import export_onnx_fp32
+
+    torch.manual_seed(0)
+    m = TinyResNet(widths=(8, 16), blocks_per_stage=1).eval()
+    q = prepare_qat(fold_batchnorm(m))
+    q.train()
+    q(torch.randn(8, 1, 28, 28)).sum().backward()  # straight-through gradients reach the weights
+    assert all(p.grad is not None for p in q.parameters() if p.requires_grad)
+    plain = strip_qat(q).eval()
+    assert not any(isinstance(x, nn.BatchNorm2d) for x in plain.modules())
+    w = plain.stem[0].weight.detach()
+    scale = w.abs().amax(dim=(1, 2, 3), keepdim=True) / 127
+    assert torch.allclose(w / scale, torch.round(w / scale), atol=1e-4)  # on the int8 grid
+    # ONNX Runtime's per-channel symmetric quantization reproduces those weights exactly
+    p = export_onnx_fp32(plain, (torch.randn(1, 1, 28, 28),), tmp_path / "q.onnx", ("x",), ("y",))
+
+    class R:
+        d = [{"x": np.random.default_rng(0).standard_normal((4, 1, 28, 28)).astype(np.float32)}]
+
+        def get_next(self):  # noqa: ANN202
+            return self.d.pop() if self.d else None
+
+    quantize_static(str(p), str(tmp_path / "q8.onnx"), R(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    g = onnx.load(str(tmp_path / "q8.onnx")).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    deq = []
+    for n in g.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].ndim == 4:
+            s = inits[n.input[1]]
+            deq.append(inits[n.input[0]].astype(np.float32) * (s.reshape(-1, 1, 1, 1) if s.ndim else s))
+    convs = [m.weight.detach().numpy() for m in plain.modules() if isinstance(m, nn.Conv2d)]
+    assert len(deq) == len(convs)
+    for w_ in convs:  # every conv weight is reproduced exactly by ORT's int8 weights
+        assert min(np.abs(d - w_).max() if d.shape == w_.shape else np.inf for d in deq) < 1e-6
+
+
+def test_fake_quant_weight_straight_through() -> None:
+    w = torch.randn(4, 3, requires_grad=True)
+    fake_quant_weight(w).sum().backward()
+    assert torch.allclose(w.grad, torch.ones_like(w))
+
+
+def test_fgsm_on_inputs_and_embeddings() -> None:
+    torch.manual_seed(0)
+    cnn = TinyResNet(widths=(8,), blocks_per_stage=1).eval()
+    x = torch.rand(4, 1, 28, 28)
+    target = torch.randint(0, 10, (4,))
+    cfg = AdversarialConfig(method="fgsm", eps=0.1)
+    (xa,), undo = perturb(cnn, (x,), lambda out: F.cross_entropy(out, target), cfg)
+    assert undo is None and (xa - x).abs().max() <= 0.1 * x.std() + 1e-6
+    assert F.cross_entropy(cnn(xa), target) > F.cross_entropy(cnn(x), target)
+    tr = TransformerClassifier(vocab=50, num_classes=3, dim=16, depth=1, num_heads=2, ffn=32, max_len=8).eval()
+    ids = torch.randint(1, 50, (4, 8))
+    y = torch.randint(0, 3, (4,))
+    clean = F.cross_entropy(tr(ids), y)
+    (ids2,), undo = perturb(tr, (ids,), lambda out: F.cross_entropy(out, y), AdversarialConfig("pgd", 0.5, 3))
+    assert torch.equal(ids2, ids) and undo is not None
+    adv = F.cross_entropy(tr(ids), y)  # the embedding perturbation is active until undo()
+    undo()
+    assert adv > clean and torch.allclose(F.cross_entropy(tr(ids), y), clean)
+
+
+def test_distill_improves_a_pruned_student(digits_task) -> None:
+    student = prune_width(digits_task.model, digits_task.example_inputs, 0.25)
+    before = evaluate(student, digits_task, "val")
+    res = distill(student, digits_task.model, digits_task, DistillConfig(epochs=6, seed=0))
+    assert res.best_val > max(before + 0.3, 0.9)
+    assert [h["stage"] for h in res.history][:2] == ["align", "align"] and res.history[-1]["stage"] == "transfer"
+    assert res.history[0]["temperature"] > res.history[-1]["temperature"]
+    assert {"hidden", "relation"} <= set(res.history[0]) and {"kd", "ce"} <= set(res.history[-1])
+
+
+def test_distill_with_qat_domain_data_and_adversarial(digits_task) -> None:
+    from adaptc.tasks import Split
+
+    student = prune_width(digits_task.model, digits_task.example_inputs, 0.5)
+    domain = Split((digits_task.val.inputs[0][:100].flip(-1),))  # unlabelled, shifted domain
+    cfg = DistillConfig(epochs=4, qat=True, qat_fraction=0.5, domain_data=domain, domain_ratio=0.2,
+                        adversarial=AdversarialConfig("fgsm", 0.05), seed=1)
+    res = distill(student, digits_task.model, digits_task, cfg)
+    assert res.qat and res.best_val > 0.8 and res.history[-1]["stage"] == "qat"
+    w = res.model.features[0].weight.detach()
+    scale = w.abs().amax(dim=(1, 2, 3), keepdim=True) / 127
+    assert torch.allclose(w / scale, torch.round(w / scale), atol=1e-4)

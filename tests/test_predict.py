@@ -1,0 +1,188 @@
+"""The calibrated per-op predictor: behaviour, spec-sheet profiles, bad input. Real graphs, no mocks."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import onnx
+import pytest
+import yaml
+from onnx import TensorProto, helper, numpy_helper
+
+import adaptc
+from adaptc.errors import AdaptcError, ModelFileError, ProfileError
+from adaptc.measure import microbench as mb
+from adaptc.predict import PREDICTOR_VERSION, predict
+
+from .conftest import ROOT, run_cli
+
+
+def _conv_chain(tmp: Path, c: int, hw: int = 28, n: int = 3) -> mb.Micro:
+    return mb.Micro(f"conv{c}", (hw, hw, c), tuple(mb.Layer("conv", out=c, k=3, act="relu") for _ in range(n)))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("pred")
+    out: dict[str, Path] = {}
+    for c in (8, 16, 32, 64):
+        m = _conv_chain(d, c)
+        out[f"onnx{c}"] = mb.write_onnx(m, d / f"c{c}.onnx")
+        out[f"tfl{c}"] = mb.write_tflite(m, d / f"c{c}.tflite")
+        out[f"tfl{c}_int8"] = mb.write_tflite(m, d / f"c{c}.int8.tflite", int8=True)
+    return out
+
+
+def test_latency_monotonic_in_flops(files: dict[str, Path]) -> None:
+    for dev in ("pixel8", "host", "pixel4"):
+        for rt, key in (("tflite", "tfl"), ("onnxruntime", "onnx")):
+            lat = [predict(files[f"{key}{c}"], dev, runtime=rt).latency_ms for c in (8, 16, 32, 64)]
+            assert lat == sorted(lat) and lat[-1] > 4 * lat[0], (dev, rt, lat)
+
+
+def test_int8_faster_than_fp32_with_int8_figures(files: dict[str, Path]) -> None:
+    prof = adaptc.load_profile("pixel8")
+    assert prof.compute.int8_gops and prof.compute.int8_gops > prof.compute.fp32_gflops
+    fp32 = predict(files["tfl64"], "pixel8")
+    int8 = predict(files["tfl64_int8"], "pixel8")
+    what_if = predict(files["tfl64"], "pixel8", precision="int8")
+    assert int8.latency_ms < fp32.latency_ms and what_if.latency_ms < fp32.latency_ms
+    assert int8.weights_mb < fp32.weights_mb
+    assert {o.precision for o in int8.ops if o.op_class == "conv"} == {"int8"}
+    assert any("what-if" in n for n in what_if.notes)
+
+
+def test_thread_scaling(files: dict[str, Path]) -> None:
+    one = predict(files["tfl64"], "pixel8", threads=1)
+    four = predict(files["tfl64"], "pixel8", threads=4)
+    assert four.threads == 4 and four.latency_ms < one.latency_ms < 4 * four.latency_ms
+
+
+def test_per_op_breakdown_sums_to_latency(files: dict[str, Path]) -> None:
+    p = predict(files["onnx32"], "host", runtime="onnxruntime")
+    assert p.version == PREDICTOR_VERSION
+    assert sum(o.time_ms for o in p.ops) + p.fixed_ms == pytest.approx(p.latency_ms, rel=1e-6)
+    # onnxruntime fuses the ReLU into the convolution: costed as free
+    assert {o.bound for o in p.ops if o.op_type == "Relu"} == {"fused"}
+    assert all(o.time_ms > 0 for o in p.ops if o.op_type == "Conv")
+    assert p.peak_memory_mb > p.weights_mb + p.activations_mb
+    assert PREDICTOR_VERSION in p.method and "constants" in p.method
+
+
+def test_memory_grows_with_weights(files: dict[str, Path]) -> None:
+    small = predict(files["tfl8"], "host")
+    big = predict(files["tfl64"], "host")
+    assert big.weights_mb > small.weights_mb and big.peak_memory_mb > small.peak_memory_mb
+
+
+def test_unknown_op_falls_back_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 256])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 256])
+    w = numpy_helper.from_array(__import__("numpy").ones((256, 256), "float32"), "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+                           helper.make_node("FancyNorm", ["h"], ["y"], name="fancy", domain="com.example")],
+                          "g", [x], [y], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    p_ = tmp_path / "custom.onnx"
+    onnx.save(m, str(p_))
+    with caplog.at_level(logging.WARNING):
+        p = predict(p_, "pixel8", runtime="onnxruntime")
+    assert p.unknown_ops == ["FancyNorm"]
+    assert p.latency_ms > 0 and any("FancyNorm" in n for n in p.notes)
+    assert any("FancyNorm" in r.getMessage() for r in caplog.records)
+    r = run_cli("predict", str(p_), "--device", "pixel8", "--runtime", "onnxruntime")
+    assert r.returncode == 0 and "FancyNorm" in r.stderr
+
+
+def _spec_sheet_profile(tmp: Path, **compute: float) -> Path:
+    data = {
+        "schema_version": 1, "name": "myphone", "display_name": "My phone", "kind": "phone", "soc": "Some SoC",
+        "os": "android",
+        "cpu": {"cores": [{"name": "Cortex-A78", "count": 1, "ghz": 2.4}, {"name": "Cortex-A55", "count": 4, "ghz": 1.8}]},
+        "compute": compute, "memory": {"ram_mb": 4096, "bandwidth_gbps": 10}, "budgets": {},
+        "formats": ["tflite"], "quantization": ["int8_static_per_channel", "fp32"], "sources": ["spec sheet"],
+    }
+    p = tmp / "myphone.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def test_spec_sheet_only_profile(files: dict[str, Path], tmp_path: Path) -> None:
+    path = _spec_sheet_profile(tmp_path, fp32_peak_gflops=38.4, int8_peak_gops=153.6)
+    prof = adaptc.load_profile(path)
+    assert prof.compute.fp32_gflops is None
+    sustained, source = prof.throughput_gops("fp32")
+    assert 0.2 * 38.4 < sustained < 1.2 * 38.4 and "peak" in source
+    p = predict(files["tfl32"], path)
+    assert p.latency_ms > 0 and any("spec-sheet" in n for n in p.notes)
+    # the same phone described by its measured sustained figure gives the same kind of estimate
+    p_int8 = predict(files["tfl32_int8"], path)
+    assert p_int8.latency_ms < p.latency_ms
+    # shipped spec-sheet profiles (no measurement from the phone)
+    for name in ("pixel4", "galaxy-s10"):
+        assert adaptc.load_profile(name).compute.fp32_peak_gflops
+        assert predict(files["tfl32"], name).latency_ms > 0
+    # an in-order spec-sheet profile is slower than an out-of-order one with the same peaks
+    ino = yaml.safe_load(path.read_text())
+    ino["cpu"]["cores"] = [{"name": "Cortex-A55", "count": 4, "ghz": 2.0}]
+    (tmp_path / "inorder.yaml").write_text(yaml.safe_dump({**ino, "name": "inorder"}))
+    assert predict(files["tfl32"], tmp_path / "inorder.yaml").latency_ms > p.latency_ms
+
+
+def test_profile_missing_compute_is_a_clear_error(tmp_path: Path) -> None:
+    path = _spec_sheet_profile(tmp_path)  # compute: {} -- neither sustained nor peak figures
+    with pytest.raises(ProfileError, match="compute.fp32_gflops"):
+        adaptc.load_profile(path)
+    r = run_cli("predict", str(ROOT / "README.md"), "--device", str(path))
+    assert r.returncode == 2 and "compute.fp32_gflops" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bad_inputs(files: dict[str, Path], tmp_path: Path) -> None:
+    txt = tmp_path / "model.bin"
+    txt.write_text("hello")
+    with pytest.raises(ModelFileError, match="neither an ONNX"):
+        predict(txt, "pixel8")
+    with pytest.raises(AdaptcError, match="unknown precision"):
+        predict(files["tfl8"], "pixel8", precision="int4")
+    with pytest.raises(AdaptcError, match="unknown runtime"):
+        predict(files["tfl8"], "pixel8", runtime="tvm")
+    with pytest.raises(AdaptcError, match="example_input"):
+        import torch
+
+        predict(torch.nn.Linear(4, 4), "pixel8")
+    for args in (("predict", str(txt), "--device", "pixel8"),
+                 ("predict", str(files["tfl8"]), "--device", "pixel8", "--runtime", "tvm"),
+                 ("predict", str(files["tfl8"]), "--device", "no-such-phone")):
+        r = run_cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.startswith("adaptc: error:") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_predict_module_and_cli_breakdown(files: dict[str, Path]) -> None:
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(16 * 8 * 8, 10))
+    p = adaptc.predict(net, "pixel8", runtime="onnxruntime", example_input=torch.randn(1, 3, 8, 8))
+    assert p.latency_ms > 0 and any(o.op_type == "Conv" for o in p.ops)
+    r = run_cli("predict", str(files["tfl32"]), "--device", "pixel4", "--ops", "--top", "3")
+    assert r.returncode == 0, r.stderr
+    assert "CONV_2D" in r.stdout and "per-op estimate" in r.stdout and "method:" in r.stdout
+    r = run_cli("predict", str(files["tfl32"]), "--device", "pixel4", "--json")
+    d = json.loads(r.stdout)
+    assert d["version"] == PREDICTOR_VERSION and len(d["ops"]) == 3 and d["constants_source"]
+
+
+def test_profile_predictor_section_overrides(files: dict[str, Path], tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "device_profiles" / "pixel8.yaml").read_text())
+    base = predict(files["tfl32"], "pixel8").latency_ms
+    data["predictor"] = {"runtimes": {"tflite": {"efficiency": {"conv": {"fp32": 0.5}}}}}
+    (tmp_path / "slow.yaml").write_text(yaml.safe_dump({**data, "name": "slow"}))
+    slow = predict(files["tfl32"], tmp_path / "slow.yaml")
+    assert slow.latency_ms > 1.3 * base and "predictor.runtimes.tflite" in slow.constants_source
+    data["predictor"] = {"runtimes": {"tflite": {"efficiency": {"convolution": {"fp32": 0.5}}}}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**data, "name": "bad"}))
+    with pytest.raises(ProfileError, match="unknown op class convolution"):
+        adaptc.load_profile(tmp_path / "bad.yaml")

@@ -1,0 +1,134 @@
+"""The student search: cost filter, successive halving, Pareto set, trial store, resume, determinism, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import adaptc
+from adaptc.errors import AdaptcError, BudgetError
+from adaptc.profiles import shipped_profile_dir
+
+from .conftest import ROOT, run_cli
+
+FAST = ["--widths", "1,0.5,0.25", "--rung-epochs", "1,2", "--final-epochs", "3", "--formats", "onnx", "--runs", "10"]
+FAST_OPTS = {"widths": (1.0, 0.5, 0.25), "rung_epochs": (1, 2), "final_epochs": 3}
+
+
+@pytest.fixture(scope="module")
+def search_build(tmp_path_factory: pytest.TempPathFactory, digits_task) -> tuple[Path, adaptc.BuildReport]:
+    out = tmp_path_factory.mktemp("search") / "pixel8"
+    rep = adaptc.build("digits", "pixel8", out, formats=["onnx"], runs=10, search=FAST_OPTS, seed=3)
+    return out, rep
+
+
+def test_search_report_has_pareto_and_choice(search_build) -> None:
+    out, rep = search_build
+    s = rep.search
+    assert s is not None
+    assert len(s["candidates"]) == 3 * 4  # 3 widths x the profile's 4 schemes (fp32 included)
+    assert all("reason" in c and "verdicts" in c for c in s["candidates"])
+    assert s["pareto"] and any(p["chosen"] for p in s["points"])
+    ch = s["chosen"]
+    assert ch["candidate"] in {p["key"] for p in s["points"]} and "fastest" in ch["why"]
+    assert ch["width"] in (1.0, 0.5, 0.25) and ch["test"] > 0.8
+    assert (out / "pareto.png").stat().st_size > 1000
+    md = (out / "report.md").read_text()
+    assert "## Student search" in md and "pareto.png" in md
+    assert rep.status == "ok" and rep.chosen  # the chosen student was exported and gated
+    a = rep.chosen_artifact
+    assert a is not None and a.parity is not None and a.parity.passed
+
+
+def test_trials_recorded_and_rerun_resumes(search_build) -> None:
+    out, rep = search_build
+    db = out / ".adaptc" / "state.sqlite"
+    with sqlite3.connect(db) as c:
+        n = c.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+    assert n >= 3 + 1  # rung 0 for every skeleton (one survivor needs no rung 1), the final training
+    t0 = time.perf_counter()
+    rep2 = adaptc.build("digits", "pixel8", out, formats=["onnx"], runs=10, search=FAST_OPTS, seed=3)
+    assert time.perf_counter() - t0 < 60
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == n  # nothing retrained
+    assert rep2.search["chosen"]["candidate"] == rep.search["chosen"]["candidate"]
+    assert rep2.search["chosen"]["val"] == rep.search["chosen"]["val"]
+
+
+def test_same_seed_same_choice(search_build, tmp_path: Path) -> None:
+    _, rep = search_build
+    again = adaptc.build("digits", "pixel8", tmp_path / "again", formats=["onnx"], runs=10, search=FAST_OPTS, seed=3,
+                         measure_host=False)
+    assert again.search["chosen"]["candidate"] == rep.search["chosen"]["candidate"]
+    assert again.search["scores"] == rep.search["scores"]
+
+
+def test_no_candidate_fits(tmp_path: Path) -> None:
+    prof = yaml.safe_load((shipped_profile_dir() / "pixel8.yaml").read_text())
+    prof["name"] = "tiny"
+    prof["budgets"] = {"max_latency_ms": 0.001, "max_model_mb": 0.001}
+    f = tmp_path / "tiny.yaml"
+    f.write_text(yaml.safe_dump(prof))
+    r = run_cli("build", "--device", str(f), "--out", str(tmp_path / "o"), *FAST)
+    assert r.returncode == 2, r.stderr[-2000:]
+    line = [ln for ln in r.stderr.splitlines() if ln.startswith("adaptc: error:")]
+    assert len(line) == 1 and "no student candidate meets every budget of tiny; nearest:" in line[0]
+    assert "max_latency_ms" in line[0] and "w0.25-d0" in line[0]
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert rep["status"] == "no_fit" and rep["search"]["pareto"] and rep["artifacts"] == []
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--widths", "1,1.5"], "width multipliers must be in (0, 1]"),
+    (["--widths", "0,0.5"], "width multipliers must be in (0, 1]"),
+    (["--time-budget", "0.01"], "allows no trial"),
+    (["--domain-data", "/nonexistent/domain.npz"], "domain data file /nonexistent/domain.npz does not exist"),
+    (["--ablate", "kd,magic"], "unknown loss term 'magic'"),
+])
+def test_bad_search_input(tmp_path: Path, args: list[str], words: str) -> None:
+    r = run_cli("build", "--device", "pixel8", "--out", str(tmp_path / "o"), "--formats", "onnx", *args)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert words in r.stderr and "Traceback" not in r.stderr
+
+
+def test_untraceable_teacher_exit_2(tmp_path: Path) -> None:
+    r = run_cli("build", "--device", "pixel8", "--task", "untraceable_task:make_task", "--out", str(tmp_path / "o"),
+                *FAST, env={"PYTHONPATH": str(ROOT / "tests" / "data")})
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "Torch-Pruning" in r.stderr and "mixer" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_killed_build_resumes(tmp_path: Path, digits_task) -> None:
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "adaptc", "-q", "build", "--device", "pixel8", "--out", str(out), *FAST]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    db = out / ".adaptc" / "state.sqlite"
+    deadline = time.time() + 240
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as c:
+                    done = c.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+            except sqlite3.Error:
+                continue
+            if done >= 1:
+                break
+    assert proc.poll() is None, "the build finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert done >= 1 and not (out / "report.json").exists()
+    r = run_cli("build", "--device", "pixel8", "--out", str(out), *FAST)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "already done" in r.stderr
+    assert not list(out.rglob(".adaptc-tmp-*"))
