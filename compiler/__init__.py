@@ -4,6 +4,7 @@ Public API (kept small; the CLI is a thin layer over it)::
 
     import adaptc
     report = adaptc.build(task="digits", device="pixel8")      # -> adaptc.BuildReport (== report.json)
+    report = adaptc.export("digits", "iphone15pro", "out")      # a model as is (no search): artifacts + report
     adaptc.list_devices("pixel*"); adaptc.load_profile("pixel8")
     adaptc.analyze("model.onnx")                               # per-op MACs, params, peak activations
     adaptc.predict("model.onnx", "pixel8", runtime="tflite")   # estimated device latency / memory
@@ -21,6 +22,9 @@ __version__ = "0.1.0"
 
 _LAZY: dict[str, tuple[str, str]] = {
     "build": ("adaptc.pipeline", "build"),
+    # the exporter package, callable: adaptc.export(model_or_task, device, out, formats=..., task=...)
+    "export": ("adaptc.export", ""),
+    "export_model": ("adaptc.export.api", "export_model"),
     "analyze": ("adaptc.analysis", "analyze"),
     "predict": ("adaptc.predict", "predict"),
     "calibrate": ("adaptc.measure.calibrate", "calibrate_host"),
@@ -43,7 +47,8 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         mod, attr = _LAZY[name]
-        value = getattr(importlib.import_module(mod), attr)
+        module = importlib.import_module(mod)
+        value = getattr(module, attr) if attr else module
         globals()[name] = value
         return value
     raise AttributeError(f"module 'adaptc' has no attribute {name!r}")
@@ -55,7 +60,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from .analysis import analyze
+    from . import export
     from .errors import AdaptcError
+    from .export.api import export_model
     from .pipeline import build
     from .measure.calibrate import calibrate_host as calibrate
     from .predict import predict

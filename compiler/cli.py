@@ -1,7 +1,9 @@
 """The ``adaptc`` command line: a thin layer over the public API.
 
-Exit codes: 0 ok; 2 bad input (one-line message, no traceback unless ``--debug``); 1 internal failure;
-130 interrupted (finished work is kept; rerunning resumes).
+Exit codes: 0 ok; 2 bad input (one-line message, no traceback unless ``--debug``), a model that no format
+can export, or no artifact that meets the budgets; 3 partial build (some formats failed, the others were
+emitted; one line names each failed format and op); 1 internal failure; 130 interrupted (finished work is
+kept; rerunning resumes).
 """
 
 from __future__ import annotations
@@ -33,7 +35,10 @@ from .errors import AdaptcError
 app = typer.Typer(
     name="adaptc",
     help="Hardware-adaptive model compiler: derive device-sized students from a PyTorch teacher and emit "
-    "measured ONNX / TFLite / CoreML artifacts with a report.",
+    "measured ONNX / TFLite / CoreML artifacts with a report.\n\n"
+    "Exit codes: 0 ok; 2 bad input, a model no format can export, or no artifact meets the budgets; "
+    "3 partial build (some formats failed, the rest were emitted and the report says which); "
+    "1 internal error; 130 interrupted (a rerun resumes).",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -134,6 +139,51 @@ def build(
                 _print_build_summary(r)
             raise
     _print_build_summary(report)
+    _exit_for_status(report)
+
+
+#: exit code of a partial build: some formats failed, the others were emitted (documented in README)
+EXIT_PARTIAL = 3
+
+
+def _exit_for_status(report: Any) -> None:
+    """Partial builds exit 3 with one line naming each failed format and op; builds with nothing usable, 2."""
+    if report.status == "partial":
+        click.echo(f"adaptc: {report.status_reason}", err=True)
+        raise typer.Exit(code=EXIT_PARTIAL)
+    if report.status == "failed":
+        errs = [a.error for a in report.artifacts if a.error]
+        detail = f" ({errs[0]})" if errs else ""
+        raise AdaptcError(f"{report.status_reason or 'no artifact was emitted'}{detail}")
+
+
+# --------------------------------------------------------------------------------------------- export
+@app.command("export")
+def export_cmd(
+    device: str = typer.Option("host", "--device", "-d", help="Profile name (see `adaptc devices`) or path to a profile YAML."),
+    task: str = typer.Option("digits", "--task", "-t", help="Built-in task (digits, docstrings) or package.module:factory; its model is exported as is."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder [default: adaptc-out/<device>]."),
+    formats: Optional[str] = typer.Option(None, "--formats", help="Comma-separated formats, overriding the profile (onnx,tflite,coreml)."),
+    max_drop: float = typer.Option(1.0, "--max-drop", help="Largest accepted metric drop of an artifact, in points."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Host threads for measurement [default: the profile's]."),
+    runs: int = typer.Option(100, "--runs", min=5, help="Timed runs per latency measurement (after warm-up)."),
+    no_resume: bool = typer.Option(False, "--no-resume", help="Redo finished work instead of resuming."),
+) -> None:
+    """Export a task's model as is (no student search): artifacts per format, parity, measurements, report."""
+    from .export.api import export_model
+    from .progress import using
+
+    with using(_reporter()) as rep, _maybe_live(rep):
+        try:
+            report = export_model(task, device, out, formats=_parse_formats(formats), max_drop=max_drop / 100.0,
+                                  threads=threads, runs=runs, resume=not no_resume)
+        except AdaptcError as e:
+            r = getattr(e, "report", None)
+            if r is not None:
+                _print_build_summary(r)
+            raise
+    _print_build_summary(report)
+    _exit_for_status(report)
 
 
 def _search_options(task: str, widths: Optional[str], max_blocks: Optional[int], time_budget: Optional[float],
@@ -203,8 +253,8 @@ def _print_build_summary(report: Any) -> None:
         t.add_row(
             ("→ " if a.chosen else "") + a.file, a.scheme, a.status,
             f"{(a.size.value or 0) / 1024:.1f} KB" if a.size else "—",
-            f"{a.parity.metric.value:.4f}" if a.parity else "—",
-            f"{a.host.latency_median.value:.3f} ms" if a.host else "—",
+            f"{a.parity.metric.value:.4f}" if a.parity else ("not run here" if a.status != "failed" else "—"),
+            f"{a.host.latency_median.value:.3f} ms" if a.host else ("not measured" if a.status != "failed" else "—"),
             f"{a.device.latency.value:.3f} ms" if a.device else "—",
             budgets,
         )

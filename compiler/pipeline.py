@@ -24,6 +24,8 @@ from ._io import atomic_write_json, atomic_write_text, clean_stale_temporaries, 
 from .analysis import analyze
 from .errors import AdaptcError, BudgetError, ExportError
 from .export import ExportRequest, available_formats, get_exporter
+from .export._capture import captured_output
+from .export.base import runtime_unavailable_reason
 from .export.parity import check_parity
 from .measure import host_threads, measure, open_runner, runtime_available
 from .predict import predict_from_cost
@@ -46,7 +48,7 @@ from .tasks import Task, get_task, predict_torch
 from .versions import host_info, toolchain_versions
 
 #: a new artifact record is needed when these change
-_ARTIFACT_RECORD_VERSION = 2
+_ARTIFACT_RECORD_VERSION = 3
 
 
 @dataclass
@@ -112,6 +114,7 @@ class ArtifactBuilder:
         self.threads = host_threads(settings.threads or profile.cpu.threads)
         self.fingerprint = model_fingerprint(model, task.example_inputs)
         self._reference: np.ndarray | None = None
+        self._proxy: Any = None  # cost of the model's fp32 ONNX graph, for formats without an analyzer
         self.warnings: list[str] = []
 
     @property
@@ -138,6 +141,9 @@ class ArtifactBuilder:
         chain = scheme_chain(self.profile, exporter.schemes())
         fp32 = self._artifact(exporter, "fp32", None)
         outcome.reports.append(fp32)
+        if fp32.status == "failed" and fp32.sha256 is None:
+            # the converter rejected the model itself: the quantized schemes go through the same converter
+            return outcome
         for scheme in chain:
             if scheme == "fp32":
                 rep = fp32
@@ -187,13 +193,18 @@ class ArtifactBuilder:
         )
         try:
             exported = exporter.export(request, scheme, dest)
-        except ExportError as e:
-            rep.status, rep.error = "failed", str(e)
-            step.done(f"failed: {e}")
+        except Exception as e:  # contained: this artifact fails, the build goes on with the others
+            msg = str(e) if isinstance(e, ExportError) else (
+                f"{fmt}: the converter failed for {scheme}: {type(e).__name__}: {str(e).strip()[:300]}")
+            rep.status, rep.error = "failed", msg
+            step.done(f"failed: {msg}")
             self.store.put(key, "artifact", rep.model_dump(mode="json"))
             return rep
         step.advance(1, note="exported")
         rep.recipe = exported.recipe
+        rep.converter = exported.recipe.get("converter")
+        if exported.precision:
+            rep.precision = exported.precision
         rep.flags.extend(exported.notes)
         rep.sha256 = sha256_path(dest)
         rep.size = Quantity.counted(path_size(dest), "bytes", "size of the file on disk")
@@ -201,34 +212,78 @@ class ArtifactBuilder:
             rep.structure = exporter.describe(dest)
         except Exception as e:  # describing is informative only
             rep.flags.append(f"could not describe the file: {e}")
-        cost = None
-        try:
-            cost = analyze(dest)
-            rep.cost = cost.summary()
-        except Exception as e:
-            rep.flags.append(f"cost analysis failed: {type(e).__name__}: {e}")
+        self._verify(rep, exporter, request, dest, scheme)
+        cost, proxy = self._cost(rep, dest)
         self._parity(rep, exporter.runtime, dest, fp32)
         step.advance(1, note="parity")
         self._host(rep, exporter.runtime, dest)
         step.advance(1, note="measured")
-        self._device(rep, exporter.runtime, cost)
+        self._device(rep, exporter.runtime, cost, proxy_precision=rep.precision if proxy else None)
         step.advance(1)
         step.done(self._summary(rep))
         self.store.put(key, "artifact", rep.model_dump(mode="json"))
         return rep
 
+    def _verify(self, rep: ArtifactReport, exporter: Any, request: ExportRequest, path: Path, scheme: str) -> None:
+        """Structural check against the torch model, for formats whose runtime may be missing here (CoreML)."""
+        try:
+            check = exporter.verify(request, path, scheme)
+        except Exception as e:
+            rep.flags.append(f"structure check could not run: {type(e).__name__}: {e}")
+            return
+        if check is None:
+            return
+        rep.structure["check"] = check
+        if not check.get("passed", True):
+            rep.status = "rejected"
+            rep.flags.append("rejected by the structure check against the torch model: " + "; ".join(check.get("failed", [])))
+
+    def _cost(self, rep: ArtifactReport, path: Path) -> tuple[Any, bool]:
+        """Cost analysis of the file; where the format has no analyzer, of the model's fp32 ONNX graph."""
+        try:
+            cost = analyze(path)
+            rep.cost = cost.summary()
+            return cost, False
+        except Exception as e:
+            first_err = f"{type(e).__name__}: {e}"
+        try:
+            cost = self._proxy_cost()
+        except Exception as e:
+            rep.flags.append(f"cost analysis failed: {first_err}; proxy: {type(e).__name__}: {e}")
+            return None, False
+        rep.cost = {**cost.summary(), "source": (f"no cost analyzer for {Path(path).suffix} files: ops counted on the "
+                                                  f"fp32 ONNX graph of the same model, device estimate at "
+                                                  f"{rep.precision} arithmetic")}
+        return cost, True
+
+    def _proxy_cost(self) -> Any:
+        if self._proxy is None:
+            import tempfile
+
+            from .export.onnx import export_onnx_fp32
+
+            with tempfile.TemporaryDirectory(prefix="adaptc-cost-") as d:
+                p = export_onnx_fp32(self.model, self.task.example_inputs, Path(d) / "proxy.onnx",
+                                     self.task.input_names, self.task.output_names)
+                self._proxy = analyze(p)
+        return self._proxy
+
     def _parity(self, rep: ArtifactReport, runtime: str, path: Path, fp32: ArtifactReport | None) -> None:
         max_drop = self.settings.max_drop
         if not runtime_available(runtime):
-            rep.flags.append(f"no {runtime} runtime on this host: numerical parity not checked here")
+            rep.runtime = f"none: no {runtime} runtime on this host ({runtime_unavailable_reason(runtime)})"
+            rep.flags.append(f"no {runtime} runtime on this host ({runtime_unavailable_reason(runtime)}): "
+                             "numerical parity not checked here")
             return
         try:
-            runner = open_runner(runtime, path, self.threads)
-            res = check_parity(runner, self.task, self.reference_outputs)
+            with captured_output():  # runtimes print banners (LiteRT: "Created TensorFlow Lite XNNPACK delegate")
+                runner = open_runner(runtime, path, self.threads)
+                res = check_parity(runner, self.task, self.reference_outputs)
         except Exception as e:
             rep.status, rep.error = "failed", f"{runtime} could not run the artifact: {type(e).__name__}: {e}"
             return
         rt_version = runner.version() or runtime
+        rep.runtime = rt_version
         drop_fp32 = None
         if fp32 is not None and fp32.parity is not None:
             drop_fp32 = float(fp32.parity.metric.value or 0.0) - res.metric
@@ -273,15 +328,19 @@ class ArtifactBuilder:
             rss_file=Quantity.measured(m.rss_file_mb, "MB", mem_meth.replace("VmHWM", "RssFile")),
         )
 
-    def _device(self, rep: ArtifactReport, runtime: str, cost: Any) -> None:
+    def _device(self, rep: ArtifactReport, runtime: str, cost: Any, proxy_precision: str | None = None) -> None:
         values: dict[str, Quantity] = {}
         if rep.size is not None:
             values["max_model_mb"] = Quantity.counted((rep.size.value or 0) / 2**20, "MB", rep.size.method)
         if cost is not None:
-            pred = predict_from_cost(cost, self.profile, runtime=runtime)
+            pred = predict_from_cost(cost, self.profile, runtime=runtime, precision=proxy_precision)
+            method = pred.method
+            if proxy_precision is not None:
+                method += (f"; op costs from the model's fp32 ONNX graph with {proxy_precision} arithmetic "
+                           f"(no analyzer for this format's files)")
             rep.device = DeviceEstimate(
-                latency=Quantity.estimated(pred.latency_ms, "ms", pred.method),
-                peak_memory=Quantity.estimated(pred.peak_memory_mb, "MB", pred.method),
+                latency=Quantity.estimated(pred.latency_ms, "ms", method),
+                peak_memory=Quantity.estimated(pred.peak_memory_mb, "MB", method),
                 predictor=pred.version,
             )
             values["max_latency_ms"] = rep.device.latency
@@ -295,11 +354,31 @@ class ArtifactBuilder:
         bits = [rep.status]
         if rep.parity:
             bits.append(f"{self.task.metric_name} {rep.parity.metric.value:.4f}")
+        elif (rep.runtime or "").startswith("none"):
+            bits.append(f"not run here ({rep.runtime[len('none: '):]})")
         if rep.host:
             bits.append(f"host p50 {rep.host.latency_median.value:.3f} ms")
         if rep.device:
             bits.append(f"device ~{rep.device.latency.value:.3f} ms (est.)")
         return ", ".join(bits)
+
+
+def partial_reason(formats: Sequence[str], outcomes: dict[str, _FormatOutcome]) -> str:
+    """One line naming each format that emitted nothing and why (the converter's error names the op)."""
+    bits = []
+    for f in formats:
+        if outcomes[f].chosen is not None:
+            continue
+        errs = [r.error for r in outcomes[f].reports if r.error]
+        rejected = [r for r in outcomes[f].reports if r.status == "rejected"]
+        if errs:
+            bits.append(errs[0] if errs[0].startswith(f"{f}:") else f"{f}: {errs[0]}")
+        elif rejected:
+            bits.append(f"{f}: every artifact was rejected ({rejected[0].flags[-1] if rejected[0].flags else 'parity'})")
+        else:
+            bits.append(f"{f}: no artifact")
+    emitted = [f for f in formats if outcomes[f].chosen is not None]
+    return ("partial build: " + "; ".join(bits) + (f" (emitted: {', '.join(emitted)})" if emitted else ""))
 
 
 #: an int8 artifact counts as slower than fp32 only beyond this ratio: sub-0.1 ms timings vary by about
@@ -397,7 +476,7 @@ def build(
             errs = [r.error for r in outcomes[f].reports if r.error]
             warnings.append(f"format {f}: no artifact emitted" + (f" ({errs[0]})" if errs else ""))
     if status == "ok" and any(outcomes[f].chosen is None for f in outcomes):
-        status, reason = "partial", "some formats produced no usable artifact (see warnings)"
+        status, reason = "partial", partial_reason(list(outcomes), outcomes)
     for r in artifacts:
         r.chosen = chosen is not None and r.file == chosen.file
     report = BuildReport(

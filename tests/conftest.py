@@ -25,11 +25,36 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.pop("ADAPTC_PROFILE_PATH", None)
 
 
+DATA = ROOT / "tests" / "data"
+
+
 @pytest.fixture(scope="session")
 def digits_task():
     from adaptc.tasks import get_task
 
     return get_task("digits")
+
+
+def data_env() -> dict[str, str]:
+    """Environment for a CLI run that imports task factories from tests/data (``--task module:function``)."""
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(DATA), os.environ.get("PYTHONPATH")]))}
+
+
+def data_task(spec: str):
+    """A task factory from tests/data (``module:function``), imported the way ``--task`` imports it."""
+    import sys
+
+    from adaptc.tasks import get_task
+
+    if str(DATA) not in sys.path:
+        sys.path.insert(0, str(DATA))
+    return get_task(spec)
+
+
+@pytest.fixture(scope="session")
+def token_task():
+    """A tiny trained transformer classifier over token ids (tests/data/token_task.py, a few seconds)."""
+    return data_task("token_task:make_task")
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 900

@@ -71,3 +71,32 @@ def test_unexportable_model_gives_export_error(tmp_path: Path) -> None:
         get_exporter("onnx").export(req, "fp32", tmp_path / "u.onnx")
     assert str(ei.value).startswith("onnx: the model cannot be exported")
     assert not (tmp_path / "u.onnx").exists()  # nothing half-written
+
+
+def test_transformer_static_int8_quantizes_matmuls_only(token_task, tmp_path: Path) -> None:
+    ex = get_exporter("onnx")
+    req = _request(token_task)
+    q = ex.export(req, "int8_static_per_channel", tmp_path / "t.int8.onnx")
+    assert q.recipe["op_types_to_quantize"] == ["MatMul", "Gemm", "Gather"]
+    d = ex.describe(q.path)
+    assert d["embedding_bytes"] > 0 and d["op_counts"].get("Softmax", 0) > 0
+    ref = predict_torch(token_task.model, token_task.test)
+    res = check_parity(open_runner("onnxruntime", q.path, 1), token_task, ref)
+    assert res.reference_metric - res.metric <= 0.01 and res.cosine > 0.999
+
+
+@pytest.mark.parametrize("which", ["digits_task", "token_task"])
+def test_every_onnx_scheme_keeps_parity(which: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    task = request.getfixturevalue(which)
+    ex = get_exporter("onnx")
+    req = _request(task)
+    ref = predict_torch(task.model, task.test)
+    fp32 = ex.export(req, "fp32", tmp_path / "m.onnx")
+    req.fp32_artifact = fp32.path
+    for scheme in ex.schemes():
+        f = fp32 if scheme == "fp32" else ex.export(req, scheme, tmp_path / ex.filename(scheme))
+        res = check_parity(ex.load(f.path), task, ref)
+        assert res.drop <= 0.01 and res.cosine > 0.99, (which, scheme, res)
+        if scheme.startswith("int8"):  # biases, norms and scales stay wider: about 3x on a model this small
+            d = ex.describe(f.path)
+            assert d["weight_bytes_excluding_embeddings"] * 2.5 < ex.describe(fp32.path)["weight_bytes_excluding_embeddings"]

@@ -1,9 +1,14 @@
 """The exporter interface and registry: one exporter per format.
 
-An exporter turns a torch model into a file for one runtime at one quantization scheme, and can
-describe that file structurally. Running a file is the runtime's job (:mod:`adaptc.measure.runtimes`), so
-parity checks and host measurements work the same for every format. Adding a format means adding one
-module that defines an :class:`Exporter` subclass decorated with :func:`register_exporter`.
+An exporter turns a torch model into a file for one runtime at one quantization scheme (``export``), loads
+and runs that file (``load`` / ``run``, through the runtime registry of :mod:`adaptc.measure.runtimes`, so
+parity checks and host measurements work the same for every format), describes it structurally
+(``describe``) and, where numbers cannot be checked on this host, checks its structure against the torch
+model (``verify``). Adding a format means adding one module that defines an :class:`Exporter` subclass
+decorated with :func:`register_exporter` (and, if its runtime is new, a runner registered with
+:func:`adaptc.measure.runtimes.register_runtime`).
+
+Built-in formats: ``onnx`` (:mod:`.onnx`), ``tflite`` (:mod:`.tflite`), ``coreml`` (:mod:`.coreml`).
 """
 
 from __future__ import annotations
@@ -11,14 +16,24 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from .._suggest import unknown_name_message
 from ..errors import AdaptcError
 from ..tasks.base import Split
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..measure.runtimes import Runner
+
+
+def runtime_unavailable_reason(runtime: str) -> str:
+    if runtime == "coreml":
+        return "CoreML prediction needs macOS"
+    return f"the {runtime} runtime is not installed"
 
 
 @dataclass
@@ -45,6 +60,8 @@ class ExportedFile:
     #: how the file was made: converter, quantizer, options (goes into the report)
     recipe: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: arithmetic precision when it differs from the scheme's own (e.g. CoreML int8 weights with fp16 compute)
+    precision: str | None = None
 
 
 class Exporter(abc.ABC):
@@ -64,6 +81,26 @@ class Exporter(abc.ABC):
     @abc.abstractmethod
     def describe(self, path: Path) -> dict[str, Any]:
         """Structural facts about a file: op counts, weight dtypes and bytes, inputs and outputs."""
+
+    def load(self, path: Path, threads: int = 1) -> "Runner":
+        """A runner for the file in this format's runtime. Raises AdaptcError where the runtime is missing."""
+        from ..measure.runtimes import open_runner, runtime_available
+
+        if not runtime_available(self.runtime):
+            raise AdaptcError(f"{self.format}: no {self.runtime} runtime on this host "
+                              f"({runtime_unavailable_reason(self.runtime)})")
+        return open_runner(self.runtime, path, threads)
+
+    def run(self, path: Path, inputs: Sequence[np.ndarray], threads: int = 1) -> list[np.ndarray]:
+        """One call of the file on ``inputs`` (NumPy arrays in the model's input order)."""
+        return self.load(path, threads).run(list(inputs))
+
+    def verify(self, request: ExportRequest, path: Path, scheme: str) -> dict[str, Any] | None:
+        """Structural check of the file against the torch model (``{"passed": bool, ...}``), or None.
+
+        Formats whose runtime runs on this host are checked numerically by the parity gate instead.
+        """
+        return None
 
     def filename(self, scheme: str, stem: str = "model") -> str:
         tag = {"fp32": "", "int8_static_per_channel": ".int8", "int8_static_per_tensor": ".int8pt",

@@ -38,7 +38,7 @@ class HostMeasurement:
 
     def method(self) -> str:
         return (f"measured on this host ({self.cpu}) with {self.runtime_version}, {self.threads} thread(s), batch 1, "
-                f"median of {self.runs} runs after {self.warmup} warm-up runs")
+                f"median of {self.runs} runs after {self.warmup} warm-up runs (inputs bound once; the runtime call timed)")
 
     def memory_method(self) -> str:
         how = "VmHWM after a clear_refs peak reset" if self.peak_reset else "VmHWM (no peak reset possible)"

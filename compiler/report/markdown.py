@@ -63,14 +63,25 @@ def render(report: BuildReport) -> str:
         if p is not None:
             ref = p.drop_vs_fp32_artifact if p.drop_vs_fp32_artifact is not None else p.drop_vs_torch
             drop = f"{100 * ref:+.2f} pt"
-        host = f"{fmt_q(a.host.latency_median)} / {fmt_q(a.host.latency_p90)}" if a.host else "—"
+        no_rt = a.status != "failed" and (a.runtime or "").startswith("none")
+        missing = "not run (no runtime here)" if no_rt else "—"
+        host = f"{fmt_q(a.host.latency_median)} / {fmt_q(a.host.latency_p90)}" if a.host else missing
         mark = " ✅" if a.chosen else ""
         lines.append(
-            f"| `{a.file}`{mark} | {a.scheme} | {a.status} | {fmt_q(a.size)} | {fmt_q(p.metric) if p else '—'} | {drop} | "
+            f"| `{a.file}`{mark} | {a.scheme} | {a.status} | {fmt_q(a.size)} | {fmt_q(p.metric) if p else missing} | {drop} | "
             f"{f'{p.cosine:.5f}' if p else '—'} | {host} | {fmt_q(a.host.peak_memory) if a.host else '—'} | "
             f"{fmt_q(a.device.latency) if a.device else '—'} | {fmt_q(a.device.peak_memory) if a.device else '—'} | "
             f"{_budget_cell(a)} |"
         )
+    lines += ["", "## Converters and runtimes", "",
+              "| file | format | precision | converter | runtime (parity and host measurement) | structure check |",
+              "|---|---|---|---|---|---|"]
+    for a in report.artifacts:
+        check = a.structure.get("check") if isinstance(a.structure, dict) else None
+        cell = "—"
+        if isinstance(check, dict):
+            cell = "passed" if check.get("passed") else "failed: " + "; ".join(check.get("failed", []))
+        lines.append(f"| `{a.file}` | {a.format} | {a.precision} | {a.converter or '—'} | {a.runtime or '—'} | {cell} |")
     lines += ["", "## Budget verdicts", ""]
     for a in report.artifacts:
         if not a.budgets:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-REPORT_SCHEMA_VERSION = "1.1"
+REPORT_SCHEMA_VERSION = "1.2"
 
 Kind = Literal["measured", "counted", "estimated"]
 
@@ -92,6 +92,10 @@ class ArtifactReport(_M):
     precision: str
     status: Literal["ok", "rejected", "failed", "skipped"]
     chosen: bool = False
+    #: the converter that made the file (name and version), e.g. "litert-torch 0.10.0 (torch 2.13.0+cpu)"
+    converter: str | None = None
+    #: the runtime that ran the parity check and the host measurement (name and version), or why none did
+    runtime: str | None = None
     size: Quantity | None = None
     sha256: str | None = None
     recipe: dict[str, Any] = Field(default_factory=dict)
