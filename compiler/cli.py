@@ -106,8 +106,8 @@ def build(
     rung_epochs: Optional[str] = typer.Option(None, "--rung-epochs", help="Distillation epochs per successive-halving rung, e.g. 6,18."),
     final_epochs: Optional[int] = typer.Option(None, "--final-epochs", min=1, help="Epochs of the chosen student's final distillation."),
     ablate: Optional[str] = typer.Option(None, "--ablate", help="Switch loss terms off: comma-separated of ce,kd,hidden,attention,relation."),
-    no_progressive: bool = typer.Option(False, "--no-progressive", help="One joint stage instead of align-then-transfer."),
-    assistant: str = typer.Option("auto", "--assistant", help="Teacher assistant: auto | on | off."),
+    progressive: Optional[float] = typer.Option(None, "--progressive", min=0.0, max=0.9, help="Progressive schedule: the fraction of epochs that align hidden states, attention and relations before the logit terms join [default: the task's; 0 = one joint stage]."),
+    assistant: str = typer.Option("off", "--assistant", help="Teacher assistant: off | on | auto (when the teacher has >= 12x the student's parameters)."),
     no_qat: bool = typer.Option(False, "--no-qat", help="No quantization-aware training for int8 students."),
     domain_data: Optional[Path] = typer.Option(None, "--domain-data", help="Unlabelled in-domain inputs (.npz) mixed into each batch."),
     domain_ratio: float = typer.Option(0.2, "--domain-ratio", min=0.0, max=0.9, help="Fraction of each batch from --domain-data."),
@@ -121,7 +121,7 @@ def build(
     search: Any = False
     if not no_search:
         search = _search_options(task, widths, max_blocks_dropped, time_budget, quality_tolerance, final_epochs, ablate,
-                                 no_progressive, assistant, no_qat, domain_data, domain_ratio, adversarial, adv_eps)
+                                 progressive, assistant, no_qat, domain_data, domain_ratio, adversarial, adv_eps)
         if rung_epochs:
             try:
                 search["rung_epochs"] = [int(e) for e in rung_epochs.split(",") if e.strip()]
@@ -187,7 +187,7 @@ def export_cmd(
 
 
 def _search_options(task: str, widths: Optional[str], max_blocks: Optional[int], time_budget: Optional[float],
-                    tolerance: float, final_epochs: Optional[int], ablate: Optional[str], no_progressive: bool,
+                    tolerance: float, final_epochs: Optional[int], ablate: Optional[str], progressive: Optional[float],
                     assistant: str, no_qat: bool, domain_data: Optional[Path], domain_ratio: float,
                     adversarial: Optional[str], adv_eps: float) -> dict[str, Any]:
     from .distill import AdversarialConfig, DistillConfig, LossWeights
@@ -218,7 +218,9 @@ def _search_options(task: str, widths: Optional[str], max_blocks: Optional[int],
             if term not in weights.__dict__:
                 raise AdaptcError(f"--ablate: unknown loss term {term!r} (known: {', '.join(weights.__dict__)})")
             setattr(weights, term, 0.0)
-    cfg = DistillConfig(weights=weights, align_fraction=0.0 if no_progressive else 0.3, domain_ratio=domain_ratio)
+    cfg = DistillConfig(weights=weights, domain_ratio=domain_ratio)
+    if progressive is not None:
+        cfg.align_fraction = progressive
     if adversarial is not None:
         if adversarial not in ("fgsm", "pgd"):
             raise AdaptcError(f"--adversarial must be fgsm or pgd (got {adversarial!r})")

@@ -442,8 +442,8 @@ def build(
     fmts = resolve_formats(profile, formats)
     settings = ExportSettings(formats=tuple(fmts), max_drop=max_drop, threads=threads, runs=runs,
                               measure_host=measure_host, resume=resume)
-    search_opts = _search_options(search)
     the_task = get_task(task)
+    search_opts = _search_options(search, the_task)
     teacher_metric = the_task.metric(predict_torch(the_task.model, the_task.test), the_task.test)
     warnings: list[str] = []
     outcomes: dict[str, _FormatOutcome] = {}
@@ -512,20 +512,13 @@ def build(
     return report
 
 
-def _search_options(search: "bool | dict[str, Any] | Any") -> Any:
+def _search_options(search: "bool | dict[str, Any] | Any", task: Task) -> Any:
     if search is False or search is None:
         return None
-    from .search import SearchOptions
+    from .search import SearchOptions, resolve_options
 
-    if search is True:
-        return SearchOptions()
-    if isinstance(search, SearchOptions):
-        return search
-    if isinstance(search, dict):
-        try:
-            return SearchOptions(**search)
-        except TypeError as e:
-            raise AdaptcError(f"unknown search option: {e}") from None
+    if search is True or isinstance(search, (dict, SearchOptions)):
+        return resolve_options(task, search)
     raise AdaptcError(f"search must be True, False or a dict of options (got {type(search).__name__})")
 
 

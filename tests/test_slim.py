@@ -110,3 +110,31 @@ def test_untraceable_teacher_names_the_module() -> None:
     with pytest.raises(PruningError) as ei:
         prune_width(Untraceable(), (torch.randn(1, 4),), 0.5, channel_multiple=1)
     assert "mixer (_RawParam)" in str(ei.value)
+
+
+class _Embedder(nn.Module):
+    """A tiny sentence-embedding model: transformer encoder, mean pooling, L2 normalisation (no class head)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = TransformerClassifier(vocab=300, num_classes=48, dim=48, depth=2, num_heads=4, ffn=96, max_len=16)
+        self.enc.head = nn.Identity()
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.enc(ids), dim=-1)
+
+
+def test_embedding_student_gets_projection_back_to_teacher_size(tmp_path: Path) -> None:
+    from adaptc.slim import OutputProjection, extract_skeleton
+
+    torch.manual_seed(0)
+    teacher = _Embedder().eval()
+    ids = torch.randint(1, 300, (64, 16))
+    sk = extract_skeleton(teacher, (ids[:1],), width=0.5, keep_output_dim=False, calibration_inputs=(ids,))
+    assert isinstance(sk.model, OutputProjection) and sk.model.proj.in_features == 24
+    out = sk.model(ids)
+    assert out.shape == (64, 48) and torch.allclose(out.norm(dim=-1), torch.ones(64), atol=1e-5)
+    # the least-squares initialisation already points the student's embeddings towards the teacher's
+    cos = (out * teacher(ids)).sum(-1).mean()
+    assert cos > 0.3
+    assert _onnx_parity(sk.model, ids, tmp_path) < 1e-4

@@ -38,8 +38,9 @@ class DistillConfig:
     t_start: float = 4.0
     t_end: float = 1.5
     learnable_temperature: bool = False
-    #: fraction of epochs in the feature-alignment stage (0 = one joint stage)
-    align_fraction: float = 0.3
+    #: fraction of epochs in the feature-alignment stage of the progressive schedule (0 = one joint stage).
+    #: Default 0: on the CNN benchmarks the joint stage was better (benchmarks/results/distill.json)
+    align_fraction: float = 0.0
     #: QAT for the last ``qat_fraction`` of the epochs (int8 targets)
     qat: bool = False
     qat_fraction: float = 0.3

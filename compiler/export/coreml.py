@@ -151,18 +151,26 @@ class CoreMLExporter(Exporter):
     def _convert(self, model: nn.Module, request: ExportRequest, example: tuple[torch.Tensor, ...], fp32: bool) -> Any:
         import coremltools as ct
 
-        with torch.no_grad():
-            ep = torch.export.export(model, example)
+        def convert(default_decompositions: bool) -> Any:
+            with torch.no_grad():
+                ep = torch.export.export(model, example)
+            ep = ep.run_decompositions() if default_decompositions else ep.run_decompositions({})
+            return ct.convert(
+                ep, convert_to="mlprogram", inputs=_ct_inputs(request, example),
+                outputs=[ct.TensorType(name=n) for n in request.output_names],
+                compute_precision=ct.precision.FLOAT32 if fp32 else ct.precision.FLOAT16,
+                minimum_deployment_target=getattr(ct.target, self.deployment_target),
+            )
+
+        # Core ATen ops first (keeps fused ops like layer_norm whole); ops coremltools cannot lower at that level
+        # (e.g. ``new_ones`` from Hugging Face mask creation) convert after the default decompositions.
         try:
-            ep = ep.run_decompositions({})
-        except Exception:
-            ep = torch.export.export(model, example).run_decompositions()
-        return ct.convert(
-            ep, convert_to="mlprogram", inputs=_ct_inputs(request, example),
-            outputs=[ct.TensorType(name=n) for n in request.output_names],
-            compute_precision=ct.precision.FLOAT32 if fp32 else ct.precision.FLOAT16,
-            minimum_deployment_target=getattr(ct.target, self.deployment_target),
-        )
+            return convert(False)
+        except Exception as first:
+            try:
+                return convert(True)
+            except Exception:
+                raise first from None
 
     def describe(self, path: Path) -> dict[str, Any]:
         return describe_mlpackage(path)

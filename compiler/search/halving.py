@@ -63,13 +63,40 @@ class SearchOptions:
     quality_tolerance: float = 0.01
     time_budget_s: float | None = None
     distill: DistillConfig = field(default_factory=DistillConfig)
-    #: teacher assistant: "auto" (when teacher/student parameters >= assistant_threshold), "on", "off"
-    assistant: str = "auto"
+    #: teacher assistant for the final training: "off" (default: on the benchmarks it did not help), "on", or
+    #: "auto" (when teacher/student parameters >= assistant_threshold)
+    assistant: str = "off"
     assistant_threshold: float = 12.0
     importance: str = "magnitude"
     #: quantization-aware training in the final training when the chosen scheme is int8
     qat: bool = True
     plot: bool = True
+    #: at most this many training samples per rung trial (a fixed seeded subset; the final training uses all)
+    rung_samples: int | None = None
+    #: keep the model's output size when pruning (None: yes for classifiers; embedding models narrow their
+    #: hidden size too and get a projection back to the teacher's embedding size)
+    keep_output_dim: bool | None = None
+
+
+def resolve_options(task: Task, user: "SearchOptions | dict[str, Any] | bool") -> SearchOptions:
+    """The search options for a task: the task's ``search_defaults`` under what the user set explicitly."""
+    if isinstance(user, SearchOptions):
+        return user
+    given = dict(user) if isinstance(user, dict) else {}
+    defaults = dict(task.search_defaults or {})
+    distill_defaults = defaults.pop("distill", {}) or {}
+    merged = {**defaults, **given}
+    cfg = merged.get("distill") or DistillConfig()
+    if isinstance(cfg, dict):
+        cfg = DistillConfig(**cfg)
+    base = DistillConfig()
+    # a task default applies where the user's config still has the global default
+    cfg = replace(cfg, **{k: v for k, v in distill_defaults.items() if getattr(cfg, k) == getattr(base, k)})
+    merged["distill"] = cfg
+    try:
+        return SearchOptions(**merged)
+    except TypeError as e:
+        raise AdaptcError(f"unknown search option: {e}") from None
 
 
 def _seed_for(seed: int, key: str) -> int:
@@ -88,6 +115,8 @@ class Search:
         self.t_start = time.perf_counter()
         self.log: list[str] = []
         self._importance: dict[int, float] | None = None
+        self._skeletons: dict[str, nn.Module] = {}
+        self.keep_output = opts.keep_output_dim if opts.keep_output_dim is not None else task.kind != "embedding"
 
     # ------------------------------------------------------------------ skeletons and their cost
     def importance(self) -> dict[int, float]:
@@ -97,12 +126,21 @@ class Search:
                 self._importance = block_importance(self.teacher, cal.inputs)
         return self._importance
 
+    def calibration_inputs(self) -> tuple[torch.Tensor, ...]:
+        cal = self.task.val.subset(slice(0, 256)).inputs
+        return self.task.batch_transform(cal) if self.task.batch_transform is not None else cal
+
     def skeleton(self, spec: SkeletonSpec) -> nn.Module:
-        sk = extract_skeleton(self.teacher, self.task.example_inputs, width=spec.width, drop=spec.drop,
-                              channel_multiple=self.profile.channel_multiple,
-                              importance=self.importance() if spec.drop else None,
-                              prune_importance=self.opts.importance)
-        return sk.model
+        """A fresh copy of the skeleton (derived once per search, then copied)."""
+        if spec.key not in self._skeletons:
+            with torch_threads(None):
+                sk = extract_skeleton(self.teacher, self.task.example_inputs, width=spec.width, drop=spec.drop,
+                                      channel_multiple=self.profile.channel_multiple,
+                                      importance=self.importance() if spec.drop else None,
+                                      prune_importance=self.opts.importance, keep_output_dim=self.keep_output,
+                                      calibration_inputs=None if self.keep_output else self.calibration_inputs())
+            self._skeletons[spec.key] = sk.model
+        return copy.deepcopy(self._skeletons[spec.key])
 
     def specs(self) -> list[SkeletonSpec]:
         widths = validate_widths(self.opts.widths)
@@ -116,8 +154,8 @@ class Search:
         out: dict[str, list[CandidateCost]] = {}
         step = progress.current().step("cost filter: skeletons x schemes against the budgets", total=len(specs))
         for spec in specs:
-            key = stable_hash({"cost": 2, "teacher": self.teacher_fp, "spec": spec.key, "mult": self.profile.channel_multiple,
-                               "imp": self.opts.importance})
+            key = stable_hash({"cost": 3, "teacher": self.teacher_fp, "spec": spec.key, "mult": self.profile.channel_multiple,
+                               "imp": self.opts.importance, "keep_output": self.keep_output})
             rec = self.store.get(key)
             if rec is None:
                 cost = skeleton_cost(self.skeleton(spec), self.task.example_inputs)
@@ -135,7 +173,8 @@ class Search:
     def trial(self, spec: SkeletonSpec, rung: str, epochs: int, *, final: bool = False, qat: bool = False,
               index: str = "") -> tuple[float, nn.Module | None, dict[str, Any]]:
         cfg = self._cfg(epochs, spec, qat=qat)
-        key = stable_hash({"trial": 3, "teacher": self.teacher_fp, "task": self.task.name, "spec": spec.key,
+        key = stable_hash({"trial": 4, "rung_samples": None if final else self.opts.rung_samples,
+                           "keep_output": self.keep_output, "teacher": self.teacher_fp, "task": self.task.name, "spec": spec.key,
                            "mult": self.profile.channel_multiple, "epochs": epochs, "seed": self.seed, "final": final,
                            "cfg": repr(cfg), "assistant": (self.opts.assistant, self.opts.assistant_threshold)
                            if final else None, "imp": self.opts.importance})
@@ -156,7 +195,12 @@ class Search:
             teacher = ta_res.model
             info["assistant"] = {"skeleton": ta_spec.key, "val": ta_res.best_val,
                                  "params": sum(p.numel() for p in ta.parameters())}
-        res = distill(student, teacher, self.task, cfg,
+        task = self.task
+        if not final and self.opts.rung_samples and len(task.train) > self.opts.rung_samples:
+            g = torch.Generator().manual_seed(self.seed)
+            sub = torch.randperm(len(task.train), generator=g)[: self.opts.rung_samples].sort().values
+            task = replace(task, train=task.train.subset(sub))
+        res = distill(student, teacher, task, cfg,
                       description=f"trial {index}{spec.key} {rung} ({epochs} epochs{', QAT' if qat else ''})")
         info.update(history=res.history[-3:], qat=res.qat, seconds=res.seconds)
         self.trials.put(key, skeleton=spec.key, rung=rung, epochs=epochs, seed=self.seed, val=res.best_val,
@@ -218,7 +262,7 @@ def _nearest_message(profile: DeviceProfile, costs: list[CandidateCost], n: int 
 def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir: Path, seed: int = 0,
                **options: Any) -> tuple[nn.Module, dict[str, Any]]:
     """Find and train the student; returns (student, the report's ``search`` section)."""
-    opts = options.pop("options", None) or SearchOptions(**options)
+    opts = resolve_options(task, options.pop("options", None) or options)
     s = Search(task, profile, store, out_dir, seed, opts)
     t0 = time.perf_counter()
     specs = s.specs()
@@ -231,6 +275,7 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
                     "rung_epochs": list(opts.rung_epochs), "final_epochs": opts.final_epochs, "eta": opts.eta,
                     "quality_tolerance": opts.quality_tolerance, "time_budget_s": opts.time_budget_s,
                     "assistant": opts.assistant, "assistant_threshold": opts.assistant_threshold, "seed": seed,
+                    "rung_samples": opts.rung_samples, "keep_output_dim": s.keep_output,
                     "distill": _cfg_dict(opts.distill)},
         "teacher_params": s.teacher_params,
         "block_importance": {str(k): v for k, v in (s._importance or {}).items()},

@@ -10,9 +10,9 @@ from torch import nn
 
 from .adapters import find_attention, find_blocks, find_output_layer, removable_indices
 from .depth import Skip, block_importance, drop_blocks, max_droppable
-from .width import PruningError, count_params, prune_width
+from .width import OutputProjection, PruningError, count_params, project_to_teacher, prune_width
 
-__all__ = ["PruningError", "Skeleton", "Skip", "block_importance", "count_params", "drop_blocks", "extract_skeleton",
+__all__ = ["OutputProjection", "PruningError", "project_to_teacher", "Skeleton", "Skip", "block_importance", "count_params", "drop_blocks", "extract_skeleton",
            "find_attention", "find_blocks", "find_output_layer", "max_droppable", "prune_width", "removable_indices"]
 
 
@@ -35,8 +35,12 @@ def extract_skeleton(
     importance: dict[int, float] | None = None,
     calibration_inputs: Sequence[torch.Tensor] | None = None,
     prune_importance: str = "magnitude",
+    keep_output_dim: bool = True,
 ) -> Skeleton:
-    """Drop ``drop`` least important blocks, then prune every channel group to ``width``."""
+    """Drop ``drop`` least important blocks, then prune every channel group to ``width``.
+
+    With ``keep_output_dim=False`` (embedding models) the hidden size is pruned too and a projection back to
+    the teacher's embedding size is appended, fitted on ``calibration_inputs`` (or the example inputs)."""
     model = teacher
     dropped: list[int] = []
     if drop > 0:
@@ -46,5 +50,7 @@ def extract_skeleton(
             importance = block_importance(teacher, calibration_inputs)
         model, dropped = drop_blocks(teacher, drop, importance)
     student = prune_width(model, example_inputs, width, channel_multiple=channel_multiple,
-                          importance=prune_importance)  # type: ignore[arg-type]
+                          importance=prune_importance, keep_output_dim=keep_output_dim)  # type: ignore[arg-type]
+    if not keep_output_dim:
+        student = project_to_teacher(student, teacher, tuple(calibration_inputs or example_inputs))
     return Skeleton(student, width, drop, dropped, count_params(student))

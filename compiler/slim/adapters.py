@@ -51,20 +51,22 @@ def update_attention_after_pruning(info: AttentionInfo, heads: int) -> None:
         m.attention_head_size = info.q.out_features // int(heads)
 
 
-_BLOCK_PATHS = ("blocks", "layers", "encoder.layer", "bert.encoder.layer")
+_BLOCK_PATHS = ("blocks", "layers", "encoder.layer")
 
 
 def find_blocks(model: nn.Module) -> tuple[str, nn.Module] | None:
-    """(path, container) of the model's repeated blocks (an nn.ModuleList / nn.Sequential), if any."""
-    for path in _BLOCK_PATHS:
-        cur: nn.Module | None = model
-        for part in path.split("."):
-            cur = getattr(cur, part, None)
-            if cur is None:
-                break
-        if isinstance(cur, (nn.ModuleList, nn.Sequential)) and len(cur) > 0:
-            return path, cur
-    return None
+    """(path, container) of the model's repeated blocks (an nn.ModuleList / nn.Sequential), if any.
+
+    The container is the shallowest module whose path ends in ``blocks``, ``layers`` or ``encoder.layer``
+    (so wrapped models, e.g. a student with an output projection, are found too)."""
+    best: tuple[str, nn.Module] | None = None
+    for name, m in model.named_modules():
+        if not isinstance(m, (nn.ModuleList, nn.Sequential)) or len(m) == 0:
+            continue
+        if any(name == s or name.endswith("." + s) for s in _BLOCK_PATHS):
+            if best is None or name.count(".") < best[0].count("."):
+                best = (name, m)
+    return best
 
 
 def removable_indices(container: nn.Module) -> list[int]:

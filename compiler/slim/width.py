@@ -84,6 +84,7 @@ def prune_width(
     importance: Importance = "magnitude",
     calibration: Callable[[nn.Module], torch.Tensor] | None = None,
     ignored_layers: list[nn.Module] | None = None,
+    keep_output_dim: bool = True,
 ) -> nn.Module:
     """A pruned copy of ``model`` keeping ``width`` (0, 1] of each prunable channel group.
 
@@ -99,7 +100,7 @@ def prune_width(
         return student
     out_layer = find_output_layer(student, example_inputs)
     ignored = list(ignored_layers or [])
-    if out_layer is not None:
+    if out_layer is not None and keep_output_dim:
         ignored.append(out_layer)
     attn = find_attention(student)
     num_heads = {lin: a.num_heads for a in attn for lin in (a.q, a.k, a.v)}
@@ -157,3 +158,41 @@ def prune_width(
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+class OutputProjection(nn.Module):
+    """A pruned embedding model followed by a linear map back to the teacher's embedding size.
+
+    With it an embedding student stays a drop-in replacement for its teacher (same output size, aligned
+    space), even after its hidden size was narrowed. The map is initialised by least squares from the
+    student's to the teacher's outputs on real inputs, then trained with the student.
+    """
+
+    def __init__(self, model: nn.Module, in_dim: int, out_dim: int, normalize: bool):
+        super().__init__()
+        self.model = model
+        self.proj = nn.Linear(in_dim, out_dim, bias=False)
+        self.normalize = normalize
+
+    # explicit (not *args) parameters: torch.export maps dynamic shapes to named parameters
+    def forward(self, input_0: torch.Tensor, input_1: torch.Tensor | None = None, input_2: torch.Tensor | None = None,
+                input_3: torch.Tensor | None = None) -> torch.Tensor:
+        inputs = [x for x in (input_0, input_1, input_2, input_3) if x is not None]
+        y = self.model(*inputs)
+        y = self.proj(y[0] if isinstance(y, (tuple, list)) else y)
+        return nn.functional.normalize(y, p=2, dim=-1) if self.normalize else y
+
+
+@torch.no_grad()
+def project_to_teacher(student: nn.Module, teacher: nn.Module, inputs: tuple[torch.Tensor, ...]) -> nn.Module:
+    """Wrap ``student`` in an :class:`OutputProjection` when its output size differs from the teacher's."""
+    s = student.eval()(*inputs)
+    t = teacher.eval()(*inputs)
+    s, t = (x[0] if isinstance(x, (tuple, list)) else x for x in (s, t))
+    if s.shape[-1] == t.shape[-1]:
+        return student
+    normalize = bool(torch.allclose(t.norm(dim=-1), torch.ones(t.shape[0]), atol=1e-3))
+    wrapped = OutputProjection(student, s.shape[-1], t.shape[-1], normalize)
+    sol = torch.linalg.lstsq(s.float(), t.float()).solution  # (in, out)
+    wrapped.proj.weight.copy_(sol.T)
+    return wrapped.eval()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -106,6 +106,9 @@ class Task:
     #: trimming all-padding token columns (exported artifacts always see the full example shape)
     batch_transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None = None
     description: str = ""
+    #: defaults of the student search for this task (fields of adaptc.search.SearchOptions; ``distill`` holds
+    #: DistillConfig fields such as lr or batch_size); what the user sets explicitly wins
+    search_defaults: dict[str, Any] = field(default_factory=dict)
     #: free-form facts about the teacher for the report (e.g. training epochs, cache file)
     info: dict[str, object] = field(default_factory=dict)
 
