@@ -117,3 +117,19 @@ def test_analyze_module_and_bad_files(tmp_path: Path) -> None:
         analyze(bad)
     with pytest.raises(ModelFileError, match="does not exist"):
         analyze(tmp_path / "missing.onnx")
+
+
+def test_shapes_completed_where_onnx_inference_stops(tmp_path: Path) -> None:
+    """A transformer exported with a dynamic batch builds its attention mask with Range over computed bounds,
+    which ONNX shape inference does not evaluate: the MACs must still all be counted."""
+    from adaptc.tasks.zoo import TransformerClassifier
+
+    m = TransformerClassifier(vocab=100, num_classes=4, dim=32, depth=2, num_heads=4, ffn=64, max_len=16).eval()
+    ids = torch.randint(1, 100, (1, 16))
+    dyn = export_onnx_fp32(m, (ids,), tmp_path / "dyn.onnx", ("ids",), ("y",), dynamic_batch=True)
+    fixed = export_onnx_fp32(m, (ids,), tmp_path / "fixed.onnx", ("ids",), ("y",), dynamic_batch=False)
+    # per layer: q, k, v, o (16 x 32 x 32 each), two attention matmuls (4 heads x 16 x 16 x 8), FFN (2 x 16 x 32 x 64)
+    per_layer = 4 * 16 * 32 * 32 + 2 * 4 * 16 * 16 * 8 + 2 * 16 * 32 * 64
+    expected = 2 * per_layer + 32 * 4
+    assert analyze(fixed).macs == expected
+    assert analyze(dyn).macs == expected

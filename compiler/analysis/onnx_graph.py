@@ -190,6 +190,70 @@ def load_onnx(model: "str | Path | onnx.ModelProto") -> onnx.ModelProto:
         raise ModelFileError(f"{p} is not a readable ONNX model: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
 
 
+def _missing_shapes(m: onnx.ModelProto) -> list[str]:
+    known = {vi.name for vi in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output)
+             if _shape_of(vi) is not None}
+    known |= {t.name for t in m.graph.initializer}
+    return [o for n in m.graph.node if n.op_type != "Constant" for o in n.output if o and o not in known]
+
+
+def _complete_shapes(m: onnx.ModelProto) -> onnx.ModelProto:
+    """Fill shapes ONNX's inference leaves unknown (it does not evaluate e.g. Range over computed bounds, as in
+    attention-mask construction). First onnxruntime's symbolic shape inference; then, for what is still
+    unknown, one run of the graph in onnxruntime on zero-valued inputs with those tensors exposed as outputs
+    (shapes only: the values are not used)."""
+    if not _missing_shapes(m):
+        return m
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        m2 = SymbolicShapeInference.infer_shapes(m, auto_merge=True, guess_output_rank=True)
+        if m2 is not None:
+            m = m2
+    except Exception:
+        pass
+    missing = _missing_shapes(m)
+    if not missing:
+        return m
+    try:
+        import numpy as np
+        import onnxruntime as ort
+
+        probe = onnx.ModelProto()
+        probe.CopyFrom(m)
+        del probe.graph.value_info[:]
+        have = {o.name for o in probe.graph.output}
+        for name in missing:
+            if name not in have:
+                probe.graph.output.append(helper.make_empty_tensor_value_info(name))
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        so.log_severity_level = 4
+        sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        inits = {t.name for t in m.graph.initializer}
+        feed = {}
+        for i in m.graph.input:
+            if i.name in inits:
+                continue
+            shape = _shape_of(i)
+            if shape is None:
+                return m
+            feed[i.name] = np.zeros(shape, dtype=helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
+        names = [o.name for o in sess.get_outputs()]
+        values = sess.run(names, feed)
+        by_name = {vi.name: vi for vi in m.graph.value_info}
+        for name, val in zip(names, values):
+            if name in missing and isinstance(val, np.ndarray):
+                vi = helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(val.dtype), list(val.shape))
+                if name in by_name:
+                    by_name[name].CopyFrom(vi)
+                else:
+                    m.graph.value_info.append(vi)
+    except Exception:
+        pass
+    return m
+
+
 def analyze_onnx(model: "str | Path | onnx.ModelProto", batch: int = 1) -> CostReport:
     """Cost of one inference of an ONNX model at the given batch size (dynamic dims fixed)."""
     source = str(Path(model).resolve()) if isinstance(model, (str, Path)) else None
@@ -198,6 +262,7 @@ def analyze_onnx(model: "str | Path | onnx.ModelProto", batch: int = 1) -> CostR
         m = shape_inference.infer_shapes(m, data_prop=True)
     except Exception:
         m = shape_inference.infer_shapes(m, strict_mode=False)
+    m = _complete_shapes(m)
     g = m.graph
 
     shapes: dict[str, list[int] | None] = {}

@@ -66,7 +66,8 @@ class TeacherCache:
                             [self._cut(h[j], L, 0) for h in cap.hidden],
                             [self._cut(a[j], L, 1, 2) for a in cap.attention],
                             [self._cut(q[j], L, 0) for q in cap.qkv],
-                            cap.features[j].clone().half() if cap.features is not None else None,
+                            (self._cut(cap.features[j], L, 0) if cap.features is not None and cap.features.dim() >= 3
+                             else cap.features[j].clone().half() if cap.features is not None else None),
                         )
                     step.advance(len(idx))
         finally:
@@ -107,7 +108,8 @@ class TeacherCache:
             hidden=[self._pad_stack([self.hidden[i][k] for i in ids], length, (0,)) for k in range(n_h)],
             attention=[self._pad_stack([self.attention[i][k] for i in ids], length, (1, 2)) for k in range(n_a)],
             qkv=[self._pad_stack([self.qkv[i][k] for i in ids], length, (0,)) for k in range(n_q)],
-            features=(torch.stack([self.features[i].float() for i in ids])  # type: ignore[union-attr]
+            features=(self._pad_stack([self.features[i] for i in ids], length if self.features[ids[0]].dim() >= 2
+                                      else None, (0,))  # type: ignore[union-attr]
                       if self.features[ids[0]] is not None else None),
         )
         return out, cap

@@ -1,0 +1,208 @@
+"""MiniLM benchmark: a real pretrained sentence encoder (all-MiniLM-L6-v2) shrunk for devices.
+
+One run builds the student with adaptc (``adaptc build --task minilm --device pixel8``, timed), then compares,
+on the test pairs (retrieval of stdlib docstring bodies from their summary lines):
+
+  teacher fp32          the pretrained encoder, ONNX fp32
+  teacher int8          "just quantize it": the teacher as dynamic int8 ONNX (per channel)
+  truncated             the teacher cut to the student's number of layers (the least important dropped), no training
+  contrastive student   the student's skeleton trained on the (summary, body) pairs, InfoNCE, no teacher
+  adaptc student fp32   the built student, ONNX fp32
+  adaptc student int8   the built student's int8 ONNX artifact (the build's parity-gated file)
+
+For each: R@1, R@10, mean cosine to the teacher's embeddings, parameters (and those of the embedding
+table), encoder MACs at 128 tokens (counted on the exported graph), host latency in onnxruntime (1 thread,
+batch 1, 128 tokens, median of 100 runs in a fresh process). Results: benchmarks/results/minilm.json.
+
+    python benchmarks/minilm_bench.py [--out-dir adaptc-out/minilm-pixel8] [--device pixel8]
+
+Needs the [text] extra: pip install -c constraints.txt -e ".[text]"
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def embed_onnx(path: Path, task, split) -> np.ndarray:  # noqa: ANN001
+    from adaptc.measure import open_runner, run_batched
+
+    return run_batched(open_runner("onnxruntime", path, 2), split.numpy_inputs(), batch=64)
+
+
+def scores(emb: np.ndarray, teacher_emb: np.ndarray) -> dict[str, float]:
+    from adaptc.tasks.minilm import retrieval_scores
+
+    n = len(emb) // 2
+    r = retrieval_scores(emb, n, (1, 10))
+    a = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    b = teacher_emb / np.linalg.norm(teacher_emb, axis=1, keepdims=True)
+    return {"r1": r[1], "r10": r[10], "cos_to_teacher": float((a * b).sum(1).mean())}
+
+
+def export(model: torch.nn.Module, task, dest: Path, scheme: str = "fp32", fp32: Path | None = None) -> Path:  # noqa: ANN001
+    from adaptc.export import ExportRequest, get_exporter
+
+    req = ExportRequest(model=model.eval(), example_inputs=task.example_inputs, input_names=task.input_names,
+                        output_names=task.output_names, calibration=task.train.subset(slice(0, 256)),
+                        fp32_artifact=fp32)
+    return get_exporter("onnx").export(req, scheme, dest).path
+
+
+def host_latency(path: Path, task) -> dict[str, float]:  # noqa: ANN001
+    from adaptc.measure import measure
+
+    m = measure(path, "onnxruntime", [x.numpy() for x in task.example_inputs], threads=1, runs=100, warmup=10)
+    return {"median_ms": m.latency_ms_median, "p90_ms": m.latency_ms_p90, "peak_memory_mb": m.peak_memory_mb}
+
+
+def cost(path: Path) -> dict[str, float]:
+    from adaptc.analysis import analyze
+
+    c = analyze(path)
+    emb = sum(o.params for o in c.ops if o.op_type == "Gather")
+    return {"params": c.params, "embedding_params": emb, "encoder_macs": c.macs}
+
+
+def train_contrastive(student: torch.nn.Module, task, epochs: int, lr: float, seed: int) -> torch.nn.Module:  # noqa: ANN001
+    """InfoNCE on (summary, body) train pairs with in-batch negatives (temperature 0.05), no teacher."""
+    from adaptc.tasks.minilm import load_pairs, load_tokenizer, tokenize
+    from adaptc.tasks.base import trim_padding
+
+    torch.manual_seed(seed)
+    pairs = load_pairs()["train"]
+    tok = load_tokenizer()
+    q_ids, q_mask = tokenize(tok, pairs.summaries)
+    b_ids, b_mask = tokenize(tok, pairs.bodies)
+    opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.01)
+    n, bs = len(q_ids), 32
+    steps = epochs * ((n + bs - 1) // bs)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    g = torch.Generator().manual_seed(seed)
+    student.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(n, generator=g).split(bs):
+            q = student(*trim_padding((q_ids[idx], q_mask[idx])))
+            b = student(*trim_padding((b_ids[idx], b_mask[idx])))
+            logits = F.normalize(q, dim=-1) @ F.normalize(b, dim=-1).T / 0.05
+            target = torch.arange(len(idx))
+            loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    return student.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="pixel8")
+    ap.add_argument("--out-dir", default="adaptc-out/minilm-bench")
+    ap.add_argument("--skip-build", action="store_true", help="reuse a finished build in --out-dir")
+    ap.add_argument("--contrastive-epochs", type=int, default=None, help="[default: the student's final epochs]")
+    ap.add_argument("--out", default=str(RESULTS / "minilm.json"))
+    args = ap.parse_args(argv)
+    out_dir = Path(args.out_dir)
+    build_s = None
+    if not args.skip_build:
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "adaptc", "build", "--task", "minilm", "--device", args.device,
+                            "--out", str(out_dir), "--formats", "onnx,tflite"], text=True)
+        build_s = time.perf_counter() - t0
+        print(f"build exit {r.returncode} in {build_s / 60:.1f} min", flush=True)
+        if r.returncode not in (0, 3):
+            return r.returncode
+    report = json.loads((out_dir / "report.json").read_text())
+    chosen = report["search"]["chosen"]
+    import adaptc
+    from adaptc.search.trials import TrialStore
+    from adaptc.slim import block_importance, drop_blocks, find_blocks
+    from adaptc.store import BuildStore
+    from adaptc.tasks import get_task
+
+    torch.set_num_threads(2)
+    task = get_task("minilm")
+    with BuildStore(out_dir / ".adaptc" / "state.sqlite") as store:
+        ts = TrialStore(store, out_dir)
+        row = store.connection.execute(
+            "SELECT key FROM trials WHERE rung = 'final' ORDER BY created DESC LIMIT 1").fetchone()
+        student = ts.load_model(ts.get(row[0]))
+    n_layers = len(find_blocks(student)[1])
+    results: dict[str, object] = {
+        "benchmark": "minilm", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": adaptc.versions.host_info() if hasattr(adaptc, "versions") else None,
+        "build": {"device": args.device, "seconds": build_s, "status": report["status"], "chosen": chosen,
+                  "artifact": report["chosen"]},
+        "test_pairs": len(task.test) // 2, "rows": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="adaptc-minilm-") as d:
+        d = Path(d)
+        t_fp32 = export(task.model, task, d / "teacher.onnx")
+        t_emb = embed_onnx(t_fp32, task, task.test)
+        rows: dict[str, dict[str, object]] = {}
+
+        def row(name: str, path: Path, note: str) -> None:
+            emb = embed_onnx(path, task, task.test)
+            rows[name] = {**scores(emb, t_emb), **cost(path), **host_latency(path, task), "note": note,
+                          "size_mb": path.stat().st_size / 2**20}
+            print(name, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[name].items()}, flush=True)
+
+        row("teacher_fp32", t_fp32, "all-MiniLM-L6-v2, ONNX fp32")
+        t_int8 = export(task.model, task, d / "teacher.int8dyn.onnx", "int8_dynamic", t_fp32)
+        row("teacher_int8", t_int8, "the teacher, dynamic int8 ONNX (per channel): 'just quantize it'")
+        cal = task.batch_transform(task.val.subset(slice(0, 256)).inputs)
+        imp = block_importance(task.model, cal)
+        total = len(find_blocks(task.model)[1])
+        trunc, dropped = drop_blocks(task.model, total - n_layers, imp)
+        row("truncated", export(trunc, task, d / "trunc.onnx"),
+            f"teacher cut to {n_layers} layers (dropped {dropped}, least important first), no training")
+        skel = adaptc.slim.extract_skeleton(task.model, task.example_inputs, width=chosen["width"], drop=chosen["drop"],
+                                            importance=imp, keep_output_dim=report["search"]["options"].get(
+                                                "keep_output_dim", True), calibration_inputs=cal).model
+        ep = args.contrastive_epochs or chosen["final_epochs"]
+        t0 = time.perf_counter()
+        contrastive = train_contrastive(copy.deepcopy(skel), task, ep, 1e-4, 0)
+        row("contrastive_student", export(contrastive, task, d / "contrastive.onnx"),
+            f"same skeleton, InfoNCE on {len(task.info['pairs'])} train pairs for {ep} epochs, no teacher "
+            f"({time.perf_counter() - t0:.0f} s)")
+        s_fp32 = export(student, task, d / "student.onnx")
+        row("adaptc_student_fp32", s_fp32, f"adaptc's distilled student {chosen['candidate']}, ONNX fp32")
+        art = out_dir / report["chosen_per_format"].get("onnx", "model.onnx")
+        row("adaptc_student_int8", art if "int8" in art.name else export(student, task, d / "student.int8dyn.onnx",
+                                                                          "int8_dynamic", s_fp32),
+            f"the build's ONNX artifact {art.name}" if "int8" in art.name else "dynamic int8 ONNX of the student")
+    t = rows["teacher_fp32"]
+    for r in rows.values():
+        r["r1_retention"] = r["r1"] / t["r1"]
+        r["mac_fraction"] = r["encoder_macs"] / t["encoder_macs"]
+        r["speedup_vs_teacher_fp32"] = t["median_ms"] / r["median_ms"]
+    s8 = rows["adaptc_student_int8"]
+    results["rows"] = rows
+    results["targets"] = {
+        "student_mac_fraction<=0.25": s8["mac_fraction"] <= 0.25,
+        "student_int8_r1_retention>=0.95": s8["r1_retention"] >= 0.95,
+        "student_int8_speedup>=5x": s8["speedup_vs_teacher_fp32"] >= 5,
+        "faster_than_teacher_int8": s8["median_ms"] < rows["teacher_int8"]["median_ms"],
+        "retention>=truncated": s8["r1_retention"] >= rows["truncated"]["r1_retention"],
+        "build_minutes<=30": (build_s or 0) / 60 <= 30 if build_s else None,
+    }
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(json.dumps(results["targets"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
