@@ -41,9 +41,10 @@ class DistillConfig:
     #: fraction of epochs in the feature-alignment stage of the progressive schedule (0 = one joint stage).
     #: Default 0: on the CNN benchmarks the joint stage was better (benchmarks/results/distill.json)
     align_fraction: float = 0.0
-    #: QAT for the last ``qat_fraction`` of the epochs (int8 targets)
+    #: quantization-aware fine-tuning after the distillation epochs (int8 targets): ``qat_fraction`` x epochs
+    #: extra epochs (at least one) at a tenth of the learning rate, BatchNorm folded, export-matching fake quant
     qat: bool = False
-    qat_fraction: float = 0.3
+    qat_fraction: float = 0.2
     adversarial: AdversarialConfig | None = None
     domain_data: Split | None = None
     domain_ratio: float = 0.2
@@ -147,8 +148,11 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
     schedule = cfg.schedule()
     history: list[dict[str, Any]] = []
     best_val, best_state = -1.0, None
-    qat_start = cfg.epochs - max(1, round(cfg.qat_fraction * cfg.epochs)) if cfg.qat else cfg.epochs + 1
-    step = progress.current().step(description, total=cfg.epochs)
+    qat_epochs = max(1, round(cfg.qat_fraction * cfg.epochs)) if cfg.qat else 0
+    qat_start = cfg.epochs if cfg.qat else cfg.epochs + 1
+    total_epochs = cfg.epochs + qat_epochs
+    step = progress.current().step(description, total=cfg.epochs + (max(1, round(cfg.qat_fraction * cfg.epochs))
+                                                                    if cfg.qat else 0))
     domain = cfg.domain_data
     with torch_threads(cfg.threads):
         t_taps = Taps(teacher, ex)
@@ -169,7 +173,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
             steps = max(1, epochs_left * ((len(task.train) + cfg.batch_size - 1) // cfg.batch_size))
             return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
 
-        opt, sched = make_opt(student, min(qat_start, cfg.epochs))
+        opt, sched = make_opt(student, cfg.epochs)
         in_qat = False
         fixed_inputs = task.augment is None and cfg.adversarial is None and domain is None
         use_cache = fixed_inputs and (cfg.cache_teacher is True or (
@@ -179,7 +183,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
             from .cache import teacher_cache
 
             cache = teacher_cache(teacher, task.train, ex, task.batch_transform)
-        for epoch in range(cfg.epochs):
+        for epoch in range(total_epochs):
             if epoch == qat_start:
                 # Fine-tuning stage for int8: fold BN, fake-quantize as the exporter will, logits terms only.
                 if best_state is not None:
@@ -189,9 +193,9 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                 s_taps = Taps(student, ex, hidden=False, attention=False)
                 in_qat = True
                 best_val, best_state = -1.0, None
-                opt, sched = make_opt(student, cfg.epochs - qat_start)
-                for group in opt.param_groups:
-                    group["lr"] = group["initial_lr"] = cfg.lr * 0.3
+                opt = torch.optim.AdamW(list(student.parameters()) + list(loss.parameters()), lr=cfg.lr * 0.1,
+                                        weight_decay=cfg.weight_decay)
+                sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
             stage = schedule.stage_at(epoch, cfg.epochs) if not in_qat else None
             terms = set(stage.terms) if stage is not None else {"ce", "kd", "relation"}
             student.train()
@@ -250,7 +254,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
             rec: dict[str, Any] = {"epoch": epoch, "stage": "qat" if in_qat else stage.name,  # type: ignore[union-attr]
                                    "temperature": float(temp(epoch / max(cfg.epochs, 1))),
                                    **{k: v / max(nb, 1) for k, v in sums.items()}}
-            last = epoch == cfg.epochs - 1
+            last = epoch == total_epochs - 1
             if (epoch + 1) % cfg.eval_every == 0 or last or epoch + 1 == qat_start:
                 val = task.metric(predict_torch(student, task.val, transform=task.batch_transform), task.val)
                 rec["val"] = val
