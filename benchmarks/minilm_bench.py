@@ -131,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     from adaptc.search.trials import TrialStore
     from adaptc.slim import block_importance, drop_blocks, find_blocks
     from adaptc.store import BuildStore
+    from adaptc.profiles import load_profile
     from adaptc.tasks import get_task
+    from adaptc.tasks.minilm import load_pairs
+    from adaptc.versions import host_info, toolchain_versions
 
     torch.set_num_threads(2)
     task = get_task("minilm")
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     n_layers = len(find_blocks(student)[1])
     results: dict[str, object] = {
         "benchmark": "minilm", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "host": adaptc.versions.host_info() if hasattr(adaptc, "versions") else None,
+        "host": host_info(), "toolchain": toolchain_versions(),
         "build": {"device": args.device, "seconds": build_s, "status": report["status"], "chosen": chosen,
                   "artifact": report["chosen"]},
         "test_pairs": len(task.test) // 2, "rows": {},
@@ -164,19 +167,22 @@ def main(argv: list[str] | None = None) -> int:
         t_int8 = export(task.model, task, d / "teacher.int8dyn.onnx", "int8_dynamic", t_fp32)
         row("teacher_int8", t_int8, "the teacher, dynamic int8 ONNX (per channel): 'just quantize it'")
         cal = task.batch_transform(task.val.subset(slice(0, 256)).inputs)
-        imp = block_importance(task.model, cal)
+        # the build's own measured block importance, so the baselines drop the same layers
+        imp = {int(k): v for k, v in report["search"].get("block_importance", {}).items()} or block_importance(
+            task.model, cal)
         total = len(find_blocks(task.model)[1])
         trunc, dropped = drop_blocks(task.model, total - n_layers, imp)
         row("truncated", export(trunc, task, d / "trunc.onnx"),
             f"teacher cut to {n_layers} layers (dropped {dropped}, least important first), no training")
         skel = adaptc.slim.extract_skeleton(task.model, task.example_inputs, width=chosen["width"], drop=chosen["drop"],
+                                            channel_multiple=load_profile(args.device).channel_multiple,
                                             importance=imp, keep_output_dim=report["search"]["options"].get(
                                                 "keep_output_dim", True), calibration_inputs=cal).model
         ep = args.contrastive_epochs or chosen["final_epochs"]
         t0 = time.perf_counter()
         contrastive = train_contrastive(copy.deepcopy(skel), task, ep, 1e-4, 0)
         row("contrastive_student", export(contrastive, task, d / "contrastive.onnx"),
-            f"same skeleton, InfoNCE on {len(task.info['pairs'])} train pairs for {ep} epochs, no teacher "
+            f"same skeleton, InfoNCE on {len(load_pairs()['train'].summaries)} train pairs for {ep} epochs, no teacher "
             f"({time.perf_counter() - t0:.0f} s)")
         s_fp32 = export(student, task, d / "student.onnx")
         row("adaptc_student_fp32", s_fp32, f"adaptc's distilled student {chosen['candidate']}, ONNX fp32")

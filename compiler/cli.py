@@ -65,6 +65,11 @@ def _root(
     _state.update(quiet=quiet, verbose=verbose, debug=debug)
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not verbose:
+        # torchao's import-time notes about optional CUDA kernels (mxfp8, cutlass, triton) do not concern a
+        # CPU build; -v shows them
+        logging.getLogger("torchao").setLevel(logging.ERROR)
+        logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao's enum registration notes
 
 
 def _reporter():
@@ -106,7 +111,7 @@ def build(
     rung_epochs: Optional[str] = typer.Option(None, "--rung-epochs", help="Distillation epochs per successive-halving rung, e.g. 6,18."),
     final_epochs: Optional[int] = typer.Option(None, "--final-epochs", min=1, help="Epochs of the chosen student's final distillation."),
     ablate: Optional[str] = typer.Option(None, "--ablate", help="Switch loss terms off: comma-separated of ce,kd,hidden,attention,relation."),
-    progressive: Optional[float] = typer.Option(None, "--progressive", min=0.0, max=0.9, help="Progressive schedule: the fraction of epochs that align hidden states, attention and relations before the logit terms join [default: the task's; 0 = one joint stage]."),
+    progressive: Optional[float] = typer.Option(None, "--progressive", min=0.0, max=0.9, help="Progressive schedule: the fraction of epochs that align hidden states, attention and relations before the logit terms join [default: 0.3 for teachers with attention maps, 0 (one joint stage) otherwise]."),
     assistant: str = typer.Option("off", "--assistant", help="Teacher assistant: off | on | auto (when the teacher has >= 12x the student's parameters)."),
     no_qat: bool = typer.Option(False, "--no-qat", help="No quantization-aware training for int8 students."),
     domain_data: Optional[Path] = typer.Option(None, "--domain-data", help="Unlabelled in-domain inputs (.npz) mixed into each batch."),

@@ -144,14 +144,28 @@ class ArtifactBuilder:
         if fp32.status == "failed" and fp32.sha256 is None:
             # the converter rejected the model itself: the quantized schemes go through the same converter
             return outcome
-        for scheme in chain:
+        over_budget: ArtifactReport | None = None
+        for i, scheme in enumerate(chain):
             if scheme == "fp32":
                 rep = fp32
+                if over_budget is not None and fp32.fits_budgets is not True:
+                    # no later scheme fits either: the first quantized artifact that passed stays the choice
+                    outcome.chosen = over_budget
+                    break
             else:
                 rep = self._artifact(exporter, scheme, fp32)
                 outcome.reports.append(rep)
             if rep.status != "ok":
                 continue  # rejected by the parity gate or failed: try the next scheme
+            later_quantized = [c for c in chain[i + 1:] if c != "fp32"]
+            if scheme != "fp32" and rep.fits_budgets is False and (later_quantized or over_budget is not None):
+                # e.g. TFLite's static int8 keeps an embedding table in float32; dynamic-range int8 quantizes it.
+                # If no later scheme fits either, the first over-budget one (profile order) is kept.
+                broken = ", ".join(b.budget for b in rep.budgets if not b.fits)
+                nxt = later_quantized[0] if later_quantized else "fp32"
+                rep.flags.append(f"breaks {broken}: the next scheme ({nxt}) was tried")
+                over_budget = over_budget or rep
+                continue
             if scheme != "fp32" and self.settings.int8_guardrail and get_scheme(scheme).weights == "int8":
                 slower = _slower_than(rep, fp32)
                 if slower:

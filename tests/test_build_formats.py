@@ -115,6 +115,24 @@ def test_fallback_chain_static_rejected_then_dynamic(tmp_path: Path) -> None:
         assert st["int8_dynamic"].status == "ok" and res[fmt].chosen.file == f"model.int8dyn{ext}"
 
 
+def test_quantized_artifact_over_budget_tries_next_scheme(digits_task, tmp_path: Path) -> None:
+    # an int8 artifact that passes parity but breaks a budget does not stop the chain: the next quantized
+    # scheme is tried (TFLite static int8 keeps embedding tables in float32, dynamic-range int8 does not);
+    # when nothing fits, the first quantized artifact that passed stays the choice, not fp32
+    base = load_profile("pixel8")
+    prof = base.model_copy(update={"quantization": ("int8_static_per_channel", "int8_dynamic", "fp32"),
+                                   "budgets": base.budgets.model_copy(update={"max_model_mb": 0.001})})
+    with BuildStore(tmp_path / "s.sqlite") as store:
+        b = ArtifactBuilder(model=digits_task.model, task=digits_task, profile=prof, out_dir=tmp_path, store=store,
+                            settings=ExportSettings(measure_host=False, int8_guardrail=False))
+        res = b.run(["onnx"])["onnx"]
+    st = {r.scheme: r for r in res.reports}
+    assert list(st) == ["fp32", "int8_static_per_channel", "int8_dynamic"]
+    assert st["int8_static_per_channel"].fits_budgets is False
+    assert any(f.startswith("breaks max_model_mb: the next scheme (int8_dynamic)") for f in st["int8_static_per_channel"].flags)
+    assert res.chosen is not None and res.chosen.scheme == "int8_static_per_channel"
+
+
 def test_int8_guardrail_prefers_faster_fp32(digits_task, tmp_path: Path) -> None:
     # ONNX Runtime runs dynamic int8 convolutions as ConvInteger, several times slower than fp32 on CPU
     prof = load_profile("pixel8").model_copy(update={"quantization": ("int8_dynamic", "fp32")})

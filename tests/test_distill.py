@@ -204,3 +204,30 @@ def test_distill_with_qat_domain_data_and_adversarial(digits_task) -> None:
     w = res.model.features[0].weight.detach()
     scale = w.abs().amax(dim=(1, 2, 3), keepdim=True) / 127
     assert torch.allclose(w / scale, torch.round(w / scale), atol=1e-4)
+
+
+def test_paired_contrastive_loss_and_pair_batches() -> None:
+    from adaptc.distill.trainer import _n_batches, _train_batches
+    from adaptc.tasks.base import Split, Task, paired_contrastive_loss
+
+    y = torch.tensor([0, 1, 0, 1, -1, -1])
+    aligned = torch.tensor([[1.0, 0], [0, 1], [1, 0.01], [0.01, 1], [-1, 0], [0, -1]])
+    shuffled = aligned[[0, 1, 3, 2, 4, 5]]
+    good, bad = paired_contrastive_loss(aligned, y), paired_contrastive_loss(shuffled, y)
+    assert float(good) < 0.01 < float(bad)
+    assert float(paired_contrastive_loss(aligned, torch.tensor([0, 1, 2, 3, -1, -1]))) == 0.0  # no partners
+    # pair members always share a batch; unlabelled samples fill their own batches
+    n = 40
+    ids = torch.randint(1, 50, (2 * n + 10, 8))
+    targets = torch.cat([torch.arange(n), torch.arange(n), torch.full((10,), -1)])
+    task = Task(name="t", model=nn.Identity(), example_inputs=(ids[:1],), train=Split((ids,), targets),
+                val=Split((ids,)), test=Split((ids,)), kind="embedding")
+    seen = []
+    for idx, _, yb in _train_batches(task, 8, torch.Generator().manual_seed(0)):
+        lab = yb[yb >= 0]
+        assert len(lab) == 0 or len(lab) == len(yb)
+        assert all(int((lab == t).sum()) == 2 for t in lab)
+        seen += idx.tolist()
+    assert sorted(seen) == list(range(2 * n + 10))
+    assert _n_batches(task, 8) == len(list(_train_batches(task, 8, torch.Generator().manual_seed(1))))
+    assert _n_batches(task, 7) == len(list(_train_batches(task, 7, torch.Generator().manual_seed(1))))

@@ -12,11 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from torch import nn
 
 import adaptc
 from adaptc.errors import AdaptcError, BudgetError
 from adaptc.profiles import shipped_profile_dir
+from adaptc.tasks.zoo import TransformerClassifier
 
 from .conftest import ROOT, run_cli
 
@@ -132,3 +135,48 @@ def test_killed_build_resumes(tmp_path: Path, digits_task) -> None:
     assert r.returncode == 0, r.stderr[-3000:]
     assert "already done" in r.stderr
     assert not list(out.rglob(".adaptc-tmp-*"))
+
+
+def test_embedding_search_narrows_hidden_size_only_when_nothing_else_fits(tmp_path: Path) -> None:
+    """A size budget that cannot hold the teacher-width word-embedding table even in int8: the search falls
+    back to students with a narrower hidden size (and a projection back to the embedding size)."""
+    from adaptc.distill import DistillConfig
+    from adaptc.profiles import load_profile
+    from adaptc.search.halving import SearchOptions, run_search
+    from adaptc.slim import OutputProjection
+    from adaptc.store import BuildStore
+    from adaptc.tasks.base import Split, Task
+    from adaptc.tasks.minilm import recall_at_1
+
+    torch.manual_seed(0)
+    teacher = _TinyEmbedder().eval()
+    ids = torch.randint(1, 4000, (96, 16))
+    pair = Split((ids[:32],), torch.arange(16).repeat(2))
+    task = Task(name="tiny-embed", model=teacher, example_inputs=(ids[:1],), train=Split((ids,)), val=pair,
+                test=pair, metric=recall_at_1, metric_name="R@1", kind="embedding", input_names=("ids",),
+                output_names=("embedding",))
+    profile = load_profile("pixel8").model_copy(update={"budgets": load_profile("pixel8").budgets.model_copy(
+        update={"max_model_mb": 0.16})})
+    opts = SearchOptions(widths=(0.5,), max_drop=0, rung_epochs=(1,), final_epochs=1, plot=False, qat=False,
+                         distill=DistillConfig(epochs=1, batch_size=32, lr=1e-3))
+    student, section = run_search(task, profile, store=BuildStore(tmp_path / "s.sqlite"), out_dir=tmp_path,
+                                  options=opts)
+    assert section["options"]["keep_output_dim"] is False
+    assert section["candidates_keeping_hidden_size"] and not any(
+        c["feasible"] for c in section["candidates_keeping_hidden_size"])
+    assert "narrow the hidden size" in " ".join(section["log"])
+    assert isinstance(student, OutputProjection)
+    assert student(ids[:4]).shape == (4, 48)
+
+
+
+class _TinyEmbedder(nn.Module):
+    """Word embeddings dominate its size, as in MiniLM (4000 x 48 of ~0.23 M parameters)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = TransformerClassifier(vocab=4000, num_classes=48, dim=48, depth=2, num_heads=4, ffn=96, max_len=16)
+        self.enc.head = nn.Identity()
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.enc(ids), dim=-1)

@@ -73,8 +73,10 @@ class SearchOptions:
     plot: bool = True
     #: at most this many training samples per rung trial (a fixed seeded subset; the final training uses all)
     rung_samples: int | None = None
-    #: keep the model's output size when pruning (None: yes for classifiers; embedding models narrow their
-    #: hidden size too and get a projection back to the teacher's embedding size)
+    #: keep the model's output size when pruning. None: classifiers keep it; embedding models keep it when
+    #: some candidate with the teacher's hidden size fits the budgets, and otherwise narrow the hidden size
+    #: too, with a projection back to the teacher's embedding size (e.g. a 5 MB budget cannot hold
+    #: MiniLM's 30522 x 384 word-embedding table even in int8, so echo-dot students get a narrower hidden size)
     keep_output_dim: bool | None = None
 
 
@@ -116,7 +118,10 @@ class Search:
         self.log: list[str] = []
         self._importance: dict[int, float] | None = None
         self._skeletons: dict[str, nn.Module] = {}
-        self.keep_output = opts.keep_output_dim if opts.keep_output_dim is not None else task.kind != "embedding"
+        self._rung_task: Task | None = None
+        self.keep_output = opts.keep_output_dim if opts.keep_output_dim is not None else True
+        #: embedding models may fall back to narrowing their hidden size when no candidate keeping it fits
+        self.may_narrow = opts.keep_output_dim is None and task.kind == "embedding"
 
     # ------------------------------------------------------------------ skeletons and their cost
     def importance(self) -> dict[int, float]:
@@ -197,9 +202,11 @@ class Search:
                                  "params": sum(p.numel() for p in ta.parameters())}
         task = self.task
         if not final and self.opts.rung_samples and len(task.train) > self.opts.rung_samples:
-            g = torch.Generator().manual_seed(self.seed)
-            sub = torch.randperm(len(task.train), generator=g)[: self.opts.rung_samples].sort().values
-            task = replace(task, train=task.train.subset(sub))
+            if self._rung_task is None:  # one subset object for all rung trials: the teacher cache is reused
+                g = torch.Generator().manual_seed(self.seed)
+                sub = torch.randperm(len(task.train), generator=g)[: self.opts.rung_samples].sort().values
+                self._rung_task = replace(task, train=task.train.subset(sub))
+            task = self._rung_task
         res = distill(student, teacher, task, cfg,
                       description=f"trial {index}{spec.key} {rung} ({epochs} epochs{', QAT' if qat else ''})")
         info.update(history=res.history[-3:], qat=res.qat, seconds=res.seconds)
@@ -269,6 +276,19 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
     all_costs = s.costs(specs)
     flat = [c for cs in all_costs.values() for c in cs]
     feasible_specs = [sp for sp in specs if any(c.feasible for c in all_costs[sp.key])]
+    kept_hidden: list[CandidateCost] = []
+    if not feasible_specs and s.may_narrow:
+        # no student with the teacher's hidden size fits: narrow the hidden size too (see keep_output_dim)
+        kept_hidden = flat
+        s.log.append("no candidate keeping the teacher's hidden size fits the budgets ("
+                     + _nearest_message(profile, flat, 1).split("nearest: ")[-1]
+                     + "); candidates narrow the hidden size too, with a projection back to the embedding size")
+        progress.current().message(f"[yellow]{s.log[-1]}[/yellow]")
+        s.keep_output = False
+        s._skeletons.clear()
+        all_costs = s.costs(specs)
+        flat = [c for cs in all_costs.values() for c in cs]
+        feasible_specs = [sp for sp in specs if any(c.feasible for c in all_costs[sp.key])]
     section: dict[str, Any] = {
         "method": "cost filter, then successive halving with distillation (see adaptc.search.halving)",
         "options": {"widths": list(validate_widths(opts.widths)), "max_drop": opts.max_drop,
@@ -281,6 +301,8 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         "block_importance": {str(k): v for k, v in (s._importance or {}).items()},
         "candidates": [c.to_dict() for c in flat],
     }
+    if kept_hidden:
+        section["candidates_keeping_hidden_size"] = [c.to_dict() for c in kept_hidden]
     if not feasible_specs:
         section["pareto"] = _cost_pareto(flat)
         section["summary"] = "No candidate fits every budget (nothing was trained)."
@@ -320,9 +342,10 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
             if len(alive) == 1 and r == len(opts.rung_epochs) - 1:
                 break
         # shrink the rung to the time left (estimated from what earlier trials took)
-        est_epoch = _estimated_epoch_seconds(s, rungs_done)
+        est_epoch = _estimated_epoch_seconds(s, rungs_done, full=False)
         if est_epoch and math.isfinite(s.remaining()):
-            reserve = est_epoch * opts.final_epochs * 1.3  # keep room for the final training
+            # keep room for the final training (on the whole training set)
+            reserve = (_estimated_epoch_seconds(s, rungs_done) or est_epoch) * opts.final_epochs * 1.3
             affordable = int((s.remaining() - reserve) / (est_epoch * len(alive)))
             if affordable < 1:
                 s.log.append(f"time budget: rung {r} skipped")
@@ -332,7 +355,9 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         for i, sp in enumerate(alive):
             val, _, _ = s.trial(sp, f"rung {r}", epochs, index=f"{i + 1}/{len(alive)} ")
             scores[sp.key] = (r, val)
+        n_rung = min(len(task.train), opts.rung_samples or len(task.train))
         rungs_done.append({"rung": r, "epochs": epochs, "skeletons": [sp.key for sp in alive],
+                           "samples": n_rung, "full_samples": len(task.train),
                            "seconds": time.perf_counter() - rung_t0})
 
     # ---- selection among the last rung's candidates (skeleton x feasible scheme)
@@ -359,7 +384,9 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
     if math.isfinite(s.remaining()):
         est_epoch = _estimated_epoch_seconds(s, rungs_done) or 0
         if est_epoch:
-            final_epochs = max(1, min(final_epochs, int(s.remaining() / (est_epoch * 1.3))))
+            # QAT adds qat_fraction x epochs (at least one) after the distillation epochs
+            per_epoch = est_epoch * 1.3 * ((1 + opts.distill.qat_fraction) if qat else 1.0)
+            final_epochs = max(1, min(final_epochs, int((s.remaining() - (est_epoch if qat else 0)) / per_epoch)))
     val, student, info = s.trial(spec, "final", final_epochs, final=True, qat=qat)
     assert student is not None
     test = evaluate(student, task)
@@ -401,11 +428,16 @@ def _cost_pareto(flat: list[CandidateCost]) -> list[dict[str, Any]]:
     return [pts[i] for i in pareto_front(pts)]
 
 
-def _estimated_epoch_seconds(s: Search, rungs: list[dict[str, Any]]) -> float | None:
+def _estimated_epoch_seconds(s: Search, rungs: list[dict[str, Any]], full: bool = True) -> float | None:
+    """Seconds per epoch per skeleton seen in the last rung; ``full``: scaled to the whole training set (rungs
+    may train on a subset, the final training does not)."""
     if not rungs:
         return None
     last = rungs[-1]
-    return last["seconds"] / max(1, last["epochs"] * len(last["skeletons"]))
+    per = last["seconds"] / max(1, last["epochs"] * len(last["skeletons"]))
+    if full and last.get("samples"):
+        per *= last["full_samples"] / max(1, last["samples"])
+    return per
 
 
 def _cfg_dict(cfg: DistillConfig) -> dict[str, Any]:

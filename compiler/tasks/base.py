@@ -154,6 +154,25 @@ def evaluate_torch(task: Task, model: nn.Module | None = None, split: str = "tes
     return task.metric(predict_torch(model if model is not None else task.model, s, transform=task.batch_transform), s)
 
 
+def paired_contrastive_loss(emb: torch.Tensor, targets: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+    """In-batch InfoNCE for embedding tasks with labelled pairs: rows with the same target >= 0 are positives
+    (e.g. a docstring's summary and its body), every other row of the batch a negative; rows labelled -1
+    (unlabelled text) only serve as negatives. Rows without a partner in the batch do not contribute.
+    The embedding counterpart of a classifier's cross-entropy on hard labels (the ``ce`` term)."""
+    e = nn.functional.normalize(emb, dim=-1)
+    sims = e @ e.T / temperature
+    n = len(e)
+    eye = torch.eye(n, dtype=torch.bool, device=e.device)
+    sims = sims.masked_fill(eye, float("-inf"))
+    pos = (targets[:, None] == targets[None, :]) & (targets[:, None] >= 0) & ~eye
+    rows = pos.any(1)
+    if not bool(rows.any()):
+        return emb.sum() * 0.0
+    log_p = sims[rows].log_softmax(dim=1)
+    p = pos[rows].float()
+    return -((log_p.masked_fill(~pos[rows], 0.0) * p).sum(1) / p.sum(1)).mean()
+
+
 def trim_padding(xs: tuple[torch.Tensor, ...], mask_index: int = 1) -> tuple[torch.Tensor, ...]:
     """Drop trailing token columns that are padding in every row (the attention mask is input ``mask_index``)."""
     mask = xs[mask_index]
