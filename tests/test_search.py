@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from torch import nn
 
 import adaptc
 from adaptc.errors import AdaptcError, BudgetError
 from adaptc.profiles import shipped_profile_dir
-from adaptc.tasks.zoo import TransformerClassifier
 
 from .conftest import ROOT, run_cli
+from .test_slim import _Embedder
 
 FAST = ["--widths", "1,0.5,0.25", "--rung-epochs", "1,2", "--final-epochs", "3", "--formats", "onnx", "--runs", "10"]
 FAST_OPTS = {"widths": (1.0, 0.5, 0.25), "rung_epochs": (1, 2), "final_epochs": 3}
@@ -149,7 +148,7 @@ def test_embedding_search_narrows_hidden_size_only_when_nothing_else_fits(tmp_pa
     from adaptc.tasks.minilm import recall_at_1
 
     torch.manual_seed(0)
-    teacher = _TinyEmbedder().eval()
+    teacher = _Embedder(vocab=4000).eval()  # word embeddings dominate its size, as in MiniLM
     ids = torch.randint(1, 4000, (96, 16))
     pair = Split((ids[:32],), torch.arange(16).repeat(2))
     task = Task(name="tiny-embed", model=teacher, example_inputs=(ids[:1],), train=Split((ids,)), val=pair,
@@ -170,13 +169,13 @@ def test_embedding_search_narrows_hidden_size_only_when_nothing_else_fits(tmp_pa
 
 
 
-class _TinyEmbedder(nn.Module):
-    """Word embeddings dominate its size, as in MiniLM (4000 x 48 of ~0.23 M parameters)."""
+def test_epoch_estimate_scales_training_not_evaluation() -> None:
+    from adaptc.search.halving import _estimated_epoch_seconds
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.enc = TransformerClassifier(vocab=4000, num_classes=48, dim=48, depth=2, num_heads=4, ffn=96, max_len=16)
-        self.enc.head = nn.Identity()
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return nn.functional.normalize(self.enc(ids), dim=-1)
+    rung = {"rung": 0, "epochs": 1, "skeletons": ["a", "b"], "samples": 1000, "full_samples": 4000,
+            "seconds": 50.0, "train_s_per_sample": 0.02, "eval_s": 5.0}
+    assert _estimated_epoch_seconds(None, [rung]) == pytest.approx(0.02 * 4000 + 5.0)  # type: ignore[arg-type]
+    assert _estimated_epoch_seconds(None, [rung], full=False) == pytest.approx(0.02 * 1000 + 5.0)  # type: ignore[arg-type]
+    old = {k: v for k, v in rung.items() if k not in ("train_s_per_sample", "eval_s")}  # resumed older records
+    assert _estimated_epoch_seconds(None, [old]) == pytest.approx(25.0 * 4)  # type: ignore[arg-type]
+    assert _estimated_epoch_seconds(None, []) is None  # type: ignore[arg-type]

@@ -115,9 +115,9 @@ def test_untraceable_teacher_names_the_module() -> None:
 class _Embedder(nn.Module):
     """A tiny sentence-embedding model: transformer encoder, mean pooling, L2 normalisation (no class head)."""
 
-    def __init__(self) -> None:
+    def __init__(self, vocab: int = 300) -> None:
         super().__init__()
-        self.enc = TransformerClassifier(vocab=300, num_classes=48, dim=48, depth=2, num_heads=4, ffn=96, max_len=16)
+        self.enc = TransformerClassifier(vocab=vocab, num_classes=48, dim=48, depth=2, num_heads=4, ffn=96, max_len=16)
         self.enc.head = nn.Identity()
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:

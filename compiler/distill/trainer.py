@@ -134,7 +134,14 @@ def _pair_batches(split: Split, mask: torch.Tensor | None, batch_size: int, g: t
     for i in labelled.tolist():
         groups.setdefault(int(y[i]), []).append(i)
     keys = list(groups)
-    order = [keys[j] for j in torch.randperm(len(keys), generator=g).tolist()]
+    if mask is not None:
+        # pairs of similar length share a batch (the longest member, with a little noise), so trimming the
+        # padding per batch still pays; the batch order is shuffled below
+        lens = mask.sum(1).float()
+        longest = torch.tensor([float(lens[groups[k]].max()) for k in keys]) + 4 * torch.rand(len(keys), generator=g)
+        order = [keys[j] for j in torch.argsort(longest).tolist()]
+    else:
+        order = [keys[j] for j in torch.randperm(len(keys), generator=g).tolist()]
     chunks: list[torch.Tensor] = []
     cur: list[int] = []
     for k in order:
@@ -243,6 +250,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
 
             cache = teacher_cache(teacher, task.train, ex, task.batch_transform)
         for epoch in range(total_epochs):
+            t_epoch = time.perf_counter()
             if epoch == qat_start:
                 # Fine-tuning stage for int8: fold BN, fake-quantize as the exporter will, logits terms only.
                 if best_state is not None:
@@ -312,8 +320,10 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                 nb += 1
             rec: dict[str, Any] = {"epoch": epoch, "stage": "qat" if in_qat else stage.name,  # type: ignore[union-attr]
                                    "temperature": float(temp(epoch / max(cfg.epochs, 1))),
-                                   **{k: v / max(nb, 1) for k, v in sums.items()}}
+                                   **{k: v / max(nb, 1) for k, v in sums.items()},
+                                   "train_seconds": time.perf_counter() - t_epoch}
             last = epoch == total_epochs - 1
+            t_eval = time.perf_counter()
             if (epoch + 1) % cfg.eval_every == 0 or last or epoch + 1 == qat_start:
                 val = task.metric(predict_torch(student, task.val, transform=task.batch_transform), task.val)
                 rec["val"] = val
@@ -322,6 +332,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                     best_val, best_state = val, copy.deepcopy(student.state_dict())
                 if on_epoch is not None:
                     on_epoch(epoch, val)
+                rec["eval_seconds"] = time.perf_counter() - t_eval
             history.append(rec)
             step.advance(1, note=f"{rec['stage']} val {rec.get('val', float('nan')):.4f}")
         t_taps.remove()

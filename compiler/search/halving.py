@@ -209,7 +209,10 @@ class Search:
             task = self._rung_task
         res = distill(student, teacher, task, cfg,
                       description=f"trial {index}{spec.key} {rung} ({epochs} epochs{', QAT' if qat else ''})")
-        info.update(history=res.history[-3:], qat=res.qat, seconds=res.seconds)
+        timed = [h for h in res.history if "train_seconds" in h and h.get("stage") != "qat"]
+        info.update(history=res.history[-3:], qat=res.qat, seconds=res.seconds, samples=len(task.train),
+                    epoch_train_s=sum(h["train_seconds"] for h in timed) / max(1, len(timed)),
+                    eval_s=sum(h.get("eval_seconds", 0.0) for h in timed) / max(1, len(timed)))
         self.trials.put(key, skeleton=spec.key, rung=rung, epochs=epochs, seed=self.seed, val=res.best_val,
                         seconds=time.perf_counter() - t0, model=res.model, info=info)
         return res.best_val, res.model, info
@@ -352,13 +355,21 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
                 break
             epochs = min(epochs, affordable)
         rung_t0 = time.perf_counter()
+        per_sample: list[float] = []
+        eval_s: list[float] = []
         for i, sp in enumerate(alive):
-            val, _, _ = s.trial(sp, f"rung {r}", epochs, index=f"{i + 1}/{len(alive)} ")
+            val, _, tinfo = s.trial(sp, f"rung {r}", epochs, index=f"{i + 1}/{len(alive)} ")
             scores[sp.key] = (r, val)
+            if tinfo.get("epoch_train_s") and tinfo.get("samples"):
+                per_sample.append(tinfo["epoch_train_s"] / tinfo["samples"])
+                eval_s.append(tinfo.get("eval_s", 0.0))
         n_rung = min(len(task.train), opts.rung_samples or len(task.train))
         rungs_done.append({"rung": r, "epochs": epochs, "skeletons": [sp.key for sp in alive],
                            "samples": n_rung, "full_samples": len(task.train),
-                           "seconds": time.perf_counter() - rung_t0})
+                           "seconds": time.perf_counter() - rung_t0,
+                           # measured per trial: training seconds per sample and per-epoch evaluation seconds
+                           "train_s_per_sample": sum(per_sample) / len(per_sample) if per_sample else None,
+                           "eval_s": sum(eval_s) / len(eval_s) if eval_s else None})
 
     # ---- selection among the last rung's candidates (skeleton x feasible scheme)
     top_rung = max(v[0] for v in scores.values())
@@ -384,9 +395,17 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
     if math.isfinite(s.remaining()):
         est_epoch = _estimated_epoch_seconds(s, rungs_done) or 0
         if est_epoch:
-            # QAT adds qat_fraction x epochs (at least one) after the distillation epochs
-            per_epoch = est_epoch * 1.3 * ((1 + opts.distill.qat_fraction) if qat else 1.0)
-            final_epochs = max(1, min(final_epochs, int((s.remaining() - (est_epoch if qat else 0)) / per_epoch)))
+            # the most epochs that fit the time left: QAT adds qat_fraction x epochs (at least one) after the
+            # distillation epochs; half an epoch is kept for one-off work (teacher outputs over the full set);
+            # 10% margin on the measured epoch time
+            def need(n: int) -> float:
+                q = max(1, round(opts.distill.qat_fraction * n)) if qat else 0
+                return (n + q) * est_epoch * 1.1 + 0.5 * est_epoch
+
+            n = final_epochs
+            while n > 1 and need(n) > s.remaining():
+                n -= 1
+            final_epochs = n
     val, student, info = s.trial(spec, "final", final_epochs, final=True, qat=qat)
     assert student is not None
     test = evaluate(student, task)
@@ -434,6 +453,10 @@ def _estimated_epoch_seconds(s: Search, rungs: list[dict[str, Any]], full: bool 
     if not rungs:
         return None
     last = rungs[-1]
+    if last.get("train_s_per_sample"):
+        # the trials' own epoch timings: training scales with the samples, evaluation does not
+        n = last["full_samples"] if full else last["samples"]
+        return last["train_s_per_sample"] * n + (last.get("eval_s") or 0.0)
     per = last["seconds"] / max(1, last["epochs"] * len(last["skeletons"]))
     if full and last.get("samples"):
         per *= last["full_samples"] / max(1, last["samples"])
