@@ -84,9 +84,10 @@ def test_no_candidate_fits(tmp_path: Path) -> None:
     assert r.returncode == 2, r.stderr[-2000:]
     line = [ln for ln in r.stderr.splitlines() if ln.startswith("adaptc: error:")]
     assert len(line) == 1 and "no student candidate meets every budget of tiny; nearest:" in line[0]
-    assert "max_latency_ms" in line[0] and "w0.25-d0" in line[0]
+    assert "max_latency_ms" in line[0] and "w0.125-d0" in line[0]  # the grid (down to x0.25), then x0.125, tried
     rep = json.loads((tmp_path / "o" / "report.json").read_text())
     assert rep["status"] == "no_fit" and rep["search"]["pareto"] and rep["artifacts"] == []
+    assert {c["candidate"]["width"] for c in rep["search"]["candidates"]} == {1.0, 0.5, 0.25, 0.125}
 
 
 @pytest.mark.parametrize("args,words", [

@@ -19,7 +19,9 @@ def test_stdlib_corpus_and_docstring_splits() -> None:
     assert any(d.module == "json" and d.name == "<module>" for d in docs)
     tr, va, te, classes = load_splits()
     assert len(classes) == 8 and "asyncio" in classes
-    assert len(tr) > 1500 and len(va) > 400 and len(te) > 400
+    # sizes depend on the Python build's stdlib (Debian's python3.11 ships no distutils / tkinter sources:
+    # 1,270 train docs there, 1,665 with a full CPython 3.11.7)
+    assert len(tr) > 1000 and len(va) > 300 and len(te) > 300
     assert tr.inputs[0].shape[1] == MAX_LEN and tr.inputs[0].dtype == torch.int64
     again = load_splits()
     assert torch.equal(again[2].inputs[0], te.inputs[0])

@@ -78,6 +78,8 @@ class SearchOptions:
     #: too, with a projection back to the teacher's embedding size (e.g. a 5 MB budget cannot hold
     #: MiniLM's 30522 x 384 word-embedding table even in int8, so echo-dot students get a narrower hidden size)
     keep_output_dim: bool | None = None
+    #: when no candidate fits, try once more at half the grid's smallest width (down to 1/16) before giving up
+    extend_widths: bool = True
 
 
 def resolve_options(task: Task, user: "SearchOptions | dict[str, Any] | bool") -> SearchOptions:
@@ -292,6 +294,15 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         all_costs = s.costs(specs)
         flat = [c for cs in all_costs.values() for c in cs]
         feasible_specs = [sp for sp in specs if any(c.feasible for c in all_costs[sp.key])]
+    smallest = min(validate_widths(opts.widths))
+    if not feasible_specs and opts.extend_widths and smallest / 2 >= 1 / 16:
+        extra = [SkeletonSpec(smallest / 2, d) for d in sorted({sp.drop for sp in specs})]
+        s.log.append(f"no candidate of the width grid fits the budgets; widths x{smallest / 2:g} were tried too")
+        progress.current().message(f"[yellow]{s.log[-1]}[/yellow]")
+        all_costs.update(s.costs(extra))
+        specs = specs + extra
+        flat = [c for cs in all_costs.values() for c in cs]
+        feasible_specs = [sp for sp in specs if any(c.feasible for c in all_costs[sp.key])]
     section: dict[str, Any] = {
         "method": "cost filter, then successive halving with distillation (see adaptc.search.halving)",
         "options": {"widths": list(validate_widths(opts.widths)), "max_drop": opts.max_drop,
@@ -309,6 +320,7 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
     if not feasible_specs:
         section["pareto"] = _cost_pareto(flat)
         section["summary"] = "No candidate fits every budget (nothing was trained)."
+        section["log"] = s.log
         err = BudgetError(_nearest_message(profile, flat))
         err.search = section  # type: ignore[attr-defined]
         raise err

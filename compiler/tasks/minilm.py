@@ -68,6 +68,7 @@ def load_teacher() -> SentenceEncoder:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # adaptc shows its own progress
     # no pooler: the sentence embedding is the mean of the last hidden states (the pooler would be dead weight)
     bert = AutoModel.from_pretrained(_require(), attn_implementation="eager", add_pooling_layer=False)
     return SentenceEncoder(bert).eval()
