@@ -32,21 +32,29 @@ INT8 = ("int8_static_per_channel", "int8_static_per_tensor", "int8_dynamic", "in
 
 
 # -- the models ---------------------------------------------------------------------------------------------
-def digits_student_standin(epochs: int = 15) -> tuple[Any, str]:
-    """A width-0.5 DigitsCNN trained briefly on the digits task: the stand-in for the searched student."""
+def digits_student(out_dir: Path = ROOT / "adaptc-out" / "export-bench-digits") -> tuple[Any, str]:
+    """The digits student as adaptc builds it for pixel8 (student search on; a finished build is reused)."""
     import dataclasses
+    import json
 
+    import adaptc
+    from adaptc.search.trials import TrialStore
+    from adaptc.store import BuildStore
     from adaptc.tasks import get_task
-    from adaptc.tasks.digits import DigitsCNN, shift_augment
-    from adaptc.training import train_supervised
 
-    task = get_task("digits")
-    model, _ = train_supervised(DigitsCNN(width=0.5), task.train, task.val, metric=task.metric,
-                                loss_fn=torch.nn.functional.cross_entropy, epochs=epochs, lr=3e-3, batch_size=64,
-                                seed=0, augment=shift_augment, description="train the digits stand-in student")
-    note = (f"stand-in for the digits student (the student search is not merged yet): DigitsCNN(width=0.5), "
-            f"{sum(p.numel() for p in model.parameters()):,} parameters, trained {epochs} epochs from scratch")
-    return dataclasses.replace(task, name="digits-student", model=model.eval()), note
+    if not (out_dir / "report.json").exists():
+        adaptc.build("digits", "pixel8", out_dir, formats=["onnx"])
+    report = json.loads((out_dir / "report.json").read_text())
+    with BuildStore(out_dir / ".adaptc" / "state.sqlite") as store:
+        ts = TrialStore(store, out_dir)
+        row = store.connection.execute(
+            "SELECT key FROM trials WHERE rung = 'final' ORDER BY created DESC LIMIT 1").fetchone()
+        model = ts.load_model(ts.get(row[0])).eval()
+    chosen = report["search"]["chosen"]
+    note = (f"the searched digits student of `adaptc build --device pixel8` ({chosen['candidate']}, "
+            f"{sum(p.numel() for p in model.parameters()):,} parameters, {chosen['compression']:.1f}x fewer than "
+            f"the teacher, distilled {chosen['final_epochs']} epochs{' with QAT' if chosen['qat'] else ''})")
+    return dataclasses.replace(get_task("digits"), name="digits-student", model=model), note
 
 
 def docstrings_transformer() -> tuple[Any, str]:
@@ -60,7 +68,7 @@ def docstrings_transformer() -> tuple[Any, str]:
 
 def bench_models() -> list[tuple[str, Callable[[], tuple[Any, str]]]]:
     """(name, factory) pairs; a factory returns (adaptc.Task whose model is benchmarked, a note)."""
-    return [("digits-student", digits_student_standin), ("docstrings-transformer", docstrings_transformer)]
+    return [("digits-student", digits_student), ("docstrings-transformer", docstrings_transformer)]
 
 
 # -- measuring ------------------------------------------------------------------------------------------------
