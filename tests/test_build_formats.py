@@ -15,17 +15,7 @@ from adaptc.report import BuildReport
 from adaptc.store import BuildStore
 
 from .conftest import data_env, data_task, run_cli
-
-
-def _quantities(obj: object):
-    if isinstance(obj, dict):
-        if {"value", "unit", "kind", "method"} <= set(obj):
-            yield obj
-        for v in obj.values():
-            yield from _quantities(v)
-    elif isinstance(obj, list):
-        for v in obj:
-            yield from _quantities(v)
+from .test_build import _quantities
 
 
 @pytest.fixture(scope="module")

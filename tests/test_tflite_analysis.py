@@ -13,20 +13,7 @@ from adaptc.analysis.tflite_graph import analyze_tflite
 from adaptc.errors import ModelFileError
 from adaptc.measure import microbench as mb
 
-
-class SmallCNN(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.c1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.c2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
-        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.c1(x))
-        x = self.c2(x)
-        x = self.dw(x)
-        return self.fc(x.mean(dim=(2, 3)))
+from .test_analysis import SmallCNN
 
 
 def _litert(model: nn.Module, x: torch.Tensor, dest: Path) -> Path:

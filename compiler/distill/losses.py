@@ -30,6 +30,14 @@ from torch import nn
 from .taps import Captured, layer_map
 
 
+
+def _masked_row_mean(kl: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of a (B, H, T) per-row loss over the rows of real tokens (``mask`` (B, T)), or over all rows."""
+    if mask is not None and mask.shape == (kl.shape[0], kl.shape[2]):
+        w = mask.float()[:, None, :].expand_as(kl)
+        return (kl * w).sum() / w.sum().clamp_min(1)
+    return kl.mean()
+
 class LogitKD(nn.Module):
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: torch.Tensor | float
                 ) -> torch.Tensor:
@@ -112,11 +120,7 @@ class AttentionLoss(nn.Module):
             log_t = torch.log(a_t.float().clamp_min(1e-9))
             # KL(teacher row distribution || student row distribution), averaged over batch, heads and rows
             kl = (a_t.float() * (log_t - log_s)).sum(-1)  # (B, H, T)
-            if mask is not None and mask.shape == (kl.shape[0], kl.shape[2]):
-                w = mask.float()[:, None, :].expand_as(kl)
-                losses.append((kl * w).sum() / w.sum().clamp_min(1))
-            else:
-                losses.append(kl.mean())
+            losses.append(_masked_row_mean(kl, mask))
         return torch.stack(losses).mean() if losses else torch.zeros(())
 
 
@@ -176,11 +180,7 @@ class MiniLMRelationLoss(nn.Module):
                 r -= 1
             ls, lt = self._rel(s, r, mask), self._rel(t, r, mask)
             kl = (lt.exp() * (lt - ls)).sum(-1)  # (B, R, T)
-            if mask is not None and mask.shape == (kl.shape[0], kl.shape[2]):
-                w = mask.float()[:, None, :].expand_as(kl)
-                losses.append((kl * w).sum() / w.sum().clamp_min(1))
-            else:
-                losses.append(kl.mean())
+            losses.append(_masked_row_mean(kl, mask))
         return torch.stack(losses).mean() if losses else torch.zeros(())
 
 
