@@ -411,6 +411,8 @@ def calibrate(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write the host profile [default: user profile dir]."),
     quick: bool = typer.Option(False, "--quick", help="Smaller micro-benchmark suite, fewer repetitions (about 20-30 s)."),
     raw: Optional[Path] = typer.Option(None, "--raw", help="Also write every measurement and the fit statistics (JSON)."),
+    refit: Optional[Path] = typer.Option(None, "--refit", help="Fit again the measurements of an earlier --raw file "
+                                         "of this machine (after a predictor upgrade) instead of measuring."),
 ) -> None:
     """Measure this machine with micro-benchmarks, fit the predictor, write its `host` device profile."""
     from .measure.calibrate import calibrate_host
@@ -419,7 +421,7 @@ def calibrate(
     if out is not None and out.exists() and not out.is_dir() and out.suffix not in (".yaml", ".yml"):
         raise AdaptcError(f"--out {out}: give a folder or a .yaml file")
     with using(_reporter()) as rep, _maybe_live(rep):
-        path, prof = calibrate_host(out=out, quick=quick, raw_out=raw)
+        path, prof = calibrate_host(out=out, quick=quick, raw_out=raw, refit=refit)
     int8 = f"{prof.compute.int8_gops:g}" if prof.compute.int8_gops else "-"
     typer.echo(f"wrote {path}: fp32 {prof.compute.fp32_gflops:g} GFLOP/s, int8 {int8} GOP/s, "
                f"bandwidth {prof.memory.bandwidth_gbps:g} GB/s at {prof.cpu.threads} thread(s)")

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 import yaml
 
 import adaptc
@@ -46,6 +47,20 @@ def test_calibrate_quick_writes_a_fitted_host_profile(tmp_path: Path) -> None:
     f = mb.write_tflite(m, tmp_path / "c.tflite")
     p = predict(f, "host", runtime="tflite")
     assert p.latency_ms > 0 and "profile host predictor.runtimes.tflite" in p.constants_source
+    # --refit: the same measurements fitted again (no measuring): the same constants
+    refit = tmp_path / "refit.yaml"
+    r2 = run_cli("-q", "calibrate", "--refit", str(raw), "--out", str(refit), timeout=300)
+    assert r2.returncode == 0, r2.stderr
+    again = load_profile_file(refit, expect_name="host")
+    assert again.compute.fp32_gflops == prof.compute.fp32_gflops
+    for rt, c in again.predictor.runtimes.items():
+        assert c.efficiency["conv"]["fp32"] == pytest.approx(prof.predictor.runtimes[rt].efficiency["conv"]["fp32"],
+                                                             rel=1e-3)
+        assert "refit of the measurements" in c.fitted or "micro-benchmarks" in c.fitted
+    bad = tmp_path / "notraw.json"
+    bad.write_text("{}")
+    r3 = run_cli("calibrate", "--refit", str(bad), "--out", str(tmp_path / "x.yaml"))
+    assert r3.returncode == 2 and "not a raw calibration file" in r3.stderr
     dest.unlink()  # leave the isolated config dir as it was
 
 

@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import yaml
@@ -186,3 +187,57 @@ def test_profile_predictor_section_overrides(files: dict[str, Path], tmp_path: P
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**data, "name": "bad"}))
     with pytest.raises(ProfileError, match="unknown op class convolution"):
         adaptc.load_profile(tmp_path / "bad.yaml")
+
+
+# ------------------------------------------------------------------ what onnxruntime really runs (host)
+
+
+def _token_graph(path: Path, t: int = 32, d: int = 64) -> Path:
+    """[1, T, D] -> (Add residual -> LayerNormalization) x 2: onnxruntime fuses each pair (SkipLayerNormalization)."""
+    inits = [numpy_helper.from_array(np.ones(d, np.float32), "g"), numpy_helper.from_array(np.zeros(d, np.float32), "b")]
+    nodes, cur = [], "x"
+    for i in range(2):
+        nodes.append(helper.make_node("Add", [cur, "x"], [f"a{i}"], name=f"add{i}"))
+        nodes.append(helper.make_node("LayerNormalization", [f"a{i}", "g", "b"], [f"l{i}"], name=f"ln{i}", axis=-1))
+        cur = f"l{i}"
+    g = helper.make_graph(nodes, "skipln", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, t, d])],
+                          [helper.make_tensor_value_info(cur, TensorProto.FLOAT, [1, t, d])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+def test_onnxruntime_fusions_are_read_from_onnxruntime(tmp_path: Path) -> None:
+    f = _token_graph(tmp_path / "skipln.onnx")
+    p = predict(f, "host", runtime="onnxruntime")
+    by = {o.name: o for o in p.ops}
+    # the residual adds vanish into SkipLayerNormalization kernels, which are costed as such
+    assert by["add0"].bound == "fused" and by["add1"].bound == "fused"
+    assert by["ln0"].time_ms > 0 and by["ln1"].time_ms > 0
+    # a phone profile has no onnxruntime of this machine to ask: the graph as exported
+    ph = {o.name: o for o in predict(f, "pixel8", runtime="onnxruntime").ops}
+    assert ph["add0"].bound != "fused"
+
+
+def test_nchwc_fallback_convolutions_cost_more(tmp_path: Path) -> None:
+    from adaptc.predict.ort_view import layout_view, nchwc_available
+
+    if not nchwc_available():
+        pytest.skip("onnxruntime uses no NCHWc layout on this machine (not x86 with AVX2 / AVX-512)")
+    # an inverted residual at an odd width (11 -> 66 -> 11) cannot be blocked; at 16 -> 96 -> 16 it can
+    def block(c: int, e: int) -> Path:
+        m = mb.Micro(f"mb{c}", (28, 28, c), (mb.Layer("conv", out=e, k=1, act="relu6"),
+                                             mb.Layer("dwconv", k=3, act="relu6"), mb.Layer("conv", out=c, k=1)) * 2)
+        return mb.write_onnx(m, tmp_path / f"mb{c}.onnx")
+
+    odd, even = block(11, 66), block(16, 96)
+    v_odd, v_even = layout_view(str(odd)), layout_view(str(even))
+    assert v_odd is not None and v_odd.fallback_nodes and v_odd.reorder_tensors
+    assert v_even is not None and not v_even.fallback_nodes
+    p_odd = predict(odd, "host", runtime="onnxruntime")
+    assert any("NCHWc reorder" in o.name for o in p_odd.ops)
+    # fewer MACs, yet not predicted faster in proportion: grouped depthwise kernels and layout copies
+    p_even = predict(even, "host", runtime="onnxruntime")
+    macs_ratio = (11 * 66) / (16 * 96)
+    assert p_odd.latency_ms > macs_ratio * p_even.latency_ms

@@ -96,6 +96,9 @@ class OpCost:
     #: (times batch), K = input channels per group x kernel area, N = output channels; a depthwise convolution
     #: M = output pixels, K = kernel area, N = channels; None for other ops
     gemm: tuple[int, int, int] | None = None
+    #: kernel height x width of a convolution (1 for a 1x1 convolution and for every other op): runtimes run
+    #: k x k convolutions with other kernels (indirect / im2col GEMM) than 1x1 ones (plain GEMM)
+    kernel_area: int = 1
 
     @property
     def bytes_moved(self) -> int:
@@ -364,6 +367,7 @@ def analyze_onnx(model: "str | Path | onnx.ModelProto", batch: int = 1) -> CostR
         flops = 0
         in_ch = None
         gemm: tuple[int, int, int] | None = None
+        k_area = 1
         op = n.op_type
         data_inputs = [x for x in n.input if x and source_weight(x) is None]
         if op in ("Conv", "ConvInteger", "QLinearConv") and out_shape is not None:
@@ -374,6 +378,7 @@ def analyze_onnx(model: "str | Path | onnx.ModelProto", batch: int = 1) -> CostR
                 in_ch = ws[1] * group
                 macs = out_shape[0] * out_shape[1] * math.prod(out_shape[2:]) * ws[1] * math.prod(ws[2:])
                 gemm = (out_shape[0] * math.prod(out_shape[2:]), ws[1] * math.prod(ws[2:]), out_shape[1])
+                k_area = int(math.prod(ws[2:]))
         elif op == "ConvTranspose":
             xs, ws = shapes.get(n.input[0]), shapes.get(n.input[1]) or shapes.get(source_weight(n.input[1]) or "")
             if xs is not None and ws is not None:
@@ -448,7 +453,7 @@ def analyze_onnx(model: "str | Path | onnx.ModelProto", batch: int = 1) -> CostR
         ops.append(OpCost(name, op, op_class(op, attrs, in_ch), precision, int(macs), int(flops), int(params),
                           int(wbytes), int(in_bytes), int(out_bytes), out_shape, fused,
                           inputs=list(data_inputs), outputs=[o for o in n.output if o],
-                          gemm=tuple(int(v) for v in gemm) if gemm else None))
+                          gemm=tuple(int(v) for v in gemm) if gemm else None, kernel_area=k_area))
 
     # Parameters not reached through any compute op (rare) still count.
     stored_weight = 0

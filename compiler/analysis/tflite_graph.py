@@ -239,10 +239,12 @@ def analyze_tflite(path: "str | Path") -> CostReport:
         macs = 0
         flops = 0
         gemm: tuple[int, int, int] | None = None
+        k_area = 1
         w_src = [source_weight(i) for i in ins if i >= 0 and i in constant]
         wshape = shape(ins[1]) if len(ins) > 1 and ins[1] >= 0 else None
         if ot == "CONV_2D" and wshape and out_shape and len(wshape) == 4 and len(out_shape) == 4:
             kk = wshape[1] * wshape[2] * wshape[3]
+            k_area = wshape[1] * wshape[2]
             gemm = (out_shape[0] * out_shape[1] * out_shape[2], kk, out_shape[3])
             macs = gemm[0] * gemm[1] * gemm[2]
         elif ot == "DEPTHWISE_CONV_2D" and wshape and out_shape and len(wshape) == 4 and len(out_shape) == 4:
@@ -309,7 +311,7 @@ def analyze_tflite(path: "str | Path") -> CostReport:
             op_class=tflite_op_class(ot), precision=precision, macs=int(macs), flops=int(flops),
             params=int(params), weight_bytes=int(wbytes), input_bytes=int(sum(nbytes(i) for i in data_in)),
             output_bytes=int(sum(nbytes(o) for o in outs)), output_shape=out_shape,
-            inputs=[str(i) for i in data_in], outputs=[str(o) for o in outs], gemm=gemm,
+            inputs=[str(i) for i in data_in], outputs=[str(o) for o in outs], gemm=gemm, kernel_area=int(k_area),
         ))
 
     total_params = 0

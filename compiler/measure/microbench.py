@@ -74,6 +74,20 @@ def suite(quick: bool = False) -> list[Micro]:
                                                               Layer("conv", out=12, k=1)) * 2, "conv"))
         m.append(Micro("conv3x3_32x32x11", (32, 32, 11), _chain("conv", 4, out=11, k=3, act="relu"), "conv"))
         m.append(Micro("dwconv3x3_s1_28x28x36", (28, 28, 36), _chain("dwconv", 4, k=3, act="relu6"), "dwconv"))
+        # more of them: onnxruntime runs these outside its NCHWc layout on x86 (other kernels, reorder copies)
+        m.append(Micro("conv1x1_28x28x40-120", (28, 28, 40), (Layer("conv", out=120, k=1, act="relu6"),
+                                                                Layer("conv", out=40, k=1)) * 2, "conv"))
+        m.append(Micro("conv3x3_28x28x24", (28, 28, 24), _chain("conv", 4, out=24, k=3, act="relu"), "conv"))
+        m.append(Micro("dwconv3x3_s1_56x56x24", (56, 56, 24), _chain("dwconv", 4, k=3, act="relu6"), "dwconv"))
+        m.append(Micro("dwconv3x3_s1_14x14x120", (14, 14, 120), _chain("dwconv", 4, k=3, act="relu6"), "dwconv"))
+        m.append(Micro("dwconv5x5_s2_28x28x72", (28, 28, 72), _chain("dwconv", 1, k=5, stride=2, act="relu6"),
+                       "dwconv"))
+        # inverted residuals at odd widths (MobileNetV2 x0.35: 11 -> 66 -> 11): onnxruntime cannot block these
+        # depthwise convolutions and runs them as grouped convolutions (a cost per channel group)
+        for hw, c, e in ((28, 11, 66), (7, 33, 198)):
+            m.append(Micro(f"mbconv_{hw}x{hw}x{c}-{e}", (hw, hw, c), (
+                Layer("conv", out=e, k=1, act="relu6"), Layer("dwconv", k=3, act="relu6"), Layer("conv", out=c, k=1)
+            ) * 2, "dwconv"))
         m.append(Micro("conv_stem_112x112x3-32", (224, 224, 3), (Layer("conv", out=32, k=3, stride=2, act="relu"),),
                        "conv"))
         m.append(Micro("conv3x3_s2_56x56x32-64", (56, 56, 32), (Layer("conv", out=64, k=3, stride=2, act="relu"),
@@ -105,6 +119,10 @@ def suite(quick: bool = False) -> list[Micro]:
         m.append(Micro("sigmoid_28x28x128", (28, 28, 128), _chain("act", 4, act="sigmoid"), "elementwise"))
         m.append(Micro("softmax_128x512", (128, 512), _chain("softmax", 4), "elementwise"))
         m.append(Micro("layernorm_64x128", (64, 128), _chain("layernorm", 4), "elementwise"))
+        # a residual add before a layer norm (onnxruntime fuses the pair into SkipLayerNormalization)
+        for t, d in ((64, 128), (128, 192)):
+            m.append(Micro(f"skip_layernorm_{t}x{d}", (t, d), (Layer("add"), Layer("layernorm")) * 4, "elementwise",
+                           tags=("batched",)))
         m.append(Micro("reshape_64x128", (64, 128), _chain("reshape", 8), "overhead"))
         m.append(Micro("mean_7x7x1280", (7, 7, 1280), (Layer("mean"),), "elementwise"))
         m.append(Micro("mean_56x56x64", (56, 56, 64), (Layer("mean"),), "elementwise"))
@@ -112,6 +130,9 @@ def suite(quick: bool = False) -> list[Micro]:
     m.append(Micro("transpose_56x56x64", (56, 56, 64), _chain("transpose", 4), "data"))
     if not quick:
         m.append(Micro("transpose_112x112x16", (112, 112, 16), _chain("transpose", 4), "data"))
+        # attention-sized ones (heads <-> tokens, 16-32 KB): fixed costs, not bandwidth
+        m.append(Micro("transpose_32x4x32", (32, 4, 32), _chain("transpose", 8), "data"))
+        m.append(Micro("transpose_64x2x64", (64, 2, 64), _chain("transpose", 8), "data"))
         m.append(Micro("pad_56x56x32", (56, 56, 32), _chain("pad", 3), "data"))
     island = (Layer("conv", out=64, k=1, act="relu"), Layer("dequant"), Layer("add"), Layer("quant"),
               Layer("conv", out=64, k=1), Layer("dequant"), Layer("act", act="hswish"), Layer("quant"))
@@ -177,7 +198,10 @@ def write_onnx(micro: Micro, path: Path) -> Path:
     cur_shape = micro.shape
     x = "x"
     prev_in = x
-    in_dims = [1, micro.shape[2], micro.shape[0], micro.shape[1]] if image else [*micro.shape]
+    # "batched" token graphs carry a leading batch dimension in ONNX, as exported encoders do (onnxruntime fuses
+    # Add + LayerNormalization into SkipLayerNormalization only on 3-D inputs)
+    lead = [1] if ("batched" in micro.tags and not image) else []
+    in_dims = [1, micro.shape[2], micro.shape[0], micro.shape[1]] if image else [*lead, *micro.shape]
     for i, L in enumerate(micro.layers):
         y = f"y{i}"
         if L.kind in ("conv", "dwconv"):
@@ -249,7 +273,7 @@ def write_onnx(micro: Micro, path: Path) -> Path:
         cur_shape = _out_shape(cur_shape, L)
         prev_in, x = x, y
     out_dims = [1, cur_shape[2], cur_shape[0], cur_shape[1]] if (image and len(cur_shape) == 3) else (
-        [1, *cur_shape] if image else [*cur_shape])
+        [1, *cur_shape] if image else [*lead, *cur_shape])
     if image and len(cur_shape) == 1:
         out_dims = [1, cur_shape[0]]
     g = helper.make_graph(nodes, micro.name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_dims)],
@@ -291,7 +315,8 @@ def onnx_input(micro: Micro) -> np.ndarray:
     if len(micro.shape) == 3:
         h, w, c = micro.shape
         return rng.standard_normal((1, c, h, w)).astype(np.float32)
-    return (rng.standard_normal(micro.shape) * _input_scale(micro)).astype(np.float32)
+    shape = (1, *micro.shape) if "batched" in micro.tags else micro.shape
+    return (rng.standard_normal(shape) * _input_scale(micro)).astype(np.float32)
 
 
 def quantize_onnx(src: Path, dst: Path, micro: Micro) -> Path:

@@ -96,6 +96,13 @@ class Constants:
     source: str
     validation: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: GEMM half-efficiency K and N of int8 kernels, where they differ from the float ones (None: the same)
+    gemm_int8_k0: float | None = None
+    gemm_int8_n0: float | None = None
+    #: extra cost per channel group of a depthwise convolution in a plain (grouped, not blocked) layout, us
+    dw_group_overhead_us: float = 0.0
+    #: Cin at which a k x k convolution reaches half its efficiency (None: costed by K = Cin x k x k like a GEMM)
+    spatial_cin0: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The constants as a ``RuntimeConstants`` mapping (for profiles and model files)."""
@@ -110,6 +117,10 @@ class Constants:
             "thread_efficiency": self.thread_efficiency,
             "thread_overhead": self.thread_overhead, "ref_ghz": self.ref_ghz,
             "peak_to_sustained": self.peak_to_sustained, "memory": self.memory, "fitted": self.fitted,
+            **({"gemm_int8_k0": self.gemm_int8_k0} if self.gemm_int8_k0 is not None else {}),
+            **({"gemm_int8_n0": self.gemm_int8_n0} if self.gemm_int8_n0 is not None else {}),
+            **({"dw_group_overhead_us": self.dw_group_overhead_us} if self.dw_group_overhead_us else {}),
+            **({"spatial_cin0": self.spatial_cin0} if self.spatial_cin0 is not None else {}),
         }
 
 
@@ -131,6 +142,10 @@ def constants_from_dict(d: dict[str, Any], runtime: str, family: str, source: st
         ref_ghz=float(d["ref_ghz"]), peak_to_sustained={k: float(v) for k, v in d["peak_to_sustained"].items()},
         memory=copy.deepcopy(d["memory"]), fitted=str(d.get("fitted", "")), source=source,
         validation=dict(validation or {}), notes=list(notes or []),
+        gemm_int8_k0=float(d["gemm_int8_k0"]) if d.get("gemm_int8_k0") is not None else None,
+        gemm_int8_n0=float(d["gemm_int8_n0"]) if d.get("gemm_int8_n0") is not None else None,
+        dw_group_overhead_us=float(d.get("dw_group_overhead_us") or 0.0),
+        spatial_cin0=float(d["spatial_cin0"]) if d.get("spatial_cin0") is not None else None,
     )
 
 

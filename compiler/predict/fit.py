@@ -21,15 +21,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from .constants import Constants
-from .roofline import Device, OpTable, fixed_time, op_times
+from .roofline import _FALLBACK_OF, Device, OpTable, fixed_time, op_times
 
 #: constants fitted on latency, with (lower, upper) bounds
 LATENCY_PARAMS: dict[str, tuple[float, float]] = {
-    **{f"efficiency.{c}.{p}": (0.01, 5.0) for c in ("conv", "depthwise_conv", "matmul") for p in ("fp32", "int8")},
+    **{f"efficiency.{c}.{p}": (0.01, 5.0) for c in ("conv", "conv_spatial", "depthwise_conv", "matmul")
+       for p in ("fp32", "int8")},
     **{f"efficiency.{g}.{p}": (1e-4, 5.0) for g in ("binary", "activation", "hardswish", "softmax", "reduce", "quant")
        for p in ("fp32", "int8")},
     **{f"efficiency.{g}.{p}": (1e-3, 50.0) for g in ("transpose", "pad") for p in ("fp32", "int8")},
     "gemm_k0": (0.25, 1024.0), "gemm_n0": (0.25, 512.0), "gemm_m0": (0.05, 512.0), "dw_c0": (0.25, 1024.0),
+    "gemm_int8_k0": (0.25, 1024.0), "gemm_int8_n0": (0.25, 512.0), "spatial_cin0": (0.05, 512.0),
     "cache_kb": (16.0, 65536.0), "cache_penalty": (0.01, 20.0),
     "bw_efficiency": (0.01, 20.0), "data_bw_efficiency": (0.005, 20.0), "dw_bw_efficiency": (0.005, 20.0),
     "op_overhead_us": (0.01, 200.0), "mac_overhead_us": (0.01, 200.0), "invoke_overhead_us": (0.05, 2000.0),
@@ -37,6 +39,11 @@ LATENCY_PARAMS: dict[str, tuple[float, float]] = {
     "io_fixed_us.int8": (1e-3, 500.0),
 }
 THREAD_PARAMS: dict[str, tuple[float, float]] = {"thread_efficiency": (0.01, 1.0), "thread_overhead": (1e-3, 10.0)}
+#: onnxruntime on x86: float convolutions outside its NCHWc layout (see adaptc.predict.ort_view.layout_view)
+ORT_LAYOUT_PARAMS: dict[str, tuple[float, float]] = {
+    "efficiency.conv_fallback.fp32": (0.01, 5.0), "efficiency.depthwise_conv_fallback.fp32": (0.01, 5.0),
+    "efficiency.skip_layernorm.fp32": (1e-4, 5.0), "efficiency.skip_layernorm.int8": (1e-4, 5.0),
+    "dw_group_overhead_us": (1e-3, 20.0)}
 
 
 @dataclass
@@ -97,7 +104,9 @@ class _Stack:
         self.threads = np.concatenate([np.full(len(s.table.kind), s.threads, float) for s in samples])
         self.table = OpTable(names=[], op_types=[], kind=cat("kind"), prec=cat("prec"), flops=cat("flops"),
                              bytes=cat("bytes"), m=cat("m"), k=cat("k"), n=cat("n"), run=cat("run"), reason=[],
-                             unknown=[], io_elems={}, weight_bytes=0.0, activation_bytes=0.0, weight_precision="fp32")
+                             unknown=[], io_elems={}, weight_bytes=0.0, activation_bytes=0.0, weight_precision="fp32",
+                             area=np.concatenate([s.table.area if s.table.area is not None
+                                                  else np.ones(len(s.table.kind)) for s in samples]))
         self.samples = samples
         self.n = len(samples)
 
@@ -121,9 +130,23 @@ def fit_latency(samples: Sequence[LatencySample], base: Constants, dev: Device, 
     """Fit ``params`` (dotted constant names) to the samples' measured latencies."""
     from scipy.optimize import least_squares
 
-    allb = {**LATENCY_PARAMS, **THREAD_PARAMS, **(bounds or {})}
+    allb = {**LATENCY_PARAMS, **THREAD_PARAMS, **ORT_LAYOUT_PARAMS, **(bounds or {})}
     params = list(params or LATENCY_PARAMS)
     d0 = base.to_dict()
+    for p in params:  # a constant not set yet starts from the one it falls back to
+        if p in ("gemm_int8_k0", "gemm_int8_n0") and d0.get(p) is None:
+            d0[p] = d0[p.replace("_int8", "")]
+            base = with_values(base, {p: d0[p]})
+        if p == "spatial_cin0" and d0.get(p) is None:
+            d0[p] = 4.0
+            base = with_values(base, {p: d0[p]})
+        if p == "dw_group_overhead_us" and not d0.get(p):
+            d0[p] = 0.1
+            base = with_values(base, {p: d0[p]})
+        kind = p.split(".")[1] if p.startswith("efficiency.") else ""
+        if kind in _FALLBACK_OF and kind not in d0["efficiency"]:
+            d0["efficiency"][kind] = dict(d0["efficiency"][_FALLBACK_OF[kind]])
+            base = with_values(base, {f"efficiency.{kind}.{q}": v for q, v in d0["efficiency"][kind].items()})
     lo = np.log([allb[p][0] for p in params])
     hi = np.log([allb[p][1] for p in params])
     x0 = np.clip(np.log([max(_get(d0, p), 1e-9) for p in params]), lo + 1e-9, hi - 1e-9)

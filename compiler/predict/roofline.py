@@ -55,8 +55,19 @@ MAC_CLASSES = ("conv", "depthwise_conv", "matmul")
 GROUPS = ("binary", "activation", "hardswish", "softmax", "reduce", "quant", "transpose", "pad")
 # kind codes of the op table
 _K_CONV, _K_DW, _K_MM, _K_BIN, _K_ACT, _K_HSW, _K_SOFT, _K_RED, _K_QUANT, _K_TRANS, _K_PAD, _K_DATA = range(12)
+#: float convolutions onnxruntime keeps out of its NCHWc layout on x86 (ort_view.layout_view): other kernels
+_K_CONV_FB, _K_DW_FB = 12, 13
+#: a LayerNormalization onnxruntime fuses with the residual Add before it (SkipLayerNormalization: on this
+#: host's onnxruntime 1.32 about 8x slower per element than a plain LayerNormalization)
+_K_SKIPLN = 14
+#: a k x k convolution (k > 1): runtimes use other kernels for them (indirect / im2col GEMM) than for 1x1 ones
+_K_CONV_SP = 15
 _KIND_NAMES = ("conv", "depthwise_conv", "matmul", "binary", "activation", "hardswish", "softmax", "reduce", "quant",
-               "transpose", "pad", "data")
+               "transpose", "pad", "data", "conv_fallback", "depthwise_conv_fallback", "skip_layernorm",
+               "conv_spatial")
+#: a kind without its own fitted efficiency uses that of another
+_FALLBACK_OF = {"conv_fallback": "conv", "depthwise_conv_fallback": "depthwise_conv", "skip_layernorm": "softmax",
+                "conv_spatial": "conv"}
 #: data-movement kinds: their "efficiency" is a fraction of the memory bandwidth (no arithmetic)
 _MOVE_KINDS = (_K_TRANS, _K_PAD, _K_DATA)
 
@@ -148,14 +159,17 @@ class OpTable:
     weight_precision: str
     #: the part of weight_bytes that belongs to convolutions (runtimes may re-layout those: another copy)
     conv_weight_bytes: float = 0.0
+    #: kernel area of each op (k x k of a convolution, else 1); None: all 1
+    area: np.ndarray | None = None
 
 
 def _graph_format(cost: CostReport) -> str:
     return getattr(cost, "format", "onnx")
 
 
-def build_table(cost: CostReport, runtime: str, precision: str | None = None) -> OpTable:
-    """Per-op features of a cost report as seen by ``runtime`` (fusions applied)."""
+def build_table(cost: CostReport, runtime: str, precision: str | None = None, layouts: bool = False) -> OpTable:
+    """Per-op features of a cost report as seen by ``runtime`` (fusions applied). ``layouts``: the prediction is
+    for this machine's onnxruntime, so its layout decisions (NCHWc on x86) are read from onnxruntime itself."""
     fmt = _graph_format(cost)
     known = _known_tflite() if fmt == "tflite" else _known_onnx()
     meta = _TFL_META if fmt == "tflite" else _ONNX_META
@@ -175,6 +189,12 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None) ->
         from .ort_view import runtime_view
 
         view = runtime_view(cost.source)
+    layout = None
+    if layouts and runtime == "onnxruntime" and fmt == "onnx" and precision is None:
+        from .ort_view import layout_view
+
+        layout = layout_view(cost.source)
+    split_seen: set[str] = set()
     names = [o.name for o in cost.ops]
     types = [o.op_type for o in cost.ops]
     kind_l: list[int] = []
@@ -182,6 +202,7 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None) ->
     flops_l: list[float] = []
     bytes_l: list[float] = []
     mkn: list[tuple[float, float, float]] = []
+    area_l: list[float] = []
     run_l: list[bool] = []
     reason = [""] * len(cost.ops)
     unknown: list[str] = []
@@ -193,7 +214,7 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None) ->
         if precision is not None and kd != _K_QUANT and p != precision:
             b *= _BYTES[precision] / _BYTES[p]
             p = precision
-        run = True
+        run, whole_input = True, False
         if o.op_type not in known:
             unknown.append(o.op_type)
         if view is not None:
@@ -201,7 +222,30 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None) ->
             reason[i] = why
         elif o.fused:
             run, reason[i] = False, "quantize/dequantize pair fused into the int8 kernels"
-        if kd == _K_DATA and o.op_type in _SELECT_OPS:
+        if layout is not None and run:
+            made_by = layout.producer.get(o.outputs[0]) if o.outputs else None
+            if p != "int8" and kd in (_K_CONV, _K_DW) and o.name in layout.fallback_nodes and (
+                    view is None or kd == _K_DW):
+                # (a dense float convolution of a QDQ graph has run-time dequantized weights: costed as the float
+                # convolution it is; a depthwise one runs as a plain grouped convolution either way)
+                kd = _K_CONV_FB if kd == _K_CONV else _K_DW_FB
+            elif o.op_type == "LayerNormalization" and made_by and made_by[0] == "SkipLayerNormalization":
+                kd = _K_SKIPLN
+            elif view is None and o.op_type in _ORT_FUSABLE and o.outputs and made_by is None:
+                # its output is gone from the optimized graph: fused into a neighbour (NCHWc convolution, Gemm,
+                # SkipLayerNormalization)
+                run, reason[i] = False, "fused into the kernel before or after it by onnxruntime"
+            elif o.op_type == "Gather" and o.outputs and o.outputs[0] in layout.split_of:
+                # onnxruntime turns gathers of one tensor into one Split: the first carries its cost
+                split = layout.split_of[o.outputs[0]]
+                if split in split_seen:
+                    run, reason[i] = False, "fused into a Split by onnxruntime"
+                else:
+                    split_seen.add(split)
+                    b, whole_input = 2.0 * float(o.input_bytes), True
+        if kd == _K_CONV and getattr(o, "kernel_area", 1) > 1:
+            kd = _K_CONV_SP
+        if kd == _K_DATA and o.op_type in _SELECT_OPS and not whole_input:
             b = 2.0 * float(o.output_bytes)  # a gather / slice moves what it selects, not its whole input
         if not run:
             pass
@@ -224,6 +268,7 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None) ->
         flops_l.append(0.0 if (o.op_type in meta) else float(o.flops))
         bytes_l.append(b)
         mkn.append(tuple(float(v) for v in o.gemm) if o.gemm else (1.0, 1.0, 1.0))
+        area_l.append(float(getattr(o, "kernel_area", 1) or 1))
         run_l.append(run)
     if view is not None:
         # layout nodes of the full optimization level, sized like an average int8 convolution output
@@ -253,6 +298,30 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None) ->
             bytes_l.append(5.0 * n_el)
             mkn.append((1.0, 1.0, 1.0))
             run_l.append(True)
+    if layout is not None and layout.extra_meta_nodes:
+        for _ in range(layout.extra_meta_nodes):  # Reshapes added around fused Gemms: a dispatch each
+            names.append("Reshape added by onnxruntime's optimizer")
+            types.append("Reshape")
+            reason.append("")
+            kind_l.append(_K_DATA)
+            prec_l.append(0)
+            flops_l.append(0.0)
+            bytes_l.append(0.0)
+            mkn.append((1.0, 1.0, 1.0))
+            run_l.append(True)
+    if layout is not None and layout.reorder_tensors:
+        out_bytes = {o.outputs[0]: float(o.output_bytes) for o in cost.ops if len(o.outputs) == 1}
+        for tname in layout.reorder_tensors:
+            nbytes = out_bytes.get(tname, float(cost.input_bytes))
+            names.append(f"NCHWc reorder of {tname} (onnxruntime)")
+            types.append("Transpose")
+            reason.append("")
+            kind_l.append(_K_TRANS)
+            prec_l.append(0)
+            flops_l.append(0.0)
+            bytes_l.append(2.0 * nbytes)
+            mkn.append((1.0, 1.0, 1.0))
+            run_l.append(True)
     in_el, out_el = _io_elements(cost)
     if precision is not None and precision != "fp32" and cost.stored_weight_bytes >= cost.weight_bytes_at.get("fp32", 0):
         wbytes = float(cost.weight_bytes_at.get(precision, cost.stored_weight_bytes))
@@ -272,6 +341,7 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None) ->
         weight_bytes=wbytes, activation_bytes=act, weight_precision=wprec,
         conv_weight_bytes=float(sum(o.weight_bytes for o in cost.ops if o.op_class in ("conv", "depthwise_conv")))
         * (wbytes / max(1.0, float(cost.stored_weight_bytes + cost.quant_param_bytes))),
+        area=np.array(area_l + [1.0] * (len(kind_l) - len(area_l)), float),
     )
 
 
@@ -285,6 +355,8 @@ def _ort_decision(o: Any, kd: int, p: str, b: float, view: Any, q_of: dict[str, 
         if any(view.produced.get(t) in ("QuantizeLinear", "DequantizeLinear") for t in outs):
             return True, p, b, ""
         return False, p, b, "fused into an int8 kernel by onnxruntime"
+    if view.nodes.get(o.name, "").startswith("QLinear") and kd not in (_K_CONV, _K_DW, _K_MM):
+        return True, "int8", b, ""  # an int8 kernel of its own (QLinearSoftmax, QLinearAdd, ...)
     own = view.produced.get(outs[0]) if outs else None
     if own is not None:
         if p == "int8":  # the kernel stays float: int8 activations are dequantized around it
@@ -295,6 +367,10 @@ def _ort_decision(o: Any, kd: int, p: str, b: float, view: Any, q_of: dict[str, 
     if kd in (_K_CONV, _K_DW, _K_MM):
         return True, "int8", b, ""
     if prod is None or prod in QLINEAR_MAC:
+        if view.nodes.get(o.name) == o.op_type:
+            # still there under its own name, its quantize / dequantize pair dropped: it moves int8 tensors
+            # (Reshape, Transpose, ... between int8 kernels)
+            return True, "int8", b, ""
         return False, p, b, "fused into an int8 kernel by onnxruntime"
     return True, "int8", b, ""
 
@@ -351,33 +427,47 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: "int | np.ndarray")
         1.0 + (max(1, min(dev.profile_threads, dev.max_threads)) - 1) * c.thread_efficiency)
     S = np.array([dev.sustained[p] for p in _PRECISIONS]) * 1e9
     eff = np.ones((len(_KIND_NAMES), 3))
-    for ki, kname in enumerate(_KIND_NAMES[:-1]):
-        e = c.efficiency.get(kname, {})
+    for ki, kname in enumerate(_KIND_NAMES):
+        if ki == _K_DATA:
+            continue
+        e = c.efficiency.get(kname) or c.efficiency.get(_FALLBACK_OF.get(kname, kname), {})
         base = e.get("fp32", c.data_bw_efficiency if ki in _MOVE_KINDS else 0.1)
         eff[ki] = [e.get("fp32", base), e.get("fp16", e.get("fp32", base)), e.get("int8", base)]
     kind, prec = t.kind, t.prec
-    is_mac = kind <= _K_MM
+    is_mac = (kind <= _K_MM) | (kind == _K_CONV_FB) | (kind == _K_DW_FB) | (kind == _K_CONV_SP)
+    is_dw = (kind == _K_DW) | (kind == _K_DW_FB)
     k0, n0, m0, c0 = c.gemm_k0, c.gemm_n0, c.gemm_m0, c.dw_c0
+    if c.gemm_int8_k0 is not None or c.gemm_int8_n0 is not None:  # int8 kernels tile K and N differently
+        k0 = np.where(t.prec == 2, c.gemm_int8_k0 if c.gemm_int8_k0 is not None else k0, k0)
+        n0 = np.where(t.prec == 2, c.gemm_int8_n0 if c.gemm_int8_n0 is not None else n0, n0)
     rm, rk, rn = REFERENCE_GEMM
     # shape factors relative to the reference convolution (where efficiency = 1 by the definition of "sustained")
     # output channels are computed in SIMD tiles of n_tile lanes: a partial last tile wastes lanes
     nt = max(1.0, c.n_tile)
     tile = t.n / (np.ceil(t.n / nt) * nt)
-    gemm_shape = ((t.k / (t.k + k0)) * (t.n / (t.n + n0)) * (t.m / (t.m + m0)) * tile
-                  / ((rk / (rk + k0)) * (rn / (rn + n0)) * (rm / (rm + m0))))
+    kfac = (t.k / (t.k + k0)) / (rk / (rk + k0))
+    if c.spatial_cin0 is not None and t.area is not None:
+        # a k x k convolution gathers k x k vectors of Cin values per output pixel (indirect / im2col GEMM):
+        # its inner dimension is Cin, not K (a 7x7 stem on 3 channels wastes most SIMD lanes)
+        cin, s0, rc = t.k / np.maximum(t.area, 1.0), c.spatial_cin0, rk / 9.0
+        kfac = np.where(kind == _K_CONV_SP, (cin / (cin + s0)) / (rc / (rc + s0)), kfac)
+    gemm_shape = (kfac * (t.n / (t.n + n0)) * (t.m / (t.m + m0)) * tile
+                  / ((rn / (rn + n0)) * (rm / (rm + m0))))
     dw_shape = (t.n / (t.n + c0)) * (t.m / (t.m + m0)) * tile / ((rn / (rn + c0)) * (rm / (rm + m0)))
-    shape = np.where(kind == _K_DW, dw_shape, np.where(is_mac, gemm_shape, 1.0))
+    shape = np.where(is_dw, dw_shape, np.where(is_mac, gemm_shape, 1.0))
     # non-MAC kernels are rated against the fp32 figure (their int8 speed is in eff[group]["int8"])
     rate_base = np.where(is_mac, S[prec], S[0])
     rate = rate_base * eff[kind, prec] * shape * tf
     move = np.isin(kind, _MOVE_KINDS)
     compute = np.where(move, 0.0, t.flops / np.maximum(rate, 1e-9))
     bw_eff = np.where(kind == _K_DATA, c.data_bw_efficiency, np.where(move, eff[kind, prec], c.bw_efficiency))
-    bw_eff = np.where(kind == _K_DW, c.dw_bw_efficiency, bw_eff)
+    bw_eff = np.where(is_dw, c.dw_bw_efficiency, bw_eff)
     # working sets beyond the cache stream slower: x (1 + penalty x bytes / (bytes + cache))
     cache = max(c.cache_kb, 1.0) * 1024.0
     memory = t.bytes / (dev.bandwidth_gbps * 1e9 * bw_eff * tf) * (1.0 + c.cache_penalty * t.bytes / (t.bytes + cache))
     ov_us = c.op_overhead_us + np.where(is_mac, c.mac_overhead_us, 0.0)
+    if c.dw_group_overhead_us:  # a plain grouped depthwise convolution pays per channel group
+        ov_us = ov_us + np.where(kind == _K_DW_FB, t.n * c.dw_group_overhead_us, 0.0)
     ov = ov_us * 1e-6 * (c.ref_ghz / dev.ghz) * (1 + (n_thr - 1) * c.thread_overhead)
     total = np.where(t.run, _smooth_max(compute, memory) + ov, 0.0)
     return total, np.where(t.run, compute, 0.0), np.where(t.run, memory, 0.0)
@@ -485,7 +575,7 @@ def predict_from_cost(
     threads = threads or profile.cpu.threads
     c = constants or resolve(profile, runtime)
     dev = Device.from_profile(profile, runtime)
-    table = build_table(cost, runtime, precision)
+    table = build_table(cost, runtime, precision, layouts=c.family == "x86_64")
     total, comp, mem = op_times(table, c, dev, threads)
     fixed = fixed_time(table, c, dev)
     peak, w_mb, a_mb, base = memory_mb(table, c)
@@ -513,7 +603,7 @@ def predict_from_cost(
         else:
             ov = total[i] - max(comp[i], mem[i])
             bound = "compute" if comp[i] >= mem[i] and comp[i] > ov else ("memory" if mem[i] > ov else "overhead")
-        cls = cost.ops[i].op_class if i < len(cost.ops) else "quant"
+        cls = cost.ops[i].op_class if i < len(cost.ops) else ("data" if table.op_types[i] == "Transpose" else "quant")
         ops.append(OpPrediction(table.names[i], table.op_types[i], cls, _PRECISIONS[int(table.prec[i])],
                                 int(table.flops[i]), int(table.bytes[i]), float(total[i] * 1e3), bound))
     latency = float(total.sum() + fixed) * 1e3

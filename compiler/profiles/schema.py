@@ -100,8 +100,10 @@ class Memory(_Strict):
 Precision = Literal["fp32", "fp16", "int8"]
 
 #: op classes (multiply-accumulate) and kernel groups (the rest) the predictor keeps efficiencies for
+#: conv_fallback / depthwise_conv_fallback: float convolutions onnxruntime keeps out of its NCHWc layout on x86
 PREDICTOR_CLASSES = ("conv", "depthwise_conv", "matmul", "binary", "activation", "hardswish", "softmax", "reduce",
-                     "quant", "transpose", "pad")
+                     "quant", "transpose", "pad", "conv_fallback", "depthwise_conv_fallback", "skip_layernorm",
+                     "conv_spatial")
 
 
 class MemoryConstants(_Strict):
@@ -126,6 +128,11 @@ class RuntimeConstants(_Strict):
     #: depthwise convolutions, the channel count (dw_c0)
     gemm_k0: NonNegativeFloat | None = None
     gemm_n0: NonNegativeFloat | None = None
+    #: the same for int8 kernels where they differ (unset: gemm_k0 / gemm_n0)
+    gemm_int8_k0: NonNegativeFloat | None = None
+    gemm_int8_n0: NonNegativeFloat | None = None
+    #: input channels at which a k x k convolution reaches half its efficiency (unset: costed by K like a GEMM)
+    spatial_cin0: NonNegativeFloat | None = None
     gemm_m0: NonNegativeFloat | None = None
     dw_c0: NonNegativeFloat | None = None
     #: SIMD tile width of the output-channel dimension (a partial last tile wastes lanes); not fitted
@@ -142,6 +149,9 @@ class RuntimeConstants(_Strict):
     op_overhead_us: NonNegativeFloat | None = None
     #: extra fixed cost of each convolution / matmul (kernel setup, layout reorders), microseconds
     mac_overhead_us: NonNegativeFloat | None = None
+    #: extra cost per channel group of a depthwise convolution run as a plain grouped convolution (onnxruntime
+    #: outside its NCHWc layout), microseconds
+    dw_group_overhead_us: NonNegativeFloat | None = None
     invoke_overhead_us: NonNegativeFloat | None = None
     #: cost of handing each graph input/output element to the runtime (host Python runners), by element type
     io_ns_per_element: dict[Precision, NonNegativeFloat] | None = None
