@@ -99,6 +99,17 @@ def test_transformer_token_inputs_and_embedding_table(transformer_files: dict) -
     for s in ("int8_static_per_channel", "int8_dynamic"):
         assert fp32_w / d[s]["weight_bytes_excluding_embeddings"] > 3.0, s
     assert d["int8_dynamic"]["embedding_bytes"] * 3.9 < d["fp32"]["embedding_bytes"]
+    # the predictor costs a lookup by the rows it reads, not by the whole table
+    from adaptc.predict import predict
+
+    from adaptc.analysis import analyze
+
+    path = transformer_files["fp32"]["file"].path
+    cost = {o.name: o for o in analyze(path).ops}
+    look = [o for o in predict(path, "host", runtime="tflite").ops if o.op_type == "EMBEDDING_LOOKUP"]
+    assert look
+    for o in look:  # read the selected rows, write them: twice the output, whatever the table's size
+        assert o.bytes_moved == 2 * cost[o.name].output_bytes < cost[o.name].bytes_moved
 
 
 def test_exporter_load_and_run(cnn_files: dict, digits_task) -> None:

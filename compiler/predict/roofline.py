@@ -90,7 +90,7 @@ _TFL_SOFTMAX = {"SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION", "LOCAL_RESPONSE_NO
 _TFL_META = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SHAPE", "RANK"}
 #: data ops that select part of their input
 _SELECT_OPS = {"Gather", "GatherElements", "GatherND", "Slice", "Split", "GATHER", "GATHER_ND", "SLICE",
-               "STRIDED_SLICE", "SPLIT", "SPLIT_V", "UNPACK"}
+               "STRIDED_SLICE", "SPLIT", "SPLIT_V", "UNPACK", "EMBEDDING_LOOKUP"}
 #: ops onnxruntime fuses into the convolution / matmul that produces their input
 _ORT_FUSABLE = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "BatchNormalization", "Add", "Mul"}
 
