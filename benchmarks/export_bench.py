@@ -39,17 +39,12 @@ def digits_student(out_dir: Path = ROOT / "adaptc-out" / "export-bench-digits") 
 
     import adaptc
     from adaptc.search.trials import TrialStore
-    from adaptc.store import BuildStore
     from adaptc.tasks import get_task
 
     if not (out_dir / "report.json").exists():
         adaptc.build("digits", "pixel8", out_dir, formats=["onnx"])
     report = json.loads((out_dir / "report.json").read_text())
-    with BuildStore(out_dir / ".adaptc" / "state.sqlite") as store:
-        ts = TrialStore(store, out_dir)
-        row = store.connection.execute(
-            "SELECT key FROM trials WHERE rung = 'final' ORDER BY created DESC LIMIT 1").fetchone()
-        model = ts.load_model(ts.get(row[0])).eval()
+    model = TrialStore.open_final(out_dir).eval()
     chosen = report["search"]["chosen"]
     note = (f"the searched digits student of `adaptc build --device pixel8` ({chosen['candidate']}, "
             f"{sum(p.numel() for p in model.parameters()):,} parameters, {chosen['compression']:.1f}x fewer than "

@@ -130,7 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     import adaptc
     from adaptc.search.trials import TrialStore
     from adaptc.slim import block_importance, drop_blocks, find_blocks
-    from adaptc.store import BuildStore
     from adaptc.profiles import load_profile
     from adaptc.tasks import get_task
     from adaptc.tasks.minilm import load_pairs
@@ -138,11 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(2)
     task = get_task("minilm")
-    with BuildStore(out_dir / ".adaptc" / "state.sqlite") as store:
-        ts = TrialStore(store, out_dir)
-        row = store.connection.execute(
-            "SELECT key FROM trials WHERE rung = 'final' ORDER BY created DESC LIMIT 1").fetchone()
-        student = ts.load_model(ts.get(row[0]))
+    student = TrialStore.open_final(out_dir)
     n_layers = len(find_blocks(student)[1])
     results: dict[str, object] = {
         "benchmark": "minilm", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

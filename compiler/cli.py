@@ -13,7 +13,7 @@ import logging
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import click
 import typer
@@ -92,16 +92,27 @@ def _parse_formats(formats: Optional[str]) -> list[str] | None:
 
 
 # --------------------------------------------------------------------------------------------- build
+
+# options shared by `build` and `export` (one definition each, so their help texts cannot drift apart)
+DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="Profile name (see `adaptc devices`) or path to a profile YAML.")]
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help="Built-in task (digits, animal-mnist, docstrings, minilm) or package.module:factory.")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder [default: adaptc-out/<device>].")]
+FormatsOpt = Annotated[Optional[str], typer.Option("--formats", help="Comma-separated formats, overriding the profile (onnx,tflite,coreml).")]
+MaxDropOpt = Annotated[float, typer.Option("--max-drop", help="Largest accepted metric drop of an artifact, in points.")]
+ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="Host threads for measurement [default: the profile's].")]
+RunsOpt = Annotated[int, typer.Option("--runs", min=5, help="Timed runs per latency measurement (after warm-up).")]
+NoResumeOpt = Annotated[bool, typer.Option("--no-resume", help="Redo finished work instead of resuming.")]
+
 @app.command()
 def build(
-    device: str = typer.Option("host", "--device", "-d", help="Profile name (see `adaptc devices`) or path to a profile YAML."),
-    task: str = typer.Option("digits", "--task", "-t", help="Built-in task (digits, docstrings) or package.module:factory."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder [default: adaptc-out/<device>]."),
-    formats: Optional[str] = typer.Option(None, "--formats", help="Comma-separated formats, overriding the profile (onnx,tflite,coreml)."),
-    max_drop: float = typer.Option(1.0, "--max-drop", help="Largest accepted metric drop of an artifact, in points."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Host threads for measurement [default: the profile's]."),
-    runs: int = typer.Option(100, "--runs", min=5, help="Timed runs per latency measurement (after warm-up)."),
-    no_resume: bool = typer.Option(False, "--no-resume", help="Redo finished work instead of resuming."),
+    device: DeviceOpt = "host",
+    task: TaskOpt = "digits",
+    out: OutOpt = None,
+    formats: FormatsOpt = None,
+    max_drop: MaxDropOpt = 1.0,
+    threads: ThreadsOpt = None,
+    runs: RunsOpt = 100,
+    no_resume: NoResumeOpt = False,
     seed: int = typer.Option(0, "--seed", help="Random seed (search and training): the same seed gives the same choice."),
     no_search: bool = typer.Option(False, "--no-search", help="Export the teacher as it is (no student search)."),
     widths: Optional[str] = typer.Option(None, "--widths", help="Width multipliers to search, e.g. 1,0.5,0.25 [default: 1,0.75,0.5,0.35,0.25,0.125]."),
@@ -165,14 +176,14 @@ def _exit_for_status(report: Any) -> None:
 # --------------------------------------------------------------------------------------------- export
 @app.command("export")
 def export_cmd(
-    device: str = typer.Option("host", "--device", "-d", help="Profile name (see `adaptc devices`) or path to a profile YAML."),
-    task: str = typer.Option("digits", "--task", "-t", help="Built-in task (digits, docstrings) or package.module:factory; its model is exported as is."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder [default: adaptc-out/<device>]."),
-    formats: Optional[str] = typer.Option(None, "--formats", help="Comma-separated formats, overriding the profile (onnx,tflite,coreml)."),
-    max_drop: float = typer.Option(1.0, "--max-drop", help="Largest accepted metric drop of an artifact, in points."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Host threads for measurement [default: the profile's]."),
-    runs: int = typer.Option(100, "--runs", min=5, help="Timed runs per latency measurement (after warm-up)."),
-    no_resume: bool = typer.Option(False, "--no-resume", help="Redo finished work instead of resuming."),
+    device: DeviceOpt = "host",
+    task: TaskOpt = "digits",
+    out: OutOpt = None,
+    formats: FormatsOpt = None,
+    max_drop: MaxDropOpt = 1.0,
+    threads: ThreadsOpt = None,
+    runs: RunsOpt = 100,
+    no_resume: NoResumeOpt = False,
 ) -> None:
     """Export a task's model as is (no student search): artifacts per format, parity, measurements, report."""
     from .export.api import export_model

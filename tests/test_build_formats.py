@@ -133,6 +133,14 @@ def test_int8_guardrail_prefers_faster_fp32(digits_task, tmp_path: Path) -> None
     dyn = next(r for r in res.reports if r.scheme == "int8_dynamic")
     assert dyn.status == "ok" and any(f.startswith("did int8 help? no") for f in dyn.flags)
     assert res.chosen is not None and res.chosen.scheme == "fp32"
+    # a dynamic int8 file is gated one sample per call, as a device runs it (its scales depend on the batch)
+    from adaptc.export.parity import check_parity
+    from adaptc.measure import open_runner
+    from adaptc.tasks import predict_torch
+
+    one = check_parity(open_runner("onnxruntime", tmp_path / dyn.file, 1), digits_task,
+                       predict_torch(digits_task.model, digits_task.test), batch=1)
+    assert dyn.parity is not None and dyn.parity.max_abs_diff == pytest.approx(one.max_abs_diff, rel=1e-6)
 
 
 def test_contained_failure_partial_build_exit_3(tmp_path: Path) -> None:

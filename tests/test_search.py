@@ -64,6 +64,15 @@ def test_trials_recorded_and_rerun_resumes(search_build) -> None:
         assert c.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == n  # nothing retrained
     assert rep2.search["chosen"]["candidate"] == rep.search["chosen"]["candidate"]
     assert rep2.search["chosen"]["val"] == rep.search["chosen"]["val"]
+    # the chosen student, loaded back from the build folder (what benchmarks evaluate)
+    from adaptc.errors import AdaptcError
+    from adaptc.search.trials import TrialStore
+
+    student = TrialStore.open_final(out)
+    assert sum(p.numel() for p in student.parameters()) == rep.search["chosen"]["params"]
+    with pytest.raises(AdaptcError, match="not an adaptc build folder"):
+        TrialStore.open_final(out / "nowhere")
+    assert not (out / "nowhere").exists()
 
 
 def test_same_seed_same_choice(search_build, tmp_path: Path) -> None:

@@ -108,25 +108,22 @@ def _train_batches(task: Task, batch_size: int, g: torch.Generator):  # noqa: AN
 
 
 def _n_batches(task: Task, batch_size: int) -> int:
-    """How many batches ``_train_batches`` yields per epoch."""
+    """How many batches ``_train_batches`` yields per epoch (to size the learning-rate schedule)."""
     y = task.train.targets
     if task.kind == "embedding" and y is not None and bool((y >= 0).any()):
-        # pair groups fill batches of >= batch_size (a group is never split), then the unlabelled rest
-        sizes = torch.unique(y[y >= 0], return_counts=True)[1].tolist()
-        n, cur = 0, 0
-        for k in sizes:
-            cur += k
-            if cur >= batch_size:
-                n, cur = n + 1, 0
-        rest = int((y < 0).sum())
-        return n + (1 if cur else 0) + (rest + batch_size - 1) // batch_size
+        # the same chunking as training, in one order; with groups of unequal size another order may give one
+        # batch more, so the schedule then has a batch to spare per epoch
+        sizes = torch.unique(y[y >= 0], return_counts=True)[1]
+        spare = int(bool((sizes != sizes[0]).any()))
+        return len(_pair_chunks(task.train, None, batch_size, torch.Generator().manual_seed(0))) + spare
     return (len(task.train) + batch_size - 1) // batch_size
 
 
-def _pair_batches(split: Split, mask: torch.Tensor | None, batch_size: int, g: torch.Generator):  # noqa: ANN202
-    """Batches for embedding tasks with labelled pairs (targets >= 0 group a pair, -1 is unlabelled): the
-    members of a group always share a batch, so the in-batch contrastive term sees its positives; unlabelled
-    samples fill their own batches (length-bucketed when ``mask`` is given). Batch order is shuffled."""
+def _pair_chunks(split: Split, mask: torch.Tensor | None, batch_size: int, g: torch.Generator) -> list[torch.Tensor]:
+    """The index batches of an embedding split with labelled pairs (targets >= 0 group a pair, -1 is
+    unlabelled): the members of a group always share a batch, so the in-batch contrastive term sees its
+    positives (groups fill a batch to at least ``batch_size``, never split); unlabelled samples fill their own
+    batches. Length-bucketed when ``mask`` is given."""
     y = split.targets
     assert y is not None
     labelled = torch.nonzero(y >= 0).flatten()
@@ -136,7 +133,7 @@ def _pair_batches(split: Split, mask: torch.Tensor | None, batch_size: int, g: t
     keys = list(groups)
     if mask is not None:
         # pairs of similar length share a batch (the longest member, with a little noise), so trimming the
-        # padding per batch still pays; the batch order is shuffled below
+        # padding per batch still pays; the batch order is shuffled by the caller
         lens = mask.sum(1).float()
         longest = torch.tensor([float(lens[groups[k]].max()) for k in keys]) + 4 * torch.rand(len(keys), generator=g)
         order = [keys[j] for j in torch.argsort(longest).tolist()]
@@ -159,6 +156,13 @@ def _pair_batches(split: Split, mask: torch.Tensor | None, batch_size: int, g: t
         else:
             rest = rest[torch.randperm(len(rest), generator=g)]
         chunks += [rest[i : i + batch_size] for i in range(0, len(rest), batch_size)]
+    return chunks
+
+
+def _pair_batches(split: Split, mask: torch.Tensor | None, batch_size: int, g: torch.Generator):  # noqa: ANN202
+    """The batches of :func:`_pair_chunks` in a shuffled order: (indices, inputs, targets)."""
+    chunks = _pair_chunks(split, mask, batch_size, g)
+    y = split.targets
     for j in torch.randperm(len(chunks), generator=g).tolist():
         idx = chunks[j]
         yield idx, tuple(t[idx] for t in split.inputs), y[idx]

@@ -47,10 +47,13 @@ def agreement(out: np.ndarray, ref: np.ndarray, classification: bool) -> tuple[f
     return float(diff.max()), float(diff.mean()), cos, top1
 
 
-def check_parity(runner: Runner, task: Task, reference_outputs: np.ndarray, split: Split | None = None) -> ParityResult:
-    """Run ``runner`` over the split (default: test) and compare with the torch reference outputs."""
+def check_parity(runner: Runner, task: Task, reference_outputs: np.ndarray, split: Split | None = None,
+                 batch: int | None = None) -> ParityResult:
+    """Run ``runner`` over the split (default: test) and compare with the torch reference outputs. ``batch``:
+    samples per call (1 for dynamically quantized files, whose activation scales depend on the whole batch:
+    a device runs them one input at a time)."""
     split = split if split is not None else task.test
-    out = run_batched(runner, split.numpy_inputs())
+    out = run_batched(runner, split.numpy_inputs(), **({"batch": batch} if batch else {}))
     mx, mean, cos, top1 = agreement(out, reference_outputs, task.kind == "classification")
     return ParityResult(
         metric=float(task.metric(out, split)),

@@ -121,7 +121,7 @@ _ORT_TYPES = {
 def run_batched(runner: Runner, arrays: Sequence[np.ndarray], batch: int = 256) -> np.ndarray:
     """The runner's first output over all rows of ``arrays``, in batches the runner accepts."""
     n = len(arrays[0])
-    bs = runner.max_batch or batch
+    bs = min(runner.max_batch or batch, batch)
     outs = []
     for i in range(0, n, bs):
         outs.append(np.asarray(runner.run([a[i : i + bs] for a in arrays])[0]))

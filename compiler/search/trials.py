@@ -48,5 +48,26 @@ class TrialStore:
     def load_model(self, rec: dict[str, Any]) -> nn.Module:
         return torch.load(rec["checkpoint"], map_location="cpu", weights_only=False).eval()
 
+    def final_model(self) -> nn.Module | None:
+        """The student of the build's last final training (what the build exported), or None."""
+        row = self.store.connection.execute(
+            "SELECT key FROM trials WHERE rung = 'final' ORDER BY created DESC LIMIT 1").fetchone()
+        rec = self.get(row[0]) if row else None
+        return self.load_model(rec) if rec else None
+
+    @classmethod
+    def open_final(cls, out_dir: Path) -> nn.Module:
+        """The final student of a finished build folder (benchmarks load the model a build chose)."""
+        from ..errors import AdaptcError
+
+        db = Path(out_dir) / ".adaptc" / "state.sqlite"
+        if not db.is_file():
+            raise AdaptcError(f"{out_dir}: not an adaptc build folder (no .adaptc/state.sqlite)")
+        with BuildStore(db) as store:
+            model = cls(store, Path(out_dir)).final_model()
+        if model is None:
+            raise AdaptcError(f"{out_dir}: no finished final training in this build folder (search off, or unfinished)")
+        return model
+
     def count(self) -> int:
         return int(self.store.connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
