@@ -28,6 +28,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: onnxruntime ops that are quantized multiply-accumulate kernels (an op fused into one of these is free)
 QLINEAR_MAC = {"QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul",
@@ -49,25 +50,36 @@ class RuntimeView:
     nodes: dict[str, str] = field(default_factory=dict)
 
 
+def _optimized(path: str, level: str) -> Any:
+    """The graph onnxruntime runs for ``path`` after optimization ``level`` ("extended" or "all"), as a
+    ModelProto (onnxruntime writes it out; nothing is executed)."""
+    import onnx
+    import onnxruntime as ort
+
+    lv = {"extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    with tempfile.TemporaryDirectory(prefix="adaptc-ortview-") as d:
+        out = os.path.join(d, "optimized.onnx")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = lv[level]
+        so.optimized_model_filepath = out
+        so.log_severity_level = 3
+        so.intra_op_num_threads = 1
+        ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        return onnx.load(out, load_external_data=False)
+
+
+def _file_key(path: str | None) -> tuple[str, float] | None:
+    """(path, mtime) of an existing file: the cache key of the views (a rewritten file is read again)."""
+    if not path or not Path(path).is_file():
+        return None
+    return str(path), Path(path).stat().st_mtime
+
+
 @functools.lru_cache(maxsize=64)
 def _view(path: str, mtime: float) -> RuntimeView | None:
     del mtime  # part of the cache key only
     try:
-        import onnx
-        import onnxruntime as ort
-
-        graphs = {}
-        with tempfile.TemporaryDirectory(prefix="adaptc-ortview-") as d:
-            for name, level in (("ext", ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED),
-                                ("all", ort.GraphOptimizationLevel.ORT_ENABLE_ALL)):
-                out = os.path.join(d, f"{name}.onnx")
-                so = ort.SessionOptions()
-                so.graph_optimization_level = level
-                so.optimized_model_filepath = out
-                so.log_severity_level = 3
-                so.intra_op_num_threads = 1
-                ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-                graphs[name] = onnx.load(out, load_external_data=False)
+        graphs = {"ext": _optimized(path, "extended"), "all": _optimized(path, "all")}
         m = graphs["ext"]
     except Exception:
         return None
@@ -117,7 +129,6 @@ def nchwc_available() -> bool:
     try:
         import numpy as np
         import onnx
-        import onnxruntime as ort
         from onnx import TensorProto, helper, numpy_helper
 
         w = numpy_helper.from_array(np.zeros((16, 16, 3, 3), np.float32), "w")
@@ -127,14 +138,9 @@ def nchwc_available() -> bool:
         model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
         model.ir_version = 8
         with tempfile.TemporaryDirectory(prefix="adaptc-ortprobe-") as d:
-            src, out = os.path.join(d, "p.onnx"), os.path.join(d, "o.onnx")
+            src = os.path.join(d, "probe.onnx")
             onnx.save(model, src)
-            so = ort.SessionOptions()
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            so.optimized_model_filepath = out
-            so.log_severity_level = 3
-            ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-            return any(n.domain == "com.microsoft.nchwc" for n in onnx.load(out).graph.node)
+            return any(n.domain == "com.microsoft.nchwc" for n in _optimized(src, "all").graph.node)
     except Exception:
         return False
 
@@ -144,18 +150,9 @@ def _layout(path: str, mtime: float) -> LayoutView | None:
     del mtime  # part of the cache key only
     try:
         import onnx
-        import onnxruntime as ort
 
         src = onnx.load(path, load_external_data=False)
-        with tempfile.TemporaryDirectory(prefix="adaptc-ortlayout-") as d:
-            out = os.path.join(d, "all.onnx")
-            so = ort.SessionOptions()
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            so.optimized_model_filepath = out
-            so.log_severity_level = 3
-            so.intra_op_num_threads = 1
-            ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-            opt = onnx.load(out, load_external_data=False)
+        opt = _optimized(path, "all")
     except Exception:
         return None
     producer = {o: (n.op_type, n.name) for n in opt.graph.node for o in n.output if o}
@@ -179,18 +176,11 @@ def _layout(path: str, mtime: float) -> LayoutView | None:
 def layout_view(path: str | None) -> LayoutView | None:
     """onnxruntime's full optimization of an ONNX graph on this machine (NCHWc layouts on x86, fusions), or None
     (no file, or a failure)."""
-    if not path:
-        return None
-    p = Path(path)
-    if not p.is_file():
-        return None
-    return _layout(str(p), p.stat().st_mtime)
+    key = _file_key(path)
+    return _layout(*key) if key else None
 
 
 def runtime_view(path: str | None) -> RuntimeView | None:
-    if not path:
-        return None
-    p = Path(path)
-    if not p.is_file():
-        return None
-    return _view(str(p), p.stat().st_mtime)
+    """What onnxruntime makes of a QDQ graph (int8 kernels, explicit quantize / dequantize), or None."""
+    key = _file_key(path)
+    return _view(*key) if key else None
