@@ -368,14 +368,11 @@ def refit_phones(rows: list[dict[str, Any]]) -> dict[str, Any]:
     bounds = {"peak_to_sustained.fp32": (0.2, 1.2), "peak_to_sustained.int8": (0.1, 1.2)}
     from adaptc.predict.fit import LATENCY_PARAMS, _get
 
-    from adaptc.predict.roofline import _FALLBACK_OF
+    from adaptc.predict.fit import with_starts
 
     allb = {**LATENCY_PARAMS, **bounds}
+    base = with_starts(base, params)
     d0 = base.to_dict()
-    for kind in {p.split(".")[1] for p in params if p.startswith("efficiency.")}:
-        if kind not in d0["efficiency"]:  # a kind new to this family starts from the one it falls back to
-            d0["efficiency"][kind] = dict(d0["efficiency"][_FALLBACK_OF[kind]])
-            base = with_values(base, {f"efficiency.{kind}.{q}": v for q, v in d0["efficiency"][kind].items()})
     lo = np.log([allb[p][0] for p in params])
     hi = np.log([allb[p][1] for p in params])
     x0 = np.clip(np.log([_get(d0, p) for p in params]), lo + 1e-6, hi - 1e-6)

@@ -125,6 +125,26 @@ def error_stats(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
             "rms_log_error": float(np.sqrt(np.mean(np.log(pred / meas) ** 2))) if len(a) else float("nan")}
 
 
+#: where a constant a family does not have yet starts a fit: another constant's value, or a number
+_START_FROM: dict[str, str | float] = {"gemm_int8_k0": "gemm_k0", "gemm_int8_n0": "gemm_n0", "spatial_cin0": 4.0,
+                                       "dw_group_overhead_us": 0.1}
+
+
+def with_starts(base: Constants, params: Sequence[str]) -> Constants:
+    """``base`` with a starting value for each of ``params`` it lacks: an efficiency kind copies the kind it
+    falls back to (``conv_spatial`` <- ``conv``), other constants follow ``_START_FROM``."""
+    d = base.to_dict()
+    start: dict[str, float] = {}
+    for p in params:
+        kind = p.split(".")[1] if p.startswith("efficiency.") else ""
+        if kind in _FALLBACK_OF and kind not in d["efficiency"]:
+            start.update({f"efficiency.{kind}.{q}": v for q, v in d["efficiency"][_FALLBACK_OF[kind]].items()})
+        elif p in _START_FROM and not d.get(p):
+            src = _START_FROM[p]
+            start[p] = float(d[src]) if isinstance(src, str) else src
+    return with_values(base, start) if start else base
+
+
 def fit_latency(samples: Sequence[LatencySample], base: Constants, dev: Device, params: Sequence[str] | None = None,
                 prior_weight: float = 0.05, bounds: dict[str, tuple[float, float]] | None = None) -> FitResult:
     """Fit ``params`` (dotted constant names) to the samples' measured latencies."""
@@ -132,21 +152,8 @@ def fit_latency(samples: Sequence[LatencySample], base: Constants, dev: Device, 
 
     allb = {**LATENCY_PARAMS, **THREAD_PARAMS, **ORT_LAYOUT_PARAMS, **(bounds or {})}
     params = list(params or LATENCY_PARAMS)
+    base = with_starts(base, params)
     d0 = base.to_dict()
-    for p in params:  # a constant not set yet starts from the one it falls back to
-        if p in ("gemm_int8_k0", "gemm_int8_n0") and d0.get(p) is None:
-            d0[p] = d0[p.replace("_int8", "")]
-            base = with_values(base, {p: d0[p]})
-        if p == "spatial_cin0" and d0.get(p) is None:
-            d0[p] = 4.0
-            base = with_values(base, {p: d0[p]})
-        if p == "dw_group_overhead_us" and not d0.get(p):
-            d0[p] = 0.1
-            base = with_values(base, {p: d0[p]})
-        kind = p.split(".")[1] if p.startswith("efficiency.") else ""
-        if kind in _FALLBACK_OF and kind not in d0["efficiency"]:
-            d0["efficiency"][kind] = dict(d0["efficiency"][_FALLBACK_OF[kind]])
-            base = with_values(base, {f"efficiency.{kind}.{q}": v for q, v in d0["efficiency"][kind].items()})
     lo = np.log([allb[p][0] for p in params])
     hi = np.log([allb[p][1] for p in params])
     x0 = np.clip(np.log([max(_get(d0, p), 1e-9) for p in params]), lo + 1e-9, hi - 1e-9)

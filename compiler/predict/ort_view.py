@@ -26,6 +26,7 @@ import functools
 import math
 import os
 import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,23 +78,21 @@ def _file_key(path: str | None) -> tuple[str, float] | None:
 
 @functools.lru_cache(maxsize=64)
 def _view(path: str, mtime: float) -> RuntimeView | None:
-    del mtime  # part of the cache key only
+    full = _layout(path, mtime)  # the full optimization level, shared with layout_view (optimized once)
+    if full is None:
+        return None
     try:
-        graphs = {"ext": _optimized(path, "extended"), "all": _optimized(path, "all")}
-        m = graphs["ext"]
+        m = _optimized(path, "extended")
     except Exception:
         return None
-
-    def count(g: object, types: tuple[str, ...]) -> int:
-        return sum(1 for n in g.graph.node if n.op_type in types)  # type: ignore[attr-defined]
-
+    ext = Counter(n.op_type for n in m.graph.node)
     produced = {o: n.op_type for n in m.graph.node for o in n.output if o}
     inits = {t.name: int(math.prod(t.dims)) for t in m.graph.initializer}
     wdq = [inits[n.input[0]] for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input and
            n.input[0] in inits and inits[n.input[0]] > 64]
-    transposes = max(0, count(graphs["all"], ("Transpose",)) - count(m, ("Transpose",)))
-    quant = max(0, count(graphs["all"], ("QuantizeLinear", "DequantizeLinear"))
-                - count(m, ("QuantizeLinear", "DequantizeLinear")))
+    transposes = max(0, full.op_counts["Transpose"] - ext["Transpose"])
+    quant = max(0, full.op_counts["QuantizeLinear"] + full.op_counts["DequantizeLinear"]
+                - ext["QuantizeLinear"] - ext["DequantizeLinear"])
     return RuntimeView(produced, wdq, transposes, quant, {n.name: n.op_type for n in m.graph.node if n.name})
 
 
@@ -113,6 +112,8 @@ class LayoutView:
     extra_meta_nodes: int = 0
     #: tensor -> name of the Split node that produces it (directly or through a Squeeze): gathers fused into one
     split_of: dict[str, str] = field(default_factory=dict)
+    #: how many nodes of each op type the optimized graph has
+    op_counts: Counter = field(default_factory=Counter)
 
     @property
     def produced(self) -> set[str]:
@@ -156,13 +157,14 @@ def _layout(path: str, mtime: float) -> LayoutView | None:
     except Exception:
         return None
     producer = {o: (n.op_type, n.name) for n in opt.graph.node for o in n.output if o}
-    extra_meta = max(0, sum(n.op_type in _META for n in opt.graph.node) - sum(n.op_type in _META for n in src.graph.node))
+    counts = Counter(n.op_type for n in opt.graph.node)
+    extra_meta = max(0, sum(counts[t] for t in _META) - sum(n.op_type in _META for n in src.graph.node))
     split_of = {o: n.name for n in opt.graph.node if n.op_type == "Split" for o in n.output if o}
     for n in opt.graph.node:
         if n.op_type == "Squeeze" and n.input and n.input[0] in split_of and n.output:
             split_of[n.output[0]] = split_of[n.input[0]]
     if not nchwc_available():
-        return LayoutView(set(), [], producer, extra_meta, split_of)
+        return LayoutView(set(), [], producer, extra_meta, split_of, counts)
     # a plain-layout convolution keeps its weight initializer; an NCHWc one gets a reordered copy
     plain_weights = {n.input[1] for n in opt.graph.node
                      if n.op_type in ("Conv", "FusedConv") and n.domain in ("", "ai.onnx", "com.microsoft")
@@ -170,7 +172,7 @@ def _layout(path: str, mtime: float) -> LayoutView | None:
     fallback = {n.name for n in src.graph.node if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in plain_weights}
     reorders = [n.output[0] for n in opt.graph.node if n.op_type == "ReorderOutput" and n.output]
     reorders += [n.input[0] for n in opt.graph.node if n.op_type == "ReorderInput" and n.input]
-    return LayoutView(fallback, reorders, producer, extra_meta, split_of)
+    return LayoutView(fallback, reorders, producer, extra_meta, split_of, counts)
 
 
 def layout_view(path: str | None) -> LayoutView | None:

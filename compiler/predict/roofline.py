@@ -243,7 +243,7 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
                 else:
                     split_seen.add(split)
                     b, whole_input = 2.0 * float(o.input_bytes), True
-        if kd == _K_CONV and getattr(o, "kernel_area", 1) > 1:
+        if kd == _K_CONV and o.kernel_area > 1:
             kd = _K_CONV_SP
         if kd == _K_DATA and o.op_type in _SELECT_OPS and not whole_input:
             b = 2.0 * float(o.output_bytes)  # a gather / slice moves what it selects, not its whole input
@@ -268,60 +268,38 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
         flops_l.append(0.0 if (o.op_type in meta) else float(o.flops))
         bytes_l.append(b)
         mkn.append(tuple(float(v) for v in o.gemm) if o.gemm else (1.0, 1.0, 1.0))
-        area_l.append(float(getattr(o, "kernel_area", 1) or 1))
+        area_l.append(float(o.kernel_area))
         run_l.append(run)
+    def add(name: str, op_type: str, kd: int, prec: int, flops: float, nbytes: float) -> None:
+        """An op the runtime runs that the exported graph does not have (layout copies, added dispatches)."""
+        names.append(name)
+        types.append(op_type)
+        reason.append("")
+        kind_l.append(kd)
+        prec_l.append(prec)
+        flops_l.append(flops)
+        bytes_l.append(nbytes)
+        mkn.append((1.0, 1.0, 1.0))
+        area_l.append(1.0)
+        run_l.append(True)
+
     if view is not None:
         # layout nodes of the full optimization level, sized like an average int8 convolution output
         q_out = [o.output_bytes for o in cost.ops if o.op_class in ("conv", "depthwise_conv") and o.precision == "int8"]
         avg = float(np.mean(q_out)) if q_out else 0.0
-        for name, kd, count, nbytes, fl in (("layout Transpose (onnxruntime NHWC)", _K_TRANS, view.layout_transposes,
-                                             2 * avg, 0.0),
-                                            ("layout Quantize/Dequantize (onnxruntime)", _K_QUANT,
-                                             view.layout_quant_ops, 5 * avg, 2 * avg)):
-            for _ in range(count):
-                names.append(name)
-                types.append("Transpose" if kd == _K_TRANS else "QuantizeLinear")
-                reason.append("")
-                kind_l.append(kd)
-                prec_l.append(2)
-                flops_l.append(fl)
-                bytes_l.append(nbytes)
-                mkn.append((1.0, 1.0, 1.0))
-                run_l.append(True)
+        for _ in range(view.layout_transposes):
+            add("layout Transpose (onnxruntime NHWC)", "Transpose", _K_TRANS, 2, 0.0, 2 * avg)
+        for _ in range(view.layout_quant_ops):
+            add("layout Quantize/Dequantize (onnxruntime)", "QuantizeLinear", _K_QUANT, 2, 2 * avg, 5 * avg)
         for n_el in view.weight_dequant_elems:  # int8 weights of float kernels, dequantized at every run
-            names.append("weight DequantizeLinear (onnxruntime)")
-            types.append("DequantizeLinear")
-            reason.append("")
-            kind_l.append(_K_QUANT)
-            prec_l.append(2)
-            flops_l.append(2.0 * n_el)
-            bytes_l.append(5.0 * n_el)
-            mkn.append((1.0, 1.0, 1.0))
-            run_l.append(True)
-    if layout is not None and layout.extra_meta_nodes:
+            add("weight DequantizeLinear (onnxruntime)", "DequantizeLinear", _K_QUANT, 2, 2.0 * n_el, 5.0 * n_el)
+    if layout is not None:
         for _ in range(layout.extra_meta_nodes):  # Reshapes added around fused Gemms: a dispatch each
-            names.append("Reshape added by onnxruntime's optimizer")
-            types.append("Reshape")
-            reason.append("")
-            kind_l.append(_K_DATA)
-            prec_l.append(0)
-            flops_l.append(0.0)
-            bytes_l.append(0.0)
-            mkn.append((1.0, 1.0, 1.0))
-            run_l.append(True)
-    if layout is not None and layout.reorder_tensors:
+            add("Reshape added by onnxruntime's optimizer", "Reshape", _K_DATA, 0, 0.0, 0.0)
         out_bytes = {o.outputs[0]: float(o.output_bytes) for o in cost.ops if len(o.outputs) == 1}
         for tname in layout.reorder_tensors:
-            nbytes = out_bytes.get(tname, float(cost.input_bytes))
-            names.append(f"NCHWc reorder of {tname} (onnxruntime)")
-            types.append("Transpose")
-            reason.append("")
-            kind_l.append(_K_TRANS)
-            prec_l.append(0)
-            flops_l.append(0.0)
-            bytes_l.append(2.0 * nbytes)
-            mkn.append((1.0, 1.0, 1.0))
-            run_l.append(True)
+            add(f"NCHWc reorder of {tname} (onnxruntime)", "Transpose", _K_TRANS, 0, 0.0,
+                2.0 * out_bytes.get(tname, float(cost.input_bytes)))
     in_el, out_el = _io_elements(cost)
     if precision is not None and precision != "fp32" and cost.stored_weight_bytes >= cost.weight_bytes_at.get("fp32", 0):
         wbytes = float(cost.weight_bytes_at.get(precision, cost.stored_weight_bytes))
@@ -341,7 +319,7 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
         weight_bytes=wbytes, activation_bytes=act, weight_precision=wprec,
         conv_weight_bytes=float(sum(o.weight_bytes for o in cost.ops if o.op_class in ("conv", "depthwise_conv")))
         * (wbytes / max(1.0, float(cost.stored_weight_bytes + cost.quant_param_bytes))),
-        area=np.array(area_l + [1.0] * (len(kind_l) - len(area_l)), float),
+        area=np.array(area_l, float),
     )
 
 
