@@ -109,6 +109,21 @@ _THREAD_SUBSET = ("conv3x3_28x28x64", "conv1x1_7x7x160-960", "dwconv3x3_s1_14x14
                   "fc_1x1024-1000", "tiny_conv_x16", "tiny_add_x32", "add_56x56x64")
 
 
+def micro_file(workdir: Path, m: mb.Micro, runtime: str, precision: str) -> Path:
+    """The graph file of micro-benchmark ``m`` for a runtime and precision in ``workdir``, written on first use
+    (ONNX int8: QDQ from the fp32 file; TFLite: written directly, fully integer for int8)."""
+    if runtime == "onnxruntime":
+        f32 = workdir / f"{m.name}.onnx"
+        if not f32.exists():
+            mb.write_onnx(m, f32)
+        if precision == "fp32":
+            return f32
+        i8 = workdir / f"{m.name}.int8.onnx"
+        return i8 if i8.exists() else mb.quantize_onnx(f32, i8, m)
+    path = workdir / f"{m.name}.{precision}.tflite"
+    return path if path.exists() else mb.write_tflite(m, path, int8=precision == "int8")
+
+
 def run_micro(workdir: Path, runtimes: list[str], quick: bool) -> list[MicroResult]:
     """Measure every micro-benchmark in every runtime and precision (in this process). The full mode measures
     the suite three times, in different orders, and keeps the fastest figure of each graph (load from other
@@ -120,7 +135,6 @@ def run_micro(workdir: Path, runtimes: list[str], quick: bool) -> list[MicroResu
     budget = 0.08 if quick else 0.2
     passes = 1 if quick else 3
     step = progress.current().step("calibrate: micro-benchmarks", total=len(micros) * len(runtimes) * passes)
-    files: dict[tuple[str, str, str], Path] = {}
     best: dict[tuple[str, str, str, int], MicroResult] = {}
     for p_i in range(passes):
         # each pass in another order (forward, backward, shuffled): a burst of load from other processes then
@@ -128,17 +142,9 @@ def run_micro(workdir: Path, runtimes: list[str], quick: bool) -> list[MicroResu
         order = list(micros) if p_i % 3 == 0 else (micros[::-1] if p_i % 3 == 1 else
                                                      [micros[j] for j in np.random.default_rng(p_i).permutation(len(micros))])
         for m in order:
-            if (m.name, "onnxruntime", "fp32") not in files and (m.name, "tflite", "fp32") not in files:
-                onnx32 = mb.write_onnx(m, workdir / f"{m.name}.onnx")
-                if "onnxruntime" in runtimes:
-                    files[(m.name, "onnxruntime", "fp32")] = onnx32
-                    files[(m.name, "onnxruntime", "int8")] = mb.quantize_onnx(onnx32, workdir / f"{m.name}.int8.onnx", m)
-                if "tflite" in runtimes:
-                    files[(m.name, "tflite", "fp32")] = mb.write_tflite(m, workdir / f"{m.name}.tflite")
-                    files[(m.name, "tflite", "int8")] = mb.write_tflite(m, workdir / f"{m.name}.int8.tflite", int8=True)
             for rt in runtimes:
                 for prec in ("fp32", "int8"):
-                    path = files[(m.name, rt, prec)]
+                    path = micro_file(workdir, m, rt, prec)
                     x = mb.onnx_input(m) if rt == "onnxruntime" else mb.tflite_input(m)
                     thread_list = [1, 2] if (two and m.name in _THREAD_SUBSET) else [1]
                     for th in thread_list:
@@ -163,15 +169,10 @@ def run_memory(workdir: Path, runtimes: list[str]) -> list[dict[str, Any]]:
     step = progress.current().step("calibrate: memory", total=len(micros) * len(runtimes) * 2)
     out = []
     for m in micros:
-        onnx32 = mb.write_onnx(m, workdir / f"{m.name}.onnx")
         for rt in runtimes:
             for prec in ("fp32", "int8"):
-                if rt == "onnxruntime":
-                    path = onnx32 if prec == "fp32" else mb.quantize_onnx(onnx32, workdir / f"{m.name}.int8.onnx", m)
-                    x = mb.onnx_input(m)
-                else:
-                    path = mb.write_tflite(m, workdir / f"{m.name}.{prec}.tflite", int8=prec == "int8")
-                    x = mb.tflite_input(m)
+                path = micro_file(workdir, m, rt, prec)
+                x = mb.onnx_input(m) if rt == "onnxruntime" else mb.tflite_input(m)
                 try:
                     hm = measure(path, rt, [x], threads=1, runs=3, warmup=1)
                     out.append({"name": m.name, "runtime": rt, "precision": prec, "path": str(path),
@@ -243,23 +244,9 @@ def _rebuild_files(workdir: Path, raw: dict[str, Any]) -> tuple[list[MicroResult
     measurements; graphs no longer in the suite are dropped."""
     micros = {m.name: m for m in mb.suite(bool(raw.get("quick")))}
     mems = {m.name: m for m in mb.memory_suite()}
-    files: dict[tuple[str, str, str], Path] = {}
-
-    def path_of(m: mb.Micro, rt: str, prec: str) -> Path:
-        key = (m.name, rt, prec)
-        if key not in files:
-            if rt == "onnxruntime":
-                f32 = workdir / f"{m.name}.onnx"
-                if not f32.exists():
-                    mb.write_onnx(m, f32)
-                files[key] = f32 if prec == "fp32" else mb.quantize_onnx(f32, workdir / f"{m.name}.int8.onnx", m)
-            else:
-                files[key] = mb.write_tflite(m, workdir / f"{m.name}.{prec}.tflite", int8=prec == "int8")
-        return files[key]
-
-    micro = [MicroResult(**{**r, "path": str(path_of(micros[r["name"]], r["runtime"], r["precision"]))})
+    micro = [MicroResult(**{**r, "path": str(micro_file(workdir, micros[r["name"]], r["runtime"], r["precision"]))})
              for r in raw.get("micro", []) if r["name"] in micros]
-    memory = [{**r, "path": str(path_of(mems[r["name"]], r["runtime"], r["precision"]))}
+    memory = [{**r, "path": str(micro_file(workdir, mems[r["name"]], r["runtime"], r["precision"]))}
               for r in raw.get("memory", []) if r["name"] in mems]
     return micro, memory
 
