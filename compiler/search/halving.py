@@ -278,9 +278,14 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
     s = Search(task, profile, store, out_dir, seed, opts)
     t0 = time.perf_counter()
     specs = s.specs()
+    def tally(specs: list[SkeletonSpec], all_costs: dict[str, list[CandidateCost]]
+              ) -> tuple[list[CandidateCost], list[SkeletonSpec]]:
+        """Every candidate's cost, and the skeletons with at least one candidate that fits."""
+        return ([c for cs in all_costs.values() for c in cs],
+                [sp for sp in specs if any(c.feasible for c in all_costs[sp.key])])
+
     all_costs = s.costs(specs)
-    flat = [c for cs in all_costs.values() for c in cs]
-    feasible_specs = [sp for sp in specs if any(c.feasible for c in all_costs[sp.key])]
+    flat, feasible_specs = tally(specs, all_costs)
     kept_hidden: list[CandidateCost] = []
     if not feasible_specs and s.may_narrow:
         # no student with the teacher's hidden size fits: narrow the hidden size too (see keep_output_dim)
@@ -292,8 +297,7 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         s.keep_output = False
         s._skeletons.clear()
         all_costs = s.costs(specs)
-        flat = [c for cs in all_costs.values() for c in cs]
-        feasible_specs = [sp for sp in specs if any(c.feasible for c in all_costs[sp.key])]
+        flat, feasible_specs = tally(specs, all_costs)
     smallest = min(validate_widths(opts.widths))
     if not feasible_specs and opts.extend_widths and smallest / 2 >= 1 / 16:
         extra = [SkeletonSpec(smallest / 2, d) for d in sorted({sp.drop for sp in specs})]
@@ -301,8 +305,7 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         progress.current().message(f"[yellow]{s.log[-1]}[/yellow]")
         all_costs.update(s.costs(extra))
         specs = specs + extra
-        flat = [c for cs in all_costs.values() for c in cs]
-        feasible_specs = [sp for sp in specs if any(c.feasible for c in all_costs[sp.key])]
+        flat, feasible_specs = tally(specs, all_costs)
     section: dict[str, Any] = {
         "method": "cost filter, then successive halving with distillation (see adaptc.search.halving)",
         "options": {"widths": list(validate_widths(opts.widths)), "max_drop": opts.max_drop,
