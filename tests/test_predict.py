@@ -241,3 +241,66 @@ def test_nchwc_fallback_convolutions_cost_more(tmp_path: Path) -> None:
     p_even = predict(even, "host", runtime="onnxruntime")
     macs_ratio = (11 * 66) / (16 * 96)
     assert p_odd.latency_ms > macs_ratio * p_even.latency_ms
+
+
+def test_slices_and_concats_have_their_own_fitted_cost(tmp_path: Path) -> None:
+    from adaptc.measure.runtimes import open_runner
+
+    m = mb.Micro("rot", (64, 128), (mb.Layer("rotate"),) * 4)
+    files = {"onnxruntime": mb.write_onnx(m, tmp_path / "rot.onnx"), "tflite": mb.write_tflite(m, tmp_path / "rot.tflite")}
+    x = mb.onnx_input(m)
+    for rt, f in files.items():
+        # two contiguous slices and a concat per layer; four half-rotations give the input back
+        y = open_runner(rt, f, 1).run([x])[0]
+        np.testing.assert_array_equal(np.asarray(y).reshape(x.shape), x)
+        p = predict(f, "host", runtime=rt)
+        kinds = {o.op_type: o.op_class for o in p.ops if o.time_ms > 0}
+        assert set(kinds) == ({"Slice", "Concat"} if rt == "onnxruntime" else {"SLICE", "CONCATENATION"})
+    # the shipped host constants carry a fitted "data" efficiency; a profile that halves it doubles the copies
+    data = yaml.safe_load((ROOT / "device_profiles" / "host.yaml").read_text())
+    eff = data["predictor"]["runtimes"]["tflite"]["efficiency"]
+    assert eff["data"]["fp32"] > 0
+    base = predict(files["tflite"], ROOT / "device_profiles" / "host.yaml")
+    eff["data"] = {k: v / 10 for k, v in eff["data"].items()}
+    (tmp_path / "slowcopy.yaml").write_text(yaml.safe_dump(data))
+    slow = predict(files["tflite"], tmp_path / "slowcopy.yaml")
+    copy_ms = sum(o.time_ms for o in base.ops if o.bound == "memory")
+    assert slow.latency_ms > base.latency_ms + 2 * copy_ms
+    # a spec-sheet profile without a "data" entry still costs them (one fraction of the bandwidth)
+    assert predict(files["tflite"], "pixel8").latency_ms > 0
+
+
+def test_quantize_nodes_onnxruntime_keeps_are_costed(tmp_path: Path) -> None:
+    from adaptc.predict.ort_view import _optimized
+
+    m = mb.Micro("isl", (28, 28, 32), (mb.Layer("conv", out=32, k=1, act="relu"), mb.Layer("dequant"),
+                                        mb.Layer("act", act="hswish"), mb.Layer("quant"), mb.Layer("conv", out=32, k=1)))
+    f = mb.quantize_onnx(mb.write_onnx(m, tmp_path / "isl.onnx"), tmp_path / "isl.int8.onnx", m)
+    kept = {n.name for n in _optimized(str(f), "extended").graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    assert kept
+    by = {o.name: o for o in predict(f, "host", runtime="onnxruntime").ops}
+    # onnxruntime renames the outputs of some quantize nodes it keeps (int8 -> uint8 on x86): matched by node name
+    for name in kept & set(by):
+        assert by[name].bound != "fused", name
+
+
+def test_float_convolutions_of_qdq_graphs_have_their_own_cost(tmp_path: Path) -> None:
+    from adaptc.predict.ort_view import layout_view, nchwc_available
+
+    if not nchwc_available():
+        pytest.skip("onnxruntime uses no NCHWc layout on this machine (not x86 with AVX2 / AVX-512)")
+    L = mb.Layer
+    m = mb.Micro("res", (28, 28, 32), (L("conv", out=32, k=3, act="relu"), L("conv", out=32, k=3), L("add")) * 2)
+    f32 = mb.write_onnx(m, tmp_path / "res.onnx")
+    i8 = mb.quantize_onnx(f32, tmp_path / "res.int8.onnx", m)
+    # onnxruntime keeps these convolutions float in the int8 graph (no QLinearConv): weights dequantized per run
+    view = layout_view(str(i8))
+    assert view is not None and view.fallback_nodes and "QLinearConv" not in view.op_counts
+    data = yaml.safe_load((ROOT / "device_profiles" / "host.yaml").read_text())
+    prof = ROOT / "device_profiles" / "host.yaml"
+    base_i8, base_f32 = predict(i8, prof, runtime="onnxruntime"), predict(f32, prof, runtime="onnxruntime")
+    data["predictor"]["runtimes"]["onnxruntime"]["efficiency"]["conv_dequantized"] = {"fp32": 0.01}
+    (tmp_path / "slowdq.yaml").write_text(yaml.safe_dump(data))
+    slow_i8 = predict(i8, tmp_path / "slowdq.yaml", runtime="onnxruntime")
+    assert slow_i8.latency_ms > 3 * base_i8.latency_ms
+    assert predict(f32, tmp_path / "slowdq.yaml", runtime="onnxruntime").latency_ms == pytest.approx(base_f32.latency_ms)

@@ -16,7 +16,7 @@ constants.
 4. Write ``host.yaml`` (user profile dir, or ``--out``) with the figures and a ``predictor:`` section holding
    the fitted constants, and optionally the raw measurements (``--raw``).
 
-``--quick`` runs a smaller suite with fewer repetitions (about 20-30 s); the full mode takes a few minutes.
+``--quick`` runs a smaller suite with fewer repetitions (about 20-30 s); the full mode about 90 s.
 """
 
 from __future__ import annotations
@@ -126,14 +126,17 @@ def micro_file(workdir: Path, m: mb.Micro, runtime: str, precision: str) -> Path
 
 def run_micro(workdir: Path, runtimes: list[str], quick: bool) -> list[MicroResult]:
     """Measure every micro-benchmark in every runtime and precision (in this process). The full mode measures
-    the suite three times, in different orders, and keeps the fastest figure of each graph (load from other
+    the suite five times, in different orders, and keeps the fastest figure of each graph (load from other
     processes comes and goes)."""
     from .runtimes import open_runner
 
     micros = mb.suite(quick)
     two = len(os.sched_getaffinity(0)) >= 2
     budget = 0.08 if quick else 0.2
-    passes = 1 if quick else 3
+    # five passes of up to 100 runs each (about a minute): with three passes of 40 runs (20 s in all) one slow
+    # stretch of a shared host could cover every pass of a graph; three back-to-back calibrations then put 87%,
+    # 85% and 64% of the host benchmark's rows within +-20% (same rows, same measurements)
+    passes, max_runs = (1, 40) if quick else (5, 100)
     step = progress.current().step("calibrate: micro-benchmarks", total=len(micros) * len(runtimes) * passes)
     best: dict[tuple[str, str, str, int], MicroResult] = {}
     for p_i in range(passes):
@@ -149,7 +152,7 @@ def run_micro(workdir: Path, runtimes: list[str], quick: bool) -> list[MicroResu
                     thread_list = [1, 2] if (two and m.name in _THREAD_SUBSET) else [1]
                     for th in thread_list:
                         try:
-                            ms, n = _time_runner(open_runner(rt, path, th), x, budget)
+                            ms, n = _time_runner(open_runner(rt, path, th), x, budget, max_runs)
                         except Exception as e:  # a kernel this runtime build lacks: skip, do not fail calibration
                             progress.log.warning("calibrate: %s %s %s skipped: %s", m.name, rt, prec, e)
                             continue

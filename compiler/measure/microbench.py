@@ -28,7 +28,8 @@ class Layer:
     """One layer. ``kind``: conv (dense k x k), dwconv (depthwise k x k), fc (linear on the last dim),
     add (adds the layer's input to the previous layer's input: a residual), act (hswish | sigmoid | relu),
     softmax (last dim), mean (global average over H, W), bmm (x @ x^T then @ x: attention-shaped products),
-    transpose (swap H and W), pad (one pixel on each side), dequant / quant (int8 TFLite graphs only: leave and
+    transpose (swap H and W), pad (one pixel on each side), rotate (slice the outermost axis into halves and
+    concatenate them swapped: two contiguous slices and a concat, as a fused q/k/v projection is split), dequant / quant (int8 TFLite graphs only: leave and
     re-enter int8, the float islands PT2E-quantized graphs have; skipped in fp32 graphs and in ONNX)."""
 
     kind: str
@@ -88,6 +89,19 @@ def suite(quick: bool = False) -> list[Micro]:
             m.append(Micro(f"mbconv_{hw}x{hw}x{c}-{e}", (hw, hw, c), (
                 Layer("conv", out=e, k=1, act="relu6"), Layer("dwconv", k=3, act="relu6"), Layer("conv", out=c, k=1)
             ) * 2, "dwconv"))
+        # residual blocks (conv -> relu -> conv, + the block's middle tensor): onnxruntime keeps these convolutions
+        # float in int8 QDQ graphs (weights dequantized on every run, plain layout), as in exported ResNets
+        for hw, c in ((56, 16), (28, 32), (14, 64)):
+            m.append(Micro(f"resblock_{hw}x{hw}x{c}", (hw, hw, c), (
+                Layer("conv", out=c, k=3, act="relu"), Layer("conv", out=c, k=3), Layer("add")) * 2, "conv"))
+        # the narrowest widths (width multiplier 0.25: 8 and 16 channels), which onnxruntime pads to its NCHWc block
+        for c in (8, 16):
+            m.append(Micro(f"dwconv3x3_s1_48x48x{c}", (48, 48, c), _chain("dwconv", 4, k=3, act="relu"), "dwconv"))
+        m.append(Micro("conv_stem_48x48x3-8", (96, 96, 3), (Layer("conv", out=8, k=3, stride=2, act="relu"),), "conv"))
+        # weights larger than the cache at few output pixels (a ResNet-18's last stage: 2.4M weights per conv)
+        for hw in (3, 7):
+            m.append(Micro(f"conv3x3_{hw}x{hw}x512", (hw, hw, 512), _chain("conv", 2, out=512, k=3, act="relu"),
+                           "conv"))
         m.append(Micro("conv_stem_112x112x3-32", (224, 224, 3), (Layer("conv", out=32, k=3, stride=2, act="relu"),),
                        "conv"))
         m.append(Micro("conv3x3_s2_56x56x32-64", (56, 56, 32), (Layer("conv", out=64, k=3, stride=2, act="relu"),
@@ -107,6 +121,7 @@ def suite(quick: bool = False) -> list[Micro]:
         layers = (Layer("fc", out=n, act="relu"), Layer("fc", out=d)) * 2
         m.append(Micro(f"fc_{t}x{d}-{n}", (t, d), layers, "fc"))
     if not quick:
+        m.append(Micro("fc_1x2048-2048", (1, 2048), _chain("fc", 2, out=2048), "fc"))
         m.append(Micro("attention_64x64", (64, 64), (Layer("bmm"), Layer("softmax"), Layer("bmm")), "fc"))
         m.append(Micro("attention_128x128", (128, 128), (Layer("bmm"), Layer("softmax"), Layer("bmm")), "fc"))
     # elementwise / pooling / data movement
@@ -134,6 +149,9 @@ def suite(quick: bool = False) -> list[Micro]:
         m.append(Micro("transpose_32x4x32", (32, 4, 32), _chain("transpose", 8), "data"))
         m.append(Micro("transpose_64x2x64", (64, 2, 64), _chain("transpose", 8), "data"))
         m.append(Micro("pad_56x56x32", (56, 56, 32), _chain("pad", 3), "data"))
+        # contiguous slices and concatenations (split q/k/v projections, channel concats): memory copies
+        for shape in ((64, 128), (128, 384), (28, 28, 64)):
+            m.append(Micro("rotate_" + "x".join(map(str, shape)), shape, _chain("rotate", 4), "data"))
     island = (Layer("conv", out=64, k=1, act="relu"), Layer("dequant"), Layer("add"), Layer("quant"),
               Layer("conv", out=64, k=1), Layer("dequant"), Layer("act", act="hswish"), Layer("quant"))
     m.append(Micro("qdq_island_28x28x64", (28, 28, 64), island, "quant"))
@@ -252,6 +270,14 @@ def write_onnx(micro: Micro, path: Path) -> Path:
         elif L.kind == "pad":
             inits.append(numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), f"p{i}"))
             nodes.append(helper.make_node("Pad", [x, f"p{i}"], [y], name=f"pad{i}", mode="constant"))
+        elif L.kind == "rotate":
+            ax = 1 if image else 0  # NCHW: channels; tokens: T (the outermost axis either way)
+            n = cur_shape[2] if image else cur_shape[0]
+            for nm, v in ((f"z{i}", 0), (f"h{i}", n // 2), (f"n{i}", n), (f"a{i}", ax)):
+                inits.append(numpy_helper.from_array(np.array([v], np.int64), nm))
+            nodes.append(helper.make_node("Slice", [x, f"z{i}", f"h{i}", f"a{i}"], [f"lo{i}"], name=f"slice_lo{i}"))
+            nodes.append(helper.make_node("Slice", [x, f"h{i}", f"n{i}", f"a{i}"], [f"hi{i}"], name=f"slice_hi{i}"))
+            nodes.append(helper.make_node("Concat", [f"hi{i}", f"lo{i}"], [y], name=f"concat{i}", axis=ax))
         elif L.kind == "mean":
             nodes.append(helper.make_node("GlobalAveragePool", [x], [f"g{i}"], name=f"gap{i}"))
             inits.append(numpy_helper.from_array(np.array([1, -1], np.int64), f"s{i}"))
@@ -570,6 +596,25 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
             cur = _out_shape(cur, L)
             y = act_tensor([1, *cur])
             B.op("PAD", [x, pads], [y], version=2 if state["int8"] else 1)
+        elif L.kind == "rotate":
+            shp = [1, *cur] if image else list(cur)
+            ax = 1 if image else 0  # NHWC: H; tokens: T (the outermost axis either way)
+            n = shp[ax]
+            halves = []
+            for start, size in ((0, n // 2), (n // 2, n - n // 2)):
+                begin = [0] * len(shp)
+                begin[ax] = start
+                sz = list(shp)
+                sz[ax] = size
+                h = act_tensor(sz)
+                B.op("SLICE", [x, B.tensor([len(shp)], "INT32", np.array(begin, np.int32)),
+                               B.tensor([len(shp)], "INT32", np.array(sz, np.int32))], [h],
+                     version=2 if state["int8"] else 1)
+                halves.append(h)
+            y = act_tensor(shp)
+            o = s.ConcatenationOptionsT()
+            o.axis = ax
+            B.op("CONCATENATION", halves[::-1], [y], o, "ConcatenationOptions", version=2 if state["int8"] else 1)
         elif L.kind == "mean":
             axes = B.tensor([2], "INT32", np.array([1, 2], np.int32))
             y = act_tensor([1, cur[-1]])

@@ -29,7 +29,7 @@ LATENCY_PARAMS: dict[str, tuple[float, float]] = {
        for p in ("fp32", "int8")},
     **{f"efficiency.{g}.{p}": (1e-4, 5.0) for g in ("binary", "activation", "hardswish", "softmax", "reduce", "quant")
        for p in ("fp32", "int8")},
-    **{f"efficiency.{g}.{p}": (1e-3, 50.0) for g in ("transpose", "pad") for p in ("fp32", "int8")},
+    **{f"efficiency.{g}.{p}": (1e-3, 50.0) for g in ("transpose", "pad", "data") for p in ("fp32", "int8")},
     "gemm_k0": (0.25, 1024.0), "gemm_n0": (0.25, 512.0), "gemm_m0": (0.05, 512.0), "dw_c0": (0.25, 1024.0),
     "gemm_int8_k0": (0.25, 1024.0), "gemm_int8_n0": (0.25, 512.0), "spatial_cin0": (0.05, 512.0),
     "cache_kb": (16.0, 65536.0), "cache_penalty": (0.01, 20.0),
@@ -39,9 +39,11 @@ LATENCY_PARAMS: dict[str, tuple[float, float]] = {
     "io_fixed_us.int8": (1e-3, 500.0),
 }
 THREAD_PARAMS: dict[str, tuple[float, float]] = {"thread_efficiency": (0.01, 1.0), "thread_overhead": (1e-3, 10.0)}
-#: onnxruntime on x86: float convolutions outside its NCHWc layout (see adaptc.predict.ort_view.layout_view)
+#: onnxruntime on x86: float convolutions outside its NCHWc layout, also those kept float in QDQ graphs (see
+#: adaptc.predict.ort_view.layout_view)
 ORT_LAYOUT_PARAMS: dict[str, tuple[float, float]] = {
     "efficiency.conv_fallback.fp32": (0.01, 5.0), "efficiency.depthwise_conv_fallback.fp32": (0.01, 5.0),
+    "efficiency.conv_dequantized.fp32": (0.01, 5.0),
     "efficiency.skip_layernorm.fp32": (1e-4, 5.0), "efficiency.skip_layernorm.int8": (1e-4, 5.0),
     "dw_group_overhead_us": (1e-3, 20.0)}
 
@@ -73,6 +75,13 @@ def _get(d: dict[str, Any], path: str) -> float:
     for k in path.split("."):
         cur = cur[k]
     return float(cur)
+
+
+def _has(d: dict[str, Any], path: str) -> bool:
+    try:
+        return bool(_get(d, path))
+    except (KeyError, TypeError):
+        return False
 
 
 def _set(d: dict[str, Any], path: str, value: float) -> None:
@@ -127,7 +136,8 @@ def error_stats(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
 
 #: where a constant a family does not have yet starts a fit: another constant's value, or a number
 _START_FROM: dict[str, str | float] = {"gemm_int8_k0": "gemm_k0", "gemm_int8_n0": "gemm_n0", "spatial_cin0": 4.0,
-                                       "dw_group_overhead_us": 0.1}
+                                       "dw_group_overhead_us": 0.1, "efficiency.data.fp32": "data_bw_efficiency",
+                                       "efficiency.data.int8": "data_bw_efficiency"}
 
 
 def with_starts(base: Constants, params: Sequence[str]) -> Constants:
@@ -139,9 +149,9 @@ def with_starts(base: Constants, params: Sequence[str]) -> Constants:
         kind = p.split(".")[1] if p.startswith("efficiency.") else ""
         if kind in _FALLBACK_OF and kind not in d["efficiency"]:
             start.update({f"efficiency.{kind}.{q}": v for q, v in d["efficiency"][_FALLBACK_OF[kind]].items()})
-        elif p in _START_FROM and not d.get(p):
+        elif p in _START_FROM and not _has(d, p):
             src = _START_FROM[p]
-            start[p] = float(d[src]) if isinstance(src, str) else src
+            start[p] = _get(d, src) if isinstance(src, str) else src
     return with_values(base, start) if start else base
 
 

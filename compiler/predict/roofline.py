@@ -62,12 +62,17 @@ _K_CONV_FB, _K_DW_FB = 12, 13
 _K_SKIPLN = 14
 #: a k x k convolution (k > 1): runtimes use other kernels for them (indirect / im2col GEMM) than for 1x1 ones
 _K_CONV_SP = 15
+#: a dense convolution that onnxruntime keeps float inside a QDQ graph (it did not fuse it into a QLinearConv):
+#: its weights are dequantized on every run, so it cannot use pre-packed weights, and it runs outside the NCHWc
+#: layout. Measured on this host (per-node profile of an int8 ResNet): 2-3x slower per MAC than a float
+#: convolution of the fp32 graph
+_K_CONV_DQ = 16
 _KIND_NAMES = ("conv", "depthwise_conv", "matmul", "binary", "activation", "hardswish", "softmax", "reduce", "quant",
                "transpose", "pad", "data", "conv_fallback", "depthwise_conv_fallback", "skip_layernorm",
-               "conv_spatial")
+               "conv_spatial", "conv_dequantized")
 #: a kind without its own fitted efficiency uses that of another
 _FALLBACK_OF = {"conv_fallback": "conv", "depthwise_conv_fallback": "depthwise_conv", "skip_layernorm": "softmax",
-                "conv_spatial": "conv"}
+                "conv_spatial": "conv", "conv_dequantized": "conv"}
 #: data-movement kinds: their "efficiency" is a fraction of the memory bandwidth (no arithmetic)
 _MOVE_KINDS = (_K_TRANS, _K_PAD, _K_DATA)
 
@@ -224,10 +229,9 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
             run, reason[i] = False, "quantize/dequantize pair fused into the int8 kernels"
         if layout is not None and run:
             made_by = layout.producer.get(o.outputs[0]) if o.outputs else None
-            if p != "int8" and kd in (_K_CONV, _K_DW) and o.name in layout.fallback_nodes and (
-                    view is None or kd == _K_DW):
-                # (a dense float convolution of a QDQ graph has run-time dequantized weights: costed as the float
-                # convolution it is; a depthwise one runs as a plain grouped convolution either way)
+            if p != "int8" and kd == _K_CONV and view is not None and o.name in layout.fallback_nodes:
+                kd = _K_CONV_DQ  # float inside a QDQ graph: run-time dequantized weights, plain layout
+            elif p != "int8" and kd in (_K_CONV, _K_DW) and o.name in layout.fallback_nodes:
                 kd = _K_CONV_FB if kd == _K_CONV else _K_DW_FB
             elif o.op_type == "LayerNormalization" and made_by and made_by[0] == "SkipLayerNormalization":
                 kd = _K_SKIPLN
@@ -330,7 +334,10 @@ def _ort_decision(o: Any, kd: int, p: str, b: float, view: Any, q_of: dict[str, 
 
     outs = o.outputs
     if kd == _K_QUANT:
-        if any(view.produced.get(t) in ("QuantizeLinear", "DequantizeLinear") for t in outs):
+        if any(view.produced.get(t) in ("QuantizeLinear", "DequantizeLinear") for t in outs) or view.nodes.get(
+                o.name) in ("QuantizeLinear", "DequantizeLinear"):
+            # (by node name too: onnxruntime's int8 -> uint8 conversion on x86 renames the outputs of the
+            # quantize nodes it keeps, qdq_s8_to_u8_quant_*)
             return True, p, b, ""
         return False, p, b, "fused into an int8 kernel by onnxruntime"
     if view.nodes.get(o.name, "").startswith("QLinear") and kd not in (_K_CONV, _K_DW, _K_MM):
@@ -405,14 +412,17 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: "int | np.ndarray")
         1.0 + (max(1, min(dev.profile_threads, dev.max_threads)) - 1) * c.thread_efficiency)
     S = np.array([dev.sustained[p] for p in _PRECISIONS]) * 1e9
     eff = np.ones((len(_KIND_NAMES), 3))
+    # slices, concatenations, gathers: a fitted efficiency per precision where the constants have one ("data"),
+    # else one fraction of the bandwidth for every precision (data_bw_efficiency: spec-sheet profiles)
+    data_fitted = "data" in c.efficiency
     for ki, kname in enumerate(_KIND_NAMES):
-        if ki == _K_DATA:
+        if ki == _K_DATA and not data_fitted:
             continue
         e = c.efficiency.get(kname) or c.efficiency.get(_FALLBACK_OF.get(kname, kname), {})
         base = e.get("fp32", c.data_bw_efficiency if ki in _MOVE_KINDS else 0.1)
         eff[ki] = [e.get("fp32", base), e.get("fp16", e.get("fp32", base)), e.get("int8", base)]
     kind, prec = t.kind, t.prec
-    is_mac = (kind <= _K_MM) | (kind == _K_CONV_FB) | (kind == _K_DW_FB) | (kind == _K_CONV_SP)
+    is_mac = (kind <= _K_MM) | (kind == _K_CONV_FB) | (kind == _K_DW_FB) | (kind == _K_CONV_SP) | (kind == _K_CONV_DQ)
     is_dw = (kind == _K_DW) | (kind == _K_DW_FB)
     k0, n0, m0, c0 = c.gemm_k0, c.gemm_n0, c.gemm_m0, c.dw_c0
     if c.gemm_int8_k0 is not None or c.gemm_int8_n0 is not None:  # int8 kernels tile K and N differently
@@ -438,7 +448,8 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: "int | np.ndarray")
     rate = rate_base * eff[kind, prec] * shape * tf
     move = np.isin(kind, _MOVE_KINDS)
     compute = np.where(move, 0.0, t.flops / np.maximum(rate, 1e-9))
-    bw_eff = np.where(kind == _K_DATA, c.data_bw_efficiency, np.where(move, eff[kind, prec], c.bw_efficiency))
+    bw_eff = np.where((kind == _K_DATA) & (not data_fitted), c.data_bw_efficiency,
+                      np.where(move, eff[kind, prec], c.bw_efficiency))
     bw_eff = np.where(is_dw, c.dw_bw_efficiency, bw_eff)
     # working sets beyond the cache stream slower: x (1 + penalty x bytes / (bytes + cache))
     cache = max(c.cache_kb, 1.0) * 1024.0
