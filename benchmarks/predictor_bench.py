@@ -362,9 +362,10 @@ def refit_phones(rows: list[dict[str, Any]]) -> dict[str, Any]:
     params = ["peak_to_sustained.fp32", "peak_to_sustained.int8", "efficiency.depthwise_conv.fp32",
               "efficiency.depthwise_conv.int8", "efficiency.hardswish.fp32", "efficiency.hardswish.int8",
               "efficiency.binary.fp32", "efficiency.binary.int8", "op_overhead_us", "gemm_k0", "gemm_n0", "dw_c0",
-              "dw_bw_efficiency", "bw_efficiency", "cache_penalty"]
-    # (bw_efficiency and cache_penalty: weights beyond the cache stream from DRAM; on this host a ResNet-18 x0.25's
-    # last stage, 2.4M weights per conv at 3x3 pixels, is bandwidth-bound and was under-predicted by 20-40%)
+              "dw_bw_efficiency"]
+    # (bw_efficiency and cache_penalty were tried too, 2026-11-29: the held-out Galaxy S10 int8 rank miss went
+    # away, but the fit moved bw_efficiency 0.5 -> 1.33 and left cache_penalty at its floor, not the mechanism
+    # that prompted the trial (a held-out row, ResNet-18 x0.25): left out)
     # (efficiency.conv_spatial.* were tried here too: training rows 8.4% -> 7.9% median error, held-out rows no
     # better (Pixel 4 int8 7.8% -> 9.0%, Galaxy S10 int8 rank correlation unchanged): left out, fewer constants)
     bounds = {"peak_to_sustained.fp32": (0.2, 1.2), "peak_to_sustained.int8": (0.1, 1.2)}

@@ -304,3 +304,16 @@ def test_float_convolutions_of_qdq_graphs_have_their_own_cost(tmp_path: Path) ->
     slow_i8 = predict(i8, tmp_path / "slowdq.yaml", runtime="onnxruntime")
     assert slow_i8.latency_ms > 3 * base_i8.latency_ms
     assert predict(f32, tmp_path / "slowdq.yaml", runtime="onnxruntime").latency_ms == pytest.approx(base_f32.latency_ms)
+
+
+def test_memory_has_a_share_per_kernel(files: dict[str, Path], tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "device_profiles" / "pixel8.yaml").read_text())
+    base = predict(files["tfl32"], "pixel8")
+    data["predictor"] = {"runtimes": {"tflite": {"memory": {"node_kb": 1024.0}}}}
+    (tmp_path / "heavy.yaml").write_text(yaml.safe_dump({**data, "name": "heavy"}))
+    heavy = predict(files["tfl32"], tmp_path / "heavy.yaml")
+    kernels = sum(1 for o in heavy.ops if o.bound != "free" and o.bound != "fused")
+    # three convolutions (a relu fused into each): 1 MB per kernel
+    assert kernels == 3
+    assert heavy.peak_memory_mb == pytest.approx(base.peak_memory_mb + kernels, rel=1e-6)
+    assert heavy.runtime_overhead_mb == pytest.approx(base.runtime_overhead_mb + kernels, rel=1e-6)

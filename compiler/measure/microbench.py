@@ -177,6 +177,9 @@ def memory_suite() -> list[Micro]:
         Micro("mem_small", (8, 8, 16), (Layer("conv", out=16, k=3, act="relu"),), "memory"),
         Micro("mem_weights_conv_9M", (7, 7, 256), (Layer("conv", out=256, k=3, act="relu"),) * 4, "memory"),
         Micro("mem_deep_conv", (28, 28, 64), (Layer("conv", out=64, k=3, act="relu"),) * 16, "memory"),
+        # many small kernels: the runtime's memory per node
+        Micro("mem_many_adds", (4, 4, 8), (Layer("add"),) * 200, "memory"),
+        Micro("mem_many_convs", (8, 8, 16), (Layer("conv", out=16, k=1, act="relu"),) * 100, "memory"),
     ]
 
 

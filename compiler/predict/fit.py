@@ -194,14 +194,14 @@ def fit_latency(samples: Sequence[LatencySample], base: Constants, dev: Device, 
 
 
 def fit_memory(samples: Sequence[MemorySample], base: Constants) -> FitResult:
-    """Fit base_mb, weight_factor (fp32, int8) and activation_factor by non-negative least squares on relative
-    error. Precisions without samples keep their starting factor."""
+    """Fit base_mb, weight_factor (fp32, int8), activation_factor and node_kb by non-negative least squares on
+    relative error. Precisions without samples keep their starting factor."""
     from scipy.optimize import nnls
 
     mb = 1 / 2**20
     cols = ["base_mb", "weight_factor.fp32", "weight_factor.int8", "conv_weight_factor.fp32",
-            "conv_weight_factor.int8", "activation_factor"]
-    A = np.zeros((len(samples), 6))
+            "conv_weight_factor.int8", "activation_factor", "node_kb"]
+    A = np.zeros((len(samples), 7))
     y = np.zeros(len(samples))
     for i, s in enumerate(samples):
         t = s.table
@@ -211,10 +211,11 @@ def fit_memory(samples: Sequence[MemorySample], base: Constants) -> FitResult:
         A[i, 1 if p == "fp32" else 2] = (t.weight_bytes - conv) * mb
         A[i, 3 if p == "fp32" else 4] = conv * mb
         A[i, 5] = t.activation_bytes * mb
+        A[i, 6] = t.kernels / 1024.0
         y[i] = s.measured_mb
     scale = 1.0 / np.maximum(y, 1.0)
-    present = [j for j in range(6) if np.any(A[:, j] > 0.05)]
-    coef = np.zeros(6)
+    present = [j for j in range(7) if np.any(A[:, j] > 0.05)]
+    coef = np.zeros(7)
     if present:
         sol, _ = nnls(A[:, present] * scale[:, None], y * scale)
         coef[present] = sol
@@ -233,12 +234,14 @@ def fit_memory(samples: Sequence[MemorySample], base: Constants) -> FitResult:
         cwf["int8"] = float(coef[4])
     if 5 in present:
         mem["activation_factor"] = float(coef[5])
+    if 6 in present:
+        mem["node_kb"] = float(coef[6])
     mem["weight_factor"] = wf
     mem["conv_weight_factor"] = cwf
     c = copy.deepcopy(base)
     c.memory = mem
     pred = A @ np.array([mem.get("base_mb", 0.0), wf.get("fp32", 1.0), wf.get("int8", 1.0), cwf.get("fp32", 1.0),
-                         cwf.get("int8", 1.0), mem.get("activation_factor", 1.0)])
+                         cwf.get("int8", 1.0), mem.get("activation_factor", 1.0), mem.get("node_kb", 0.0)])
     return FitResult(c, {"after": error_stats(np.maximum(pred, 1e-6), y), "columns": cols,
                          "per_sample": [{"name": s.name, "measured_mb": s.measured_mb, "predicted_mb": float(p)}
                                         for s, p in zip(samples, pred)]})

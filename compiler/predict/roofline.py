@@ -166,6 +166,8 @@ class OpTable:
     conv_weight_bytes: float = 0.0
     #: kernel area of each op (k x k of a convolution, else 1); None: all 1
     area: np.ndarray | None = None
+    #: kernels the runtime dispatches per inference (onnxruntime on this host: the nodes of its optimized graph)
+    kernels: float = 0.0
 
 
 def _graph_format(cost: CostReport) -> str:
@@ -324,6 +326,7 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
         conv_weight_bytes=float(sum(o.weight_bytes for o in cost.ops if o.op_class in ("conv", "depthwise_conv")))
         * (wbytes / max(1.0, float(cost.stored_weight_bytes + cost.quant_param_bytes))),
         area=np.array(area_l, float),
+        kernels=float(sum(layout.op_counts.values())) if layout is not None else float(sum(run_l)),
     )
 
 
@@ -482,7 +485,9 @@ def memory_mb(t: OpTable, c: Constants) -> tuple[float, float, float, float]:
     conv_w = min(t.conv_weight_bytes, t.weight_bytes)
     w = ((t.weight_bytes - conv_w) * wf + conv_w * cwf) * mb
     a = t.activation_bytes * float(mem.get("activation_factor", 1.0)) * mb
-    base = float(mem.get("base_mb", 0.0))
+    # the runtime's own share: a base, and per kernel (onnxruntime on this host: ~15 KB per node of its optimized
+    # graph, which made int8 QDQ graphs with hundreds of nodes 20-35% larger than predicted)
+    base = float(mem.get("base_mb", 0.0)) + t.kernels * float(mem.get("node_kb", 0.0)) / 1024.0
     return base + w + a, w, a, base
 
 

@@ -108,13 +108,15 @@ PREDICTOR_CLASSES = ("conv", "depthwise_conv", "matmul", "binary", "activation",
 
 class MemoryConstants(_Strict):
     """Peak-memory model of one runtime: base + weight_factor[precision] x weight bytes + activation_factor x
-    peak activation bytes (liveness)."""
+    peak activation bytes (liveness) + node_kb x kernels."""
 
     base_mb: NonNegativeFloat | None = None
     weight_factor: dict[Precision, NonNegativeFloat] | None = None
     #: the factor for convolution weights, where it differs (onnxruntime keeps a re-laid-out copy of them)
     conv_weight_factor: dict[Precision, NonNegativeFloat] | None = None
     activation_factor: NonNegativeFloat | None = None
+    #: memory per kernel the runtime dispatches (its node objects, per-node buffers), KB
+    node_kb: NonNegativeFloat | None = None
 
 
 class RuntimeConstants(_Strict):
