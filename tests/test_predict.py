@@ -317,3 +317,23 @@ def test_memory_has_a_share_per_kernel(files: dict[str, Path], tmp_path: Path) -
     assert kernels == 3
     assert heavy.peak_memory_mb == pytest.approx(base.peak_memory_mb + kernels, rel=1e-6)
     assert heavy.runtime_overhead_mb == pytest.approx(base.runtime_overhead_mb + kernels, rel=1e-6)
+
+
+def test_int8_depthwise_off_the_channel_block_is_costed_apart(tmp_path: Path) -> None:
+    from adaptc.predict.ort_view import nchwc_available
+
+    if not nchwc_available():
+        pytest.skip("onnxruntime's x86 int8 kernels only (no NCHWc layout on this machine)")
+    files = {}
+    for c in (24, 32):  # 24 is not a multiple of onnxruntime's 16-channel int8 block, 32 is
+        m = mb.Micro(f"dw{c}", (28, 28, c), (mb.Layer("dwconv", k=3, act="relu6"),) * 2)
+        files[c] = mb.quantize_onnx(mb.write_onnx(m, tmp_path / f"dw{c}.onnx"), tmp_path / f"dw{c}.int8.onnx", m)
+    prof = ROOT / "device_profiles" / "host.yaml"
+    data = yaml.safe_load(prof.read_text())
+    assert "int8" in data["predictor"]["runtimes"]["onnxruntime"]["efficiency"]["depthwise_conv_fallback"]
+    data["predictor"]["runtimes"]["onnxruntime"]["efficiency"]["depthwise_conv_fallback"]["int8"] = 1e-4
+    (tmp_path / "slowdw.yaml").write_text(yaml.safe_dump(data))
+    for c, grows in ((24, True), (32, False)):
+        base = predict(files[c], prof, runtime="onnxruntime").latency_ms
+        slow = predict(files[c], tmp_path / "slowdw.yaml", runtime="onnxruntime").latency_ms
+        assert (slow > 2 * base) if grows else slow == pytest.approx(base)

@@ -44,6 +44,7 @@ THREAD_PARAMS: dict[str, tuple[float, float]] = {"thread_efficiency": (0.01, 1.0
 ORT_LAYOUT_PARAMS: dict[str, tuple[float, float]] = {
     "efficiency.conv_fallback.fp32": (0.01, 5.0), "efficiency.depthwise_conv_fallback.fp32": (0.01, 5.0),
     "efficiency.conv_dequantized.fp32": (0.01, 5.0),
+    "efficiency.conv_fallback.int8": (0.01, 5.0), "efficiency.depthwise_conv_fallback.int8": (0.001, 5.0),
     "efficiency.skip_layernorm.fp32": (1e-4, 5.0), "efficiency.skip_layernorm.int8": (1e-4, 5.0),
     "dw_group_overhead_us": (1e-3, 20.0)}
 
@@ -149,6 +150,8 @@ def with_starts(base: Constants, params: Sequence[str]) -> Constants:
         kind = p.split(".")[1] if p.startswith("efficiency.") else ""
         if kind in _FALLBACK_OF and kind not in d["efficiency"]:
             start.update({f"efficiency.{kind}.{q}": v for q, v in d["efficiency"][_FALLBACK_OF[kind]].items()})
+        elif kind in _FALLBACK_OF and not _has(d, p):  # the kind has other precisions only: this one from its plain kind
+            start[p] = _get(d, f"efficiency.{_FALLBACK_OF[kind]}.{p.split('.')[2]}")
         elif p in _START_FROM and not _has(d, p):
             src = _START_FROM[p]
             start[p] = _get(d, src) if isinstance(src, str) else src

@@ -251,6 +251,16 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
                     b, whole_input = 2.0 * float(o.input_bytes), True
         if kd == _K_CONV and o.kernel_area > 1:
             kd = _K_CONV_SP
+        if layout is not None and view is not None and run and p == "int8" and o.gemm:
+            # onnxruntime's int8 kernels on x86 work on channel blocks: a depthwise convolution whose channels are
+            # not a multiple of 16, or a dense one with an odd number of input channels, takes a slower path
+            # (micro-benchmarks: depthwise at 24-120 channels and 1x1 / 3x3 at 11 and 33 channels ran 17-48%
+            # slower than the blocked figures predict)
+            cin = int(round(o.gemm[1] / max(o.kernel_area, 1)))
+            if kd == _K_DW and int(o.gemm[2]) % 16:
+                kd = _K_DW_FB
+            elif kd in (_K_CONV, _K_CONV_SP) and cin % 2:
+                kd = _K_CONV_FB
         if kd == _K_DATA and o.op_type in _SELECT_OPS and not whole_input:
             b = 2.0 * float(o.output_bytes)  # a gather / slice moves what it selects, not its whole input
         if not run:
@@ -423,7 +433,8 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: "int | np.ndarray")
             continue
         e = c.efficiency.get(kname) or c.efficiency.get(_FALLBACK_OF.get(kname, kname), {})
         base = e.get("fp32", c.data_bw_efficiency if ki in _MOVE_KINDS else 0.1)
-        eff[ki] = [e.get("fp32", base), e.get("fp16", e.get("fp32", base)), e.get("int8", base)]
+        plain = c.efficiency.get(_FALLBACK_OF.get(kname, kname), {})  # a precision the kind lacks: its plain kind's
+        eff[ki] = [e.get("fp32", base), e.get("fp16", e.get("fp32", base)), e.get("int8", plain.get("int8", base))]
     kind, prec = t.kind, t.prec
     is_mac = (kind <= _K_MM) | (kind == _K_CONV_FB) | (kind == _K_DW_FB) | (kind == _K_CONV_SP) | (kind == _K_CONV_DQ)
     is_dw = (kind == _K_DW) | (kind == _K_DW_FB)
@@ -459,7 +470,7 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: "int | np.ndarray")
     memory = t.bytes / (dev.bandwidth_gbps * 1e9 * bw_eff * tf) * (1.0 + c.cache_penalty * t.bytes / (t.bytes + cache))
     ov_us = c.op_overhead_us + np.where(is_mac, c.mac_overhead_us, 0.0)
     if c.dw_group_overhead_us:  # a plain grouped depthwise convolution pays per channel group
-        ov_us = ov_us + np.where(kind == _K_DW_FB, t.n * c.dw_group_overhead_us, 0.0)
+        ov_us = ov_us + np.where((kind == _K_DW_FB) & (t.prec != 2), t.n * c.dw_group_overhead_us, 0.0)
     ov = ov_us * 1e-6 * (c.ref_ghz / dev.ghz) * (1 + (n_thr - 1) * c.thread_overhead)
     total = np.where(t.run, _smooth_max(compute, memory) + ov, 0.0)
     return total, np.where(t.run, compute, 0.0), np.where(t.run, memory, 0.0)
