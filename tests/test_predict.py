@@ -337,3 +337,76 @@ def test_int8_depthwise_off_the_channel_block_is_costed_apart(tmp_path: Path) ->
         base = predict(files[c], prof, runtime="onnxruntime").latency_ms
         slow = predict(files[c], tmp_path / "slowdw.yaml", runtime="onnxruntime").latency_ms
         assert (slow > 2 * base) if grows else slow == pytest.approx(base)
+
+
+def _with_onnxruntime_constants(tmp_path: Path, name: str, **changes: object) -> Path:
+    """The host profile with some onnxruntime predictor constants replaced (dotted keys below the runtime)."""
+    data = yaml.safe_load((ROOT / "device_profiles" / "host.yaml").read_text())
+    rt = data["predictor"]["runtimes"]["onnxruntime"]
+    for key, value in changes.items():
+        *path, last = key.split(".")
+        cur = rt
+        for k in path:
+            cur = cur.setdefault(k, {})
+        cur[last] = value
+    out = tmp_path / f"{name}.yaml"
+    out.write_text(yaml.safe_dump(data))
+    return out
+
+
+def test_int8_gemm_runs_as_qgemm_with_its_own_cost(tmp_path: Path) -> None:
+    files = {}
+    for tag in ("gemm", "matmul"):
+        m = mb.Micro(f"lin_{tag}", (32, 128), (mb.Layer("fc", out=256),), tags=("gemm",) if tag == "gemm" else ())
+        files[tag] = mb.quantize_onnx(mb.write_onnx(m, tmp_path / f"{tag}.onnx"), tmp_path / f"{tag}.int8.onnx", m)
+    prof = ROOT / "device_profiles" / "host.yaml"
+    slow = _with_onnxruntime_constants(tmp_path, "slowqgemm", **{"efficiency.qgemm.int8": 0.001})
+    # a Gemm becomes onnxruntime's QGemm kernel, costed by the qgemm kind; a MatMul + Add pair runs as
+    # QLinearMatMul (+ a float Add) and keeps the matmul kind
+    gemm_base = predict(files["gemm"], prof, runtime="onnxruntime").latency_ms
+    assert predict(files["gemm"], slow, runtime="onnxruntime").latency_ms > 5 * gemm_base
+    mm_base = predict(files["matmul"], prof, runtime="onnxruntime").latency_ms
+    assert predict(files["matmul"], slow, runtime="onnxruntime").latency_ms == pytest.approx(mm_base)
+
+
+def test_batched_attention_products_pay_per_head(tmp_path: Path) -> None:
+    from adaptc.analysis import analyze
+    from adaptc.predict.roofline import build_table
+
+    m = mb.Micro("mha", (6, 48, 32), (mb.Layer("bmm"), mb.Layer("softmax"), mb.Layer("bmm")), tags=("heads",))
+    f32 = mb.write_onnx(m, tmp_path / "mha.onnx")
+    tfl = mb.write_tflite(m, tmp_path / "mha.tflite")
+    # the ONNX and TFLite graphs compute the same thing
+    from adaptc.measure.runtimes import open_runner
+
+    y_onnx = np.asarray(open_runner("onnxruntime", f32, 1).run([mb.onnx_input(m)])[0])
+    y_tfl = np.asarray(open_runner("tflite", tfl, 1).run([mb.tflite_input(m)])[0])
+    assert y_onnx.shape == (6, 48, 32) and np.allclose(y_onnx, y_tfl, atol=1e-4)
+    for path, rt in ((f32, "onnxruntime"), (tfl, "tflite")):
+        t = build_table(analyze(path), rt)
+        mm = [i for i, o in enumerate(t.op_types) if o in ("MatMul", "BATCH_MATMUL")]
+        assert len(mm) == 2 and all(t.items[i] == 6 for i in mm)
+    base = predict(f32, "host", runtime="onnxruntime").latency_ms
+    slow = _with_onnxruntime_constants(tmp_path, "perhead", **{"bmm_item_overhead_us.fp32": 100.0})
+    # two products x 5 further heads x 100 us
+    assert predict(f32, slow, runtime="onnxruntime").latency_ms == pytest.approx(base + 1.0, abs=0.05)
+
+
+def test_broadcast_multiplies_have_their_own_cost(tmp_path: Path) -> None:
+    se = mb.Micro("se", (28, 28, 32), (mb.Layer("se", out=8),))
+    add = mb.Micro("adds", (28, 28, 32), (mb.Layer("add"),) * 2)
+    files = {"se": mb.write_onnx(se, tmp_path / "se.onnx"), "add": mb.write_onnx(add, tmp_path / "add.onnx"),
+             "se_tfl": mb.write_tflite(se, tmp_path / "se.tflite")}
+    # the squeeze-and-excitation graph runs in both runtimes and keeps its shape
+    from adaptc.measure.runtimes import open_runner
+
+    assert np.asarray(open_runner("onnxruntime", files["se"], 1).run([mb.onnx_input(se)])[0]).shape == (1, 32, 28, 28)
+    assert np.asarray(open_runner("tflite", files["se_tfl"], 1).run([mb.tflite_input(se)])[0]).shape == (1, 28, 28, 32)
+    slow = _with_onnxruntime_constants(tmp_path, "slowbcast", **{"efficiency.binary_broadcast.fp32": 1e-4})
+    prof = ROOT / "device_profiles" / "host.yaml"
+    # the channel scale (a [1, C, H, W] x [1, C, 1, 1] multiply) is a broadcast; same-shape adds are not
+    by = {o.name: o for o in predict(files["se"], slow, runtime="onnxruntime").ops}
+    base = {o.name: o for o in predict(files["se"], prof, runtime="onnxruntime").ops}
+    assert by["se_scale0"].time_ms > 10 * base["se_scale0"].time_ms
+    assert predict(files["add"], slow, runtime="onnxruntime").latency_ms == pytest.approx(
+        predict(files["add"], prof, runtime="onnxruntime").latency_ms)

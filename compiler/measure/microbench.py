@@ -27,7 +27,7 @@ import numpy as np
 class Layer:
     """One layer. ``kind``: conv (dense k x k), dwconv (depthwise k x k), fc (linear on the last dim),
     add (adds the layer's input to the previous layer's input: a residual), act (hswish | sigmoid | relu),
-    softmax (last dim), mean (global average over H, W), bmm (x @ x^T then @ x: attention-shaped products),
+    softmax (last dim), mean (global average over H, W), se (squeeze-and-excitation with ``out`` middle channels), bmm (x @ x^T then @ x: attention-shaped products),
     transpose (swap H and W), pad (one pixel on each side), rotate (slice the outermost axis into halves and
     concatenate them swapped: two contiguous slices and a concat, as a fused q/k/v projection is split), dequant / quant (int8 TFLite graphs only: leave and
     re-enter int8, the float islands PT2E-quantized graphs have; skipped in fp32 graphs and in ONNX)."""
@@ -121,9 +121,24 @@ def suite(quick: bool = False) -> list[Micro]:
         layers = (Layer("fc", out=n, act="relu"), Layer("fc", out=d)) * 2
         m.append(Micro(f"fc_{t}x{d}-{n}", (t, d), layers, "fc"))
     if not quick:
+        # linear layers as one Gemm each, as exporters write them: onnxruntime runs an int8 Gemm as QGemm, another
+        # kernel than the QLinearMatMul (+ float bias Add) of a MatMul + Add pair. Single layers, up- and down-
+        # projections apart: QGemm's time grows with the output (M x N) more than with K, which a chain d -> n -> d
+        # (both orientations in one figure) cannot show
+        for t, d, n in ((1, 1024, 1000), (8, 384, 1536), (8, 1536, 384), (32, 128, 512), (32, 512, 128),
+                        (64, 64, 256), (64, 256, 64), (128, 256, 1024), (128, 1024, 256)):
+            m.append(Micro(f"gemm_{t}x{d}-{n}", (t, d), (Layer("fc", out=n),), "fc", tags=("gemm", "onnx_only")))
+        for t, d in ((32, 64), (128, 512)):
+            m.append(Micro(f"gemm_{t}x{d}-{d}", (t, d), _chain("fc", 4, out=d, act="relu"), "fc",
+                           tags=("gemm", "onnx_only")))
         m.append(Micro("fc_1x2048-2048", (1, 2048), _chain("fc", 2, out=2048), "fc"))
         m.append(Micro("attention_64x64", (64, 64), (Layer("bmm"), Layer("softmax"), Layer("bmm")), "fc"))
         m.append(Micro("attention_128x128", (128, 128), (Layer("bmm"), Layer("softmax"), Layer("bmm")), "fc"))
+        # multi-head: (heads, T, head dim) batched products, as encoders run them; runtimes loop over the heads
+        # (onnxruntime's int8 QLinearMatMul packs its second operand again for every head)
+        for h, t, dh in ((2, 96, 16), (6, 48, 32), (12, 128, 32)):
+            m.append(Micro(f"attention_h{h}x{t}x{dh}", (h, t, dh), (Layer("bmm"), Layer("softmax"), Layer("bmm")),
+                           "fc", tags=("heads",)))
     # elementwise / pooling / data movement
     ew = [(56, 64), (14, 256), (112, 32)] if not quick else [(56, 64)]
     for hw, c in ew:
@@ -155,6 +170,11 @@ def suite(quick: bool = False) -> list[Micro]:
     island = (Layer("conv", out=64, k=1, act="relu"), Layer("dequant"), Layer("add"), Layer("quant"),
               Layer("conv", out=64, k=1), Layer("dequant"), Layer("act", act="hswish"), Layer("quant"))
     m.append(Micro("qdq_island_28x28x64", (28, 28, 64), island, "quant"))
+    if not quick:
+        # squeeze-and-excitation blocks (MobileNetV3, EfficientNet): a global mean, two tiny 1x1 convolutions and a
+        # multiply broadcast over the feature map, which runs slower per element than a same-shape multiply
+        for hw, c, mid in ((56, 16, 8), (28, 72, 24), (14, 96, 24), (7, 288, 72)):
+            m.append(Micro(f"se_{hw}x{hw}x{c}", (hw, hw, c), (Layer("se", out=mid),) * 2, "elementwise"))
     if not quick:
         m.append(Micro("qdq_island_56x56x32", (56, 56, 32), tuple(
             Layer(L.kind, out=32 if L.kind == "conv" else 0, k=L.k, act=L.act) for L in island), "quant"))
@@ -215,7 +235,7 @@ def write_onnx(micro: Micro, path: Path) -> Path:
     rng = _rng()
     nodes: list[Any] = []
     inits: list[Any] = []
-    image = len(micro.shape) == 3
+    image = _is_image(micro)
     cur_shape = micro.shape
     x = "x"
     prev_in = x
@@ -246,8 +266,11 @@ def write_onnx(micro: Micro, path: Path) -> Path:
             inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
             mm = f"m{i}"
             add_out = y if L.act is None else f"c{i}"
-            nodes.append(helper.make_node("MatMul", [x, f"w{i}"], [mm], name=f"matmul{i}"))
-            nodes.append(helper.make_node("Add", [mm, f"b{i}"], [add_out], name=f"bias{i}"))
+            if "gemm" in micro.tags:  # one Gemm, as exporters write linear layers (onnxruntime int8: QGemm)
+                nodes.append(helper.make_node("Gemm", [x, f"w{i}", f"b{i}"], [add_out], name=f"gemm{i}"))
+            else:
+                nodes.append(helper.make_node("MatMul", [x, f"w{i}"], [mm], name=f"matmul{i}"))
+                nodes.append(helper.make_node("Add", [mm, f"b{i}"], [add_out], name=f"bias{i}"))
             _onnx_act(nodes, inits, L.act, add_out, y, i)
         elif L.kind == "add":
             nodes.append(helper.make_node("Add", [x, prev_in], [y], name=f"add{i}"))
@@ -285,12 +308,37 @@ def write_onnx(micro: Micro, path: Path) -> Path:
             nodes.append(helper.make_node("GlobalAveragePool", [x], [f"g{i}"], name=f"gap{i}"))
             inits.append(numpy_helper.from_array(np.array([1, -1], np.int64), f"s{i}"))
             nodes.append(helper.make_node("Reshape", [f"g{i}", f"s{i}"], [y], name=f"flatten{i}"))
+        elif L.kind == "se":
+            # squeeze-and-excitation as torch exports it: mean over H, W -> 1x1 conv + relu -> 1x1 conv ->
+            # hard sigmoid -> the input scaled per channel (a broadcast multiply)
+            c, mid = cur_shape[2], L.out
+            nodes.append(helper.make_node("ReduceMean", [x], [f"sq{i}"], name=f"se_mean{i}", axes=[2, 3], keepdims=1))
+            for j, (ci, co) in enumerate(((c, mid), (mid, c))):
+                w = (rng.standard_normal((co, ci, 1, 1)) / math.sqrt(ci)).astype(np.float32)
+                b = (rng.standard_normal(co) * 0.01).astype(np.float32)
+                inits += [numpy_helper.from_array(w, f"sew{i}_{j}"), numpy_helper.from_array(b, f"seb{i}_{j}")]
+                src = f"sq{i}" if j == 0 else f"se_r{i}"
+                nodes.append(helper.make_node("Conv", [src, f"sew{i}_{j}", f"seb{i}_{j}"], [f"se_c{i}_{j}"],
+                                              name=f"se_conv{i}_{j}", kernel_shape=[1, 1]))
+                if j == 0:
+                    nodes.append(helper.make_node("Relu", [f"se_c{i}_0"], [f"se_r{i}"], name=f"se_relu{i}"))
+            nodes.append(helper.make_node("HardSigmoid", [f"se_c{i}_1"], [f"se_g{i}"], name=f"se_gate{i}",
+                                          alpha=1.0 / 6, beta=0.5))
+            nodes.append(helper.make_node("Mul", [x, f"se_g{i}"], [y], name=f"se_scale{i}"))
         elif L.kind == "bmm":
             # attention-shaped: scores = x @ x^T ([T, T]) or context = scores @ v ([T, D])
             if i == 0 or micro.layers[i - 1].kind != "softmax":
-                nodes.append(helper.make_node("Transpose", [x], [f"t{i}"], name=f"transpose{i}", perm=[1, 0]))
-                nodes.append(helper.make_node("MatMul", [x, f"t{i}"], [y], name=f"qk{i}"))
-                cur_shape = (cur_shape[0], cur_shape[0])
+                perm = [1, 0] if len(cur_shape) == 2 else [0, 2, 1]  # (heads,) T, D -> (heads,) D, T
+                nodes.append(helper.make_node("Transpose", [x], [f"t{i}"], name=f"transpose{i}", perm=perm))
+                q = x
+                if "heads" in micro.tags:
+                    # scaled queries, as encoders export them (the scale also gives onnxruntime's int8 graph a
+                    # quantized query of its own, so the product runs as QLinearMatMul as it does in encoders)
+                    inits.append(numpy_helper.from_array(np.array(0.9, np.float32), f"qs{i}"))
+                    nodes.append(helper.make_node("Mul", [x, f"qs{i}"], [f"q{i}"], name=f"qscale{i}"))
+                    q = f"q{i}"
+                nodes.append(helper.make_node("MatMul", [q, f"t{i}"], [y], name=f"qk{i}"))
+                cur_shape = (*cur_shape[:-1], cur_shape[-2])
                 prev_in, x = x, y
                 continue
             nodes.append(helper.make_node("MatMul", [x, "x"], [y], name=f"av{i}"))
@@ -332,6 +380,11 @@ def _onnx_act(nodes: list[Any], inits: list[Any], act: str | None, x: str, y: st
         raise ValueError(f"unknown activation {act}")
 
 
+def _is_image(micro: Micro) -> bool:
+    """(H, W, C) images; ("heads"-tagged micro-benchmarks have (heads, T, head dim) token tensors)."""
+    return len(micro.shape) == 3 and "heads" not in micro.tags
+
+
 def _input_scale(micro: Micro) -> float:
     # attention-shaped chains: keep the scores x @ x^T moderate, as scaled dot-product attention does; otherwise
     # softmax underflows to denormals and x86 kernels slow down by 10x on them (a property of the input, not
@@ -341,7 +394,7 @@ def _input_scale(micro: Micro) -> float:
 
 def onnx_input(micro: Micro) -> np.ndarray:
     rng = _rng(1)
-    if len(micro.shape) == 3:
+    if _is_image(micro):
         h, w, c = micro.shape
         return rng.standard_normal((1, c, h, w)).astype(np.float32)
     shape = (1, *micro.shape) if "batched" in micro.tags else micro.shape
@@ -473,7 +526,7 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
             return B.tensor(shape, "INT8", scale=act_scale, zero_point=act_zp, name=name)
         return B.tensor(shape, "FLOAT32", name=name)
 
-    image = len(micro.shape) == 3
+    image = _is_image(micro)
     in_shape = [1, *micro.shape] if image else list(micro.shape)
     x = act_tensor(in_shape, "x")
     first = x
@@ -625,14 +678,57 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
             o.keepDims = False
             B.op("MEAN", [x, axes], [y], o, "ReducerOptions", version=2 if state["int8"] else 1)
             cur = _out_shape(cur, L)
+        elif L.kind == "se":
+            # as the LiteRT converter writes it: MEAN -> 1x1 CONV_2D (relu) -> 1x1 CONV_2D (relu6, the hard
+            # sigmoid's +3 in its bias) -> MUL by 1/6 -> MUL into the input (broadcast over H, W)
+            c, mid = cur[2], L.out
+            axes = B.tensor([2], "INT32", np.array([1, 2], np.int32))
+            red = s.ReducerOptionsT()
+            red.keepDims = True
+            sq = act_tensor([1, 1, 1, c])
+            B.op("MEAN", [x, axes], [sq], red, "ReducerOptions", version=2 if state["int8"] else 1)
+            h = sq
+            for ci, co, act in ((c, mid, "relu"), (mid, c, "relu6")):
+                wf = (rng.standard_normal((co, 1, 1, ci)) / math.sqrt(ci)).astype(np.float32)
+                o_ = act_tensor([1, 1, 1, co])
+                if state["int8"]:
+                    ws = np.maximum(np.abs(wf).max(axis=(1, 2, 3)), 1e-6) / 127.0
+                    wq = np.clip(np.round(wf / ws.reshape(-1, 1, 1, 1)), -127, 127).astype(np.int8)
+                    w = B.tensor(list(wq.shape), "INT8", wq, scale=ws, zero_point=np.zeros(co, np.int64), qdim=0)
+                    bias = B.tensor([co], "INT32", np.zeros(co, np.int32), scale=ws * act_scale,
+                                    zero_point=np.zeros(co, np.int64))
+                else:
+                    w = B.tensor(list(wf.shape), "FLOAT32", wf)
+                    bias = B.tensor([co], "FLOAT32", np.full(co, 3.0 if act == "relu6" else 0.0, np.float32))
+                o = s.Conv2DOptionsT()
+                o.padding, o.strideW, o.strideH, o.fusedActivationFunction = 0, 1, 1, _ACT_CODE[act]
+                B.op("CONV_2D", [h, w, bias], [o_], o, "Conv2DOptions", version=3 if state["int8"] else 1)
+                h = o_
+            g = act_tensor([1, 1, 1, c])
+            sixth = (B.tensor([], "INT8", np.array([127], np.int8), scale=1.0 / 6 / 127, zero_point=0)
+                     if state["int8"] else B.tensor([], "FLOAT32", np.array([1.0 / 6], np.float32)))
+            B.op("MUL", [h, sixth], [g], s.MulOptionsT(), "MulOptions", version=2 if state["int8"] else 1)
+            y = act_tensor([1, *cur])
+            B.op("MUL", [x, g], [y], s.MulOptionsT(), "MulOptions", version=2 if state["int8"] else 1)
         elif L.kind == "bmm":
-            t, d = cur
+            t = cur[-2]
             o = s.BatchMatMulOptionsT()
             if i == 0 or micro.layers[i - 1].kind != "softmax":
-                y = act_tensor([t, t])
-                o.adjY = True
-                B.op("BATCH_MATMUL", [x, x], [y], o, "BatchMatMulOptions", version=2 if state["int8"] else 1)
-                prev_in, x, cur = x, y, (t, t)
+                y = act_tensor([*cur[:-1], t])
+                q, kt = x, x
+                if "heads" in micro.tags:
+                    # as the LiteRT converter writes attention: scaled queries, keys transposed by a TRANSPOSE op
+                    q = act_tensor(list(cur))
+                    qs = (B.tensor([1], "INT8", np.array([127], np.int8), scale=0.9 / 127, zero_point=0)
+                          if state["int8"] else B.tensor([1], "FLOAT32", np.array([0.9], np.float32)))
+                    B.op("MUL", [x, qs], [q], s.MulOptionsT(), "MulOptions", version=2 if state["int8"] else 1)
+                    kt = act_tensor([cur[0], cur[2], cur[1]])
+                    B.op("TRANSPOSE", [x, B.tensor([3], "INT32", np.array([0, 2, 1], np.int32))], [kt],
+                         version=2 if state["int8"] else 1)
+                else:
+                    o.adjY = True
+                B.op("BATCH_MATMUL", [q, kt], [y], o, "BatchMatMulOptions", version=2 if state["int8"] else 1)
+                prev_in, x, cur = x, y, (*cur[:-1], t)
                 continue
             y = act_tensor(list(micro.shape))
             B.op("BATCH_MATMUL", [x, first], [y], o, "BatchMatMulOptions", version=2 if state["int8"] else 1)
@@ -648,5 +744,5 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
 def tflite_input(micro: Micro, int8: bool = False) -> np.ndarray:
     """A float input for the LiteRT runner (which quantizes int8 inputs with the file's scale)."""
     rng = _rng(1)
-    shape = (1, *micro.shape) if len(micro.shape) == 3 else micro.shape
+    shape = (1, *micro.shape) if _is_image(micro) else micro.shape
     return (rng.standard_normal(shape) * _input_scale(micro)).astype(np.float32)

@@ -99,6 +99,17 @@ class Constants:
     #: GEMM half-efficiency K and N of int8 kernels, where they differ from the float ones (None: the same)
     gemm_int8_k0: float | None = None
     gemm_int8_n0: float | None = None
+    #: GEMM half-efficiency K, N and M of onnxruntime's int8 QGemm kernel (None: those of the other int8 kernels);
+    #: its time grows with the output M x N more than with K (requantizing every output element)
+    qgemm_k0: float | None = None
+    qgemm_n0: float | None = None
+    qgemm_m0: float | None = None
+    #: GEMM half-efficiency K and N of (float and int8) 1x1 convolutions where they differ from matmuls' (None: the
+    #: same); blocked direct-convolution kernels keep their speed at small channel counts better than GEMMs
+    conv_k0: float | None = None
+    conv_n0: float | None = None
+    #: extra cost per further item of a batched product of two activations (an attention head), us, per precision
+    bmm_item_overhead_us: dict[str, float] = field(default_factory=dict)
     #: extra cost per channel group of a depthwise convolution in a plain (grouped, not blocked) layout, us
     dw_group_overhead_us: float = 0.0
     #: Cin at which a k x k convolution reaches half its efficiency (None: costed by K = Cin x k x k like a GEMM)
@@ -119,7 +130,10 @@ class Constants:
             "peak_to_sustained": self.peak_to_sustained, "memory": self.memory, "fitted": self.fitted,
             **({"gemm_int8_k0": self.gemm_int8_k0} if self.gemm_int8_k0 is not None else {}),
             **({"gemm_int8_n0": self.gemm_int8_n0} if self.gemm_int8_n0 is not None else {}),
+            **{k: getattr(self, k) for k in ("qgemm_k0", "qgemm_n0", "qgemm_m0", "conv_k0", "conv_n0")
+               if getattr(self, k) is not None},
             **({"dw_group_overhead_us": self.dw_group_overhead_us} if self.dw_group_overhead_us else {}),
+            **({"bmm_item_overhead_us": dict(self.bmm_item_overhead_us)} if self.bmm_item_overhead_us else {}),
             **({"spatial_cin0": self.spatial_cin0} if self.spatial_cin0 is not None else {}),
         }
 
@@ -144,7 +158,9 @@ def constants_from_dict(d: dict[str, Any], runtime: str, family: str, source: st
         validation=dict(validation or {}), notes=list(notes or []),
         gemm_int8_k0=float(d["gemm_int8_k0"]) if d.get("gemm_int8_k0") is not None else None,
         gemm_int8_n0=float(d["gemm_int8_n0"]) if d.get("gemm_int8_n0") is not None else None,
+        **{k: float(d[k]) for k in ("qgemm_k0", "qgemm_n0", "qgemm_m0", "conv_k0", "conv_n0") if d.get(k) is not None},
         dw_group_overhead_us=float(d.get("dw_group_overhead_us") or 0.0),
+        bmm_item_overhead_us={k: float(v) for k, v in (d.get("bmm_item_overhead_us") or {}).items()},
         spatial_cin0=float(d["spatial_cin0"]) if d.get("spatial_cin0") is not None else None,
     )
 

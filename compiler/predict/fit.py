@@ -27,11 +27,12 @@ from .roofline import _FALLBACK_OF, Device, OpTable, fixed_time, op_times
 LATENCY_PARAMS: dict[str, tuple[float, float]] = {
     **{f"efficiency.{c}.{p}": (0.01, 5.0) for c in ("conv", "conv_spatial", "depthwise_conv", "matmul")
        for p in ("fp32", "int8")},
-    **{f"efficiency.{g}.{p}": (1e-4, 5.0) for g in ("binary", "activation", "hardswish", "softmax", "reduce", "quant")
-       for p in ("fp32", "int8")},
+    **{f"efficiency.{g}.{p}": (1e-4, 5.0) for g in ("binary", "binary_broadcast", "activation", "hardswish", "softmax",
+                                                     "reduce", "quant") for p in ("fp32", "int8")},
     **{f"efficiency.{g}.{p}": (1e-3, 50.0) for g in ("transpose", "pad", "data") for p in ("fp32", "int8")},
     "gemm_k0": (0.25, 1024.0), "gemm_n0": (0.25, 512.0), "gemm_m0": (0.05, 512.0), "dw_c0": (0.25, 1024.0),
     "gemm_int8_k0": (0.25, 1024.0), "gemm_int8_n0": (0.25, 512.0), "spatial_cin0": (0.05, 512.0),
+    "conv_k0": (0.25, 1024.0), "conv_n0": (0.25, 512.0),
     "cache_kb": (16.0, 65536.0), "cache_penalty": (0.01, 20.0),
     "bw_efficiency": (0.01, 20.0), "data_bw_efficiency": (0.005, 20.0), "dw_bw_efficiency": (0.005, 20.0),
     "op_overhead_us": (0.01, 200.0), "mac_overhead_us": (0.01, 200.0), "invoke_overhead_us": (0.05, 2000.0),
@@ -43,7 +44,11 @@ THREAD_PARAMS: dict[str, tuple[float, float]] = {"thread_efficiency": (0.01, 1.0
 #: adaptc.predict.ort_view.layout_view)
 ORT_LAYOUT_PARAMS: dict[str, tuple[float, float]] = {
     "efficiency.conv_fallback.fp32": (0.01, 5.0), "efficiency.depthwise_conv_fallback.fp32": (0.01, 5.0),
-    "efficiency.conv_dequantized.fp32": (0.01, 5.0),
+    "efficiency.conv_dequantized.fp32": (0.01, 5.0), "efficiency.qgemm.int8": (0.01, 5.0),
+    "qgemm_k0": (0.25, 4096.0), "qgemm_n0": (0.25, 2048.0), "qgemm_m0": (0.05, 2048.0),
+    # batched products of two activations (attention heads): onnxruntime runs a GEMM per head, packing its second
+    # operand each time (per-node profile of an int8 encoder: 9 us per 4-head QLinearMatMul, 2.7 us costed without)
+    "bmm_item_overhead_us.fp32": (1e-3, 20.0), "bmm_item_overhead_us.int8": (1e-3, 20.0),
     "efficiency.conv_fallback.int8": (0.01, 5.0), "efficiency.depthwise_conv_fallback.int8": (0.001, 5.0),
     "efficiency.skip_layernorm.fp32": (1e-4, 5.0), "efficiency.skip_layernorm.int8": (1e-4, 5.0),
     "dw_group_overhead_us": (1e-3, 20.0)}
@@ -116,7 +121,9 @@ class _Stack:
                              bytes=cat("bytes"), m=cat("m"), k=cat("k"), n=cat("n"), run=cat("run"), reason=[],
                              unknown=[], io_elems={}, weight_bytes=0.0, activation_bytes=0.0, weight_precision="fp32",
                              area=np.concatenate([s.table.area if s.table.area is not None
-                                                  else np.ones(len(s.table.kind)) for s in samples]))
+                                                  else np.ones(len(s.table.kind)) for s in samples]),
+                             items=np.concatenate([s.table.items if s.table.items is not None
+                                                   else np.ones(len(s.table.kind)) for s in samples]))
         self.samples = samples
         self.n = len(samples)
 
@@ -137,7 +144,10 @@ def error_stats(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
 
 #: where a constant a family does not have yet starts a fit: another constant's value, or a number
 _START_FROM: dict[str, str | float] = {"gemm_int8_k0": "gemm_k0", "gemm_int8_n0": "gemm_n0", "spatial_cin0": 4.0,
-                                       "dw_group_overhead_us": 0.1, "efficiency.data.fp32": "data_bw_efficiency",
+                                       "qgemm_k0": "gemm_int8_k0", "qgemm_n0": "gemm_int8_n0", "qgemm_m0": "gemm_m0",
+                                       "conv_k0": "gemm_k0", "conv_n0": "gemm_n0",
+                                       "dw_group_overhead_us": 0.1, "bmm_item_overhead_us.fp32": 0.2,
+                                       "bmm_item_overhead_us.int8": 0.2, "efficiency.data.fp32": "data_bw_efficiency",
                                        "efficiency.data.int8": "data_bw_efficiency"}
 
 

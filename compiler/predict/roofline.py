@@ -67,12 +67,20 @@ _K_CONV_SP = 15
 #: layout. Measured on this host (per-node profile of an int8 ResNet): 2-3x slower per MAC than a float
 #: convolution of the fp32 graph
 _K_CONV_DQ = 16
+#: a linear layer (Gemm) that onnxruntime runs as its int8 ``QGemm`` kernel: measured on this host, 1.4-1.6x the time
+#: of ``QLinearMatMul`` on the same shapes (a MatMul + bias Add pair of a QDQ graph runs as the latter)
+_K_QGEMM = 17
+#: a binary op whose second operand is broadcast over the first (a squeeze-and-excitation scale, a layer norm's
+#: per-row statistics): runtimes run these through other loops than same-shape ones (per-node profile of an
+#: onnxruntime MobileNetV3: its squeeze-and-excitation multiplies took ~8x the same-shape figure)
+_K_BCAST = 18
 _KIND_NAMES = ("conv", "depthwise_conv", "matmul", "binary", "activation", "hardswish", "softmax", "reduce", "quant",
                "transpose", "pad", "data", "conv_fallback", "depthwise_conv_fallback", "skip_layernorm",
-               "conv_spatial", "conv_dequantized")
+               "conv_spatial", "conv_dequantized", "qgemm", "binary_broadcast")
 #: a kind without its own fitted efficiency uses that of another
 _FALLBACK_OF = {"conv_fallback": "conv", "depthwise_conv_fallback": "depthwise_conv", "skip_layernorm": "softmax",
-                "conv_spatial": "conv", "conv_dequantized": "conv"}
+                "conv_spatial": "conv", "conv_dequantized": "conv", "qgemm": "matmul",
+                "binary_broadcast": "binary"}
 #: data-movement kinds: their "efficiency" is a fraction of the memory bandwidth (no arithmetic)
 _MOVE_KINDS = (_K_TRANS, _K_PAD, _K_DATA)
 
@@ -166,6 +174,9 @@ class OpTable:
     conv_weight_bytes: float = 0.0
     #: kernel area of each op (k x k of a convolution, else 1); None: all 1
     area: np.ndarray | None = None
+    #: independent matrix products of a batched product of two activations (attention heads): runtimes run one
+    #: GEMM per item, each with its own packing (None: one each)
+    items: np.ndarray | None = None
     #: kernels the runtime dispatches per inference (onnxruntime on this host: the nodes of its optimized graph)
     kernels: float = 0.0
 
@@ -210,6 +221,7 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
     bytes_l: list[float] = []
     mkn: list[tuple[float, float, float]] = []
     area_l: list[float] = []
+    items_l: list[float] = []
     run_l: list[bool] = []
     reason = [""] * len(cost.ops)
     unknown: list[str] = []
@@ -251,6 +263,8 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
                     b, whole_input = 2.0 * float(o.input_bytes), True
         if kd == _K_CONV and o.kernel_area > 1:
             kd = _K_CONV_SP
+        if kd == _K_BIN and len(o.inputs) == 2 and o.input_bytes < 1.5 * o.output_bytes:
+            kd = _K_BCAST  # two activations, one much smaller than the output: broadcast
         if layout is not None and view is not None and run and p == "int8" and o.gemm:
             # onnxruntime's int8 kernels on x86 work on channel blocks: a depthwise convolution whose channels are
             # not a multiple of 16, or a dense one with an odd number of input channels, takes a slower path
@@ -261,6 +275,9 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
                 kd = _K_DW_FB
             elif kd in (_K_CONV, _K_CONV_SP) and cin % 2:
                 kd = _K_CONV_FB
+        if view is not None and run and p == "int8" and kd == _K_MM and "QGemm" in (
+                view.nodes.get(o.name), view.produced.get(q_of.get(o.outputs[0], "") if o.outputs else "")):
+            kd = _K_QGEMM
         if kd == _K_DATA and o.op_type in _SELECT_OPS and not whole_input:
             b = 2.0 * float(o.output_bytes)  # a gather / slice moves what it selects, not its whole input
         if not run:
@@ -285,6 +302,7 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
         bytes_l.append(b)
         mkn.append(tuple(float(v) for v in o.gemm) if o.gemm else (1.0, 1.0, 1.0))
         area_l.append(float(o.kernel_area))
+        items_l.append(_batch_items(o))
         run_l.append(run)
     def add(name: str, op_type: str, kd: int, prec: int, flops: float, nbytes: float) -> None:
         """An op the runtime runs that the exported graph does not have (layout copies, added dispatches)."""
@@ -297,6 +315,7 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
         bytes_l.append(nbytes)
         mkn.append((1.0, 1.0, 1.0))
         area_l.append(1.0)
+        items_l.append(1.0)
         run_l.append(True)
 
     if view is not None:
@@ -335,9 +354,17 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
         weight_bytes=wbytes, activation_bytes=act, weight_precision=wprec,
         conv_weight_bytes=float(sum(o.weight_bytes for o in cost.ops if o.op_class in ("conv", "depthwise_conv")))
         * (wbytes / max(1.0, float(cost.stored_weight_bytes + cost.quant_param_bytes))),
-        area=np.array(area_l, float),
+        area=np.array(area_l, float), items=np.array(items_l, float),
         kernels=float(sum(layout.op_counts.values())) if layout is not None else float(sum(run_l)),
     )
+
+
+def _batch_items(o: Any) -> float:
+    """Matrix products in a batched matmul of two activations (heads x batch); 1 for everything else."""
+    shp = o.output_shape
+    if o.op_class != "matmul" or len(o.inputs) < 2 or not shp or len(shp) < 3:
+        return 1.0
+    return float(max(1, int(np.prod(shp[:-2]))))
 
 
 def _ort_decision(o: Any, kd: int, p: str, b: float, view: Any, q_of: dict[str, str]
@@ -436,12 +463,21 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: "int | np.ndarray")
         plain = c.efficiency.get(_FALLBACK_OF.get(kname, kname), {})  # a precision the kind lacks: its plain kind's
         eff[ki] = [e.get("fp32", base), e.get("fp16", e.get("fp32", base)), e.get("int8", plain.get("int8", base))]
     kind, prec = t.kind, t.prec
-    is_mac = (kind <= _K_MM) | (kind == _K_CONV_FB) | (kind == _K_DW_FB) | (kind == _K_CONV_SP) | (kind == _K_CONV_DQ)
+    is_mac = (kind <= _K_MM) | np.isin(kind, (_K_CONV_FB, _K_DW_FB, _K_CONV_SP, _K_CONV_DQ, _K_QGEMM))
     is_dw = (kind == _K_DW) | (kind == _K_DW_FB)
     k0, n0, m0, c0 = c.gemm_k0, c.gemm_n0, c.gemm_m0, c.dw_c0
     if c.gemm_int8_k0 is not None or c.gemm_int8_n0 is not None:  # int8 kernels tile K and N differently
         k0 = np.where(t.prec == 2, c.gemm_int8_k0 if c.gemm_int8_k0 is not None else k0, k0)
         n0 = np.where(t.prec == 2, c.gemm_int8_n0 if c.gemm_int8_n0 is not None else n0, n0)
+    if c.conv_k0 is not None or c.conv_n0 is not None:
+        cv = kind == _K_CONV
+        k0 = np.where(cv, c.conv_k0 if c.conv_k0 is not None else k0, k0)
+        n0 = np.where(cv, c.conv_n0 if c.conv_n0 is not None else n0, n0)
+    if c.qgemm_k0 is not None or c.qgemm_n0 is not None or c.qgemm_m0 is not None:
+        q = kind == _K_QGEMM
+        k0 = np.where(q, c.qgemm_k0 if c.qgemm_k0 is not None else k0, k0)
+        n0 = np.where(q, c.qgemm_n0 if c.qgemm_n0 is not None else n0, n0)
+        m0 = np.where(q, c.qgemm_m0 if c.qgemm_m0 is not None else m0, m0)
     rm, rk, rn = REFERENCE_GEMM
     # shape factors relative to the reference convolution (where efficiency = 1 by the definition of "sustained")
     # output channels are computed in SIMD tiles of n_tile lanes: a partial last tile wastes lanes
@@ -453,7 +489,9 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: "int | np.ndarray")
         # its inner dimension is Cin, not K (a 7x7 stem on 3 channels wastes most SIMD lanes)
         cin, s0, rc = t.k / np.maximum(t.area, 1.0), c.spatial_cin0, rk / 9.0
         kfac = np.where(kind == _K_CONV_SP, (cin / (cin + s0)) / (rc / (rc + s0)), kfac)
-    gemm_shape = (kfac * (t.n / (t.n + n0)) * (t.m / (t.m + m0)) * tile
+    items = t.items if t.items is not None else np.ones_like(t.m)
+    rows = t.m / items  # a batched product's GEMMs are each M / items rows
+    gemm_shape = (kfac * (t.n / (t.n + n0)) * (rows / (rows + m0)) * tile
                   / ((rn / (rn + n0)) * (rm / (rm + m0))))
     dw_shape = (t.n / (t.n + c0)) * (t.m / (t.m + m0)) * tile / ((rn / (rn + c0)) * (rm / (rm + m0)))
     shape = np.where(is_dw, dw_shape, np.where(is_mac, gemm_shape, 1.0))
@@ -468,7 +506,9 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: "int | np.ndarray")
     # working sets beyond the cache stream slower: x (1 + penalty x bytes / (bytes + cache))
     cache = max(c.cache_kb, 1.0) * 1024.0
     memory = t.bytes / (dev.bandwidth_gbps * 1e9 * bw_eff * tf) * (1.0 + c.cache_penalty * t.bytes / (t.bytes + cache))
-    ov_us = c.op_overhead_us + np.where(is_mac, c.mac_overhead_us, 0.0)
+    bo = c.bmm_item_overhead_us
+    item_us = np.array([bo.get("fp32", 0.0), bo.get("fp16", bo.get("fp32", 0.0)), bo.get("int8", 0.0)])[prec]
+    ov_us = c.op_overhead_us + np.where(is_mac, c.mac_overhead_us + (items - 1.0) * item_us, 0.0)
     if c.dw_group_overhead_us:  # a plain grouped depthwise convolution pays per channel group
         ov_us = ov_us + np.where((kind == _K_DW_FB) & (t.prec != 2), t.n * c.dw_group_overhead_us, 0.0)
     ov = ov_us * 1e-6 * (c.ref_ghz / dev.ghz) * (1 + (n_thr - 1) * c.thread_overhead)

@@ -103,7 +103,7 @@ Precision = Literal["fp32", "fp16", "int8"]
 #: conv_fallback / depthwise_conv_fallback: float convolutions onnxruntime keeps out of its NCHWc layout on x86
 PREDICTOR_CLASSES = ("conv", "depthwise_conv", "matmul", "binary", "activation", "hardswish", "softmax", "reduce",
                      "quant", "transpose", "pad", "conv_fallback", "depthwise_conv_fallback", "skip_layernorm",
-                     "conv_spatial", "data", "conv_dequantized")
+                     "conv_spatial", "data", "conv_dequantized", "qgemm", "binary_broadcast")
 
 
 class MemoryConstants(_Strict):
@@ -133,6 +133,13 @@ class RuntimeConstants(_Strict):
     #: the same for int8 kernels where they differ (unset: gemm_k0 / gemm_n0)
     gemm_int8_k0: NonNegativeFloat | None = None
     gemm_int8_n0: NonNegativeFloat | None = None
+    #: the same for onnxruntime's int8 QGemm kernel (unset: those of the other int8 kernels)
+    qgemm_k0: NonNegativeFloat | None = None
+    qgemm_n0: NonNegativeFloat | None = None
+    qgemm_m0: NonNegativeFloat | None = None
+    #: the same for 1x1 convolutions (unset: those of matmuls)
+    conv_k0: NonNegativeFloat | None = None
+    conv_n0: NonNegativeFloat | None = None
     #: input channels at which a k x k convolution reaches half its efficiency (unset: costed by K like a GEMM)
     spatial_cin0: NonNegativeFloat | None = None
     gemm_m0: NonNegativeFloat | None = None
@@ -153,6 +160,8 @@ class RuntimeConstants(_Strict):
     mac_overhead_us: NonNegativeFloat | None = None
     #: extra cost per channel group of a depthwise convolution run as a plain grouped convolution (onnxruntime
     #: outside its NCHWc layout), microseconds
+    #: extra cost per further item of a batched product of two activations (attention heads), us, per precision
+    bmm_item_overhead_us: dict[Precision, NonNegativeFloat] | None = None
     dw_group_overhead_us: NonNegativeFloat | None = None
     invoke_overhead_us: NonNegativeFloat | None = None
     #: cost of handing each graph input/output element to the runtime (host Python runners), by element type
