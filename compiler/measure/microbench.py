@@ -27,9 +27,10 @@ import numpy as np
 class Layer:
     """One layer. ``kind``: conv (dense k x k), dwconv (depthwise k x k), fc (linear on the last dim),
     add (adds the layer's input to the previous layer's input: a residual), act (hswish | sigmoid | relu),
-    softmax (last dim), mean (global average over H, W), se (squeeze-and-excitation with ``out`` middle channels), bmm (x @ x^T then @ x: attention-shaped products),
-    transpose (swap H and W), pad (one pixel on each side), rotate (slice the outermost axis into halves and
-    concatenate them swapped: two contiguous slices and a concat, as a fused q/k/v projection is split), dequant / quant (int8 TFLite graphs only: leave and
+    softmax (last dim), mean (global average over H, W), se (squeeze-and-excitation with ``out`` middle
+    channels), bmm (x @ x^T then @ x: attention-shaped products), transpose (swap H and W), pad (one pixel on
+    each side), rotate (slice the outermost axis into halves and concatenate them swapped: two contiguous slices
+    and a concat, as a fused q/k/v projection is split), dequant / quant (int8 TFLite graphs only: leave and
     re-enter int8, the float islands PT2E-quantized graphs have; skipped in fp32 graphs and in ONNX)."""
 
     kind: str
@@ -172,7 +173,8 @@ def suite(quick: bool = False) -> list[Micro]:
     m.append(Micro("qdq_island_28x28x64", (28, 28, 64), island, "quant"))
     if not quick:
         # squeeze-and-excitation blocks (MobileNetV3, EfficientNet): a global mean, two tiny 1x1 convolutions and a
-        # multiply broadcast over the feature map, which runs slower per element than a same-shape multiply
+        # multiply broadcast over the feature map (onnxruntime's profile of a MobileNetV3 put those multiplies at
+        # ~8x a same-shape one; in these blocks alone they are not slower, 2026-11-29)
         for hw, c, mid in ((56, 16, 8), (28, 72, 24), (14, 96, 24), (7, 288, 72)):
             m.append(Micro(f"se_{hw}x{hw}x{c}", (hw, hw, c), (Layer("se", out=mid),) * 2, "elementwise"))
     if not quick:

@@ -72,7 +72,8 @@ _K_CONV_DQ = 16
 _K_QGEMM = 17
 #: a binary op whose second operand is broadcast over the first (a squeeze-and-excitation scale, a layer norm's
 #: per-row statistics): runtimes run these through other loops than same-shape ones (per-node profile of an
-#: onnxruntime MobileNetV3: its squeeze-and-excitation multiplies took ~8x the same-shape figure)
+#: onnxruntime MobileNetV3: its squeeze-and-excitation multiplies took ~8x the same-shape figure; the
+#: squeeze-and-excitation micro-benchmarks fit it near the plain figure on this host)
 _K_BCAST = 18
 _KIND_NAMES = ("conv", "depthwise_conv", "matmul", "binary", "activation", "hardswish", "softmax", "reduce", "quant",
                "transpose", "pad", "data", "conv_fallback", "depthwise_conv_fallback", "skip_layernorm",
