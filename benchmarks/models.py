@@ -17,6 +17,7 @@ into the convolutions when exported.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -363,6 +364,42 @@ class Encoder(nn.Module):
         return self.out(x.mean(dim=1))
 
 
+class BertLayer(nn.Module):
+    """A BERT layer as Hugging Face writes it (all-MiniLM-L6-v2 is six of these at d = 384, 12 heads): separate
+    q / k / v projections, heads split by view + permute, scaled scores, softmax, context, output projection,
+    post-norm residuals, GELU feed-forward."""
+
+    def __init__(self, d: int, heads: int, ffn: int):
+        super().__init__()
+        self.h, self.dh = heads, d // heads
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+        self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.up, self.down = nn.Linear(d, d * ffn), nn.Linear(d * ffn, d)
+
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        return t.view(t.shape[0], t.shape[1], self.h, self.dh).permute(0, 2, 1, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self._heads(self.q(x)), self._heads(self.k(x)), self._heads(self.v(x))
+        p = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(self.dh), dim=-1)
+        c = (p @ v).permute(0, 2, 1, 3).reshape(x.shape)
+        x = self.ln1(x + self.o(c))
+        return self.ln2(x + self.down(nn.functional.gelu(self.up(x))))
+
+
+class BertEncoder(nn.Module):
+    """BERT-style sentence encoder on pre-embedded tokens [1, T, d]: layers, mean pooling, L2 normalisation."""
+
+    def __init__(self, d: int = 384, heads: int = 12, layers: int = 2, ffn: int = 4):
+        super().__init__()
+        self.layers = nn.ModuleList([BertLayer(d, heads, ffn) for _ in range(layers)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return nn.functional.normalize(x.mean(dim=1), dim=-1)
+
+
 # ------------------------------------------------------------------------------------------- sets
 
 
@@ -435,6 +472,10 @@ def _host_models() -> list[BenchModel]:
         heads = 4 if d % 4 == 0 else 2
         m.append(BenchModel(f"encoder_d{d}_l{L}_t{t}", (lambda d=d, L=L, h=heads: Encoder(d, h, L)), (1, t, d),
                             "Transformer", False))
+    # BERT-style sentence encoders at MiniLM's width (the minilm task's teacher is 6 such layers, its students 2-4)
+    for d, h, L, t in ((384, 12, 2, 128), (384, 12, 6, 128), (256, 8, 4, 64)):
+        m.append(BenchModel(f"bert_d{d}_l{L}_t{t}", (lambda d=d, h=h, L=L: BertEncoder(d, h, L)), (1, t, d),
+                            "BERT", False))
     return m
 
 

@@ -410,3 +410,19 @@ def test_broadcast_multiplies_have_their_own_cost(tmp_path: Path) -> None:
     assert by["se_scale0"].time_ms > 10 * base["se_scale0"].time_ms
     assert predict(files["add"], slow, runtime="onnxruntime").latency_ms == pytest.approx(
         predict(files["add"], prof, runtime="onnxruntime").latency_ms)
+
+
+def test_matmul_weights_dequantized_per_run_have_their_own_cost(tmp_path: Path) -> None:
+    from adaptc.predict.ort_view import runtime_view
+
+    # q / k / v projections of one layer-norm output: onnxruntime keeps them float MatMuls in the int8 graph and
+    # dequantizes their weights on every run
+    m = mb.Micro("qkv", (32, 64), (mb.Layer("layernorm"), mb.Layer("qkv")), tags=("batched",))
+    i8 = mb.quantize_onnx(mb.write_onnx(m, tmp_path / "qkv.onnx"), tmp_path / "qkv.int8.onnx", m)
+    view = runtime_view(str(i8))
+    assert view is not None and view.matmul_weight_dequant_elems == [64 * 64] * 3
+    prof = ROOT / "device_profiles" / "host.yaml"
+    slow = _with_onnxruntime_constants(tmp_path, "slowwdq", **{"efficiency.weight_dequant.int8": 1e-5})
+    base = predict(i8, prof, runtime="onnxruntime")
+    assert sum(o.op_class == "quant" and "MatMul weight" in o.name for o in base.ops) == 3
+    assert predict(i8, slow, runtime="onnxruntime").latency_ms > 2 * base.latency_ms

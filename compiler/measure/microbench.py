@@ -28,7 +28,7 @@ class Layer:
     """One layer. ``kind``: conv (dense k x k), dwconv (depthwise k x k), fc (linear on the last dim),
     add (adds the layer's input to the previous layer's input: a residual), act (hswish | sigmoid | relu),
     softmax (last dim), mean (global average over H, W), se (squeeze-and-excitation with ``out`` middle
-    channels), bmm (x @ x^T then @ x: attention-shaped products), transpose (swap H and W), pad (one pixel on
+    channels), qkv (three d -> d linear layers on one input, summed with it), bmm (x @ x^T then @ x: attention-shaped products), transpose (swap H and W), pad (one pixel on
     each side), rotate (slice the outermost axis into halves and concatenate them swapped: two contiguous slices
     and a concat, as a fused q/k/v projection is split), dequant / quant (int8 TFLite graphs only: leave and
     re-enter int8, the float islands PT2E-quantized graphs have; skipped in fp32 graphs and in ONNX)."""
@@ -172,6 +172,11 @@ def suite(quick: bool = False) -> list[Micro]:
               Layer("conv", out=64, k=1), Layer("dequant"), Layer("act", act="hswish"), Layer("quant"))
     m.append(Micro("qdq_island_28x28x64", (28, 28, 64), island, "quant"))
     if not quick:
+        # q / k / v projections of one layer-norm output (BERT layers): float MatMuls with weights dequantized on
+        # every run in onnxruntime's int8 graph
+        for t, d in ((64, 256), (128, 384)):
+            m.append(Micro(f"qkv_{t}x{d}", (t, d), (Layer("layernorm"), Layer("qkv")), "quant", tags=("batched",)))
+    if not quick:
         # squeeze-and-excitation blocks (MobileNetV3, EfficientNet): a global mean, two tiny 1x1 convolutions and a
         # multiply broadcast over the feature map (onnxruntime's profile of a MobileNetV3 put those multiplies at
         # ~8x a same-shape one; in these blocks alone they are not slower, 2026-11-29)
@@ -310,6 +315,22 @@ def write_onnx(micro: Micro, path: Path) -> Path:
             nodes.append(helper.make_node("GlobalAveragePool", [x], [f"g{i}"], name=f"gap{i}"))
             inits.append(numpy_helper.from_array(np.array([1, -1], np.int64), f"s{i}"))
             nodes.append(helper.make_node("Reshape", [f"g{i}", f"s{i}"], [y], name=f"flatten{i}"))
+        elif L.kind == "qkv":
+            # three linear layers on one input (an attention layer's q / k / v projections of one layer-norm
+            # output), summed with that input (the residual): onnxruntime keeps such MatMuls float in int8 QDQ
+            # graphs and dequantizes their weights on every run
+            d = cur_shape[-1]
+            outs = []
+            for j in range(3):
+                w = (rng.standard_normal((d, d)) / math.sqrt(d)).astype(np.float32)
+                inits += [numpy_helper.from_array(w, f"qw{i}_{j}"),
+                          numpy_helper.from_array(np.zeros(d, np.float32), f"qb{i}_{j}")]
+                nodes.append(helper.make_node("MatMul", [x, f"qw{i}_{j}"], [f"qm{i}_{j}"], name=f"qkv_mm{i}_{j}"))
+                nodes.append(helper.make_node("Add", [f"qm{i}_{j}", f"qb{i}_{j}"], [f"qp{i}_{j}"], name=f"qkv_b{i}_{j}"))
+                outs.append(f"qp{i}_{j}")
+            nodes.append(helper.make_node("Add", outs[:2], [f"qs{i}_0"], name=f"qkv_s{i}_0"))
+            nodes.append(helper.make_node("Add", [f"qs{i}_0", outs[2]], [f"qs{i}_1"], name=f"qkv_s{i}_1"))
+            nodes.append(helper.make_node("Add", [f"qs{i}_1", x], [y], name=f"qkv_res{i}"))
         elif L.kind == "se":
             # squeeze-and-excitation as torch exports it: mean over H, W -> 1x1 conv + relu -> 1x1 conv ->
             # hard sigmoid -> the input scaled per channel (a broadcast multiply)
@@ -680,6 +701,31 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
             o.keepDims = False
             B.op("MEAN", [x, axes], [y], o, "ReducerOptions", version=2 if state["int8"] else 1)
             cur = _out_shape(cur, L)
+        elif L.kind == "qkv":  # three FULLY_CONNECTED on one input, summed with it (as in the ONNX graph)
+            d = cur[-1]
+            outs = []
+            for _ in range(3):
+                wf = (rng.standard_normal((d, d)) / math.sqrt(d)).astype(np.float32)
+                o_ = act_tensor(list(cur))
+                if state["int8"]:
+                    ws = np.maximum(np.abs(wf).max(axis=1), 1e-6) / 127.0
+                    wq = np.clip(np.round(wf / ws[:, None]), -127, 127).astype(np.int8)
+                    w = B.tensor([d, d], "INT8", wq, scale=ws, zero_point=np.zeros(d, np.int64))
+                    bias = B.tensor([d], "INT32", np.zeros(d, np.int32), scale=ws * act_scale,
+                                    zero_point=np.zeros(d, np.int64))
+                else:
+                    w = B.tensor([d, d], "FLOAT32", wf)
+                    bias = B.tensor([d], "FLOAT32", np.zeros(d, np.float32))
+                o = s.FullyConnectedOptionsT()
+                o.keepNumDims = True
+                B.op("FULLY_CONNECTED", [x, w, bias], [o_], o, "FullyConnectedOptions", version=5 if state["int8"] else 1)
+                outs.append(o_)
+            acc = outs[0]
+            for other in (outs[1], outs[2], x):
+                nxt = act_tensor(list(cur))
+                B.op("ADD", [acc, other], [nxt], s.AddOptionsT(), "AddOptions", version=2 if state["int8"] else 1)
+                acc = nxt
+            y = acc
         elif L.kind == "se":
             # as the LiteRT converter writes it: MEAN -> 1x1 CONV_2D (relu) -> 1x1 CONV_2D (relu6, the hard
             # sigmoid's +3 in its bias) -> MUL by 1/6 -> MUL into the input (broadcast over H, W)

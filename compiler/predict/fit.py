@@ -45,6 +45,7 @@ THREAD_PARAMS: dict[str, tuple[float, float]] = {"thread_efficiency": (0.01, 1.0
 ORT_LAYOUT_PARAMS: dict[str, tuple[float, float]] = {
     "efficiency.conv_fallback.fp32": (0.01, 5.0), "efficiency.depthwise_conv_fallback.fp32": (0.01, 5.0),
     "efficiency.conv_dequantized.fp32": (0.01, 5.0), "efficiency.qgemm.int8": (0.01, 5.0),
+    "efficiency.weight_dequant.int8": (1e-5, 5.0),
     "qgemm_k0": (0.25, 4096.0), "qgemm_n0": (0.25, 2048.0), "qgemm_m0": (0.05, 2048.0),
     # batched products of two activations (attention heads): onnxruntime runs a GEMM per head, packing its second
     # operand each time (per-node profile of an int8 encoder: 9 us per 4-head QLinearMatMul, 2.7 us costed without)

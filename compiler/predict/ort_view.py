@@ -42,6 +42,9 @@ class RuntimeView:
     produced: dict[str, str]
     #: element counts of int8 weights that are dequantized at every run (float kernels fed by DequantizeLinear)
     weight_dequant_elems: list[int] = field(default_factory=list)
+    #: the same for weights of float MatMuls (per-channel on their last axis: a slower dequantization, ~2.4 ns per
+    #: element on this host against a fraction of that for convolution weights)
+    matmul_weight_dequant_elems: list[int] = field(default_factory=list)
     #: nodes the full optimization level adds on this machine for layouts (NHWC int8 convolutions): transposes
     #: and extra quantize / dequantize nodes (their tensors are renamed, so they are counted, not matched)
     layout_transposes: int = 0
@@ -88,12 +91,19 @@ def _view(path: str, mtime: float) -> RuntimeView | None:
     ext = Counter(n.op_type for n in m.graph.node)
     produced = {o: n.op_type for n in m.graph.node for o in n.output if o}
     inits = {t.name: int(math.prod(t.dims)) for t in m.graph.initializer}
-    wdq = [inits[n.input[0]] for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input and
-           n.input[0] in inits and inits[n.input[0]] > 64]
+    consumers: dict[str, list[str]] = {}
+    for n in m.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n.op_type)
+    wdq, mm_wdq = [], []
+    for n in m.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input and n.input[0] in inits and inits[n.input[0]] > 64:
+            to_matmul = bool(n.output) and all(c in ("MatMul", "Gemm") for c in consumers.get(n.output[0], ["?"]))
+            (mm_wdq if to_matmul else wdq).append(inits[n.input[0]])
     transposes = max(0, full.op_counts["Transpose"] - ext["Transpose"])
     quant = max(0, full.op_counts["QuantizeLinear"] + full.op_counts["DequantizeLinear"]
                 - ext["QuantizeLinear"] - ext["DequantizeLinear"])
-    return RuntimeView(produced, wdq, transposes, quant, {n.name: n.op_type for n in m.graph.node if n.name})
+    return RuntimeView(produced, wdq, mm_wdq, transposes, quant, {n.name: n.op_type for n in m.graph.node if n.name})
 
 
 @dataclass

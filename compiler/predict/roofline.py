@@ -75,13 +75,17 @@ _K_QGEMM = 17
 #: onnxruntime MobileNetV3: its squeeze-and-excitation multiplies took ~8x the same-shape figure; the
 #: squeeze-and-excitation micro-benchmarks fit it near the plain figure on this host)
 _K_BCAST = 18
+#: int8 weights of a float MatMul that onnxruntime dequantizes on every run (it keeps a MatMul float when its
+#: dequantized input also feeds other ops, e.g. q / k / v projections of one layer-norm output): per-channel on the
+#: last axis, ~2.4 ns per element on this host (per-node profile of a BERT encoder: 160 us per 256 x 256 weight)
+_K_WDQ = 19
 _KIND_NAMES = ("conv", "depthwise_conv", "matmul", "binary", "activation", "hardswish", "softmax", "reduce", "quant",
                "transpose", "pad", "data", "conv_fallback", "depthwise_conv_fallback", "skip_layernorm",
-               "conv_spatial", "conv_dequantized", "qgemm", "binary_broadcast")
+               "conv_spatial", "conv_dequantized", "qgemm", "binary_broadcast", "weight_dequant")
 #: a kind without its own fitted efficiency uses that of another
 _FALLBACK_OF = {"conv_fallback": "conv", "depthwise_conv_fallback": "depthwise_conv", "skip_layernorm": "softmax",
                 "conv_spatial": "conv", "conv_dequantized": "conv", "qgemm": "matmul",
-                "binary_broadcast": "binary"}
+                "binary_broadcast": "binary", "weight_dequant": "quant"}
 #: data-movement kinds: their "efficiency" is a fraction of the memory bandwidth (no arithmetic)
 _MOVE_KINDS = (_K_TRANS, _K_PAD, _K_DATA)
 
@@ -329,6 +333,8 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
             add("layout Quantize/Dequantize (onnxruntime)", "QuantizeLinear", _K_QUANT, 2, 2 * avg, 5 * avg)
         for n_el in view.weight_dequant_elems:  # int8 weights of float kernels, dequantized at every run
             add("weight DequantizeLinear (onnxruntime)", "DequantizeLinear", _K_QUANT, 2, 2.0 * n_el, 5.0 * n_el)
+        for n_el in view.matmul_weight_dequant_elems:
+            add("MatMul weight DequantizeLinear (onnxruntime)", "DequantizeLinear", _K_WDQ, 2, 2.0 * n_el, 5.0 * n_el)
     if layout is not None:
         for _ in range(layout.extra_meta_nodes):  # Reshapes added around fused Gemms: a dispatch each
             add("Reshape added by onnxruntime's optimizer", "Reshape", _K_DATA, 0, 0.0, 0.0)

@@ -103,7 +103,8 @@ Precision = Literal["fp32", "fp16", "int8"]
 #: conv_fallback / depthwise_conv_fallback: float convolutions onnxruntime keeps out of its NCHWc layout on x86
 PREDICTOR_CLASSES = ("conv", "depthwise_conv", "matmul", "binary", "activation", "hardswish", "softmax", "reduce",
                      "quant", "transpose", "pad", "conv_fallback", "depthwise_conv_fallback", "skip_layernorm",
-                     "conv_spatial", "data", "conv_dequantized", "qgemm", "binary_broadcast")
+                     "conv_spatial", "data", "conv_dequantized", "qgemm", "binary_broadcast",
+                     "weight_dequant")
 
 
 class MemoryConstants(_Strict):
