@@ -133,6 +133,10 @@ def suite(quick: bool = False) -> list[Micro]:
             m.append(Micro(f"gemm_{t}x{d}-{d}", (t, d), _chain("fc", 4, out=d, act="relu"), "fc",
                            tags=("gemm", "onnx_only")))
         m.append(Micro("fc_1x2048-2048", (1, 2048), _chain("fc", 2, out=2048), "fc"))
+        # a BERT layer's feed-forward at MiniLM's width, on [1, T, d] as exporters write it (3-D MatMul + Add)
+        for t, d, n in ((128, 384, 1536), (64, 320, 1280)):
+            m.append(Micro(f"ffn_{t}x{d}-{n}", (t, d), (Layer("fc", out=n, act="relu"), Layer("fc", out=d)), "fc",
+                           tags=("batched",)))
         m.append(Micro("attention_64x64", (64, 64), (Layer("bmm"), Layer("softmax"), Layer("bmm")), "fc"))
         m.append(Micro("attention_128x128", (128, 128), (Layer("bmm"), Layer("softmax"), Layer("bmm")), "fc"))
         # multi-head: (heads, T, head dim) batched products, as encoders run them; runtimes loop over the heads
