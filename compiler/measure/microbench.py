@@ -28,10 +28,11 @@ class Layer:
     """One layer. ``kind``: conv (dense k x k), dwconv (depthwise k x k), fc (linear on the last dim),
     add (adds the layer's input to the previous layer's input: a residual), act (hswish | sigmoid | relu),
     softmax (last dim), mean (global average over H, W), se (squeeze-and-excitation with ``out`` middle
-    channels), qkv (three d -> d linear layers on one input, summed with it), bmm (x @ x^T then @ x: attention-shaped products), transpose (swap H and W), pad (one pixel on
-    each side), rotate (slice the outermost axis into halves and concatenate them swapped: two contiguous slices
-    and a concat, as a fused q/k/v projection is split), dequant / quant (int8 TFLite graphs only: leave and
-    re-enter int8, the float islands PT2E-quantized graphs have; skipped in fp32 graphs and in ONNX)."""
+    channels), qkv (three d -> d linear layers on one input, summed with it), bmm (x @ x^T then @ x:
+    attention-shaped products), transpose (swap H and W), pad (one pixel on each side), rotate (slice the
+    outermost axis into halves and concatenate them swapped: two contiguous slices and a concat, as a fused
+    q/k/v projection is split), dequant / quant (int8 TFLite graphs only: leave and re-enter int8, the float
+    islands PT2E-quantized graphs have; skipped in fp32 graphs and in ONNX)."""
 
     kind: str
     out: int = 0          # output channels / features (conv, fc)
@@ -133,7 +134,8 @@ def suite(quick: bool = False) -> list[Micro]:
             m.append(Micro(f"gemm_{t}x{d}-{d}", (t, d), _chain("fc", 4, out=d, act="relu"), "fc",
                            tags=("gemm", "onnx_only")))
         m.append(Micro("fc_1x2048-2048", (1, 2048), _chain("fc", 2, out=2048), "fc"))
-        # a BERT layer's feed-forward at MiniLM's width, on [1, T, d] as exporters write it (3-D MatMul + Add)
+        # a BERT layer's feed-forward at MiniLM's width, on [1, T, d] as exporters write it (3-D MatMul + Add; the
+        # relu stands in for GELU: these calibrate the linear layers)
         for t, d, n in ((128, 384, 1536), (64, 320, 1280)):
             m.append(Micro(f"ffn_{t}x{d}-{n}", (t, d), (Layer("fc", out=n, act="relu"), Layer("fc", out=d)), "fc",
                            tags=("batched",)))
