@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -555,6 +555,18 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
             return B.tensor(shape, "INT8", scale=act_scale, zero_point=act_zp, name=name)
         return B.tensor(shape, "FLOAT32", name=name)
 
+    def weights(wf: np.ndarray, qdim: int, float_bias: Callable[[], np.ndarray]) -> tuple[int, int]:
+        """Weight and bias tensors of a layer whose weights ``wf`` hold its output channels on axis ``qdim``: int8
+        per output channel with a zero int32 bias in int8 graphs, else float with ``float_bias()``."""
+        n = wf.shape[qdim]
+        if not state["int8"]:
+            return B.tensor(list(wf.shape), "FLOAT32", wf), B.tensor([n], "FLOAT32", float_bias())
+        ws = np.maximum(np.abs(wf).max(axis=tuple(a for a in range(wf.ndim) if a != qdim)), 1e-6) / 127.0
+        per_channel = [-1 if a == qdim else 1 for a in range(wf.ndim)]
+        wq = np.clip(np.round(wf / ws.reshape(per_channel)), -127, 127).astype(np.int8)
+        return (B.tensor(list(wq.shape), "INT8", wq, scale=ws, zero_point=np.zeros(n, np.int64), qdim=qdim),
+                B.tensor([n], "INT32", np.zeros(n, np.int32), scale=ws * act_scale, zero_point=np.zeros(n, np.int64)))
+
     image = _is_image(micro)
     in_shape = [1, *micro.shape] if image else list(micro.shape)
     x = act_tensor(in_shape, "x")
@@ -570,18 +582,8 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
                   / math.sqrt(kdim)).astype(np.float32)
             nxt = _out_shape(cur, L)
             y = act_tensor([1, *nxt])
-            if state["int8"]:
-                axis = (1, 2, 3) if L.kind == "conv" else (0, 1, 2)
-                ws = np.maximum(np.abs(wf).max(axis=axis), 1e-6) / 127.0
-                shp = (-1, 1, 1, 1) if L.kind == "conv" else (1, 1, 1, -1)
-                wq = np.clip(np.round(wf / ws.reshape(shp)), -127, 127).astype(np.int8)
-                w = B.tensor(list(wq.shape), "INT8", wq, scale=ws, zero_point=np.zeros(cout, np.int64),
-                             qdim=0 if L.kind == "conv" else 3)
-                bs = ws * act_scale
-                bias = B.tensor([cout], "INT32", np.zeros(cout, np.int32), scale=bs, zero_point=np.zeros(cout, np.int64))
-            else:
-                w = B.tensor(list(wf.shape), "FLOAT32", wf)
-                bias = B.tensor([cout], "FLOAT32", (rng.standard_normal(cout) * 0.01).astype(np.float32))
+            w, bias = weights(wf, 0 if L.kind == "conv" else 3,
+                              lambda: (rng.standard_normal(cout) * 0.01).astype(np.float32))
             if L.kind == "conv":
                 o = s.Conv2DOptionsT()
                 o.padding, o.strideW, o.strideH, o.fusedActivationFunction = 0, L.stride, L.stride, _ACT_CODE[L.act]
@@ -597,15 +599,7 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
             wf = (rng.standard_normal((L.out, d)) / math.sqrt(d)).astype(np.float32)
             nxt = _out_shape(cur, L)
             y = act_tensor(list(nxt))
-            if state["int8"]:
-                ws = np.maximum(np.abs(wf).max(axis=1), 1e-6) / 127.0
-                wq = np.clip(np.round(wf / ws[:, None]), -127, 127).astype(np.int8)
-                w = B.tensor([L.out, d], "INT8", wq, scale=ws, zero_point=np.zeros(L.out, np.int64))
-                bias = B.tensor([L.out], "INT32", np.zeros(L.out, np.int32), scale=ws * act_scale,
-                                zero_point=np.zeros(L.out, np.int64))
-            else:
-                w = B.tensor([L.out, d], "FLOAT32", wf)
-                bias = B.tensor([L.out], "FLOAT32", (rng.standard_normal(L.out) * 0.01).astype(np.float32))
+            w, bias = weights(wf, 0, lambda: (rng.standard_normal(L.out) * 0.01).astype(np.float32))
             o = s.FullyConnectedOptionsT()
             o.fusedActivationFunction = _ACT_CODE[L.act]
             o.keepNumDims = True
@@ -713,15 +707,7 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
             for _ in range(3):
                 wf = (rng.standard_normal((d, d)) / math.sqrt(d)).astype(np.float32)
                 o_ = act_tensor(list(cur))
-                if state["int8"]:
-                    ws = np.maximum(np.abs(wf).max(axis=1), 1e-6) / 127.0
-                    wq = np.clip(np.round(wf / ws[:, None]), -127, 127).astype(np.int8)
-                    w = B.tensor([d, d], "INT8", wq, scale=ws, zero_point=np.zeros(d, np.int64))
-                    bias = B.tensor([d], "INT32", np.zeros(d, np.int32), scale=ws * act_scale,
-                                    zero_point=np.zeros(d, np.int64))
-                else:
-                    w = B.tensor([d, d], "FLOAT32", wf)
-                    bias = B.tensor([d], "FLOAT32", np.zeros(d, np.float32))
+                w, bias = weights(wf, 0, lambda: np.zeros(d, np.float32))
                 o = s.FullyConnectedOptionsT()
                 o.keepNumDims = True
                 B.op("FULLY_CONNECTED", [x, w, bias], [o_], o, "FullyConnectedOptions", version=5 if state["int8"] else 1)
@@ -745,15 +731,7 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
             for ci, co, act in ((c, mid, "relu"), (mid, c, "relu6")):
                 wf = (rng.standard_normal((co, 1, 1, ci)) / math.sqrt(ci)).astype(np.float32)
                 o_ = act_tensor([1, 1, 1, co])
-                if state["int8"]:
-                    ws = np.maximum(np.abs(wf).max(axis=(1, 2, 3)), 1e-6) / 127.0
-                    wq = np.clip(np.round(wf / ws.reshape(-1, 1, 1, 1)), -127, 127).astype(np.int8)
-                    w = B.tensor(list(wq.shape), "INT8", wq, scale=ws, zero_point=np.zeros(co, np.int64), qdim=0)
-                    bias = B.tensor([co], "INT32", np.zeros(co, np.int32), scale=ws * act_scale,
-                                    zero_point=np.zeros(co, np.int64))
-                else:
-                    w = B.tensor(list(wf.shape), "FLOAT32", wf)
-                    bias = B.tensor([co], "FLOAT32", np.full(co, 3.0 if act == "relu6" else 0.0, np.float32))
+                w, bias = weights(wf, 0, lambda co=co, act=act: np.full(co, 3.0 if act == "relu6" else 0.0, np.float32))
                 o = s.Conv2DOptionsT()
                 o.padding, o.strideW, o.strideH, o.fusedActivationFunction = 0, 1, 1, _ACT_CODE[act]
                 B.op("CONV_2D", [h, w, bias], [o_], o, "Conv2DOptions", version=3 if state["int8"] else 1)
