@@ -64,6 +64,10 @@ def family_for(profile: DeviceProfile) -> str:
     return "arm64"
 
 
+#: GEMM-shape constants a family may lack (None: those of the plain float GEMM), in the order files list them
+_OPTIONAL_DIMS = ("gemm_int8_k0", "gemm_int8_n0", "qgemm_k0", "qgemm_n0", "qgemm_m0", "conv_k0", "conv_n0")
+
+
 @dataclass
 class Constants:
     """Fully resolved constants for one (device, runtime)."""
@@ -128,10 +132,7 @@ class Constants:
             "thread_efficiency": self.thread_efficiency,
             "thread_overhead": self.thread_overhead, "ref_ghz": self.ref_ghz,
             "peak_to_sustained": self.peak_to_sustained, "memory": self.memory, "fitted": self.fitted,
-            **({"gemm_int8_k0": self.gemm_int8_k0} if self.gemm_int8_k0 is not None else {}),
-            **({"gemm_int8_n0": self.gemm_int8_n0} if self.gemm_int8_n0 is not None else {}),
-            **{k: getattr(self, k) for k in ("qgemm_k0", "qgemm_n0", "qgemm_m0", "conv_k0", "conv_n0")
-               if getattr(self, k) is not None},
+            **{k: getattr(self, k) for k in _OPTIONAL_DIMS if getattr(self, k) is not None},
             **({"dw_group_overhead_us": self.dw_group_overhead_us} if self.dw_group_overhead_us else {}),
             **({"bmm_item_overhead_us": dict(self.bmm_item_overhead_us)} if self.bmm_item_overhead_us else {}),
             **({"spatial_cin0": self.spatial_cin0} if self.spatial_cin0 is not None else {}),
@@ -156,9 +157,7 @@ def constants_from_dict(d: dict[str, Any], runtime: str, family: str, source: st
         ref_ghz=float(d["ref_ghz"]), peak_to_sustained={k: float(v) for k, v in d["peak_to_sustained"].items()},
         memory=copy.deepcopy(d["memory"]), fitted=str(d.get("fitted", "")), source=source,
         validation=dict(validation or {}), notes=list(notes or []),
-        gemm_int8_k0=float(d["gemm_int8_k0"]) if d.get("gemm_int8_k0") is not None else None,
-        gemm_int8_n0=float(d["gemm_int8_n0"]) if d.get("gemm_int8_n0") is not None else None,
-        **{k: float(d[k]) for k in ("qgemm_k0", "qgemm_n0", "qgemm_m0", "conv_k0", "conv_n0") if d.get(k) is not None},
+        **{k: float(d[k]) for k in _OPTIONAL_DIMS if d.get(k) is not None},
         dw_group_overhead_us=float(d.get("dw_group_overhead_us") or 0.0),
         bmm_item_overhead_us={k: float(v) for k, v in (d.get("bmm_item_overhead_us") or {}).items()},
         spatial_cin0=float(d["spatial_cin0"]) if d.get("spatial_cin0") is not None else None,

@@ -473,18 +473,13 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: "int | np.ndarray")
     is_mac = (kind <= _K_MM) | np.isin(kind, (_K_CONV_FB, _K_DW_FB, _K_CONV_SP, _K_CONV_DQ, _K_QGEMM))
     is_dw = (kind == _K_DW) | (kind == _K_DW_FB)
     k0, n0, m0, c0 = c.gemm_k0, c.gemm_n0, c.gemm_m0, c.dw_c0
-    if c.gemm_int8_k0 is not None or c.gemm_int8_n0 is not None:  # int8 kernels tile K and N differently
-        k0 = np.where(t.prec == 2, c.gemm_int8_k0 if c.gemm_int8_k0 is not None else k0, k0)
-        n0 = np.where(t.prec == 2, c.gemm_int8_n0 if c.gemm_int8_n0 is not None else n0, n0)
-    if c.conv_k0 is not None or c.conv_n0 is not None:
-        cv = kind == _K_CONV
-        k0 = np.where(cv, c.conv_k0 if c.conv_k0 is not None else k0, k0)
-        n0 = np.where(cv, c.conv_n0 if c.conv_n0 is not None else n0, n0)
-    if c.qgemm_k0 is not None or c.qgemm_n0 is not None or c.qgemm_m0 is not None:
-        q = kind == _K_QGEMM
-        k0 = np.where(q, c.qgemm_k0 if c.qgemm_k0 is not None else k0, k0)
-        n0 = np.where(q, c.qgemm_n0 if c.qgemm_n0 is not None else n0, n0)
-        m0 = np.where(q, c.qgemm_m0 if c.qgemm_m0 is not None else m0, m0)
+    # kernels with their own half-efficiency dimensions where the constants give them (a later row wins): int8
+    # kernels tile K and N differently, 1x1 convolutions keep their speed at small K / N, QGemm follows M x N
+    for mask, own_k0, own_n0, own_m0 in ((t.prec == 2, c.gemm_int8_k0, c.gemm_int8_n0, None),
+                                         (kind == _K_CONV, c.conv_k0, c.conv_n0, None),
+                                         (kind == _K_QGEMM, c.qgemm_k0, c.qgemm_n0, c.qgemm_m0)):
+        k0, n0, m0 = (v if own is None else np.where(mask, own, v)
+                      for v, own in ((k0, own_k0), (n0, own_n0), (m0, own_m0)))
     rm, rk, rn = REFERENCE_GEMM
     # shape factors relative to the reference convolution (where efficiency = 1 by the definition of "sustained")
     # output channels are computed in SIMD tiles of n_tile lanes: a partial last tile wastes lanes
