@@ -223,18 +223,16 @@ def run_host(args: argparse.Namespace) -> list[dict[str, Any]]:
                 key = f"{bm.key}/{runtime}/{prec}/{threads}/{_sha(path)}"
                 cost = analyze(path)
                 pred = predict_from_cost(cost, profile, runtime=runtime, threads=threads)
+                # about 0.3 s of timed runs per row (at least 20, at most 200)
+                runs = int(min(200, max(20, 300 / max(pred.latency_ms, 0.01))))
                 if key not in mcache:
-                    # about 0.3 s of timed runs per row (at least 20, at most 200)
-                    est = max(pred.latency_ms, 0.01)
-                    runs = int(min(200, max(20, 300 / est)))
                     try:
                         mcache[key] = _measure(path, runtime, x, threads, runs)
                     except Exception as e:  # record, do not stop the benchmark
                         mcache[key] = {"error": str(e)[:300]}
                     pending.append((key, path, runtime, x, threads, runs))
                 elif args.remeasure:
-                    est = max(pred.latency_ms, 0.01)
-                    pending.append((key, path, runtime, x, threads, int(min(200, max(20, 300 / est)))))
+                    pending.append((key, path, runtime, x, threads, runs))
                 m = mcache[key]
                 row = {"model": bm.key, "family": bm.family, "depthwise": bm.depthwise, "runtime": runtime,
                        "precision": prec, "threads": threads, "file": str(path.relative_to(HERE)),
