@@ -284,6 +284,21 @@ def test_quantize_nodes_onnxruntime_keeps_are_costed(tmp_path: Path) -> None:
         assert by[name].bound != "fused", name
 
 
+def _with_onnxruntime_constants(tmp_path: Path, name: str, **changes: object) -> Path:
+    """The host profile with some onnxruntime predictor constants replaced (dotted keys below the runtime)."""
+    data = yaml.safe_load((ROOT / "device_profiles" / "host.yaml").read_text())
+    rt = data["predictor"]["runtimes"]["onnxruntime"]
+    for key, value in changes.items():
+        *path, last = key.split(".")
+        cur = rt
+        for k in path:
+            cur = cur.setdefault(k, {})
+        cur[last] = value
+    out = tmp_path / f"{name}.yaml"
+    out.write_text(yaml.safe_dump(data))
+    return out
+
+
 def test_float_convolutions_of_qdq_graphs_have_their_own_cost(tmp_path: Path) -> None:
     from adaptc.predict.ort_view import layout_view, nchwc_available
 
@@ -296,14 +311,12 @@ def test_float_convolutions_of_qdq_graphs_have_their_own_cost(tmp_path: Path) ->
     # onnxruntime keeps these convolutions float in the int8 graph (no QLinearConv): weights dequantized per run
     view = layout_view(str(i8))
     assert view is not None and view.fallback_nodes and "QLinearConv" not in view.op_counts
-    data = yaml.safe_load((ROOT / "device_profiles" / "host.yaml").read_text())
     prof = ROOT / "device_profiles" / "host.yaml"
     base_i8, base_f32 = predict(i8, prof, runtime="onnxruntime"), predict(f32, prof, runtime="onnxruntime")
-    data["predictor"]["runtimes"]["onnxruntime"]["efficiency"]["conv_dequantized"] = {"fp32": 0.01}
-    (tmp_path / "slowdq.yaml").write_text(yaml.safe_dump(data))
-    slow_i8 = predict(i8, tmp_path / "slowdq.yaml", runtime="onnxruntime")
+    slow = _with_onnxruntime_constants(tmp_path, "slowdq", **{"efficiency.conv_dequantized.fp32": 0.01})
+    slow_i8 = predict(i8, slow, runtime="onnxruntime")
     assert slow_i8.latency_ms > 3 * base_i8.latency_ms
-    assert predict(f32, tmp_path / "slowdq.yaml", runtime="onnxruntime").latency_ms == pytest.approx(base_f32.latency_ms)
+    assert predict(f32, slow, runtime="onnxruntime").latency_ms == pytest.approx(base_f32.latency_ms)
 
 
 def test_memory_has_a_share_per_kernel(files: dict[str, Path], tmp_path: Path) -> None:
@@ -331,27 +344,11 @@ def test_int8_depthwise_off_the_channel_block_is_costed_apart(tmp_path: Path) ->
     prof = ROOT / "device_profiles" / "host.yaml"
     data = yaml.safe_load(prof.read_text())
     assert "int8" in data["predictor"]["runtimes"]["onnxruntime"]["efficiency"]["depthwise_conv_fallback"]
-    data["predictor"]["runtimes"]["onnxruntime"]["efficiency"]["depthwise_conv_fallback"]["int8"] = 1e-4
-    (tmp_path / "slowdw.yaml").write_text(yaml.safe_dump(data))
+    slow_prof = _with_onnxruntime_constants(tmp_path, "slowdw", **{"efficiency.depthwise_conv_fallback.int8": 1e-4})
     for c, grows in ((24, True), (32, False)):
         base = predict(files[c], prof, runtime="onnxruntime").latency_ms
-        slow = predict(files[c], tmp_path / "slowdw.yaml", runtime="onnxruntime").latency_ms
+        slow = predict(files[c], slow_prof, runtime="onnxruntime").latency_ms
         assert (slow > 2 * base) if grows else slow == pytest.approx(base)
-
-
-def _with_onnxruntime_constants(tmp_path: Path, name: str, **changes: object) -> Path:
-    """The host profile with some onnxruntime predictor constants replaced (dotted keys below the runtime)."""
-    data = yaml.safe_load((ROOT / "device_profiles" / "host.yaml").read_text())
-    rt = data["predictor"]["runtimes"]["onnxruntime"]
-    for key, value in changes.items():
-        *path, last = key.split(".")
-        cur = rt
-        for k in path:
-            cur = cur.setdefault(k, {})
-        cur[last] = value
-    out = tmp_path / f"{name}.yaml"
-    out.write_text(yaml.safe_dump(data))
-    return out
 
 
 def test_int8_gemm_runs_as_qgemm_with_its_own_cost(tmp_path: Path) -> None:
