@@ -146,6 +146,30 @@ def export_tflite(bm: BenchModel, d: Path, int8_only: bool = False) -> tuple[Pat
     return (None if int8_only else f32), i8
 
 
+#: families that adaptc ships as dynamic int8 (transformers: `adaptc build` picks int8_dynamic for them, as for the
+#: minilm task); their host rows get a third precision, "int8dyn", made by adaptc's own exporters
+DYNAMIC_FAMILIES = ("Transformer", "BERT")
+
+
+def export_dynamic(bm: BenchModel, onnx_f32: Path, tflite_f32: Path) -> tuple[Path, Path]:
+    """Dynamic int8 (int8 weights per channel, activations quantized at run time) of both fp32 files, with the
+    exporters `adaptc build` uses (onnxruntime quantize_dynamic; ai-edge-quantizer dynamic_wi8_afp32)."""
+    from adaptc.export import get_exporter
+    from adaptc.export.base import ExportRequest
+
+    d = onnx_f32.parent
+    out = []
+    for fmt, f32 in (("onnx", onnx_f32), ("tflite", tflite_f32)):
+        dest = d / f"model.int8dyn{f32.suffix}"
+        if not dest.exists():
+            req = ExportRequest(model=bm.make().eval(), example_inputs=(bm.example(),), input_names=("x",),
+                                output_names=("y",), fp32_artifact=f32)
+            with _quiet():
+                get_exporter(fmt).export(req, "int8_dynamic", dest)
+        out.append(dest)
+    return out[0], out[1]
+
+
 def export_tflite_full_int8(bm: BenchModel, f32: Path, dest: Path) -> Path:
     """Fully integer int8 (every op, as TensorFlow's converter quantizes the CSV's phone models) with
     ai-edge-quantizer's static_wi8_ai8 recipe on the fp32 file, calibrated on random inputs."""
@@ -217,8 +241,12 @@ def run_host(args: argparse.Namespace) -> list[dict[str, Any]]:
             except Exception as e:
                 mcache[ref_key] = {"error": str(e)[:300]}
         ref_now = mcache[ref_key].get("latency_ms")
-        for runtime, prec, path in (("onnxruntime", "fp32", o32), ("onnxruntime", "int8", o8),
-                                    ("tflite", "fp32", t32), ("tflite", "int8", t8)):
+        formats = [("onnxruntime", "fp32", o32), ("onnxruntime", "int8", o8), ("tflite", "fp32", t32),
+                   ("tflite", "int8", t8)]
+        if bm.family in DYNAMIC_FAMILIES:
+            od, td = export_dynamic(bm, o32, t32)
+            formats += [("onnxruntime", "int8dyn", od), ("tflite", "int8dyn", td)]
+        for runtime, prec, path in formats:
             for threads in args.threads:
                 key = f"{bm.key}/{runtime}/{prec}/{threads}/{_sha(path)}"
                 cost = analyze(path)
@@ -247,7 +275,7 @@ def run_host(args: argparse.Namespace) -> list[dict[str, Any]]:
         print(f"[host {i + 1}/{len(models)}] {bm.key:28s} " + "  ".join(
             f"{r['runtime'][:4]}/{r['precision']}: {r.get('latency_ms', float('nan')):.3f} ms "
             f"(pred {r['predicted_ms']:.3f}, {100 * r.get('latency_error', float('nan')):+.0f}%)"
-            for r in rows[-4 * len(args.threads):]) + f"  [{time.time() - t0:.0f}s]", flush=True)
+            for r in rows[-len(formats) * len(args.threads):]) + f"  [{time.time() - t0:.0f}s]", flush=True)
         mcache_path.parent.mkdir(parents=True, exist_ok=True)
         mcache_path.write_text(json.dumps(mcache, indent=1))
     # further passes, minutes later: keep each row's faster median (other processes on a shared machine come
@@ -432,6 +460,16 @@ def refit_phones(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 f"{len(train)} TRAINING rows of shared/device_data/calibration_latency.csv (TFLite 2.10, 1 big core: "
                 f"Pixel 4 Cortex-A76 and Galaxy S10 Exynos M4; models {', '.join(TRAIN_MODELS)}), devices described "
                 f"by spec-sheet peaks; training median |error| {np.median(np.abs(err)) * 100:.1f}%")
+    # dynamic-range int8 (what adaptc ships for transformers): no phone measurements of such models exist. Their
+    # products fall back to the int8 matmul efficiency; the run-time quantization of their inputs (an elementwise
+    # pass) gets the host's ratio of it to float elementwise ops (x86_64 tflite constants, fitted on micro-benchmarks)
+    # times this fit's binary efficiency. Without it, it fell back to the unfitted generic quantize figure (0.02:
+    # a fifth of a MiniLM student's time on the Pixel 8)
+    x86, _, _ = C.family_constants("tflite", "x86_64")
+    x_eff = x86.get("efficiency", {})
+    if "dynamic_quant" in x_eff and "binary" in x_eff:
+        ratio_dq = x_eff["dynamic_quant"]["int8"] / x_eff["binary"]["fp32"]
+        c.efficiency["dynamic_quant"] = {"int8": ratio_dq * c.efficiency["binary"]["fp32"]}
     fam = round_constants(c.to_dict())
     # in-order cores (A53/A55-class): the same kernels at the in-order model-level efficiency. device_specs.md
     # section 0: dense CNNs reach 60-65% of peak on big out-of-order cores and 25-30% on in-order A53/A55.
@@ -491,13 +529,17 @@ def _stats(pred: list[float], meas: list[float]) -> dict[str, Any]:
     return out
 
 
+#: host row precisions: fp32, static int8, dynamic int8 (transformer families only)
+HOST_PRECISIONS = ("fp32", "int8", "int8dyn")
+
+
 def summarize(host: list[dict[str, Any]], phones: list[dict[str, Any]]) -> dict[str, Any]:
     s: dict[str, Any] = {}
     ok = [r for r in host if "latency_ms" in r]
     if ok:
         s["host_latency"] = {"all": _stats([r["predicted_ms"] for r in ok], [r["latency_ms"] for r in ok])}
         for rt in ("onnxruntime", "tflite"):
-            for prec in ("fp32", "int8"):
+            for prec in HOST_PRECISIONS:
                 sub = [r for r in ok if r["runtime"] == rt and r["precision"] == prec]
                 s["host_latency"][f"{rt}/{prec}"] = _stats([r["predicted_ms"] for r in sub], [r["latency_ms"] for r in sub])
             sub = [r for r in ok if r["runtime"] == rt]
@@ -511,7 +553,7 @@ def summarize(host: list[dict[str, Any]], phones: list[dict[str, Any]]) -> dict[
             s["host_latency_vs_min"] = {"all": _stats([r["predicted_ms"] for r in mins],
                                                       [r["latency_min_ms"] for r in mins])}
             for rt in ("onnxruntime", "tflite"):
-                for prec in ("fp32", "int8"):
+                for prec in HOST_PRECISIONS:
                     sub = [r for r in mins if r["runtime"] == rt and r["precision"] == prec]
                     s["host_latency_vs_min"][f"{rt}/{prec}"] = _stats([r["predicted_ms"] for r in sub],
                                                                       [r["latency_min_ms"] for r in sub])
@@ -561,7 +603,8 @@ def plot(host: list[dict[str, Any]], phones: list[dict[str, Any]], path: Path) -
     fig, axes = plt.subplots(1, 3, figsize=(18, 6))
     ok = [r for r in host if "latency_ms" in r]
     markers = {("onnxruntime", "fp32"): ("o", "tab:blue"), ("onnxruntime", "int8"): ("s", "tab:cyan"),
-               ("tflite", "fp32"): ("^", "tab:red"), ("tflite", "int8"): ("v", "tab:orange")}
+               ("tflite", "fp32"): ("^", "tab:red"), ("tflite", "int8"): ("v", "tab:orange"),
+               ("onnxruntime", "int8dyn"): ("D", "tab:purple"), ("tflite", "int8dyn"): ("P", "tab:brown")}
 
     def diag(ax: Any, lo: float, hi: float) -> None:
         xs = np.array([lo, hi])

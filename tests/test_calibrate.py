@@ -33,10 +33,13 @@ def test_calibrate_quick_writes_a_fitted_host_profile(tmp_path: Path) -> None:
     for rt, c in prof.predictor.runtimes.items():
         assert c.efficiency and c.efficiency["conv"]["fp32"] > 0 and c.op_overhead_us is not None
         assert c.fitted and "micro-benchmarks" in c.fitted
-    # the raw measurements: every runtime x precision, and a fit that explains them reasonably
+    # the raw measurements: every runtime x precision (dynamic-range int8 for the linear layers), and a fit that
+    # explains them reasonably
     data = json.loads(raw.read_text())
     combos = {(m["runtime"], m["precision"]) for m in data["micro"]}
-    assert combos == {("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("tflite", "fp32"), ("tflite", "int8")}
+    assert combos == {(rt, p) for rt in ("onnxruntime", "tflite") for p in ("fp32", "int8", "int8dyn")}
+    assert {m["name"] for m in data["micro"] if m["precision"] == "int8dyn"} <= {
+        m.name for m in mb.suite(quick=True) if "dynamic" in m.tags}
     for rt in ("onnxruntime", "tflite"):
         after = data["fit"][rt]["latency"]["after"]
         assert after["rms_log_error"] < data["fit"][rt]["latency"]["before"]["rms_log_error"] + 1e-9

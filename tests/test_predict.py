@@ -284,10 +284,10 @@ def test_quantize_nodes_onnxruntime_keeps_are_costed(tmp_path: Path) -> None:
         assert by[name].bound != "fused", name
 
 
-def _with_onnxruntime_constants(tmp_path: Path, name: str, **changes: object) -> Path:
-    """The host profile with some onnxruntime predictor constants replaced (dotted keys below the runtime)."""
+def _with_runtime_constants(tmp_path: Path, name: str, runtime: str = "onnxruntime", **changes: object) -> Path:
+    """The host profile with some predictor constants of one runtime replaced (dotted keys below the runtime)."""
     data = yaml.safe_load((ROOT / "device_profiles" / "host.yaml").read_text())
-    rt = data["predictor"]["runtimes"]["onnxruntime"]
+    rt = data["predictor"]["runtimes"][runtime]
     for key, value in changes.items():
         *path, last = key.split(".")
         cur = rt
@@ -313,7 +313,7 @@ def test_float_convolutions_of_qdq_graphs_have_their_own_cost(tmp_path: Path) ->
     assert view is not None and view.fallback_nodes and "QLinearConv" not in view.op_counts
     prof = ROOT / "device_profiles" / "host.yaml"
     base_i8, base_f32 = predict(i8, prof, runtime="onnxruntime"), predict(f32, prof, runtime="onnxruntime")
-    slow = _with_onnxruntime_constants(tmp_path, "slowdq", **{"efficiency.conv_dequantized.fp32": 0.01})
+    slow = _with_runtime_constants(tmp_path, "slowdq", **{"efficiency.conv_dequantized.fp32": 0.01})
     slow_i8 = predict(i8, slow, runtime="onnxruntime")
     assert slow_i8.latency_ms > 3 * base_i8.latency_ms
     assert predict(f32, slow, runtime="onnxruntime").latency_ms == pytest.approx(base_f32.latency_ms)
@@ -344,7 +344,7 @@ def test_int8_depthwise_off_the_channel_block_is_costed_apart(tmp_path: Path) ->
     prof = ROOT / "device_profiles" / "host.yaml"
     data = yaml.safe_load(prof.read_text())
     assert "int8" in data["predictor"]["runtimes"]["onnxruntime"]["efficiency"]["depthwise_conv_fallback"]
-    slow_prof = _with_onnxruntime_constants(tmp_path, "slowdw", **{"efficiency.depthwise_conv_fallback.int8": 1e-4})
+    slow_prof = _with_runtime_constants(tmp_path, "slowdw", **{"efficiency.depthwise_conv_fallback.int8": 1e-4})
     for c, grows in ((24, True), (32, False)):
         base = predict(files[c], prof, runtime="onnxruntime").latency_ms
         slow = predict(files[c], slow_prof, runtime="onnxruntime").latency_ms
@@ -357,7 +357,7 @@ def test_int8_gemm_runs_as_qgemm_with_its_own_cost(tmp_path: Path) -> None:
         m = mb.Micro(f"lin_{tag}", (32, 128), (mb.Layer("fc", out=256),), tags=("gemm",) if tag == "gemm" else ())
         files[tag] = mb.quantize_onnx(mb.write_onnx(m, tmp_path / f"{tag}.onnx"), tmp_path / f"{tag}.int8.onnx", m)
     prof = ROOT / "device_profiles" / "host.yaml"
-    slow = _with_onnxruntime_constants(tmp_path, "slowqgemm", **{"efficiency.qgemm.int8": 0.001})
+    slow = _with_runtime_constants(tmp_path, "slowqgemm", **{"efficiency.qgemm.int8": 0.001})
     # a Gemm becomes onnxruntime's QGemm kernel, costed by the qgemm kind; a MatMul + Add pair runs as
     # QLinearMatMul (+ a float Add) and keeps the matmul kind
     gemm_base = predict(files["gemm"], prof, runtime="onnxruntime").latency_ms
@@ -384,7 +384,7 @@ def test_batched_attention_products_pay_per_head(tmp_path: Path) -> None:
         mm = [i for i, o in enumerate(t.op_types) if o in ("MatMul", "BATCH_MATMUL")]
         assert len(mm) == 2 and all(t.items[i] == 6 for i in mm)
     base = predict(f32, "host", runtime="onnxruntime").latency_ms
-    slow = _with_onnxruntime_constants(tmp_path, "perhead", **{"bmm_item_overhead_us.fp32": 100.0})
+    slow = _with_runtime_constants(tmp_path, "perhead", **{"bmm_item_overhead_us.fp32": 100.0})
     # two products x 5 further heads x 100 us
     assert predict(f32, slow, runtime="onnxruntime").latency_ms == pytest.approx(base + 1.0, abs=0.05)
 
@@ -399,7 +399,7 @@ def test_broadcast_multiplies_have_their_own_cost(tmp_path: Path) -> None:
 
     assert np.asarray(open_runner("onnxruntime", files["se"], 1).run([mb.onnx_input(se)])[0]).shape == (1, 32, 28, 28)
     assert np.asarray(open_runner("tflite", files["se_tfl"], 1).run([mb.tflite_input(se)])[0]).shape == (1, 28, 28, 32)
-    slow = _with_onnxruntime_constants(tmp_path, "slowbcast", **{"efficiency.binary_broadcast.fp32": 1e-4})
+    slow = _with_runtime_constants(tmp_path, "slowbcast", **{"efficiency.binary_broadcast.fp32": 1e-4})
     prof = ROOT / "device_profiles" / "host.yaml"
     # the channel scale (a [1, C, H, W] x [1, C, 1, 1] multiply) is a broadcast; same-shape adds are not
     by = {o.name: o for o in predict(files["se"], slow, runtime="onnxruntime").ops}
@@ -419,7 +419,43 @@ def test_matmul_weights_dequantized_per_run_have_their_own_cost(tmp_path: Path) 
     view = runtime_view(str(i8))
     assert view is not None and view.matmul_weight_dequant_elems == [64 * 64] * 3
     prof = ROOT / "device_profiles" / "host.yaml"
-    slow = _with_onnxruntime_constants(tmp_path, "slowwdq", **{"efficiency.weight_dequant.int8": 1e-5})
+    slow = _with_runtime_constants(tmp_path, "slowwdq", **{"efficiency.weight_dequant.int8": 1e-5})
     base = predict(i8, prof, runtime="onnxruntime")
     assert sum(o.op_class == "quant" and "MatMul weight" in o.name for o in base.ops) == 3
     assert predict(i8, slow, runtime="onnxruntime").latency_ms > 2 * base.latency_ms
+
+
+def test_dynamic_range_int8_products_have_their_own_kernels(tmp_path: Path) -> None:
+    from adaptc.analysis import analyze
+    from adaptc.export.base import requantize_file
+    from adaptc.measure.runtimes import open_runner
+    from adaptc.predict.roofline import _KIND_NAMES, build_table
+
+    m = mb.Micro("lin", (32, 128), (mb.Layer("fc", out=256, act="relu"), mb.Layer("fc", out=128)))
+    f = {"onnx": mb.write_onnx(m, tmp_path / "lin.onnx"), "tflite": mb.write_tflite(m, tmp_path / "lin.tflite")}
+    dyn = {fmt: requantize_file(fmt, p, "int8_dynamic", tmp_path / f"lin.int8dyn.{fmt}").path for fmt, p in f.items()}
+    wo = requantize_file("tflite", f["tflite"], "int8_weight_only", tmp_path / "lin.int8w.tflite").path
+    # the files adaptc ships run, close to the float graph
+    x = {"onnx": mb.onnx_input(m), "tflite": mb.tflite_input(m)}
+    for fmt, rt in (("onnx", "onnxruntime"), ("tflite", "tflite")):
+        ref = np.asarray(open_runner(rt, f[fmt], 1).run([x[fmt]])[0])
+        y = np.asarray(open_runner(rt, dyn[fmt], 1).run([x[fmt]])[0])
+        assert np.abs(y - ref).max() < 0.05 * np.abs(ref).max()
+    # analysis: int8 weights on float activations are dynamic-range products; weight-only int8 computes in float
+    macs = {k: [o for o in analyze(p).ops if o.macs] for k, p in (*dyn.items(), ("wo", wo))}
+    assert [(o.op_type, o.precision, o.dynamic) for o in macs["onnx"]] == [("MatMulInteger", "int8", True)] * 2
+    assert [(o.precision, o.dynamic) for o in macs["tflite"]] == [("int8", True)] * 2
+    assert [(o.precision, o.dynamic) for o in macs["wo"]] == [("fp32", False)] * 2
+    # the predictor: a kernel kind of their own, and the run-time quantization of each input (onnxruntime's
+    # DynamicQuantizeLinear nodes; a node XNNPACK adds in LiteRT)
+    for fmt, rt in (("onnx", "onnxruntime"), ("tflite", "tflite")):
+        t = build_table(analyze(dyn[fmt]), rt)
+        kinds = [_KIND_NAMES[k] for k, r in zip(t.kind, t.run) if r]
+        assert kinds.count("matmul_dynamic") == 2 and kinds.count("dynamic_quant") == 2, kinds
+    assert "dynamic_quant" not in [_KIND_NAMES[k] for k in build_table(analyze(wo), "tflite").kind]
+    prof = ROOT / "device_profiles" / "host.yaml"
+    for fmt, rt in (("onnx", "onnxruntime"), ("tflite", "tflite")):
+        slow = _with_runtime_constants(tmp_path, f"slowdyn_{rt}", rt, **{"efficiency.matmul_dynamic.int8": 0.001})
+        base = predict(dyn[fmt], prof, runtime=rt).latency_ms
+        assert predict(dyn[fmt], slow, runtime=rt).latency_ms > 5 * base
+        assert predict(f[fmt], slow, runtime=rt).latency_ms == pytest.approx(predict(f[fmt], prof, runtime=rt).latency_ms)

@@ -99,6 +99,9 @@ class OpCost:
     #: kernel height x width of a convolution (1 for a 1x1 convolution and for every other op): runtimes run
     #: k x k convolutions with other kernels (indirect / im2col GEMM) than 1x1 ones (plain GEMM)
     kernel_area: int = 1
+    #: dynamic-range int8: int8 weights, float activations that the kernel quantizes at run time (a TFLite
+    #: FULLY_CONNECTED with int8 weights on a float input; an ONNX MatMulInteger fed by DynamicQuantizeLinear)
+    dynamic: bool = False
 
     @property
     def bytes_moved(self) -> int:
@@ -450,10 +453,13 @@ def analyze_onnx(model: "str | Path | onnx.ModelProto", batch: int = 1) -> CostR
             p_ = producers.get(n.input[0])
             fused = p_ is not None and p_.op_type == "QuantizeLinear" and out0 not in graph_outputs and \
                 p_.input[0] not in graph_inputs
+        a_src = producers.get(n.input[0]) if n.input else None
+        dynamic = op in ("MatMulInteger", "ConvInteger") and a_src is not None and \
+            a_src.op_type == "DynamicQuantizeLinear"
         ops.append(OpCost(name, op, op_class(op, attrs, in_ch), precision, int(macs), int(flops), int(params),
                           int(wbytes), int(in_bytes), int(out_bytes), out_shape, fused,
                           inputs=list(data_inputs), outputs=[o for o in n.output if o],
-                          gemm=tuple(int(v) for v in gemm) if gemm else None, kernel_area=k_area))
+                          gemm=tuple(int(v) for v in gemm) if gemm else None, kernel_area=k_area, dynamic=dynamic))
 
     # Parameters not reached through any compute op (rare) still count.
     stored_weight = 0

@@ -241,6 +241,10 @@ def analyze_tflite(path: "str | Path") -> CostReport:
         gemm: tuple[int, int, int] | None = None
         k_area = 1
         w_src = [source_weight(i) for i in ins if i >= 0 and i in constant]
+        # int8 weights behind a DEQUANTIZE (weight-only int8, fp16 weights): the runtime folds the dequantize when it
+        # prepares the graph, so the op itself computes in float
+        w_dequantized = any(i >= 0 and i in constant and i not in weights and
+                            _TYPE_PRECISION.get(int(tensors[i].type)) in ("fp32", "fp16") for i in ins)
         wshape = shape(ins[1]) if len(ins) > 1 and ins[1] >= 0 else None
         if ot == "CONV_2D" and wshape and out_shape and len(wshape) == 4 and len(out_shape) == 4:
             kk = wshape[1] * wshape[2] * wshape[3]
@@ -302,7 +306,7 @@ def analyze_tflite(path: "str | Path") -> CostReport:
         a_prec = _TYPE_PRECISION.get(int(tensors[data_in[0]].type), "fp32") if data_in else "fp32"
         if ot in ("QUANTIZE", "DEQUANTIZE"):
             precision = "int8"
-        elif macs and (a_prec == "int8" or w_prec == "int8"):
+        elif macs and (a_prec == "int8" or (w_prec == "int8" and not w_dequantized)):
             precision = "int8"
         else:
             precision = a_prec if a_prec in ("fp32", "fp16", "int8") else "fp32"
@@ -312,6 +316,7 @@ def analyze_tflite(path: "str | Path") -> CostReport:
             params=int(params), weight_bytes=int(wbytes), input_bytes=int(sum(nbytes(i) for i in data_in)),
             output_bytes=int(sum(nbytes(o) for o in outs)), output_shape=out_shape,
             inputs=[str(i) for i in data_in], outputs=[str(o) for o in outs], gemm=gemm, kernel_area=int(k_area),
+            dynamic=bool(macs) and w_prec == "int8" and not w_dequantized and a_prec in ("fp32", "fp16"),
         ))
 
     total_params = 0

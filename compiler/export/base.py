@@ -131,6 +131,14 @@ def available_formats() -> list[str]:
     return sorted(_EXPORTERS)
 
 
+def requantize_file(fmt: str, fp32_file: Path, scheme: str, dest: Path) -> ExportedFile:
+    """Quantize an exported fp32 file with ``scheme`` as ``adaptc export`` would (for the schemes that work on
+    the file alone: onnx int8_dynamic / fp16, tflite int8_dynamic / int8_weight_only / fp16); no model needed.
+    Calibration and benchmarks use it to make the same files adaptc ships from graphs they wrote themselves."""
+    req = ExportRequest(model=None, example_inputs=(), fp32_artifact=Path(fp32_file))  # type: ignore[arg-type]
+    return get_exporter(fmt).export(req, scheme, Path(dest))
+
+
 def get_exporter(fmt: str) -> Exporter:
     _load_builtin_exporters()
     if fmt not in _EXPORTERS:

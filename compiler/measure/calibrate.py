@@ -111,7 +111,16 @@ _THREAD_SUBSET = ("conv3x3_28x28x64", "conv1x1_7x7x160-960", "dwconv3x3_s1_14x14
 
 def micro_file(workdir: Path, m: mb.Micro, runtime: str, precision: str) -> Path:
     """The graph file of micro-benchmark ``m`` for a runtime and precision in ``workdir``, written on first use
-    (ONNX int8: QDQ from the fp32 file; TFLite: written directly, fully integer for int8)."""
+    (ONNX int8: QDQ from the fp32 file; TFLite: written directly, fully integer for int8; int8dyn: the fp32 file
+    quantized by adaptc's own int8_dynamic exporter)."""
+    if precision == "int8dyn":
+        from ..export.base import requantize_file
+
+        f32 = micro_file(workdir, m, runtime, "fp32")
+        dyn = workdir / f"{m.name}.int8dyn{f32.suffix}"
+        if not dyn.exists():
+            requantize_file("onnx" if runtime == "onnxruntime" else "tflite", f32, "int8_dynamic", dyn)
+        return dyn
     if runtime == "onnxruntime":
         f32 = workdir / f"{m.name}.onnx"
         if not f32.exists():
@@ -149,7 +158,7 @@ def run_micro(workdir: Path, runtimes: list[str], quick: bool) -> list[MicroResu
             for rt in runtimes:
                 if "onnx_only" in m.tags and rt != "onnxruntime":
                     continue  # the TFLite graph would be the same as another micro-benchmark's
-                for prec in ("fp32", "int8"):
+                for prec in m.precisions():
                     path = micro_file(workdir, m, rt, prec)
                     x = mb.onnx_input(m) if rt == "onnxruntime" else mb.tflite_input(m)
                     thread_list = [1, 2] if (two and m.name in _THREAD_SUBSET) else [1]

@@ -49,7 +49,12 @@ class Micro:
     shape: tuple[int, ...]
     layers: tuple[Layer, ...]
     group: str = ""  # what it calibrates (for reports): conv, dwconv, fc, elementwise, overhead, memory
+    #: onnx_only: not written for TFLite; batched: [1, T, d] inputs; heads: multi-head products; dynamic: also
+    #: measured as dynamic-range int8 (linear layers: what adaptc ships for transformers)
     tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def precisions(self) -> tuple[str, ...]:
+        return ("fp32", "int8", "int8dyn") if "dynamic" in self.tags else ("fp32", "int8")
 
 
 def _chain(kind: str, n: int, **kw: Any) -> tuple[Layer, ...]:
@@ -116,12 +121,13 @@ def suite(quick: bool = False) -> list[Micro]:
         layers = _chain("dwconv", 4 if s == 1 else 1, k=k, stride=s, act="relu6")
         m.append(Micro(f"dwconv{k}x{k}_s{s}_{hw}x{hw}x{c}", (hw, hw, c), layers, "dwconv"))
     # linear layers: matrix-vector (classifier heads) and token matrices (transformer encoders)
-    fc = [(1, 1024, 1000), (1, 256, 256), (64, 128, 512), (128, 256, 1024), (32, 64, 64), (128, 512, 512)]
+    fc = [(1, 1024, 1000), (1, 256, 256), (64, 128, 512), (128, 256, 1024), (32, 64, 64), (128, 512, 512),
+          (128, 64, 256)]
     if quick:
         fc = [(1, 1024, 1000), (128, 256, 1024)]
     for t, d, n in fc:
         layers = (Layer("fc", out=n, act="relu"), Layer("fc", out=d)) * 2
-        m.append(Micro(f"fc_{t}x{d}-{n}", (t, d), layers, "fc"))
+        m.append(Micro(f"fc_{t}x{d}-{n}", (t, d), layers, "fc", tags=("dynamic",)))
     if not quick:
         # linear layers as one Gemm each, as exporters write them: onnxruntime runs an int8 Gemm as QGemm, another
         # kernel than the QLinearMatMul (+ float bias Add) of a MatMul + Add pair. Single layers, up- and down-
@@ -138,7 +144,7 @@ def suite(quick: bool = False) -> list[Micro]:
         # relu stands in for GELU: these calibrate the linear layers)
         for t, d, n in ((128, 384, 1536), (64, 320, 1280)):
             m.append(Micro(f"ffn_{t}x{d}-{n}", (t, d), (Layer("fc", out=n, act="relu"), Layer("fc", out=d)), "fc",
-                           tags=("batched",)))
+                           tags=("batched", "dynamic")))
         m.append(Micro("attention_64x64", (64, 64), (Layer("bmm"), Layer("softmax"), Layer("bmm")), "fc"))
         m.append(Micro("attention_128x128", (128, 128), (Layer("bmm"), Layer("softmax"), Layer("bmm")), "fc"))
         # multi-head: (heads, T, head dim) batched products, as encoders run them; runtimes loop over the heads
@@ -181,7 +187,8 @@ def suite(quick: bool = False) -> list[Micro]:
         # q / k / v projections of one layer-norm output (BERT layers): float MatMuls with weights dequantized on
         # every run in onnxruntime's int8 graph
         for t, d in ((64, 256), (128, 384)):
-            m.append(Micro(f"qkv_{t}x{d}", (t, d), (Layer("layernorm"), Layer("qkv")), "quant", tags=("batched",)))
+            m.append(Micro(f"qkv_{t}x{d}", (t, d), (Layer("layernorm"), Layer("qkv")), "quant",
+                           tags=("batched", "dynamic")))
     if not quick:
         # squeeze-and-excitation blocks (MobileNetV3, EfficientNet): a global mean, two tiny 1x1 convolutions and a
         # multiply broadcast over the feature map (onnxruntime's profile of a MobileNetV3 put those multiplies at
@@ -196,7 +203,7 @@ def suite(quick: bool = False) -> list[Micro]:
     m.append(Micro("tiny_add_x32", (1, 1, 8), _chain("add", 32), "overhead"))
     m.append(Micro("tiny_conv_x16", (4, 4, 8), _chain("conv", 16, out=8, k=3, act="relu"), "overhead"))
     if not quick:
-        m.append(Micro("tiny_fc_x16", (1, 16), _chain("fc", 16, out=16, act="relu"), "overhead"))
+        m.append(Micro("tiny_fc_x16", (1, 16), _chain("fc", 16, out=16, act="relu"), "overhead", tags=("dynamic",)))
     return m
 
 

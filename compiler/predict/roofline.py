@@ -79,13 +79,22 @@ _K_BCAST = 18
 #: dequantized input also feeds other ops, e.g. q / k / v projections of one layer-norm output): per-channel on the
 #: last axis, ~2.4 ns per element on this host (per-node profile of a BERT encoder: 160 us per 256 x 256 weight)
 _K_WDQ = 19
+#: dynamic-range int8 (int8 weights, float activations quantized at run time): other kernels than static int8 ones
+#: (XNNPACK's qd8-f32-qc8w GEMM, onnxruntime's DynamicQuantizeMatMul / MatMulIntegerToFloat): float output, no
+#: requantization, and a quantization of the input (per row: min / max, scale, convert) before each product, which
+#: is its own op here (``_K_DYNQ``; onnxruntime's DynamicQuantizeLinear, synthesized for TFLite). Host
+#: measurements, 2026-11-29: costed as static int8, TFLite dynamic encoders were -28..+27% off (small ones slower
+#: than static int8, large ones faster), onnxruntime ones -8..-12%
+_K_MM_DYN, _K_DYNQ = 20, 21
 _KIND_NAMES = ("conv", "depthwise_conv", "matmul", "binary", "activation", "hardswish", "softmax", "reduce", "quant",
                "transpose", "pad", "data", "conv_fallback", "depthwise_conv_fallback", "skip_layernorm",
-               "conv_spatial", "conv_dequantized", "qgemm", "binary_broadcast", "weight_dequant")
+               "conv_spatial", "conv_dequantized", "qgemm", "binary_broadcast", "weight_dequant", "matmul_dynamic",
+               "dynamic_quant")
 #: a kind without its own fitted efficiency uses that of another
 _FALLBACK_OF = {"conv_fallback": "conv", "depthwise_conv_fallback": "depthwise_conv", "skip_layernorm": "softmax",
                 "conv_spatial": "conv", "conv_dequantized": "conv", "qgemm": "matmul",
-                "binary_broadcast": "binary", "weight_dequant": "quant"}
+                "binary_broadcast": "binary", "weight_dequant": "quant", "matmul_dynamic": "matmul",
+                "dynamic_quant": "quant"}
 #: data-movement kinds: their "efficiency" is a fraction of the memory bandwidth (no arithmetic)
 _MOVE_KINDS = (_K_TRANS, _K_PAD, _K_DATA)
 
@@ -231,6 +240,7 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
     reason = [""] * len(cost.ops)
     unknown: list[str] = []
     fused_into: set[int] = set()
+    dyn_inputs: list[tuple[str, float, float]] = []  # (name, flops, bytes) of run-time input quantizations
     for i, o in enumerate(cost.ops):
         kd = kernel_kind(o.op_type, o.op_class)
         p = o.precision if o.precision in _PRECISIONS else "fp32"
@@ -283,6 +293,12 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
         if view is not None and run and p == "int8" and kd == _K_MM and "QGemm" in (
                 view.nodes.get(o.name), view.produced.get(q_of.get(o.outputs[0], "") if o.outputs else "")):
             kd = _K_QGEMM
+        if o.dynamic and kd in (_K_MM, _K_CONV, _K_CONV_SP) and p == "int8":
+            kd = _K_MM_DYN
+        elif o.op_type == "DynamicQuantizeLinear":
+            # onnxruntime folds it into the product it feeds (DynamicQuantizeMatMul) or keeps it when it feeds
+            # several (q / k / v): the work is done either way
+            kd, run, reason[i] = _K_DYNQ, True, ""
         if kd == _K_DATA and o.op_type in _SELECT_OPS and not whole_input:
             b = 2.0 * float(o.output_bytes)  # a gather / slice moves what it selects, not its whole input
         if not run:
@@ -301,6 +317,10 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
                 run, reason[i] = False, f"fused into {cost.ops[src].op_type} by onnxruntime"
                 if o.op_type not in ("Add", "Mul", "BatchNormalization"):
                     fused_into.add(src)  # one activation per kernel
+        if run and kd == _K_MM_DYN and fmt == "tflite" and o.gemm:
+            # XNNPACK quantizes the float input of a dynamic-range product in a node of its own (convert to qd8)
+            n_in = float(o.input_bytes) / 4.0  # its float32 input
+            dyn_inputs.append((f"dynamic quantization of the input of {o.name}", 3.0 * n_in, 5.0 * n_in))
         kind_l.append(kd)
         prec_l.append(_PRECISIONS.index(p))
         flops_l.append(0.0 if (o.op_type in meta) else float(o.flops))
@@ -323,6 +343,8 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
         items_l.append(1.0)
         run_l.append(True)
 
+    for name, fl, nb in dyn_inputs:
+        add(name, "QUANTIZE", _K_DYNQ, 2, fl, nb)
     if view is not None:
         # layout nodes of the full optimization level, sized like an average int8 convolution output
         q_out = [o.output_bytes for o in cost.ops if o.op_class in ("conv", "depthwise_conv") and o.precision == "int8"]
@@ -470,7 +492,7 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: "int | np.ndarray")
         plain = c.efficiency.get(_FALLBACK_OF.get(kname, kname), {})  # a precision the kind lacks: its plain kind's
         eff[ki] = [e.get("fp32", base), e.get("fp16", e.get("fp32", base)), e.get("int8", plain.get("int8", base))]
     kind, prec = t.kind, t.prec
-    is_mac = (kind <= _K_MM) | np.isin(kind, (_K_CONV_FB, _K_DW_FB, _K_CONV_SP, _K_CONV_DQ, _K_QGEMM))
+    is_mac = (kind <= _K_MM) | np.isin(kind, (_K_CONV_FB, _K_DW_FB, _K_CONV_SP, _K_CONV_DQ, _K_QGEMM, _K_MM_DYN))
     is_dw = (kind == _K_DW) | (kind == _K_DW_FB)
     k0, n0, m0, c0 = c.gemm_k0, c.gemm_n0, c.gemm_m0, c.dw_c0
     # kernels with their own half-efficiency dimensions where the constants give them (a later row wins): int8
