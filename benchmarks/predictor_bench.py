@@ -151,21 +151,17 @@ def export_tflite(bm: BenchModel, d: Path, int8_only: bool = False) -> tuple[Pat
 DYNAMIC_FAMILIES = ("Transformer", "BERT")
 
 
-def export_dynamic(bm: BenchModel, onnx_f32: Path, tflite_f32: Path) -> tuple[Path, Path]:
+def export_dynamic(onnx_f32: Path, tflite_f32: Path) -> tuple[Path, Path]:
     """Dynamic int8 (int8 weights per channel, activations quantized at run time) of both fp32 files, with the
     exporters `adaptc build` uses (onnxruntime quantize_dynamic; ai-edge-quantizer dynamic_wi8_afp32)."""
-    from adaptc.export import get_exporter
-    from adaptc.export.base import ExportRequest
+    from adaptc.export.base import requantize_file
 
-    d = onnx_f32.parent
     out = []
     for fmt, f32 in (("onnx", onnx_f32), ("tflite", tflite_f32)):
-        dest = d / f"model.int8dyn{f32.suffix}"
+        dest = f32.parent / f"model.int8dyn{f32.suffix}"
         if not dest.exists():
-            req = ExportRequest(model=bm.make().eval(), example_inputs=(bm.example(),), input_names=("x",),
-                                output_names=("y",), fp32_artifact=f32)
             with _quiet():
-                get_exporter(fmt).export(req, "int8_dynamic", dest)
+                requantize_file(fmt, f32, "int8_dynamic", dest)
         out.append(dest)
     return out[0], out[1]
 
@@ -244,7 +240,7 @@ def run_host(args: argparse.Namespace) -> list[dict[str, Any]]:
         formats = [("onnxruntime", "fp32", o32), ("onnxruntime", "int8", o8), ("tflite", "fp32", t32),
                    ("tflite", "int8", t8)]
         if bm.family in DYNAMIC_FAMILIES:
-            od, td = export_dynamic(bm, o32, t32)
+            od, td = export_dynamic(o32, t32)
             formats += [("onnxruntime", "int8dyn", od), ("tflite", "int8dyn", td)]
         for runtime, prec, path in formats:
             for threads in args.threads:

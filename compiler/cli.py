@@ -424,6 +424,9 @@ def calibrate(
     raw: Optional[Path] = typer.Option(None, "--raw", help="Also write every measurement and the fit statistics (JSON)."),
     refit: Optional[Path] = typer.Option(None, "--refit", help="Fit again the measurements of an earlier --raw file "
                                          "of this machine (after a predictor upgrade) instead of measuring."),
+    keep_faster: Optional[Path] = typer.Option(None, "--keep-faster", help="An earlier --raw file of this machine: "
+                                               "fit the faster figure of it and of this run per micro-benchmark "
+                                               "(shared machines: other processes slow some runs down)."),
 ) -> None:
     """Measure this machine with micro-benchmarks, fit the predictor, write its `host` device profile."""
     from .measure.calibrate import calibrate_host
@@ -432,7 +435,7 @@ def calibrate(
     if out is not None and out.exists() and not out.is_dir() and out.suffix not in (".yaml", ".yml"):
         raise AdaptcError(f"--out {out}: give a folder or a .yaml file")
     with using(_reporter()) as rep, _maybe_live(rep):
-        path, prof = calibrate_host(out=out, quick=quick, raw_out=raw, refit=refit)
+        path, prof = calibrate_host(out=out, quick=quick, raw_out=raw, refit=refit, keep_faster_of=keep_faster)
     int8 = f"{prof.compute.int8_gops:g}" if prof.compute.int8_gops else "-"
     typer.echo(f"wrote {path}: fp32 {prof.compute.fp32_gflops:g} GFLOP/s, int8 {int8} GOP/s, "
                f"bandwidth {prof.memory.bandwidth_gbps:g} GB/s at {prof.cpu.threads} thread(s)")

@@ -64,7 +64,37 @@ def test_calibrate_quick_writes_a_fitted_host_profile(tmp_path: Path) -> None:
     bad.write_text("{}")
     r3 = run_cli("calibrate", "--refit", str(bad), "--out", str(tmp_path / "x.yaml"))
     assert r3.returncode == 2 and "not a raw calibration file" in r3.stderr
+    # --keep-faster: a raw file of another machine or suite, or one that is not a raw file, is refused before
+    # measuring; --refit does not measure, so the two do not go together
+    other = json.loads(raw.read_text())
+    other["host"]["cpu"] = "another CPU"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    for args, msg in ((["--keep-faster", str(bad)], "not a raw calibration file"),
+                      (["--keep-faster", str(tmp_path / "other.json")], "another machine or suite"),
+                      (["--refit", str(raw), "--keep-faster", str(raw)], "do not go together")):
+        r4 = run_cli("calibrate", "--quick", *args, "--out", str(tmp_path / "y.yaml"))
+        assert r4.returncode == 2 and msg in r4.stderr and "Traceback" not in r4.stderr, r4.stderr
     dest.unlink()  # leave the isolated config dir as it was
+
+
+def test_keep_faster_takes_the_faster_figure_per_graph() -> None:
+    from adaptc.measure.calibrate import MicroResult, keep_faster
+
+    now = [MicroResult("a", "fc", "tflite", "fp32", 1, 2.0, 50, "a.tflite"),
+           MicroResult("b", "fc", "tflite", "fp32", 1, 1.0, 80, "b.tflite"),
+           MicroResult("c", "fc", "onnxruntime", "int8dyn", 1, 3.0, 40, "c.onnx")]
+    ref = {"fp32_gflops": 150.0, "int8_gops": 600.0, "fp32_gflops_2t": 250.0, "bandwidth_gbps": 14.0}
+    other = {"micro": [{"name": "a", "runtime": "tflite", "precision": "fp32", "threads": 1, "median_ms": 1.5,
+                        "runs": 70},
+                       {"name": "b", "runtime": "tflite", "precision": "fp32", "threads": 1, "median_ms": 1.2,
+                        "runs": 60},
+                       {"name": "a", "runtime": "tflite", "precision": "fp32", "threads": 2, "median_ms": 0.1,
+                        "runs": 9}],
+             "reference": {"fp32_gflops": 160.0, "int8_gops": 590.0, "fp32_gflops_2t": 240.0, "bandwidth_gbps": 15.0}}
+    merged, mref, taken = keep_faster(now, ref, other)
+    assert [(r.name, r.median_ms, r.runs) for r in merged] == [("a", 1.5, 70), ("b", 1.0, 80), ("c", 3.0, 40)]
+    assert taken == 1 and merged[0].path == "a.tflite"
+    assert mref == {"fp32_gflops": 160.0, "int8_gops": 600.0, "fp32_gflops_2t": 250.0, "bandwidth_gbps": 15.0}
 
 
 def test_calibrate_rejects_a_bad_out_path(tmp_path: Path) -> None:

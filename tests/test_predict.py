@@ -459,3 +459,20 @@ def test_dynamic_range_int8_products_have_their_own_kernels(tmp_path: Path) -> N
         base = predict(dyn[fmt], prof, runtime=rt).latency_ms
         assert predict(dyn[fmt], slow, runtime=rt).latency_ms > 5 * base
         assert predict(f[fmt], slow, runtime=rt).latency_ms == pytest.approx(predict(f[fmt], prof, runtime=rt).latency_ms)
+
+
+def test_transposes_onnxruntime_cancels_are_not_costed(tmp_path: Path) -> None:
+    from adaptc.measure.runtimes import open_runner
+
+    # back-to-back transposes undo each other: onnxruntime's optimizer removes them (an Identity writes the graph
+    # output); a BERT layer's head split / merge around a per-head product stays
+    chain = mb.Micro("tr", (28, 28, 16), (mb.Layer("transpose"),) * 4)
+    heads = mb.Micro("heads", (32, 128), (mb.Layer("heads", out=4), mb.Layer("add")) * 2, tags=("batched", "onnx_only"))
+    runs = {}
+    for m in (chain, heads):
+        f = mb.write_onnx(m, tmp_path / f"{m.name}.onnx")
+        ops = predict(f, "host", runtime="onnxruntime").ops
+        runs[m.name] = sum(o.op_type == "Transpose" and o.bound != "free" for o in ops)
+        y = np.asarray(open_runner("onnxruntime", f, 1).run([mb.onnx_input(m)])[0])
+        assert y.shape == mb.onnx_input(m).shape
+    assert runs == {"tr": 0, "heads": 4}

@@ -21,6 +21,7 @@ constants.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -266,12 +267,47 @@ def _rebuild_files(workdir: Path, raw: dict[str, Any]) -> tuple[list[MicroResult
     return micro, memory
 
 
+_REFERENCE_KEYS = ("fp32_gflops", "int8_gops", "fp32_gflops_2t", "bandwidth_gbps")
+
+
+def _read_raw(path: str | os.PathLike[str], option: str) -> dict[str, Any]:
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        missing = [k for k in ("quick", "runtimes", "ghz", "reference", "micro") if k not in raw]
+        if missing:
+            raise KeyError(", ".join(missing))
+        return raw
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise AdaptcError(f"{option} {path}: not a raw calibration file written by `adaptc calibrate --raw` ({e})")
+
+
+def keep_faster(micro: list[MicroResult], ref: dict[str, float], other: dict[str, Any]
+                ) -> tuple[list[MicroResult], dict[str, float], int]:
+    """Per micro-benchmark, the faster of this calibration's median and another calibration's of the same machine
+    (``other``: a raw file's content), and the higher reference figures: other processes on a shared machine slow
+    some measurements down, never one up, so two calibrations give ten passes of each graph. Returns the merged
+    results, reference and how many figures came from ``other``."""
+    prev = {(r["name"], r["runtime"], r["precision"], int(r["threads"])): r for r in other.get("micro", [])}
+    out, taken = [], 0
+    for r in micro:
+        p = prev.get((r.name, r.runtime, r.precision, r.threads))
+        if p is not None and float(p["median_ms"]) < r.median_ms:
+            r = dataclasses.replace(r, median_ms=float(p["median_ms"]), runs=int(p["runs"]))
+            taken += 1
+        out.append(r)
+    oref = other.get("reference", {})
+    merged = {**ref, **{k: max(float(ref[k]), float(oref[k])) for k in _REFERENCE_KEYS if k in ref and k in oref}}
+    return out, merged, taken
+
+
 def calibrate_host(out: str | os.PathLike[str] | None = None, quick: bool = False,
                    raw_out: str | os.PathLike[str] | None = None, runtimes: list[str] | None = None,
-                   refit: str | os.PathLike[str] | None = None) -> tuple[Path, DeviceProfile]:
+                   refit: str | os.PathLike[str] | None = None,
+                   keep_faster_of: str | os.PathLike[str] | None = None) -> tuple[Path, DeviceProfile]:
     """Measure this machine, fit the predictor, write the ``host`` profile; returns its path and the profile.
     ``refit``: a raw file of an earlier calibration on this machine: its measurements are fitted again (after a
-    predictor change) instead of measuring."""
+    predictor change) instead of measuring. ``keep_faster_of``: a raw file of an earlier calibration on this
+    machine: per micro-benchmark the faster of its figure and this run's is fitted (:func:`keep_faster`)."""
     import onnxruntime
 
     info = host_info()
@@ -280,12 +316,18 @@ def calibrate_host(out: str | os.PathLike[str] | None = None, quick: bool = Fals
     runtimes = runtimes or _available_runtimes()
     today = _dt.date.today().isoformat()
     prior: dict[str, Any] | None = None
+    if refit is not None and keep_faster_of is not None:
+        raise AdaptcError("--refit and --keep-faster do not go together (--refit does not measure)")
     if refit is not None:
-        try:
-            prior = json.loads(Path(refit).read_text(encoding="utf-8"))
-            quick, runtimes, ghz = bool(prior["quick"]), list(prior["runtimes"]), float(prior["ghz"])
-        except (OSError, ValueError, KeyError) as e:
-            raise AdaptcError(f"--refit {refit}: not a raw calibration file written by `adaptc calibrate --raw` ({e})")
+        prior = _read_raw(refit, "--refit")
+        quick, runtimes, ghz = bool(prior["quick"]), list(prior["runtimes"]), float(prior["ghz"])
+    other: dict[str, Any] | None = None
+    if keep_faster_of is not None:
+        other = _read_raw(keep_faster_of, "--keep-faster")
+        if other.get("host", {}).get("cpu") != info.get("cpu") or bool(other["quick"]) != quick:
+            raise AdaptcError(f"--keep-faster {keep_faster_of}: a calibration of another machine or suite "
+                              f"({other.get('host', {}).get('cpu')!r}, quick={other['quick']}; this run: "
+                              f"{info.get('cpu')!r}, quick={quick})")
     with tempfile.TemporaryDirectory(prefix="adaptc-cal-") as d:
         wd = Path(d)
         if prior is not None:
@@ -298,6 +340,11 @@ def calibrate_host(out: str | os.PathLike[str] | None = None, quick: bool = Fals
             step.done()
             micro = run_micro(wd, runtimes, quick)
             memory = [] if quick else run_memory(wd, runtimes)
+            if other is not None:
+                micro, ref, taken = keep_faster(micro, ref, other)
+                today = f"{today} (faster figure per graph of this run and of the calibration of {other.get('date', '?')})"
+                progress.log.info("calibrate: %d of %d figures from %s (faster there)", taken, len(micro),
+                                  keep_faster_of)
         step = progress.current().step("calibrate: fitting the predictor", total=1)
         constants, stats = fit_host(ref, micro, memory, runtimes, cores, ghz)
         step.done()

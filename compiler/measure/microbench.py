@@ -27,6 +27,7 @@ import numpy as np
 class Layer:
     """One layer. ``kind``: conv (dense k x k), dwconv (depthwise k x k), fc (linear on the last dim),
     add (adds the layer's input to the previous layer's input: a residual), act (hswish | sigmoid | relu),
+    heads (ONNX only: split [T, d] into ``out`` heads, transposed to heads-first, a per-head product, merged back),
     softmax (last dim), mean (global average over H, W), se (squeeze-and-excitation with ``out`` middle
     channels), qkv (three d -> d linear layers on one input, summed with it), bmm (x @ x^T then @ x:
     attention-shaped products), transpose (swap H and W), pad (one pixel on each side), rotate (slice the
@@ -177,6 +178,12 @@ def suite(quick: bool = False) -> list[Micro]:
         m.append(Micro("transpose_32x4x32", (32, 4, 32), _chain("transpose", 8), "data"))
         m.append(Micro("transpose_64x2x64", (64, 2, 64), _chain("transpose", 8), "data"))
         m.append(Micro("pad_56x56x32", (56, 56, 32), _chain("pad", 3), "data"))
+        # attention head split / merge as encoders run it (onnxruntime cancels the back-to-back transposes of the
+        # chains above, so there they calibrate nothing): [1, T, d] -> [1, h, T, d / h] and back, a residual add
+        # between blocks (ONNX only: LiteRT runs the chains above as written)
+        for t, d, h in ((128, 384, 12), (64, 256, 8), (32, 128, 4)):
+            m.append(Micro(f"heads_{t}x{d}_h{h}", (t, d), (Layer("heads", out=h), Layer("add")) * 4, "data",
+                           tags=("batched", "onnx_only")))
         # contiguous slices and concatenations (split q/k/v projections, channel concats): memory copies
         for shape in ((64, 128), (128, 384), (28, 28, 64)):
             m.append(Micro("rotate_" + "x".join(map(str, shape)), shape, _chain("rotate", 4), "data"))
@@ -361,6 +368,22 @@ def write_onnx(micro: Micro, path: Path) -> Path:
             nodes.append(helper.make_node("HardSigmoid", [f"se_c{i}_1"], [f"se_g{i}"], name=f"se_gate{i}",
                                           alpha=1.0 / 6, beta=0.5))
             nodes.append(helper.make_node("Mul", [x, f"se_g{i}"], [y], name=f"se_scale{i}"))
+        elif L.kind == "heads":
+            # a BERT layer's head split and merge: [T, d] -> [1, T, h, d / h] -> transposed to [1, h, T, d / h], a
+            # per-head product with a [d / h, d / h] weight, transposed and reshaped back. onnxruntime's transpose
+            # optimizer cancels back-to-back transposes (the `transpose` layers above measure nothing there); these
+            # survive, as in exported encoders
+            t_, d = cur_shape[-2], cur_shape[-1]
+            dh = d // L.out
+            inits += [numpy_helper.from_array(np.array([1, t_, L.out, dh], np.int64), f"hs{i}"),
+                      numpy_helper.from_array(np.array([*lead, t_, d], np.int64), f"hm{i}"),
+                      numpy_helper.from_array((rng.standard_normal((dh, dh)) / math.sqrt(dh)).astype(np.float32),
+                                              f"w{i}")]
+            nodes += [helper.make_node("Reshape", [x, f"hs{i}"], [f"r{i}"], name=f"split_heads{i}"),
+                      helper.make_node("Transpose", [f"r{i}"], [f"t{i}"], name=f"heads_first{i}", perm=[0, 2, 1, 3]),
+                      helper.make_node("MatMul", [f"t{i}", f"w{i}"], [f"m{i}"], name=f"per_head{i}"),
+                      helper.make_node("Transpose", [f"m{i}"], [f"u{i}"], name=f"tokens_first{i}", perm=[0, 2, 1, 3]),
+                      helper.make_node("Reshape", [f"u{i}", f"hm{i}"], [y], name=f"merge_heads{i}")]
         elif L.kind == "bmm":
             # attention-shaped: scores = x @ x^T ([T, T]) or context = scores @ v ([T, D])
             if i == 0 or micro.layers[i - 1].kind != "softmax":

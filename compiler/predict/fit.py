@@ -54,7 +54,7 @@ ORT_LAYOUT_PARAMS: dict[str, tuple[float, float]] = {
     "bmm_item_overhead_us.fp32": (1e-3, 20.0), "bmm_item_overhead_us.int8": (1e-3, 20.0),
     "efficiency.conv_fallback.int8": (0.01, 5.0), "efficiency.depthwise_conv_fallback.int8": (0.001, 5.0),
     "efficiency.skip_layernorm.fp32": (1e-4, 5.0), "efficiency.skip_layernorm.int8": (1e-4, 5.0),
-    "dw_group_overhead_us": (1e-3, 20.0)}
+    "dw_group_overhead_us": (1e-3, 20.0), "efficiency.reorder.fp32": (1e-3, 50.0)}
 
 
 @dataclass

@@ -104,7 +104,7 @@ Precision = Literal["fp32", "fp16", "int8"]
 PREDICTOR_CLASSES = ("conv", "depthwise_conv", "matmul", "binary", "activation", "hardswish", "softmax", "reduce",
                      "quant", "transpose", "pad", "conv_fallback", "depthwise_conv_fallback", "skip_layernorm",
                      "conv_spatial", "data", "conv_dequantized", "qgemm", "binary_broadcast",
-                     "weight_dequant", "matmul_dynamic", "dynamic_quant")
+                     "weight_dequant", "matmul_dynamic", "dynamic_quant", "reorder")
 
 
 class MemoryConstants(_Strict):
