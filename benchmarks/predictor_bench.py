@@ -456,16 +456,6 @@ def refit_phones(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 f"{len(train)} TRAINING rows of shared/device_data/calibration_latency.csv (TFLite 2.10, 1 big core: "
                 f"Pixel 4 Cortex-A76 and Galaxy S10 Exynos M4; models {', '.join(TRAIN_MODELS)}), devices described "
                 f"by spec-sheet peaks; training median |error| {np.median(np.abs(err)) * 100:.1f}%")
-    # dynamic-range int8 (what adaptc ships for transformers): no phone measurements of such models exist. Their
-    # products fall back to the int8 matmul efficiency; the run-time quantization of their inputs (an elementwise
-    # pass) gets the host's ratio of it to float elementwise ops (x86_64 tflite constants, fitted on micro-benchmarks)
-    # times this fit's binary efficiency. Without it, it fell back to the unfitted generic quantize figure (0.02:
-    # a fifth of a MiniLM student's time on the Pixel 8)
-    x86, _, _ = C.family_constants("tflite", "x86_64")
-    x_eff = x86.get("efficiency", {})
-    if "dynamic_quant" in x_eff and "binary" in x_eff:
-        ratio_dq = x_eff["dynamic_quant"]["int8"] / x_eff["binary"]["fp32"]
-        c.efficiency["dynamic_quant"] = {"int8": ratio_dq * c.efficiency["binary"]["fp32"]}
     fam = round_constants(c.to_dict())
     # in-order cores (A53/A55-class): the same kernels at the in-order model-level efficiency. device_specs.md
     # section 0: dense CNNs reach 60-65% of peak on big out-of-order cores and 25-30% on in-order A53/A55.

@@ -82,7 +82,9 @@ _K_WDQ = 19
 #: dynamic-range int8 (int8 weights, float activations quantized at run time): other kernels than static int8 ones
 #: (XNNPACK's qd8-f32-qc8w GEMM, onnxruntime's DynamicQuantizeMatMul / MatMulIntegerToFloat): float output, no
 #: requantization, and a quantization of the input (per row: min / max, scale, convert) before each product, which
-#: is its own op here (``_K_DYNQ``; onnxruntime's DynamicQuantizeLinear, synthesized for TFLite). Host
+#: is its own op here (``_K_DYNQ``; onnxruntime's DynamicQuantizeLinear, synthesized for TFLite): a pass over float
+#: elements, costed like a float binary op (no efficiency of its own: fitted apart, its cost and the product's
+#: traded places between calibrations, 1.25 in one and 0.056 in the next). Host
 #: measurements, 2026-11-29: costed as static int8, TFLite dynamic encoders were -28..+27% off (small ones slower
 #: than static int8, large ones faster), onnxruntime ones -8..-12%
 _K_MM_DYN, _K_DYNQ = 20, 21
@@ -98,7 +100,7 @@ _KIND_NAMES = ("conv", "depthwise_conv", "matmul", "binary", "activation", "hard
 _FALLBACK_OF = {"conv_fallback": "conv", "depthwise_conv_fallback": "depthwise_conv", "skip_layernorm": "softmax",
                 "conv_spatial": "conv", "conv_dequantized": "conv", "qgemm": "matmul",
                 "binary_broadcast": "binary", "weight_dequant": "quant", "matmul_dynamic": "matmul",
-                "dynamic_quant": "quant", "reorder": "transpose"}
+                "dynamic_quant": "binary", "reorder": "transpose"}
 #: data-movement kinds: their "efficiency" is a fraction of the memory bandwidth (no arithmetic)
 _MOVE_KINDS = (_K_TRANS, _K_PAD, _K_DATA, _K_REORDER)
 
@@ -311,7 +313,7 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
         elif o.op_type == "DynamicQuantizeLinear":
             # onnxruntime folds it into the product it feeds (DynamicQuantizeMatMul) or keeps it when it feeds
             # several (q / k / v): the work is done either way
-            kd, run, reason[i] = _K_DYNQ, True, ""
+            kd, run, reason[i], p = _K_DYNQ, True, "", "fp32"  # reads float: rated as a float pass
         if kd == _K_DATA and o.op_type in _SELECT_OPS and not whole_input:
             b = 2.0 * float(o.output_bytes)  # a gather / slice moves what it selects, not its whole input
         if not run:
@@ -332,8 +334,8 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
                     fused_into.add(src)  # one activation per kernel
         if run and kd == _K_MM_DYN and fmt == "tflite" and o.gemm:
             # XNNPACK quantizes the float input of a dynamic-range product in a node of its own (convert to qd8)
-            n_in = float(o.input_bytes) / 4.0  # its float32 input
-            dyn_inputs.append((f"dynamic quantization of the input of {o.name}", 3.0 * n_in, 5.0 * n_in))
+            n_in = float(o.input_bytes) / 4.0  # its float32 input: read 4 bytes, write 1 per element
+            dyn_inputs.append((f"dynamic quantization of the input of {o.name}", n_in, 5.0 * n_in))
         kind_l.append(kd)
         prec_l.append(_PRECISIONS.index(p))
         flops_l.append(0.0 if (o.op_type in meta) else float(o.flops))
@@ -357,7 +359,7 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
         run_l.append(True)
 
     for name, fl, nb in dyn_inputs:
-        add(name, "QUANTIZE", _K_DYNQ, 2, fl, nb)
+        add(name, "QUANTIZE", _K_DYNQ, 0, fl, nb)
     if view is not None:
         # layout nodes of the full optimization level, sized like an average int8 convolution output
         q_out = [o.output_bytes for o in cost.ops if o.op_class in ("conv", "depthwise_conv") and o.precision == "int8"]
