@@ -459,6 +459,11 @@ def test_dynamic_range_int8_products_have_their_own_kernels(tmp_path: Path) -> N
         base = predict(dyn[fmt], prof, runtime=rt).latency_ms
         assert predict(dyn[fmt], slow, runtime=rt).latency_ms > 5 * base
         assert predict(f[fmt], slow, runtime=rt).latency_ms == pytest.approx(predict(f[fmt], prof, runtime=rt).latency_ms)
+    # memory: LiteRT unpacks weight-only int8 weights into float copies (the file weighs as its fp32 version); a
+    # dynamic-range file keeps its int8 weights
+    w = {k: predict(p, prof, runtime="tflite").weights_mb for k, p in (("fp32", f["tflite"]), ("wo", wo),
+                                                                         ("dyn", dyn["tflite"]))}
+    assert w["wo"] == pytest.approx(w["fp32"], rel=0.05) and w["dyn"] < 0.5 * w["fp32"]
 
 
 def test_transposes_onnxruntime_cancels_are_not_costed(tmp_path: Path) -> None:
