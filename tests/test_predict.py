@@ -481,3 +481,20 @@ def test_transposes_onnxruntime_cancels_are_not_costed(tmp_path: Path) -> None:
         y = np.asarray(open_runner("onnxruntime", f, 1).run([mb.onnx_input(m)])[0])
         assert y.shape == mb.onnx_input(m).shape
     assert runs == {"tr": 0, "heads": 4}
+
+
+def test_weights_beyond_the_cache_are_streamed_per_inference(tmp_path: Path) -> None:
+    # three distinct feed-forward blocks (6 linear layers, ~0.8 MB of weights): with an effective weight cache far
+    # smaller than that, each inference streams the share beyond it at bandwidth / penalty on top of the ops' work
+    m = mb.Micro("ffn3", (32, 64), (mb.Layer("fc", out=256, act="relu"), mb.Layer("fc", out=64)) * 3, tags=("batched",))
+    f = mb.write_onnx(m, tmp_path / "ffn3.onnx")
+    prof = yaml.safe_load((ROOT / "device_profiles" / "host.yaml").read_text())
+    bw = prof["memory"]["bandwidth_gbps"]
+    off = _with_runtime_constants(tmp_path, "nocache", weight_cache_mb=1024.0, weight_cache_penalty=1.0)
+    tiny = _with_runtime_constants(tmp_path, "tinycache", weight_cache_mb=0.25, weight_cache_penalty=1.0)
+    from adaptc.analysis import analyze
+
+    w_bytes = sum(o.weight_bytes for o in analyze(f).ops if o.macs)  # weights and biases of the 6 linear layers
+    base, slow = (predict(f, p, runtime="onnxruntime").latency_ms for p in (off, tiny))
+    beyond = 1.0 - 0.25 * 2**20 / w_bytes
+    assert slow - base == pytest.approx(beyond * w_bytes / (bw * 1e9) * 1e3, rel=0.02)

@@ -146,6 +146,12 @@ def suite(quick: bool = False) -> list[Micro]:
         for t, d, n in ((128, 384, 1536), (64, 320, 1280)):
             m.append(Micro(f"ffn_{t}x{d}-{n}", (t, d), (Layer("fc", out=n, act="relu"), Layer("fc", out=d)), "fc",
                            tags=("batched", "dynamic")))
+        # the same block with distinct weights 4 and 12 times (19 and 57 MB of fp32 weights): weights beyond the
+        # cache come from memory at every inference (12 distinct blocks ran 9-18% slower per block than one repeated)
+        for blocks in (4, 12):
+            m.append(Micro(f"ffn_x{blocks}_128x384-1536", (128, 384),
+                           (Layer("fc", out=1536, act="relu"), Layer("fc", out=384)) * blocks, "fc",
+                           tags=("batched", "dynamic")))
         m.append(Micro("attention_64x64", (64, 64), (Layer("bmm"), Layer("softmax"), Layer("bmm")), "fc"))
         m.append(Micro("attention_128x128", (128, 128), (Layer("bmm"), Layer("softmax"), Layer("bmm")), "fc"))
         # multi-head: (heads, T, head dim) batched products, as encoders run them; runtimes loop over the heads

@@ -118,6 +118,10 @@ class Constants:
     dw_group_overhead_us: float = 0.0
     #: Cin at which a k x k convolution reaches half its efficiency (None: costed by K = Cin x k x k like a GEMM)
     spatial_cin0: float | None = None
+    #: a graph's multiply-accumulate weights beyond weight_cache_mb come from memory at every inference, streamed at
+    #: the bandwidth / weight_cache_penalty on top of each op's work (None: no such term)
+    weight_cache_mb: float | None = None
+    weight_cache_penalty: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The constants as a ``RuntimeConstants`` mapping (for profiles and model files)."""
@@ -136,6 +140,8 @@ class Constants:
             **({"dw_group_overhead_us": self.dw_group_overhead_us} if self.dw_group_overhead_us else {}),
             **({"bmm_item_overhead_us": dict(self.bmm_item_overhead_us)} if self.bmm_item_overhead_us else {}),
             **({"spatial_cin0": self.spatial_cin0} if self.spatial_cin0 is not None else {}),
+            **({"weight_cache_mb": self.weight_cache_mb, "weight_cache_penalty": self.weight_cache_penalty}
+               if self.weight_cache_mb is not None else {}),
         }
 
 
@@ -161,6 +167,8 @@ def constants_from_dict(d: dict[str, Any], runtime: str, family: str, source: st
         dw_group_overhead_us=float(d.get("dw_group_overhead_us") or 0.0),
         bmm_item_overhead_us={k: float(v) for k, v in (d.get("bmm_item_overhead_us") or {}).items()},
         spatial_cin0=float(d["spatial_cin0"]) if d.get("spatial_cin0") is not None else None,
+        weight_cache_mb=float(d["weight_cache_mb"]) if d.get("weight_cache_mb") is not None else None,
+        weight_cache_penalty=float(d.get("weight_cache_penalty") or 0.0),
     )
 
 

@@ -37,6 +37,7 @@ LATENCY_PARAMS: dict[str, tuple[float, float]] = {
     # binary pass, not fitted apart)
     "efficiency.matmul_dynamic.int8": (0.01, 5.0),
     "cache_kb": (16.0, 65536.0), "cache_penalty": (0.01, 20.0),
+    "weight_cache_mb": (0.25, 1024.0), "weight_cache_penalty": (1e-3, 20.0),
     "bw_efficiency": (0.01, 20.0), "data_bw_efficiency": (0.005, 20.0), "dw_bw_efficiency": (0.005, 20.0),
     "op_overhead_us": (0.01, 200.0), "mac_overhead_us": (0.01, 200.0), "invoke_overhead_us": (0.05, 2000.0),
     "io_ns_per_element.fp32": (1e-3, 100.0), "io_ns_per_element.int8": (1e-3, 100.0),
@@ -127,7 +128,11 @@ class _Stack:
                              area=np.concatenate([s.table.area if s.table.area is not None
                                                   else np.ones(len(s.table.kind)) for s in samples]),
                              items=np.concatenate([s.table.items if s.table.items is not None
-                                                   else np.ones(len(s.table.kind)) for s in samples]))
+                                                   else np.ones(len(s.table.kind)) for s in samples]),
+                             mac_weights=np.concatenate([np.full(len(s.table.kind), float(np.max(s.table.mac_weights)))
+                                                         for s in samples]),
+                             op_weights=np.concatenate([s.table.op_weights if s.table.op_weights is not None
+                                                        else np.zeros(len(s.table.kind)) for s in samples]))
         self.samples = samples
         self.n = len(samples)
 
@@ -152,7 +157,8 @@ _START_FROM: dict[str, str | float] = {"gemm_int8_k0": "gemm_k0", "gemm_int8_n0"
                                        "conv_k0": "gemm_k0", "conv_n0": "gemm_n0",
                                        "dw_group_overhead_us": 0.1, "bmm_item_overhead_us.fp32": 0.2,
                                        "bmm_item_overhead_us.int8": 0.2, "efficiency.data.fp32": "data_bw_efficiency",
-                                       "efficiency.data.int8": "data_bw_efficiency"}
+                                       "efficiency.data.int8": "data_bw_efficiency",
+                                       "weight_cache_mb": 16.0, "weight_cache_penalty": 1.0}
 
 
 def with_starts(base: Constants, params: Sequence[str]) -> Constants:

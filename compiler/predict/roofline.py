@@ -199,6 +199,11 @@ class OpTable:
     items: np.ndarray | None = None
     #: kernels the runtime dispatches per inference (onnxruntime on this host: the nodes of its optimized graph)
     kernels: float = 0.0
+    #: bytes of the graph's multiply-accumulate weights, per op (the same value for every op of one graph; the fit
+    #: stacks many graphs)
+    mac_weights: np.ndarray | float = 0.0
+    #: bytes of each op's own weights (None: none)
+    op_weights: np.ndarray | None = None
 
 
 def _graph_format(cost: CostReport) -> str:
@@ -402,6 +407,9 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
         * (wbytes / max(1.0, float(cost.stored_weight_bytes + cost.quant_param_bytes))),
         area=np.array(area_l, float), items=np.array(items_l, float),
         kernels=float(sum(layout.op_counts.values())) if layout is not None else float(sum(run_l)),
+        mac_weights=float(sum(o.weight_bytes for o in cost.ops if o.macs)),
+        op_weights=np.array([float(o.weight_bytes) if o.macs else 0.0 for o in cost.ops]
+                            + [0.0] * (len(names) - len(cost.ops))),
     )
 
 
@@ -572,6 +580,14 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: "int | np.ndarray")
         ov_us = ov_us + np.where((kind == _K_DW_FB) & (t.prec != 2), t.n * c.dw_group_overhead_us, 0.0)
     ov = ov_us * 1e-6 * (c.ref_ghz / dev.ghz) * (1 + (n_thr - 1) * c.thread_overhead)
     total = np.where(t.run, _smooth_max(compute, memory) + ov, 0.0)
+    if c.weight_cache_mb is not None and c.weight_cache_penalty and t.op_weights is not None:
+        # a graph's weights beyond the cache come from memory at every inference, on top of the op's work (a chain of
+        # 12 distinct 384 -> 1536 -> 384 blocks, 57 MB, ran 11-18% slower per block than one block repeated, 4.7 MB,
+        # on this host): the share of the weights beyond it, streamed at the bandwidth / weight_cache_penalty.
+        # Small per MAC for convolutions (each weight serves many pixels), large for token matrices
+        beyond = np.maximum(0.0, 1.0 - c.weight_cache_mb * 2**20 / np.maximum(np.asarray(t.mac_weights, float), 1.0))
+        total = total + np.where(t.run, c.weight_cache_penalty * beyond * t.op_weights
+                                 / (dev.bandwidth_gbps * 1e9 * tf), 0.0)
     return total, np.where(t.run, compute, 0.0), np.where(t.run, memory, 0.0)
 
 

@@ -155,6 +155,10 @@ class RuntimeConstants(_Strict):
     #: ops whose bytes exceed about cache_kb stream (1 + cache_penalty) times slower than small ones
     cache_kb: PositiveFloat | None = None
     cache_penalty: NonNegativeFloat | None = None
+    #: the share of a graph's weights beyond weight_cache_mb comes from memory at every inference, at the bandwidth
+    #: divided by weight_cache_penalty, on top of each op's work
+    weight_cache_mb: PositiveFloat | None = None
+    weight_cache_penalty: NonNegativeFloat | None = None
     #: fixed cost per executed op and per inference (microseconds, at ref_ghz)
     op_overhead_us: NonNegativeFloat | None = None
     #: extra fixed cost of each convolution / matmul (kernel setup, layout reorders), microseconds
