@@ -113,6 +113,10 @@ def with_values(base: Constants, values: dict[str, float]) -> Constants:
     return c
 
 
+def _op_weights(t: OpTable) -> np.ndarray:
+    return t.op_weights if t.op_weights is not None else np.zeros(len(t.kind))
+
+
 class _Stack:
     """Many graphs' op tables concatenated, so one vectorized pass predicts every sample."""
 
@@ -129,10 +133,9 @@ class _Stack:
                                                   else np.ones(len(s.table.kind)) for s in samples]),
                              items=np.concatenate([s.table.items if s.table.items is not None
                                                    else np.ones(len(s.table.kind)) for s in samples]),
-                             mac_weights=np.concatenate([np.full(len(s.table.kind), float(np.max(s.table.mac_weights)))
-                                                         for s in samples]),
-                             op_weights=np.concatenate([s.table.op_weights if s.table.op_weights is not None
-                                                        else np.zeros(len(s.table.kind)) for s in samples]))
+                             op_weights=np.concatenate([_op_weights(s.table) for s in samples]),
+                             graph_weights=np.concatenate([np.full(len(s.table.kind), _op_weights(s.table).sum())
+                                                           for s in samples]))
         self.samples = samples
         self.n = len(samples)
 

@@ -199,11 +199,11 @@ class OpTable:
     items: np.ndarray | None = None
     #: kernels the runtime dispatches per inference (onnxruntime on this host: the nodes of its optimized graph)
     kernels: float = 0.0
-    #: bytes of the graph's multiply-accumulate weights, per op (the same value for every op of one graph; the fit
-    #: stacks many graphs)
-    mac_weights: np.ndarray | float = 0.0
-    #: bytes of each op's own weights (None: none)
+    #: bytes of each multiply-accumulate op's own weights (None: none)
     op_weights: np.ndarray | None = None
+    #: bytes of the graph's multiply-accumulate weights per op, where op_weights does not give it: the fit stacks
+    #: many graphs into one table (None: the sum of op_weights)
+    graph_weights: np.ndarray | None = None
 
 
 def _graph_format(cost: CostReport) -> str:
@@ -407,7 +407,6 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
         * (wbytes / max(1.0, float(cost.stored_weight_bytes + cost.quant_param_bytes))),
         area=np.array(area_l, float), items=np.array(items_l, float),
         kernels=float(sum(layout.op_counts.values())) if layout is not None else float(sum(run_l)),
-        mac_weights=float(sum(o.weight_bytes for o in cost.ops if o.macs)),
         op_weights=np.array([float(o.weight_bytes) if o.macs else 0.0 for o in cost.ops]
                             + [0.0] * (len(names) - len(cost.ops))),
     )
@@ -585,7 +584,8 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: "int | np.ndarray")
         # 12 distinct 384 -> 1536 -> 384 blocks, 57 MB, ran 11-18% slower per block than one block repeated, 4.7 MB,
         # on this host): the share of the weights beyond it, streamed at the bandwidth / weight_cache_penalty.
         # Small per MAC for convolutions (each weight serves many pixels), large for token matrices
-        beyond = np.maximum(0.0, 1.0 - c.weight_cache_mb * 2**20 / np.maximum(np.asarray(t.mac_weights, float), 1.0))
+        w_graph = t.graph_weights if t.graph_weights is not None else float(t.op_weights.sum())
+        beyond = np.maximum(0.0, 1.0 - c.weight_cache_mb * 2**20 / np.maximum(w_graph, 1.0))
         total = total + np.where(t.run, c.weight_cache_penalty * beyond * t.op_weights
                                  / (dev.bandwidth_gbps * 1e9 * tf), 0.0)
     return total, np.where(t.run, compute, 0.0), np.where(t.run, memory, 0.0)
