@@ -231,3 +231,44 @@ def test_paired_contrastive_loss_and_pair_batches() -> None:
     assert sorted(seen) == list(range(2 * n + 10))
     assert _n_batches(task, 8) == len(list(_train_batches(task, 8, torch.Generator().manual_seed(1))))
     assert _n_batches(task, 7) == len(list(_train_batches(task, 7, torch.Generator().manual_seed(1))))
+
+
+def test_teacher_cache_holds_only_the_layers_a_student_reads_when_over_budget(token_task, monkeypatch) -> None:
+    """Over its memory budget the teacher cache keeps only the teacher layers the student's losses read
+    (a 1-block student of the 2-block teacher: layer 1); training is identical to a cache holding every layer,
+    and a deeper student's request rebuilds it with the union."""
+    from adaptc.distill import cache as tc
+    from adaptc.slim import drop_blocks
+
+    teacher = token_task.model
+    student, dropped = drop_blocks(teacher, 1, {0: 0.0, 1: 1.0})
+    assert dropped == [0]
+    runs = {}
+    for budget_mb in ("1000000", "0"):
+        monkeypatch.setenv("ADAPTC_TEACHER_CACHE_MB", budget_mb)
+        tc._CACHES.clear()
+        res = distill(copy.deepcopy(student), teacher, token_task, DistillConfig(epochs=2, seed=0, align_fraction=0.5))
+        (cache,) = tc._CACHES[teacher].values()
+        runs[budget_mb] = (res, cache)
+    (full_res, full), (part_res, part) = runs["1000000"], runs["0"]
+    assert full.hidden_layers is None and full.attention_layers is None
+    assert part.hidden_layers == {1} and part.attention_layers == {1}
+    assert part.attention[0][0] is None and part.attention[0][1] is not None and part.hidden[0][0] is None
+
+    def held(c: tc.TeacherCache) -> int:
+        ts = [t for per in (c.hidden, c.attention, c.qkv) for row in per for t in row if t is not None]
+        ts += [f for f in c.features if f is not None] + c.out
+        return sum(t.numel() * t.element_size() for t in ts)
+
+    assert held(part) < 0.8 * held(full)
+    for c in (full, part):  # the budget rule works from an estimate of what the cache will hold
+        assert abs(c.estimated_bytes - held(c)) <= 0.1 * held(c)
+    assert [h.get("hidden") for h in part_res.history] == [h.get("hidden") for h in full_res.history]
+    assert part_res.history[-1]["val"] == full_res.history[-1]["val"]
+    assert all(h.get("attention", 1.0) > 0 for h in part_res.history[:1])
+    again = tc.teacher_cache(teacher, token_task.train, token_task.example_inputs, None, hidden_layers=[1],
+                             attention_layers=[1], budget_bytes=0)
+    assert again is part  # held already
+    wider = tc.teacher_cache(teacher, token_task.train, token_task.example_inputs, None, hidden_layers=[0],
+                             attention_layers=[0, 1], budget_bytes=0)
+    assert wider is not part and wider.hidden_layers == {0, 1} and wider.attention_layers == {0, 1}

@@ -7,12 +7,20 @@ last-layer query/key/value projections, penultimate features), trimmed to the sa
 inputs and stored in float16. A batch is then assembled by padding to the batch's length: padded key columns
 of attention maps are 0 (what a masked softmax gives) and padded positions are excluded by the losses' masks.
 For a student with a quarter of the teacher's compute this removes more than half of the training time.
+
+Memory: attention maps dominate (all-MiniLM-L6-v2: about 2 MB per 128-token text for its six layers). The cache
+keeps every layer when the estimated total fits its budget (``ADAPTC_TEACHER_CACHE_MB``, default a quarter of
+the memory available when it is built), so the trials of a search -- students of different depths -- share one
+pass of the teacher; otherwise it keeps only the teacher layers the requesting student's losses read (a 2-layer
+student reads 2 of 6 attention maps), and a later request for layers it does not hold rebuilds it with the
+union. What the losses see is the same either way.
 """
 
 from __future__ import annotations
 
+import os
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import torch
 from torch import nn
@@ -33,21 +41,71 @@ def _lengths(xs: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
     return None if m is None else m.sum(1)
 
 
+def _available_bytes() -> int:
+    """Memory available now (Linux: MemAvailable), else half the physical memory, else 4 GiB."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def cache_budget_bytes() -> int:
+    """``ADAPTC_TEACHER_CACHE_MB`` if set, else a quarter of the memory available now."""
+    env = os.environ.get("ADAPTC_TEACHER_CACHE_MB")
+    if env:
+        try:
+            return int(float(env) * (1 << 20))
+        except ValueError:
+            pass
+    return _available_bytes() // 4
+
+
+Layers = Collection[int] | None  # teacher layer indices; None = all
+
+
+def _covers(held: frozenset[int] | None, wanted: Layers) -> bool:
+    return held is None or (wanted is not None and set(wanted) <= held)
+
+
+def _union(a: frozenset[int] | None, b: Layers) -> frozenset[int] | None:
+    return None if a is None or b is None else a | frozenset(b)
+
+
 class TeacherCache:
     def __init__(self, teacher: nn.Module, split: Split, example_inputs: tuple[torch.Tensor, ...], *,
-                 transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None, batch_size: int = 64):
+                 transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None, batch_size: int = 64,
+                 hidden_layers: Layers = None, attention_layers: Layers = None, budget_bytes: int | None = None):
         self.n = len(split)
         self.out: list[torch.Tensor] = []
-        self.hidden: list[list[torch.Tensor]] = []
-        self.attention: list[list[torch.Tensor]] = []
+        self.hidden: list[list[torch.Tensor | None]] = []
+        self.attention: list[list[torch.Tensor | None]] = []
         self.qkv: list[list[torch.Tensor]] = []
         self.features: list[torch.Tensor | None] = []
         taps = Taps(teacher, example_inputs)
-        step = progress.current().step("teacher outputs over the training split (cached for all trials)",
-                                       total=self.n)
         lengths = _lengths(split.inputs)
+        # every layer if that fits the budget (one teacher pass serves students of any depth), else the requested
+        full, kept = self._estimate(teacher, taps, example_inputs, transform, lengths, hidden_layers, attention_layers)
+        budget = cache_budget_bytes() if budget_bytes is None else budget_bytes
+        if full <= budget:
+            hidden_layers = attention_layers = None
+        self.hidden_layers = None if hidden_layers is None else frozenset(hidden_layers)
+        self.attention_layers = None if attention_layers is None else frozenset(attention_layers)
+        self.estimated_bytes = full if full <= budget else kept
+        what = "" if full <= budget else (f", {self._describe()} (all layers: {full / 2**30:.1f} GiB, over the "
+                                          f"{budget / 2**30:.1f} GiB budget)")
+        step = progress.current().step(f"teacher outputs over the training split (cached for all trials{what})",
+                                       total=self.n)
         order = torch.argsort(lengths) if lengths is not None else torch.arange(self.n)
         slots: list[Any] = [None] * self.n
+        keep_h = [self.hidden_layers is None or k in self.hidden_layers for k in range(self._n_hidden)]
+        keep_a = [self.attention_layers is None or k in self.attention_layers for k in range(self._n_attention)]
         try:
             with torch.no_grad():
                 for i in range(0, self.n, batch_size):
@@ -63,11 +121,11 @@ class TeacherCache:
                         L = int(lens[j]) if lens is not None else None
                         slots[k] = (
                             out[j].clone(),
-                            [self._cut(h[j], L, 0) for h in cap.hidden],
-                            [self._cut(a[j], L, 1, 2) for a in cap.attention],
+                            [self._cut(h[j], L, 0) if k_ else None for h, k_ in zip(cap.hidden, keep_h)],
+                            [self._cut(a[j], L, 1, 2) if k_ else None for a, k_ in zip(cap.attention, keep_a)],
                             [self._cut(q[j], L, 0) for q in cap.qkv],
                             (self._cut(cap.features[j], L, 0) if cap.features is not None and cap.features.dim() >= 3
-                             else cap.features[j].clone().half() if cap.features is not None else None),
+                             else self._cut(cap.features[j], None) if cap.features is not None else None),
                         )
                     step.advance(len(idx))
         finally:
@@ -80,13 +138,55 @@ class TeacherCache:
             self.features.append(f)
         step.done()
 
+    def _estimate(self, teacher: nn.Module, taps: Taps, example_inputs: tuple[torch.Tensor, ...],
+                  transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None,
+                  lengths: torch.Tensor | None, hidden_layers: Layers, attention_layers: Layers) -> tuple[int, int]:
+        """Bytes of the cache with every layer and with only the requested ones (float16), from the shapes the
+        taps read on the example input: per token for hidden states and projections, per token pair for
+        attention maps."""
+        xs = transform(example_inputs) if transform is not None else example_inputs
+        taps.clear()
+        with torch.no_grad():
+            out = _first(teacher.eval()(*xs))
+        cap = taps.captured
+        self._n_hidden, self._n_attention = len(cap.hidden), len(cap.attention)
+
+        def per_sample(t: torch.Tensor, dims: int) -> torch.Tensor:
+            n = t[0].numel()
+            if lengths is None or dims == 0 or t.dim() < 3:
+                return torch.full((self.n,), float(n))
+            tokens = t.shape[1] if dims == 1 else t.shape[-1]  # (B, T, D) / (B, H, T, T)
+            return lengths.double() ** dims * (n / tokens ** dims)
+
+        def size(ts: list[torch.Tensor], dims: int, keep: Layers) -> float:
+            return float(sum(per_sample(t, dims).sum() for k, t in enumerate(ts) if keep is None or k in keep))
+
+        feats = [cap.features] if cap.features is not None else []
+        feat_dims = 1 if cap.features is not None and cap.features.dim() >= 3 else 0
+        fixed = 2 * (size(cap.qkv, 1, None) + size(feats, feat_dims, None)) + 4 * out[0].numel() * self.n
+        full = fixed + 2 * (size(cap.hidden, 1, None) + size(cap.attention, 2, None))
+        kept = fixed + 2 * (size(cap.hidden, 1, hidden_layers) + size(cap.attention, 2, attention_layers))
+        taps.clear()
+        return int(full), int(kept)
+
+    def _describe(self) -> str:
+        def one(name: str, held: frozenset[int] | None, n: int) -> str:
+            return f"{name} of teacher layers {sorted(held)} of {n}" if held is not None else f"all {name}"
+        return (one("hidden states", self.hidden_layers, self._n_hidden) + ", " +
+                one("attention maps", self.attention_layers, self._n_attention))
+
+    def covers(self, hidden_layers: Layers, attention_layers: Layers) -> bool:
+        return _covers(self.hidden_layers, hidden_layers) and _covers(self.attention_layers, attention_layers)
+
     @staticmethod
     def _cut(t: torch.Tensor, length: int | None, *dims: int) -> torch.Tensor:
         if length is not None:
             for d in dims:
                 if t.dim() > d and t.shape[d] > length:
                     t = t.narrow(d, 0, length)
-        return t.clone().half()
+        # straight to a new float16 tensor: a float32 copy first (clone().half()) left the allocator a freed
+        # block per sample and more than doubled the resident memory of a large cache
+        return t.to(torch.float16, memory_format=torch.contiguous_format, copy=True)
 
     @staticmethod
     def _pad_stack(items: list[torch.Tensor], length: int | None, dims: tuple[int, ...]) -> torch.Tensor:
@@ -101,12 +201,15 @@ class TeacherCache:
         return torch.stack(out)
 
     def batch(self, idx: torch.Tensor, length: int | None) -> tuple[torch.Tensor, Captured]:
+        """The batch's teacher output and captures; layers the cache does not hold are None."""
         ids = idx.tolist()
         out = torch.stack([self.out[i] for i in ids])
-        n_h, n_a, n_q = len(self.hidden[ids[0]]), len(self.attention[ids[0]]), len(self.qkv[ids[0]])
+        h0, a0, n_q = self.hidden[ids[0]], self.attention[ids[0]], len(self.qkv[ids[0]])
         cap = Captured(
-            hidden=[self._pad_stack([self.hidden[i][k] for i in ids], length, (0,)) for k in range(n_h)],
-            attention=[self._pad_stack([self.attention[i][k] for i in ids], length, (1, 2)) for k in range(n_a)],
+            hidden=[self._pad_stack([self.hidden[i][k] for i in ids], length, (0,)) if h0[k] is not None else None
+                    for k in range(len(h0))],  # type: ignore[misc]
+            attention=[self._pad_stack([self.attention[i][k] for i in ids], length, (1, 2))
+                       if a0[k] is not None else None for k in range(len(a0))],  # type: ignore[misc]
             qkv=[self._pad_stack([self.qkv[i][k] for i in ids], length, (0,)) for k in range(n_q)],
             features=(self._pad_stack([self.features[i] for i in ids], length if self.features[ids[0]].dim() >= 2
                                       else None, (0,))  # type: ignore[union-attr]
@@ -119,11 +222,21 @@ _CACHES: "weakref.WeakKeyDictionary[nn.Module, dict[int, TeacherCache]]" = weakr
 
 
 def teacher_cache(teacher: nn.Module, split: Split, example_inputs: tuple[torch.Tensor, ...],
-                  transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None) -> TeacherCache:
-    """The cache for (teacher, split), built on first use and shared by later calls in this process."""
+                  transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None, *,
+                  hidden_layers: Layers = None, attention_layers: Layers = None,
+                  budget_bytes: int | None = None) -> TeacherCache:
+    """The cache for (teacher, split), built on first use and shared by later calls in this process.
+
+    ``hidden_layers`` / ``attention_layers``: the teacher layers the caller's losses read (None: all). A cache
+    that does not hold them is rebuilt with the union of what it held and what is asked."""
     per = _CACHES.setdefault(teacher, {})
     key = id(split.inputs[0])
-    if key not in per:
+    old = per.get(key)
+    if old is None or not old.covers(hidden_layers, attention_layers):
+        if old is not None:
+            hidden_layers = _union(old.hidden_layers, hidden_layers)
+            attention_layers = _union(old.attention_layers, attention_layers)
         per.clear()  # one split at a time: caches are large
-        per[key] = TeacherCache(teacher, split, example_inputs, transform=transform)
+        per[key] = TeacherCache(teacher, split, example_inputs, transform=transform, hidden_layers=hidden_layers,
+                                attention_layers=attention_layers, budget_bytes=budget_bytes)
     return per[key]

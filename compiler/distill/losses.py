@@ -38,6 +38,12 @@ def _masked_row_mean(kl: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
         return (kl * w).sum() / w.sum().clamp_min(1)
     return kl.mean()
 
+
+def _detached(ts: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+    """Teacher captures, detached; None stays None (a layer the teacher cache does not hold: no loss reads it)."""
+    return [t.detach() if t is not None else None for t in ts]
+
+
 class LogitKD(nn.Module):
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: torch.Tensor | float
                 ) -> torch.Tensor:
@@ -247,9 +253,9 @@ class HybridLoss(nn.Module):
             else:
                 terms["kd"] = w.kd * self.kd(s_out, t_out.detach(), self.temperature(progress))
         if "hidden" in stage_terms and self.hidden is not None and s.hidden and t.hidden:
-            terms["hidden"] = w.hidden * self.hidden(s.hidden, [h.detach() for h in t.hidden], s.mask)
+            terms["hidden"] = w.hidden * self.hidden(s.hidden, _detached(t.hidden), s.mask)
         if "attention" in stage_terms and self.attention is not None and s.attention and t.attention:
-            terms["attention"] = w.attention * self.attention(s.attention, [a.detach() for a in t.attention], s.mask)
+            terms["attention"] = w.attention * self.attention(s.attention, _detached(t.attention), s.mask)
         if "relation" in stage_terms and self.relation is not None:
             rel = []
             s_f = s_out if self.embedding else s.features
