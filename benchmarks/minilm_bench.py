@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="pixel8")
     ap.add_argument("--out-dir", default="adaptc-out/minilm-bench")
-    ap.add_argument("--skip-build", action="store_true", help="reuse a finished build in --out-dir")
+    ap.add_argument("--skip-build", action="store_true",
+                    help="reuse a finished build in --out-dir (its report's duration_s is the build time)")
     ap.add_argument("--contrastive-epochs", type=int, default=None, help="[default: the student's final epochs]")
     ap.add_argument("--out", default=str(RESULTS / "minilm.json"))
     args = ap.parse_args(argv)
@@ -126,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         if r.returncode not in (0, 3):
             return r.returncode
     report = json.loads((out_dir / "report.json").read_text())
+    if build_s is None:  # --skip-build: the finished build's own wall time
+        build_s = report.get("duration_s")
     chosen = report["search"]["chosen"]
     import adaptc
     from adaptc.search.trials import TrialStore
