@@ -272,3 +272,8 @@ def test_teacher_cache_holds_only_the_layers_a_student_reads_when_over_budget(to
     wider = tc.teacher_cache(teacher, token_task.train, token_task.example_inputs, None, hidden_layers=[0],
                              attention_layers=[0, 1], budget_bytes=0)
     assert wider is not part and wider.hidden_layers == {0, 1} and wider.attention_layers == {0, 1}
+    from adaptc.errors import AdaptcError
+
+    monkeypatch.setenv("ADAPTC_TEACHER_CACHE_MB", "lots")
+    with pytest.raises(AdaptcError, match="ADAPTC_TEACHER_CACHE_MB must be a number of megabytes"):
+        tc.cache_budget_bytes()

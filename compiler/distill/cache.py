@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .. import progress
+from ..errors import AdaptcError
 from ..tasks.base import Split
 from .taps import Captured, Taps
 
@@ -61,9 +62,12 @@ def cache_budget_bytes() -> int:
     env = os.environ.get("ADAPTC_TEACHER_CACHE_MB")
     if env:
         try:
-            return int(float(env) * (1 << 20))
+            mb = float(env)
         except ValueError:
-            pass
+            mb = -1.0
+        if not mb >= 0:
+            raise AdaptcError(f"ADAPTC_TEACHER_CACHE_MB must be a number of megabytes >= 0, got {env!r}")
+        return int(mb * (1 << 20))
     return _available_bytes() // 4
 
 
@@ -184,8 +188,7 @@ class TeacherCache:
             for d in dims:
                 if t.dim() > d and t.shape[d] > length:
                     t = t.narrow(d, 0, length)
-        # straight to a new float16 tensor: a float32 copy first (clone().half()) left the allocator a freed
-        # block per sample and more than doubled the resident memory of a large cache
+        # one copy, straight to float16 (no float32 intermediate per sample)
         return t.to(torch.float16, memory_format=torch.contiguous_format, copy=True)
 
     @staticmethod
@@ -236,7 +239,8 @@ def teacher_cache(teacher: nn.Module, split: Split, example_inputs: tuple[torch.
         if old is not None:
             hidden_layers = _union(old.hidden_layers, hidden_layers)
             attention_layers = _union(old.attention_layers, attention_layers)
-        per.clear()  # one split at a time: caches are large
+        del old
+        per.clear()  # one split at a time: caches are large (the old one is freed before the new pass)
         per[key] = TeacherCache(teacher, split, example_inputs, transform=transform, hidden_layers=hidden_layers,
                                 attention_layers=attention_layers, budget_bytes=budget_bytes)
     return per[key]
