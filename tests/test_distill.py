@@ -277,3 +277,33 @@ def test_teacher_cache_holds_only_the_layers_a_student_reads_when_over_budget(to
     monkeypatch.setenv("ADAPTC_TEACHER_CACHE_MB", "lots")
     with pytest.raises(AdaptcError, match="ADAPTC_TEACHER_CACHE_MB must be a number of megabytes"):
         tc.cache_budget_bytes()
+
+
+def test_teacher_cache_keeps_head_means_for_a_student_with_fewer_heads(token_task, monkeypatch) -> None:
+    """Over budget, a student with fewer heads than the teacher reads only the head mean of the teacher's maps:
+    the cache holds that (one map per layer instead of one per head) and training matches a full cache."""
+    from adaptc.distill import cache as tc
+    from adaptc.slim import drop_blocks
+
+    teacher = token_task.model
+    student = prune_width(drop_blocks(teacher, 1, {0: 0.0, 1: 1.0})[0], token_task.example_inputs, 0.5)
+    runs = {}
+    for budget_mb in ("1000000", "0"):
+        monkeypatch.setenv("ADAPTC_TEACHER_CACHE_MB", budget_mb)
+        tc._CACHES.clear()
+        res = distill(copy.deepcopy(student), teacher, token_task, DistillConfig(epochs=2, seed=0, align_fraction=0.5))
+        (cache,) = tc._CACHES[teacher].values()
+        runs[budget_mb] = (res, cache)
+    (full_res, full), (part_res, part) = runs["1000000"], runs["0"]
+    assert not full.attention_head_mean and part.attention_head_mean and part.attention_layers == {1}
+    heads = full.attention[0][1].shape[0]
+    assert heads == 4 and part.attention[0][1].shape[0] == 1 and part.attention[0][0] is None
+    a_full, a_part = full.attention[0][1].float().mean(0), part.attention[0][1].float()[0]
+    assert torch.allclose(a_full, a_part, atol=2e-3)
+    att = [h["attention"] for h in full_res.history if "attention" in h]
+    assert att and all(math.isclose(a, b, rel_tol=2e-2) for a, b in
+                       zip(att, [h["attention"] for h in part_res.history if "attention" in h]))
+    # a student with the teacher's head count asks for every head: the head-mean cache is rebuilt
+    again = tc.teacher_cache(teacher, token_task.train, token_task.example_inputs, None, hidden_layers=[1],
+                             attention_layers=[1], budget_bytes=0)
+    assert again is not part and not again.attention_head_mean and again.attention[0][1].shape[0] == heads

@@ -12,8 +12,9 @@ Memory: attention maps dominate (all-MiniLM-L6-v2: about 2 MB per 128-token text
 keeps every layer when the estimated total fits its budget (``ADAPTC_TEACHER_CACHE_MB``, default a quarter of
 the memory available when it is built), so the trials of a search -- students of different depths -- share one
 pass of the teacher; otherwise it keeps only the teacher layers the requesting student's losses read (a 2-layer
-student reads 2 of 6 attention maps), and a later request for layers it does not hold rebuilds it with the
-union. What the losses see is the same either way.
+student reads 2 of 6 attention maps) -- and, when the student has fewer heads, only their head mean, which is
+all the attention loss compares then -- and a later request for layers it does not hold rebuilds it with the
+union. What the losses see is the same either way (head means computed before, not after, float16 storage).
 """
 
 from __future__ import annotations
@@ -82,10 +83,16 @@ def _union(a: frozenset[int] | None, b: Layers) -> frozenset[int] | None:
     return None if a is None or b is None else a | frozenset(b)
 
 
+def _head_mean(a: torch.Tensor) -> torch.Tensor:
+    """(H, T, T) attention maps of one sample -> (1, T, T), averaged in float32."""
+    return a.float().mean(0, keepdim=True)
+
+
 class TeacherCache:
     def __init__(self, teacher: nn.Module, split: Split, example_inputs: tuple[torch.Tensor, ...], *,
                  transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None, batch_size: int = 64,
-                 hidden_layers: Layers = None, attention_layers: Layers = None, budget_bytes: int | None = None):
+                 hidden_layers: Layers = None, attention_layers: Layers = None, attention_head_mean: bool = False,
+                 budget_bytes: int | None = None):
         self.n = len(split)
         self.out: list[torch.Tensor] = []
         self.hidden: list[list[torch.Tensor | None]] = []
@@ -95,10 +102,14 @@ class TeacherCache:
         taps = Taps(teacher, example_inputs)
         lengths = _lengths(split.inputs)
         # every layer if that fits the budget (one teacher pass serves students of any depth), else the requested
-        full, kept = self._estimate(teacher, taps, example_inputs, transform, lengths, hidden_layers, attention_layers)
+        full, kept = self._estimate(teacher, taps, example_inputs, transform, lengths, hidden_layers, attention_layers,
+                                    attention_head_mean)
         budget = cache_budget_bytes() if budget_bytes is None else budget_bytes
         if full <= budget:
             hidden_layers = attention_layers = None
+            attention_head_mean = False
+        #: attention maps held as their head mean (1, T, T) per sample
+        self.attention_head_mean = attention_head_mean
         self.hidden_layers = None if hidden_layers is None else frozenset(hidden_layers)
         self.attention_layers = None if attention_layers is None else frozenset(attention_layers)
         self.estimated_bytes = full if full <= budget else kept
@@ -126,7 +137,8 @@ class TeacherCache:
                         slots[k] = (
                             out[j].clone(),
                             [self._cut(h[j], L, 0) if k_ else None for h, k_ in zip(cap.hidden, keep_h)],
-                            [self._cut(a[j], L, 1, 2) if k_ else None for a, k_ in zip(cap.attention, keep_a)],
+                            [self._cut(_head_mean(a[j]) if attention_head_mean else a[j], L, 1, 2) if k_ else None
+                             for a, k_ in zip(cap.attention, keep_a)],
                             [self._cut(q[j], L, 0) for q in cap.qkv],
                             (self._cut(cap.features[j], L, 0) if cap.features is not None and cap.features.dim() >= 3
                              else self._cut(cap.features[j], None) if cap.features is not None else None),
@@ -144,7 +156,8 @@ class TeacherCache:
 
     def _estimate(self, teacher: nn.Module, taps: Taps, example_inputs: tuple[torch.Tensor, ...],
                   transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None,
-                  lengths: torch.Tensor | None, hidden_layers: Layers, attention_layers: Layers) -> tuple[int, int]:
+                  lengths: torch.Tensor | None, hidden_layers: Layers, attention_layers: Layers,
+                  attention_head_mean: bool = False) -> tuple[int, int]:
         """Bytes of the cache with every layer and with only the requested ones (float16), from the shapes the
         taps read on the example input: per token for hidden states and projections, per token pair for
         attention maps."""
@@ -169,7 +182,8 @@ class TeacherCache:
         feat_dims = 1 if cap.features is not None and cap.features.dim() >= 3 else 0
         fixed = 2 * (size(cap.qkv, 1, None) + size(feats, feat_dims, None)) + 4 * out[0].numel() * self.n
         full = fixed + 2 * (size(cap.hidden, 1, None) + size(cap.attention, 2, None))
-        kept = fixed + 2 * (size(cap.hidden, 1, hidden_layers) + size(cap.attention, 2, attention_layers))
+        attention = [a[:, :1] if attention_head_mean else a for a in cap.attention]
+        kept = fixed + 2 * (size(cap.hidden, 1, hidden_layers) + size(attention, 2, attention_layers))
         taps.clear()
         return int(full), int(kept)
 
@@ -177,10 +191,12 @@ class TeacherCache:
         def one(name: str, held: frozenset[int] | None, n: int) -> str:
             return f"{name} of teacher layers {sorted(held)} of {n}" if held is not None else f"all {name}"
         return (one("hidden states", self.hidden_layers, self._n_hidden) + ", " +
-                one("attention maps", self.attention_layers, self._n_attention))
+                one("head-averaged attention maps" if self.attention_head_mean else "attention maps",
+                    self.attention_layers, self._n_attention))
 
-    def covers(self, hidden_layers: Layers, attention_layers: Layers) -> bool:
-        return _covers(self.hidden_layers, hidden_layers) and _covers(self.attention_layers, attention_layers)
+    def covers(self, hidden_layers: Layers, attention_layers: Layers, attention_head_mean: bool = False) -> bool:
+        return (_covers(self.hidden_layers, hidden_layers) and _covers(self.attention_layers, attention_layers)
+                and (attention_head_mean or not self.attention_head_mean or not attention_layers))
 
     @staticmethod
     def _cut(t: torch.Tensor, length: int | None, *dims: int) -> torch.Tensor:
@@ -226,21 +242,24 @@ _CACHES: "weakref.WeakKeyDictionary[nn.Module, dict[int, TeacherCache]]" = weakr
 
 def teacher_cache(teacher: nn.Module, split: Split, example_inputs: tuple[torch.Tensor, ...],
                   transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None, *,
-                  hidden_layers: Layers = None, attention_layers: Layers = None,
+                  hidden_layers: Layers = None, attention_layers: Layers = None, attention_head_mean: bool = False,
                   budget_bytes: int | None = None) -> TeacherCache:
     """The cache for (teacher, split), built on first use and shared by later calls in this process.
 
-    ``hidden_layers`` / ``attention_layers``: the teacher layers the caller's losses read (None: all). A cache
-    that does not hold them is rebuilt with the union of what it held and what is asked."""
+    ``hidden_layers`` / ``attention_layers``: the teacher layers the caller's losses read (None: all);
+    ``attention_head_mean``: the caller reads only the head mean of those maps. A cache that does not hold what is
+    asked is rebuilt with the union of what it held and what is asked."""
     per = _CACHES.setdefault(teacher, {})
     key = id(split.inputs[0])
     old = per.get(key)
-    if old is None or not old.covers(hidden_layers, attention_layers):
+    if old is None or not old.covers(hidden_layers, attention_layers, attention_head_mean):
         if old is not None:
             hidden_layers = _union(old.hidden_layers, hidden_layers)
             attention_layers = _union(old.attention_layers, attention_layers)
+            attention_head_mean = attention_head_mean and old.attention_head_mean
         del old
         per.clear()  # one split at a time: caches are large (the old one is freed before the new pass)
         per[key] = TeacherCache(teacher, split, example_inputs, transform=transform, hidden_layers=hidden_layers,
-                                attention_layers=attention_layers, budget_bytes=budget_bytes)
+                                attention_layers=attention_layers, attention_head_mean=attention_head_mean,
+                                budget_bytes=budget_bytes)
     return per[key]

@@ -231,6 +231,8 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
             student.eval()(*ex)
         t_h, t_a = _dims(t_taps.captured.hidden), len(t_taps.captured.attention)
         s_h, s_a = _dims(s_taps.captured.hidden), len(s_taps.captured.attention)
+        t_heads = [int(a.shape[1]) for a in t_taps.captured.attention]
+        s_heads = [int(a.shape[1]) for a in s_taps.captured.attention]
         t_taps.clear()
         s_taps.clear()
         schedule = cfg.schedule(attention=t_a > 0)
@@ -256,9 +258,12 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
             # of the cache's pass (float32 attention maps of the whole split: +7 GB on the minilm task)
             t_taps.remove()
             # only the teacher layers this student's losses read need to be held (see the cache's budget rule)
+            amap = loss.attention.mapping if loss.attention is not None else []
             cache = teacher_cache(teacher, task.train, ex, task.batch_transform,
                                   hidden_layers=loss.hidden.mapping if loss.hidden is not None else (),
-                                  attention_layers=loss.attention.mapping if loss.attention is not None else ())
+                                  attention_layers=amap,
+                                  # the attention loss compares head means where the head counts differ
+                                  attention_head_mean=all(s_heads[i] != t_heads[t] for i, t in enumerate(amap)))
         for epoch in range(total_epochs):
             t_epoch = time.perf_counter()
             if epoch == qat_start:
