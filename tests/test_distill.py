@@ -233,6 +233,21 @@ def test_paired_contrastive_loss_and_pair_batches() -> None:
     assert _n_batches(task, 7) == len(list(_train_batches(task, 7, torch.Generator().manual_seed(1))))
 
 
+def _distill_under_cache_budgets(student: nn.Module, task, monkeypatch) -> list:  # noqa: ANN001
+    """Two short distillations of ``student`` from ``task``'s teacher, with a teacher-cache budget that holds
+    everything and with none: [(result, cache)] for each."""
+    from adaptc.distill import cache as tc
+
+    runs = []
+    for budget_mb in ("1000000", "0"):
+        monkeypatch.setenv("ADAPTC_TEACHER_CACHE_MB", budget_mb)
+        tc._CACHES.clear()
+        res = distill(copy.deepcopy(student), task.model, task, DistillConfig(epochs=2, seed=0, align_fraction=0.5))
+        (cache,) = tc._CACHES[task.model].values()
+        runs.append((res, cache))
+    return runs
+
+
 def test_teacher_cache_holds_only_the_layers_a_student_reads_when_over_budget(token_task, monkeypatch) -> None:
     """Over its memory budget the teacher cache keeps only the teacher layers the student's losses read
     (a 1-block student of the 2-block teacher: layer 1); training is identical to a cache holding every layer,
@@ -243,14 +258,7 @@ def test_teacher_cache_holds_only_the_layers_a_student_reads_when_over_budget(to
     teacher = token_task.model
     student, dropped = drop_blocks(teacher, 1, {0: 0.0, 1: 1.0})
     assert dropped == [0]
-    runs = {}
-    for budget_mb in ("1000000", "0"):
-        monkeypatch.setenv("ADAPTC_TEACHER_CACHE_MB", budget_mb)
-        tc._CACHES.clear()
-        res = distill(copy.deepcopy(student), teacher, token_task, DistillConfig(epochs=2, seed=0, align_fraction=0.5))
-        (cache,) = tc._CACHES[teacher].values()
-        runs[budget_mb] = (res, cache)
-    (full_res, full), (part_res, part) = runs["1000000"], runs["0"]
+    (full_res, full), (part_res, part) = _distill_under_cache_budgets(student, token_task, monkeypatch)
     assert full.hidden_layers is None and full.attention_layers is None
     assert part.hidden_layers == {1} and part.attention_layers == {1}
     assert part.attention[0][0] is None and part.attention[0][1] is not None and part.hidden[0][0] is None
@@ -287,14 +295,7 @@ def test_teacher_cache_keeps_head_means_for_a_student_with_fewer_heads(token_tas
 
     teacher = token_task.model
     student = prune_width(drop_blocks(teacher, 1, {0: 0.0, 1: 1.0})[0], token_task.example_inputs, 0.5)
-    runs = {}
-    for budget_mb in ("1000000", "0"):
-        monkeypatch.setenv("ADAPTC_TEACHER_CACHE_MB", budget_mb)
-        tc._CACHES.clear()
-        res = distill(copy.deepcopy(student), teacher, token_task, DistillConfig(epochs=2, seed=0, align_fraction=0.5))
-        (cache,) = tc._CACHES[teacher].values()
-        runs[budget_mb] = (res, cache)
-    (full_res, full), (part_res, part) = runs["1000000"], runs["0"]
+    (full_res, full), (part_res, part) = _distill_under_cache_budgets(student, token_task, monkeypatch)
     assert not full.attention_head_mean and part.attention_head_mean and part.attention_layers == {1}
     heads = full.attention[0][1].shape[0]
     assert heads == 4 and part.attention[0][1].shape[0] == 1 and part.attention[0][0] is None
