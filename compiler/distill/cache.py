@@ -140,8 +140,8 @@ class TeacherCache:
                             [self._cut(_head_mean(a[j]) if attention_head_mean else a[j], L, 1, 2) if k_ else None
                              for a, k_ in zip(cap.attention, keep_a)],
                             [self._cut(q[j], L, 0) for q in cap.qkv],
-                            (self._cut(cap.features[j], L, 0) if cap.features is not None and cap.features.dim() >= 3
-                             else self._cut(cap.features[j], None) if cap.features is not None else None),
+                            (self._cut(cap.features[j], L if cap.features.dim() >= 3 else None, 0)
+                             if cap.features is not None else None),
                         )
                     step.advance(len(idx))
         finally:

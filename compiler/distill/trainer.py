@@ -255,7 +255,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
             from .cache import teacher_cache
 
             # the teacher is not run again while training from the cache: its taps would only keep every batch
-            # of the cache's pass (float32 attention maps of the whole split: +7 GB on the minilm task)
+            # of the cache's pass (float32 attention maps of the whole split: +6 GB on the minilm task)
             t_taps.remove()
             # only the teacher layers this student's losses read need to be held (see the cache's budget rule)
             amap = loss.attention.mapping if loss.attention is not None else []
