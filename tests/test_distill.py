@@ -308,3 +308,24 @@ def test_teacher_cache_keeps_head_means_for_a_student_with_fewer_heads(token_tas
     again = tc.teacher_cache(teacher, token_task.train, token_task.example_inputs, None, hidden_layers=[1],
                              attention_layers=[1], budget_bytes=0)
     assert again is not part and not again.attention_head_mean and again.attention[0][1].shape[0] == heads
+
+
+def test_teacher_cache_leaves_out_features_the_caller_does_not_read(token_task) -> None:
+    """An embedding task's relation term compares output embeddings, so its cache holds no penultimate
+    features (on MiniLM the input of the last FFN projection, 4x a hidden state per token); a later request for
+    them rebuilds the cache with them."""
+    from adaptc.distill import cache as tc
+
+    teacher, ex = token_task.model, token_task.example_inputs
+    tc._CACHES.clear()
+    lean = tc.teacher_cache(teacher, token_task.train, ex, None, features=False, budget_bytes=1 << 40)
+    assert not lean.has_features and all(f is None for f in lean.features)
+    assert tc.teacher_cache(teacher, token_task.train, ex, None, features=False, budget_bytes=1 << 40) is lean
+    full = tc.teacher_cache(teacher, token_task.train, ex, None, features=True, budget_bytes=1 << 40)
+    assert full is not lean and full.has_features and all(f is not None for f in full.features)
+    feature_bytes = sum(f.numel() * f.element_size() for f in full.features)
+    assert feature_bytes > 0
+    assert abs(full.estimated_bytes - lean.estimated_bytes - feature_bytes) <= 0.1 * feature_bytes
+    out, cap = full.batch(torch.arange(4), token_task.train.inputs[0].shape[1])
+    assert cap.features is not None and len(out) == 4
+    assert tc.teacher_cache(teacher, token_task.train, ex, None, features=False, budget_bytes=1 << 40) is full

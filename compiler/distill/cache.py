@@ -3,9 +3,10 @@
 When the training inputs are fixed (no augmentation, no adversarial or domain-mixed batches), the teacher
 computes the same thing for a sample every epoch and in every trial of a search. The cache runs the teacher
 once over the split and keeps, per sample, its output and what the taps read (hidden states, attention maps,
-last-layer query/key/value projections, penultimate features), trimmed to the sample's own length for token
-inputs and stored in float16. A batch is then assembled by padding to the batch's length: padded key columns
-of attention maps are 0 (what a masked softmax gives) and padded positions are excluded by the losses' masks.
+last-layer query/key/value projections, and penultimate features unless the caller does not read them: embedding
+tasks relate their output embeddings instead), trimmed to the sample's own length for token inputs and stored in
+float16. A batch is then assembled by padding to the batch's length: padded key columns of attention maps are 0
+(what a masked softmax gives) and padded positions are excluded by the losses' masks.
 For a student with a quarter of the teacher's compute this removes more than half of the training time.
 
 Memory: attention maps dominate (all-MiniLM-L6-v2: about 2 MB per 128-token text for its six layers). The cache
@@ -92,14 +93,16 @@ class TeacherCache:
     def __init__(self, teacher: nn.Module, split: Split, example_inputs: tuple[torch.Tensor, ...], *,
                  transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None, batch_size: int = 64,
                  hidden_layers: Layers = None, attention_layers: Layers = None, attention_head_mean: bool = False,
-                 budget_bytes: int | None = None):
+                 features: bool = True, budget_bytes: int | None = None):
         self.n = len(split)
         self.out: list[torch.Tensor] = []
         self.hidden: list[list[torch.Tensor | None]] = []
         self.attention: list[list[torch.Tensor | None]] = []
         self.qkv: list[list[torch.Tensor]] = []
         self.features: list[torch.Tensor | None] = []
-        taps = Taps(teacher, example_inputs)
+        #: penultimate features held (the relation term of classifiers reads them; embedding tasks relate outputs)
+        self.has_features = features
+        taps = Taps(teacher, example_inputs, features=features)
         lengths = _lengths(split.inputs)
         # every layer if that fits the budget (one teacher pass serves students of any depth), else the requested
         full, kept = self._estimate(teacher, taps, example_inputs, transform, lengths, hidden_layers, attention_layers,
@@ -194,9 +197,11 @@ class TeacherCache:
                 one("head-averaged attention maps" if self.attention_head_mean else "attention maps",
                     self.attention_layers, self._n_attention))
 
-    def covers(self, hidden_layers: Layers, attention_layers: Layers, attention_head_mean: bool = False) -> bool:
+    def covers(self, hidden_layers: Layers, attention_layers: Layers, attention_head_mean: bool = False,
+               features: bool = True) -> bool:
         return (_covers(self.hidden_layers, hidden_layers) and _covers(self.attention_layers, attention_layers)
-                and (attention_head_mean or not self.attention_head_mean or not attention_layers))
+                and (attention_head_mean or not self.attention_head_mean or not attention_layers)
+                and (self.has_features or not features))
 
     @staticmethod
     def _cut(t: torch.Tensor, length: int | None, *dims: int) -> torch.Tensor:
@@ -243,23 +248,26 @@ _CACHES: "weakref.WeakKeyDictionary[nn.Module, dict[int, TeacherCache]]" = weakr
 def teacher_cache(teacher: nn.Module, split: Split, example_inputs: tuple[torch.Tensor, ...],
                   transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None, *,
                   hidden_layers: Layers = None, attention_layers: Layers = None, attention_head_mean: bool = False,
-                  budget_bytes: int | None = None) -> TeacherCache:
+                  features: bool = True, budget_bytes: int | None = None) -> TeacherCache:
     """The cache for (teacher, split), built on first use and shared by later calls in this process.
 
     ``hidden_layers`` / ``attention_layers``: the teacher layers the caller's losses read (None: all);
-    ``attention_head_mean``: the caller reads only the head mean of those maps. A cache that does not hold what is
+    ``attention_head_mean``: the caller reads only the head mean of those maps; ``features``: the caller reads the
+    teacher's penultimate features (for a token model, the input of its last linear layer: on MiniLM 4x the width
+    of a hidden state). A cache that does not hold what is
     asked is rebuilt with the union of what it held and what is asked."""
     per = _CACHES.setdefault(teacher, {})
     key = id(split.inputs[0])
     old = per.get(key)
-    if old is None or not old.covers(hidden_layers, attention_layers, attention_head_mean):
+    if old is None or not old.covers(hidden_layers, attention_layers, attention_head_mean, features):
         if old is not None:
             hidden_layers = _union(old.hidden_layers, hidden_layers)
             attention_layers = _union(old.attention_layers, attention_layers)
             attention_head_mean = attention_head_mean and old.attention_head_mean
+            features = features or old.has_features
         del old
         per.clear()  # one split at a time: caches are large (the old one is freed before the new pass)
         per[key] = TeacherCache(teacher, split, example_inputs, transform=transform, hidden_layers=hidden_layers,
                                 attention_layers=attention_layers, attention_head_mean=attention_head_mean,
-                                budget_bytes=budget_bytes)
+                                features=features, budget_bytes=budget_bytes)
     return per[key]

@@ -263,7 +263,9 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                                   hidden_layers=loss.hidden.mapping if loss.hidden is not None else (),
                                   attention_layers=amap,
                                   # the attention loss compares head means where the head counts differ
-                                  attention_head_mean=all(s_heads[i] != t_heads[t] for i, t in enumerate(amap)))
+                                  attention_head_mean=all(s_heads[i] != t_heads[t] for i, t in enumerate(amap)),
+                                  # an embedding task's relation term compares the output embeddings
+                                  features=task.kind != "embedding")
         for epoch in range(total_epochs):
             t_epoch = time.perf_counter()
             if epoch == qat_start:
