@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import sys
 
 import torch
@@ -21,16 +20,15 @@ PACKAGES = ("scipy", "sympy", "networkx")
 
 def out_of_domain_pairs(n: int = 500, seed: int = 1):  # noqa: ANN201
     from adaptc.tasks import Split
-    from adaptc.tasks.minilm import load_tokenizer, tokenize
+    from adaptc.tasks.minilm import is_pair, load_tokenizer, summary_and_body, tokenize
     from adaptc.tasks.stdlib_corpus import _scan
 
     site = [p for p in sys.path if p.endswith("site-packages")][0]
     summaries, bodies = [], []
     for pkg in PACKAGES:
         for d in _scan(os.path.join(site, pkg)):
-            paras = re.split(r"\n\s*\n", d.text.strip(), maxsplit=1)
-            summary, body = " ".join(paras[0].split()), " ".join(paras[1].split()) if len(paras) > 1 else ""
-            if len(summary.split()) >= 3 and len(body.split()) >= 8:
+            summary, body = summary_and_body(d.text)
+            if is_pair(summary, body):
                 summaries.append(summary)
                 bodies.append(body)
     idx = random.Random(seed).sample(range(len(summaries)), n)

@@ -52,3 +52,13 @@ def test_tiny_resnet_shapes(tmp_path: Path) -> None:
     p = export_onnx_fp32(m, (x[:1],), tmp_path / "r.onnx", ("image",), ("logits",))
     out = open_runner("onnxruntime", p, 1).run([x.numpy()])[0]
     assert abs(out - m(x).detach().numpy()).max() < 1e-4
+
+
+def test_minilm_pair_of_a_docstring() -> None:
+    from adaptc.tasks.minilm import is_pair, summary_and_body
+
+    s, b = summary_and_body("  Return the   sum of two.\n\n  Both arguments are numbers;\n  the result is their exact sum.\n")
+    assert (s, b) == ("Return the sum of two.", "Both arguments are numbers; the result is their exact sum.")
+    assert is_pair(s, b)
+    assert summary_and_body("One paragraph only.") == ("One paragraph only.", "")
+    assert not is_pair("Too short", b) and not is_pair(s, "a body of seven words only here")

@@ -81,6 +81,17 @@ class Pairs:
     extra: list[str]  # unlabelled texts of the same modules (single-paragraph docstrings)
 
 
+def summary_and_body(docstring: str) -> tuple[str, str]:
+    """A docstring's first paragraph and the rest, whitespace collapsed ("" when it has one paragraph)."""
+    paras = re.split(r"\n\s*\n", docstring.strip(), maxsplit=1)
+    return " ".join(paras[0].split()), " ".join(paras[1].split()) if len(paras) > 1 else ""
+
+
+def is_pair(summary: str, body: str) -> bool:
+    """Whether (summary, body) makes a retrieval pair: a summary of 3 words or more, a body of 8 or more."""
+    return len(summary.split()) >= 3 and len(body.split()) >= 8
+
+
 def load_pairs() -> dict[str, Pairs]:
     """(summary, body) pairs split 70/15/15 by module, plus unlabelled single-paragraph docstrings."""
     out = {k: Pairs([], [], []) for k in ("train", "val", "test")}
@@ -88,10 +99,8 @@ def load_pairs() -> dict[str, Pairs]:
     for d in load_docstrings():
         b = stable_bucket("minilm:" + d.module)
         part = out["train" if b < 70 else "val" if b < 85 else "test"]
-        paras = re.split(r"\n\s*\n", d.text.strip(), maxsplit=1)
-        summary = " ".join(paras[0].split())
-        body = " ".join(paras[1].split()) if len(paras) > 1 else ""
-        if len(summary.split()) >= 3 and len(body.split()) >= 8 and (summary, body) not in seen:
+        summary, body = summary_and_body(d.text)
+        if is_pair(summary, body) and (summary, body) not in seen:
             seen.add((summary, body))
             part.summaries.append(summary)
             part.bodies.append(body)
