@@ -103,8 +103,10 @@ class ArtifactBuilder:
     """Exports one model to the requested formats and checks, measures and estimates every artifact."""
 
     def __init__(self, *, model: nn.Module, task: Task, profile: DeviceProfile, out_dir: Path, store: BuildStore,
-                 settings: ExportSettings, stem: str = "model"):
+                 settings: ExportSettings, stem: str = "model", teacher_outputs: np.ndarray | None = None):
         self.model = model.eval()
+        #: the teacher's outputs on the test split: artifacts report their agreement with it
+        self.teacher_outputs = teacher_outputs
         self.task = task
         self.profile = profile
         self.out_dir = out_dir
@@ -295,7 +297,8 @@ class ArtifactBuilder:
                 # dynamic int8: activation scales come from the whole batch, so the gate runs one sample per call,
                 # as a device does (a batch of 256 gave another R@1 than batch 1 for the same MiniLM file)
                 one = rep.scheme == "int8_dynamic"
-                res = check_parity(runner, self.task, self.reference_outputs, batch=1 if one else None)
+                res = check_parity(runner, self.task, self.reference_outputs, batch=1 if one else None,
+                                   teacher_outputs=self.teacher_outputs)
         except Exception as e:
             rep.status, rep.error = "failed", f"{runtime} could not run the artifact: {type(e).__name__}: {e}"
             return
@@ -320,7 +323,8 @@ class ArtifactBuilder:
             torch_metric=_q_torch_metric(self.task, res.reference_metric),
             drop_vs_torch=res.drop, drop_vs_fp32_artifact=drop_fp32, max_abs_diff=res.max_abs_diff,
             mean_abs_diff=res.mean_abs_diff, cosine=res.cosine, top1_agreement=res.top1_agreement,
-            max_drop=max_drop, passed=passed, reason=reason,
+            teacher_cosine=res.teacher_cosine, teacher_top1_agreement=res.teacher_top1_agreement, max_drop=max_drop,
+            passed=passed, reason=reason,
         )
         if not passed:
             rep.status = "rejected"
@@ -463,7 +467,8 @@ def build(
                               measure_host=measure_host, resume=resume)
     the_task = get_task(task)
     search_opts = _search_options(search, the_task)
-    teacher_metric = the_task.metric(predict_torch(the_task.model, the_task.test), the_task.test)
+    teacher_outputs = predict_torch(the_task.model, the_task.test)
+    teacher_metric = the_task.metric(teacher_outputs, the_task.test)
     warnings: list[str] = []
     outcomes: dict[str, _FormatOutcome] = {}
     search_report = None
@@ -481,7 +486,7 @@ def build(
                 no_fit, search_report = e, getattr(e, "search", None)
         if no_fit is None:
             builder = ArtifactBuilder(model=model, task=the_task, profile=profile, out_dir=out_dir, store=store,
-                                      settings=settings)
+                                      settings=settings, teacher_outputs=teacher_outputs)
             outcomes = builder.run(fmts)
             warnings += builder.warnings
     if no_fit is not None:

@@ -49,7 +49,7 @@ def test_build_writes_artifacts_and_reports(pixel8_build) -> None:
     assert report.device["name"] == "pixel8"
     assert {"torch", "onnx", "onnxruntime", "adaptc"} <= set(report.toolchain)
     md = (out / "report.md").read_text()
-    assert "model.int8.onnx" in md and "(E)" in md and "(M)" in md
+    assert "model.int8.onnx" in md and "(E)" in md and "(M)" in md and "vs teacher" in md and "top-1 " in md
 
 
 def test_every_number_is_tagged(pixel8_build) -> None:
@@ -72,7 +72,9 @@ def test_int8_parity_within_one_point(pixel8_build) -> None:
     assert abs(fp32["parity"]["metric"]["value"] - int8["parity"]["metric"]["value"]) <= 0.01
     assert int8["parity"]["drop_vs_fp32_artifact"] <= 0.01 and int8["parity"]["passed"]
     assert fp32["parity"]["max_abs_diff"] < 1e-4
-    for a in (fp32, int8):
+    for a in (fp32, int8):  # --no-search exports the teacher itself: agreement with it is agreement with torch
+        assert a["parity"]["teacher_cosine"] == pytest.approx(a["parity"]["cosine"], abs=1e-9)
+        assert a["parity"]["teacher_top1_agreement"] == pytest.approx(a["parity"]["top1_agreement"], abs=1e-9)
         assert len(a["sha256"]) == 64
         assert a["size"]["value"] == (out / a["file"]).stat().st_size
         assert a["host"]["latency_median"]["value"] > 0 and a["host"]["peak_memory"]["value"] > 0

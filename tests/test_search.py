@@ -49,6 +49,9 @@ def test_search_report_has_pareto_and_choice(search_build) -> None:
     assert rep.status == "ok" and rep.chosen  # the chosen student was exported and gated
     a = rep.chosen_artifact
     assert a is not None and a.parity is not None and a.parity.passed
+    # the student's artifact, against the teacher's outputs on the test split
+    assert 0.7 < a.parity.teacher_top1_agreement <= 1 and -1 <= a.parity.teacher_cosine <= 1
+    assert "top-1 " in md
 
 
 def test_trials_recorded_and_rerun_resumes(search_build, digits_task) -> None:

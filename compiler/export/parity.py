@@ -1,7 +1,8 @@
 """The runtime parity gate: every artifact is evaluated in its own runtime on the test split.
 
 Reported per artifact: the task metric in the runtime, agreement with the torch model it came from
-(max / mean abs diff, cosine similarity, top-1 agreement for classifiers) and the metric drop against the
+(max / mean abs diff, cosine similarity, top-1 agreement for classifiers), agreement with the teacher (cosine,
+top-1 for classifiers: how closely a student imitates it, in its runtime) and the metric drop against the
 reference. An artifact whose metric drops more than ``max_drop`` is rejected, with the reason.
 """
 
@@ -25,6 +26,9 @@ class ParityResult:
     cosine: float
     top1_agreement: float | None
     samples: int
+    #: agreement of the artifact's outputs with the teacher's on the same split (when given)
+    teacher_cosine: float | None = None
+    teacher_top1_agreement: float | None = None
 
     @property
     def drop(self) -> float:
@@ -48,13 +52,17 @@ def agreement(out: np.ndarray, ref: np.ndarray, classification: bool) -> tuple[f
 
 
 def check_parity(runner: Runner, task: Task, reference_outputs: np.ndarray, split: Split | None = None,
-                 batch: int | None = None) -> ParityResult:
-    """Run ``runner`` over the split (default: test) and compare with the torch reference outputs. ``batch``:
-    samples per call (1 for dynamically quantized files, whose activation scales depend on the whole batch:
-    a device runs them one input at a time)."""
+                 batch: int | None = None, teacher_outputs: np.ndarray | None = None) -> ParityResult:
+    """Run ``runner`` over the split (default: test) and compare with the torch reference outputs (and the
+    teacher's, when given). ``batch``: samples per call (1 for dynamically quantized files, whose activation
+    scales depend on the whole batch: a device runs them one input at a time)."""
     split = split if split is not None else task.test
     out = run_batched(runner, split.numpy_inputs(), **({"batch": batch} if batch else {}))
-    mx, mean, cos, top1 = agreement(out, reference_outputs, task.kind == "classification")
+    classification = task.kind == "classification"
+    mx, mean, cos, top1 = agreement(out, reference_outputs, classification)
+    t_cos = t_top1 = None
+    if teacher_outputs is not None:
+        _, _, t_cos, t_top1 = agreement(out, teacher_outputs, classification)
     return ParityResult(
         metric=float(task.metric(out, split)),
         reference_metric=float(task.metric(reference_outputs, split)),
@@ -63,4 +71,6 @@ def check_parity(runner: Runner, task: Task, reference_outputs: np.ndarray, spli
         cosine=cos,
         top1_agreement=top1,
         samples=len(split),
+        teacher_cosine=t_cos,
+        teacher_top1_agreement=t_top1,
     )

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from .schema import ArtifactReport, BuildReport, Quantity
+from .schema import ArtifactReport, BuildReport, ParityReport, Quantity
 
 _TAG = {"measured": "M", "counted": "C", "estimated": "E"}
+
+
+def _vs_teacher(p: ParityReport | None) -> str:
+    """Agreement of an artifact's outputs with the teacher's: top-1 for classifiers, else mean cosine."""
+    if p is None or p.teacher_cosine is None:
+        return "—"
+    if p.teacher_top1_agreement is not None:
+        return f"top-1 {100 * p.teacher_top1_agreement:.1f}%"
+    return f"cos {p.teacher_cosine:.3f}"
 
 
 def fmt_q(q: Quantity | None, digits: int = 3) -> str:
@@ -54,8 +63,8 @@ def render(report: BuildReport) -> str:
         "",
         "## Artifacts",
         "",
-        "| file | scheme | status | size | test metric | drop vs fp32 | cosine | host latency p50 / p90 | host peak mem | device latency | device peak mem | budgets |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| file | scheme | status | size | test metric | drop vs fp32 | cosine | vs teacher | host latency p50 / p90 | host peak mem | device latency | device peak mem | budgets |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a in report.artifacts:
         p = a.parity
@@ -69,7 +78,7 @@ def render(report: BuildReport) -> str:
         mark = " ✅" if a.chosen else ""
         lines.append(
             f"| `{a.file}`{mark} | {a.scheme} | {a.status} | {fmt_q(a.size)} | {fmt_q(p.metric) if p else missing} | {drop} | "
-            f"{f'{p.cosine:.5f}' if p else '—'} | {host} | {fmt_q(a.host.peak_memory) if a.host else '—'} | "
+            f"{f'{p.cosine:.5f}' if p else '—'} | {_vs_teacher(p)} | {host} | {fmt_q(a.host.peak_memory) if a.host else '—'} | "
             f"{fmt_q(a.device.latency) if a.device else '—'} | {fmt_q(a.device.peak_memory) if a.device else '—'} | "
             f"{_budget_cell(a)} |"
         )

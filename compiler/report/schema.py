@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-REPORT_SCHEMA_VERSION = "1.2"
+REPORT_SCHEMA_VERSION = "1.3"
 
 Kind = Literal["measured", "counted", "estimated"]
 
@@ -66,6 +66,10 @@ class ParityReport(_M):
     mean_abs_diff: float
     cosine: float
     top1_agreement: float | None = None
+    #: agreement with the teacher's outputs on the same split (1.3): mean cosine, and top-1 for classifiers --
+    #: how closely the artifact imitates the teacher, measured in its runtime
+    teacher_cosine: float | None = None
+    teacher_top1_agreement: float | None = None
     max_drop: float
     passed: bool
     reason: str | None = None
