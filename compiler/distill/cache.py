@@ -254,8 +254,8 @@ def teacher_cache(teacher: nn.Module, split: Split, example_inputs: tuple[torch.
     ``hidden_layers`` / ``attention_layers``: the teacher layers the caller's losses read (None: all);
     ``attention_head_mean``: the caller reads only the head mean of those maps; ``features``: the caller reads the
     teacher's penultimate features (for a token model, the input of its last linear layer: on MiniLM 4x the width
-    of a hidden state). A cache that does not hold what is
-    asked is rebuilt with the union of what it held and what is asked."""
+    of a hidden state). A cache that does not hold what is asked is rebuilt with the union of what it held and
+    what is asked."""
     per = _CACHES.setdefault(teacher, {})
     key = id(split.inputs[0])
     old = per.get(key)
