@@ -27,7 +27,7 @@ from pathlib import Path
 torch.set_num_threads(2)
 from adaptc.tasks import get_task
 from adaptc.tasks.minilm import load_tokenizer, tokenize
-from adaptc.tasks.stdlib_corpus import _scan
+from adaptc.tasks.stdlib_corpus import package_docstrings
 from adaptc.search.trials import TrialStore
 from minilm_ood import PACKAGES as OOD_PACKAGES, out_of_domain_pairs  # the out-of-domain check
 HYBRID = len(sys.argv) > 1 and sys.argv[1] == "--hybrid"
@@ -47,12 +47,7 @@ tok = load_tokenizer()
 
 
 def third_party_docstrings(n: int) -> list[str]:
-    site = [p for p in sys.path if p.endswith("site-packages")][0]
-    docs = []
-    for pkg in PACKAGES:
-        d = os.path.join(site, pkg)
-        if os.path.isdir(d):
-            docs += [" ".join(x.text.split()) for x in _scan(d)]
+    docs = [" ".join(x.text.split()) for x in package_docstrings(PACKAGES)]
     random.Random(0).shuffle(docs)
     return [d for d in docs if len(d.split()) >= 4][:n]
 
@@ -100,20 +95,16 @@ if HYBRID:
     sys.exit(0)
 
 # mimicry: the build's student fine-tuned on the teacher's embeddings alone
+from adaptc.tasks import Split, predict_torch  # noqa: E402
+from adaptc.tasks.base import trim_padding  # noqa: E402
 from adaptc.tasks.minilm import retrieval_scores  # noqa: E402
 
 LR = float(os.environ.get("LR", 3e-4))
 student = TrialStore.open_final(Path(__file__).resolve().parent.parent / "adaptc-out" / "minilm-bench").train()
 
 
-def emb(model, ids, mask, bs=64):  # noqa: ANN001, ANN201
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(ids), bs):
-            m = mask[i:i + bs]
-            L = int(m.sum(1).max())
-            out.append(model(ids[i:i + bs, :L], m[:, :L]))
-    return torch.cat(out)
+def emb(model, ids, mask) -> torch.Tensor:  # noqa: ANN001
+    return torch.from_numpy(predict_torch(model, Split((ids, mask)), transform=trim_padding))
 
 
 checks = {"val": task.val, "ood": out_of_domain_pairs(), "test": task.test}
@@ -132,13 +123,11 @@ print("teacher:", {k: round(retrieval_scores(e.numpy(), len(e) // 2)[1], 4) for 
 
 
 def evaluate(tag: str) -> dict:
-    student.eval()
     row = {"train_cos": round(float((emb(student, ids[probe], mask[probe]) * temb[probe]).sum(1).mean()), 4)}
     for k, sp in checks.items():
         e = emb(student, *sp.inputs)
         row[f"{k}_r1"] = round(retrieval_scores(e.numpy(), len(e) // 2)[1], 4)
         row[f"{k}_cos"] = round(float((e * t_checks[k]).sum(1).mean()), 4)
-    student.train()
     print(tag, row, f"[{time.time() - t0:.0f}s]", flush=True)
     return row
 
@@ -156,9 +145,7 @@ while step < steps:
         if step >= steps:
             break
         b = batches[j]
-        m = mask[b]
-        L = int(m.sum(1).max())
-        s, t = student(ids[b, :L], m[:, :L]), temb[b]
+        s, t = student(*trim_padding((ids[b], mask[b]))), temb[b]
         loss = F.mse_loss(s, t) * 384 + (1 - (s * t).sum(1)).mean()
         opt.zero_grad()
         loss.backward()

@@ -9,9 +9,7 @@ origin.
 
 from __future__ import annotations
 
-import os
 import random
-import sys
 
 import torch
 
@@ -21,16 +19,14 @@ PACKAGES = ("scipy", "sympy", "networkx")
 def out_of_domain_pairs(n: int = 500, seed: int = 1):  # noqa: ANN201
     from adaptc.tasks import Split
     from adaptc.tasks.minilm import is_pair, load_tokenizer, summary_and_body, tokenize
-    from adaptc.tasks.stdlib_corpus import _scan
+    from adaptc.tasks.stdlib_corpus import package_docstrings
 
-    site = [p for p in sys.path if p.endswith("site-packages")][0]
     summaries, bodies = [], []
-    for pkg in PACKAGES:
-        for d in _scan(os.path.join(site, pkg)):
-            summary, body = summary_and_body(d.text)
-            if is_pair(summary, body):
-                summaries.append(summary)
-                bodies.append(body)
+    for d in package_docstrings(PACKAGES):
+        summary, body = summary_and_body(d.text)
+        if is_pair(summary, body):
+            summaries.append(summary)
+            bodies.append(body)
     idx = random.Random(seed).sample(range(len(summaries)), n)
     ids, mask = tokenize(load_tokenizer(), [summaries[i] for i in idx] + [bodies[i] for i in idx])
     return Split((ids, mask), torch.arange(n).repeat(2))

@@ -62,3 +62,11 @@ def test_minilm_pair_of_a_docstring() -> None:
     assert is_pair(s, b)
     assert summary_and_body("One paragraph only.") == ("One paragraph only.", "")
     assert not is_pair("Too short", b) and not is_pair(s, "a body of seven words only here")
+
+
+def test_package_docstrings_of_installed_packages() -> None:
+    from adaptc.tasks.stdlib_corpus import package_docstrings
+
+    docs = package_docstrings(("yaml", "no_such_package_here"))
+    assert docs and all(d.text for d in docs)  # PyYAML is a dependency; a missing package gives nothing
+    assert package_docstrings(("no_such_package_here",)) == []

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import sysconfig
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .._cache import cache_dir
@@ -84,6 +85,18 @@ def load_docstrings() -> list[Doc]:
     docs = _scan(root)
     atomic_write_json(path, [d.__dict__ for d in docs])
     return docs
+
+
+def package_docstrings(packages: Sequence[str]) -> list[Doc]:
+    """Docstrings of installed third-party packages (read with ``ast``, never imported; not cached); a package
+    that is not installed gives none."""
+    site = sysconfig.get_paths()["purelib"]
+    out: list[Doc] = []
+    for pkg in packages:
+        root = os.path.join(site, pkg)
+        if os.path.isdir(root):
+            out += _scan(root)
+    return out
 
 
 def stable_bucket(key: str, buckets: int = 100) -> int:
