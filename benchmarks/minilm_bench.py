@@ -12,8 +12,9 @@ on the test pairs (retrieval of stdlib docstring bodies from their summary lines
 
 For each: R@1, R@10, mean cosine to the teacher's embeddings; the same three on an out-of-domain check no
 run trains on (500 summary -> body pairs of scipy, sympy and networkx docstrings, ``minilm_ood.py``: the task's
-splits are all standard-library modules); parameters (and those of the embedding table), encoder MACs at 128 tokens (counted on the exported graph), host latency in onnxruntime (1 thread,
-batch 1, 128 tokens, median of 100 runs in a fresh process). Results: benchmarks/results/minilm.json.
+splits are all standard-library modules); parameters (and those of the embedding table), encoder MACs at 128
+tokens (counted on the exported graph), host latency in onnxruntime (1 thread, batch 1, 128 tokens, median of
+100 runs in a fresh process). Results: benchmarks/results/minilm.json.
 
     python benchmarks/minilm_bench.py [--out-dir adaptc-out/minilm-pixel8] [--device pixel8]
 

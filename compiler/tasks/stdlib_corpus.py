@@ -2,6 +2,7 @@
 
 Each record: (module, qualified object name, docstring). Cached as JSON in the adaptc cache dir (parsing the
 standard library takes a few seconds). Test suites, site-packages and demo packages are skipped.
+``package_docstrings`` reads installed third-party packages the same way (benchmarks' out-of-domain text).
 """
 
 from __future__ import annotations
