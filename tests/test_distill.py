@@ -259,8 +259,8 @@ def test_teacher_cache_holds_only_the_layers_a_student_reads_when_over_budget(to
     student, dropped = drop_blocks(teacher, 1, {0: 0.0, 1: 1.0})
     assert dropped == [0]
     (full_res, full), (part_res, part) = _distill_under_cache_budgets(student, token_task, monkeypatch)
-    assert full.hidden_layers is None and full.attention_layers is None
-    assert part.hidden_layers == {1} and part.attention_layers == {1}
+    assert full.holding.hidden_layers is None and full.holding.attention_layers is None
+    assert part.holding.hidden_layers == {1} and part.holding.attention_layers == {1}
     assert part.attention[0][0] is None and part.attention[0][1] is not None and part.hidden[0][0] is None
 
     def held(c: tc.TeacherCache) -> int:
@@ -274,12 +274,12 @@ def test_teacher_cache_holds_only_the_layers_a_student_reads_when_over_budget(to
     assert [h.get("hidden") for h in part_res.history] == [h.get("hidden") for h in full_res.history]
     assert part_res.history[-1]["val"] == full_res.history[-1]["val"]
     assert all(h.get("attention", 1.0) > 0 for h in part_res.history[:1])
-    again = tc.teacher_cache(teacher, token_task.train, token_task.example_inputs, None, hidden_layers=[1],
-                             attention_layers=[1], budget_bytes=0)
+    again = tc.teacher_cache(teacher, token_task.train, token_task.example_inputs, None,
+                             tc.Holding.of(hidden_layers=[1], attention_layers=[1]), budget_bytes=0)
     assert again is part  # held already
-    wider = tc.teacher_cache(teacher, token_task.train, token_task.example_inputs, None, hidden_layers=[0],
-                             attention_layers=[0, 1], budget_bytes=0)
-    assert wider is not part and wider.hidden_layers == {0, 1} and wider.attention_layers == {0, 1}
+    wider = tc.teacher_cache(teacher, token_task.train, token_task.example_inputs, None,
+                             tc.Holding.of(hidden_layers=[0], attention_layers=[0, 1]), budget_bytes=0)
+    assert wider is not part and wider.holding.hidden_layers == {0, 1} and wider.holding.attention_layers == {0, 1}
     from adaptc.errors import AdaptcError
 
     monkeypatch.setenv("ADAPTC_TEACHER_CACHE_MB", "lots")
@@ -296,7 +296,8 @@ def test_teacher_cache_keeps_head_means_for_a_student_with_fewer_heads(token_tas
     teacher = token_task.model
     student = prune_width(drop_blocks(teacher, 1, {0: 0.0, 1: 1.0})[0], token_task.example_inputs, 0.5)
     (full_res, full), (part_res, part) = _distill_under_cache_budgets(student, token_task, monkeypatch)
-    assert not full.attention_head_mean and part.attention_head_mean and part.attention_layers == {1}
+    assert not full.holding.attention_head_mean and part.holding.attention_head_mean
+    assert part.holding.attention_layers == {1}
     heads = full.attention[0][1].shape[0]
     assert heads == 4 and part.attention[0][1].shape[0] == 1 and part.attention[0][0] is None
     a_full, a_part = full.attention[0][1].float().mean(0), part.attention[0][1].float()[0]
@@ -305,9 +306,9 @@ def test_teacher_cache_keeps_head_means_for_a_student_with_fewer_heads(token_tas
     assert att and all(math.isclose(a, b, rel_tol=2e-2) for a, b in
                        zip(att, [h["attention"] for h in part_res.history if "attention" in h]))
     # a student with the teacher's head count asks for every head: the head-mean cache is rebuilt
-    again = tc.teacher_cache(teacher, token_task.train, token_task.example_inputs, None, hidden_layers=[1],
-                             attention_layers=[1], budget_bytes=0)
-    assert again is not part and not again.attention_head_mean and again.attention[0][1].shape[0] == heads
+    again = tc.teacher_cache(teacher, token_task.train, token_task.example_inputs, None,
+                             tc.Holding.of(hidden_layers=[1], attention_layers=[1]), budget_bytes=0)
+    assert again is not part and not again.holding.attention_head_mean and again.attention[0][1].shape[0] == heads
 
 
 def test_teacher_cache_leaves_out_features_the_caller_does_not_read(token_task) -> None:
@@ -318,14 +319,14 @@ def test_teacher_cache_leaves_out_features_the_caller_does_not_read(token_task) 
 
     teacher, ex = token_task.model, token_task.example_inputs
     tc._CACHES.clear()
-    lean = tc.teacher_cache(teacher, token_task.train, ex, None, features=False, budget_bytes=1 << 40)
-    assert not lean.has_features and all(f is None for f in lean.features)
-    assert tc.teacher_cache(teacher, token_task.train, ex, None, features=False, budget_bytes=1 << 40) is lean
-    full = tc.teacher_cache(teacher, token_task.train, ex, None, features=True, budget_bytes=1 << 40)
-    assert full is not lean and full.has_features and all(f is not None for f in full.features)
+    lean = tc.teacher_cache(teacher, token_task.train, ex, None, tc.Holding(features=False), budget_bytes=1 << 40)
+    assert not lean.holding.features and all(f is None for f in lean.features)
+    assert tc.teacher_cache(teacher, token_task.train, ex, None, tc.Holding(features=False), budget_bytes=1 << 40) is lean
+    full = tc.teacher_cache(teacher, token_task.train, ex, None, tc.Holding(features=True), budget_bytes=1 << 40)
+    assert full is not lean and full.holding.features and all(f is not None for f in full.features)
     feature_bytes = sum(f.numel() * f.element_size() for f in full.features)
     assert feature_bytes > 0
     assert abs(full.estimated_bytes - lean.estimated_bytes - feature_bytes) <= 0.1 * feature_bytes
     out, cap = full.batch(torch.arange(4), token_task.train.inputs[0].shape[1])
     assert cap.features is not None and len(out) == 4
-    assert tc.teacher_cache(teacher, token_task.train, ex, None, features=False, budget_bytes=1 << 40) is full
+    assert tc.teacher_cache(teacher, token_task.train, ex, None, tc.Holding(features=False), budget_bytes=1 << 40) is full

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Collection
 
 import torch
@@ -76,12 +77,48 @@ def cache_budget_bytes() -> int:
 Layers = Collection[int] | None  # teacher layer indices; None = all
 
 
-def _covers(held: frozenset[int] | None, wanted: Layers) -> bool:
-    return held is None or (wanted is not None and set(wanted) <= held)
+def _layers(x: Layers) -> frozenset[int] | None:
+    return None if x is None else frozenset(x)
 
 
-def _union(a: frozenset[int] | None, b: Layers) -> frozenset[int] | None:
-    return None if a is None or b is None else a | frozenset(b)
+@dataclass(frozen=True)
+class Holding:
+    """What a teacher cache holds, or what a caller's losses read from it.
+
+    ``hidden_layers`` / ``attention_layers``: teacher layer indices (None: every layer); ``attention_head_mean``:
+    attention maps as their head mean only; ``features``: the teacher's penultimate features (for a token model,
+    the input of its last linear layer: on MiniLM 4x the width of a hidden state)."""
+
+    hidden_layers: frozenset[int] | None = None
+    attention_layers: frozenset[int] | None = None
+    attention_head_mean: bool = False
+    features: bool = True
+
+    @classmethod
+    def of(cls, hidden_layers: Layers = None, attention_layers: Layers = None, attention_head_mean: bool = False,
+           features: bool = True) -> "Holding":
+        return cls(_layers(hidden_layers), _layers(attention_layers), attention_head_mean, features)
+
+    def every_layer(self) -> "Holding":
+        """Every layer with every head (what the cache holds when that fits its budget)."""
+        return replace(self, hidden_layers=None, attention_layers=None, attention_head_mean=False)
+
+    def covers(self, wanted: "Holding") -> bool:
+        def layers(held: frozenset[int] | None, w: frozenset[int] | None) -> bool:
+            return held is None or (w is not None and w <= held)
+
+        return (layers(self.hidden_layers, wanted.hidden_layers)
+                and layers(self.attention_layers, wanted.attention_layers)
+                and (wanted.attention_head_mean or not self.attention_head_mean or not wanted.attention_layers)
+                and (self.features or not wanted.features))
+
+    def union(self, wanted: "Holding") -> "Holding":
+        def layers(a: frozenset[int] | None, b: frozenset[int] | None) -> frozenset[int] | None:
+            return None if a is None or b is None else a | b
+
+        return Holding(layers(self.hidden_layers, wanted.hidden_layers),
+                       layers(self.attention_layers, wanted.attention_layers),
+                       self.attention_head_mean and wanted.attention_head_mean, self.features or wanted.features)
 
 
 def _head_mean(a: torch.Tensor) -> torch.Tensor:
@@ -92,38 +129,32 @@ def _head_mean(a: torch.Tensor) -> torch.Tensor:
 class TeacherCache:
     def __init__(self, teacher: nn.Module, split: Split, example_inputs: tuple[torch.Tensor, ...], *,
                  transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None, batch_size: int = 64,
-                 hidden_layers: Layers = None, attention_layers: Layers = None, attention_head_mean: bool = False,
-                 features: bool = True, budget_bytes: int | None = None):
+                 wanted: Holding = Holding(), budget_bytes: int | None = None):
         self.n = len(split)
         self.out: list[torch.Tensor] = []
         self.hidden: list[list[torch.Tensor | None]] = []
         self.attention: list[list[torch.Tensor | None]] = []
         self.qkv: list[list[torch.Tensor]] = []
         self.features: list[torch.Tensor | None] = []
-        #: penultimate features held (the relation term of classifiers reads them; embedding tasks relate outputs)
-        self.has_features = features
-        taps = Taps(teacher, example_inputs, features=features)
+        # penultimate features only when asked (the relation term of classifiers reads them; embedding tasks
+        # relate their outputs)
+        taps = Taps(teacher, example_inputs, features=wanted.features)
         lengths = _lengths(split.inputs)
         # every layer if that fits the budget (one teacher pass serves students of any depth), else the requested
-        full, kept = self._estimate(teacher, taps, example_inputs, transform, lengths, hidden_layers, attention_layers,
-                                    attention_head_mean)
+        full, kept = self._estimate(teacher, taps, example_inputs, transform, lengths, wanted)
         budget = cache_budget_bytes() if budget_bytes is None else budget_bytes
-        if full <= budget:
-            hidden_layers = attention_layers = None
-            attention_head_mean = False
-        #: attention maps held as their head mean (1, T, T) per sample
-        self.attention_head_mean = attention_head_mean
-        self.hidden_layers = None if hidden_layers is None else frozenset(hidden_layers)
-        self.attention_layers = None if attention_layers is None else frozenset(attention_layers)
+        #: what is held
+        self.holding = wanted.every_layer() if full <= budget else wanted
         self.estimated_bytes = full if full <= budget else kept
+        hold = self.holding
         what = "" if full <= budget else (f", {self._describe()} (all layers: {full / 2**30:.1f} GiB, over the "
                                           f"{budget / 2**30:.1f} GiB budget)")
         step = progress.current().step(f"teacher outputs over the training split (cached for all trials{what})",
                                        total=self.n)
         order = torch.argsort(lengths) if lengths is not None else torch.arange(self.n)
         slots: list[Any] = [None] * self.n
-        keep_h = [self.hidden_layers is None or k in self.hidden_layers for k in range(self._n_hidden)]
-        keep_a = [self.attention_layers is None or k in self.attention_layers for k in range(self._n_attention)]
+        keep_h = [hold.hidden_layers is None or k in hold.hidden_layers for k in range(self._n_hidden)]
+        keep_a = [hold.attention_layers is None or k in hold.attention_layers for k in range(self._n_attention)]
         try:
             with torch.no_grad():
                 for i in range(0, self.n, batch_size):
@@ -140,7 +171,7 @@ class TeacherCache:
                         slots[k] = (
                             out[j].clone(),
                             [self._cut(h[j], L, 0) if k_ else None for h, k_ in zip(cap.hidden, keep_h)],
-                            [self._cut(_head_mean(a[j]) if attention_head_mean else a[j], L, 1, 2) if k_ else None
+                            [self._cut(_head_mean(a[j]) if hold.attention_head_mean else a[j], L, 1, 2) if k_ else None
                              for a, k_ in zip(cap.attention, keep_a)],
                             [self._cut(q[j], L, 0) for q in cap.qkv],
                             (self._cut(cap.features[j], L if cap.features.dim() >= 3 else None, 0)
@@ -159,8 +190,7 @@ class TeacherCache:
 
     def _estimate(self, teacher: nn.Module, taps: Taps, example_inputs: tuple[torch.Tensor, ...],
                   transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None,
-                  lengths: torch.Tensor | None, hidden_layers: Layers, attention_layers: Layers,
-                  attention_head_mean: bool = False) -> tuple[int, int]:
+                  lengths: torch.Tensor | None, wanted: Holding) -> tuple[int, int]:
         """Bytes of the cache with every layer and with only the requested ones (float16), from the shapes the
         taps read on the example input: per token for hidden states and projections, per token pair for
         attention maps."""
@@ -185,23 +215,18 @@ class TeacherCache:
         feat_dims = 1 if cap.features is not None and cap.features.dim() >= 3 else 0
         fixed = 2 * (size(cap.qkv, 1, None) + size(feats, feat_dims, None)) + 4 * out[0].numel() * self.n
         full = fixed + 2 * (size(cap.hidden, 1, None) + size(cap.attention, 2, None))
-        attention = [a[:, :1] if attention_head_mean else a for a in cap.attention]
-        kept = fixed + 2 * (size(cap.hidden, 1, hidden_layers) + size(attention, 2, attention_layers))
+        attention = [a[:, :1] if wanted.attention_head_mean else a for a in cap.attention]
+        kept = fixed + 2 * (size(cap.hidden, 1, wanted.hidden_layers) + size(attention, 2, wanted.attention_layers))
         taps.clear()
         return int(full), int(kept)
 
     def _describe(self) -> str:
         def one(name: str, held: frozenset[int] | None, n: int) -> str:
             return f"{name} of teacher layers {sorted(held)} of {n}" if held is not None else f"all {name}"
-        return (one("hidden states", self.hidden_layers, self._n_hidden) + ", " +
-                one("head-averaged attention maps" if self.attention_head_mean else "attention maps",
-                    self.attention_layers, self._n_attention))
-
-    def covers(self, hidden_layers: Layers, attention_layers: Layers, attention_head_mean: bool = False,
-               features: bool = True) -> bool:
-        return (_covers(self.hidden_layers, hidden_layers) and _covers(self.attention_layers, attention_layers)
-                and (attention_head_mean or not self.attention_head_mean or not attention_layers)
-                and (self.has_features or not features))
+        h = self.holding
+        return (one("hidden states", h.hidden_layers, self._n_hidden) + ", " +
+                one("head-averaged attention maps" if h.attention_head_mean else "attention maps",
+                    h.attention_layers, self._n_attention))
 
     @staticmethod
     def _cut(t: torch.Tensor, length: int | None, *dims: int) -> torch.Tensor:
@@ -246,28 +271,20 @@ _CACHES: "weakref.WeakKeyDictionary[nn.Module, dict[int, TeacherCache]]" = weakr
 
 
 def teacher_cache(teacher: nn.Module, split: Split, example_inputs: tuple[torch.Tensor, ...],
-                  transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None, *,
-                  hidden_layers: Layers = None, attention_layers: Layers = None, attention_head_mean: bool = False,
-                  features: bool = True, budget_bytes: int | None = None) -> TeacherCache:
+                  transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None,
+                  wanted: Holding = Holding(), *, budget_bytes: int | None = None) -> TeacherCache:
     """The cache for (teacher, split), built on first use and shared by later calls in this process.
 
-    ``hidden_layers`` / ``attention_layers``: the teacher layers the caller's losses read (None: all);
-    ``attention_head_mean``: the caller reads only the head mean of those maps; ``features``: the caller reads the
-    teacher's penultimate features (for a token model, the input of its last linear layer: on MiniLM 4x the width
-    of a hidden state). A cache that does not hold what is asked is rebuilt with the union of what it held and
-    what is asked."""
+    ``wanted``: what the caller's losses read (see :class:`Holding`). A cache that does not hold it is rebuilt
+    with the union of what it held and what is asked."""
     per = _CACHES.setdefault(teacher, {})
     key = id(split.inputs[0])
     old = per.get(key)
-    if old is None or not old.covers(hidden_layers, attention_layers, attention_head_mean, features):
+    if old is None or not old.holding.covers(wanted):
         if old is not None:
-            hidden_layers = _union(old.hidden_layers, hidden_layers)
-            attention_layers = _union(old.attention_layers, attention_layers)
-            attention_head_mean = attention_head_mean and old.attention_head_mean
-            features = features or old.has_features
+            wanted = old.holding.union(wanted)
         del old
         per.clear()  # one split at a time: caches are large (the old one is freed before the new pass)
-        per[key] = TeacherCache(teacher, split, example_inputs, transform=transform, hidden_layers=hidden_layers,
-                                attention_layers=attention_layers, attention_head_mean=attention_head_mean,
-                                features=features, budget_bytes=budget_bytes)
+        per[key] = TeacherCache(teacher, split, example_inputs, transform=transform, wanted=wanted,
+                                budget_bytes=budget_bytes)
     return per[key]

@@ -252,20 +252,20 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
             cfg.cache_teacher == "auto" and _token_mask(task.train.inputs[:2]) is not None))
         cache = None
         if use_cache:
-            from .cache import teacher_cache
+            from .cache import Holding, teacher_cache
 
             # the teacher is not run again while training from the cache: its taps would only keep every batch
             # of the cache's pass (float32 attention maps of the whole split: +6 GB on the minilm task)
             t_taps.remove()
             # only the teacher layers this student's losses read need to be held (see the cache's budget rule)
             amap = loss.attention.mapping if loss.attention is not None else []
-            cache = teacher_cache(teacher, task.train, ex, task.batch_transform,
-                                  hidden_layers=loss.hidden.mapping if loss.hidden is not None else (),
-                                  attention_layers=amap,
-                                  # the attention loss compares head means where the head counts differ
-                                  attention_head_mean=all(s_heads[i] != t_heads[t] for i, t in enumerate(amap)),
-                                  # an embedding task's relation term compares the output embeddings
-                                  features=task.kind != "embedding")
+            cache = teacher_cache(teacher, task.train, ex, task.batch_transform, Holding.of(
+                hidden_layers=loss.hidden.mapping if loss.hidden is not None else (),
+                attention_layers=amap,
+                # the attention loss compares head means where the head counts differ
+                attention_head_mean=all(s_heads[i] != t_heads[t] for i, t in enumerate(amap)),
+                # an embedding task's relation term compares the output embeddings
+                features=task.kind != "embedding"))
         for epoch in range(total_epochs):
             t_epoch = time.perf_counter()
             if epoch == qat_start:
