@@ -18,7 +18,8 @@ def render_search(search: dict[str, Any]) -> list[str]:
             f"{ch['scheme']}, {ch.get('params') or 0:,} parameters ({ch.get('compression', 0):.1f}x fewer than the "
             f"teacher); final training {ch['final_epochs']} epochs{' with QAT' if ch.get('qat') else ''}"
             + (f", via teacher assistant {ch['assistant']['skeleton']}" if ch.get("assistant") else ""),
-            f"- validation {100 * ch['val']:.2f}%, test {100 * ch['test']:.2f}% (torch, measured)",
+            f"- validation {100 * ch['val']:.2f}% ({ch.get('val_measured', 'torch')}), test {100 * ch['test']:.2f}% "
+            f"({ch.get('test_measured', 'torch')}); measured",
             f"- why: {ch['why']}",
             "",
         ]

@@ -435,7 +435,14 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         points=points,
         chosen={"candidate": chosen["key"], "skeleton": spec.key, "width": spec.width, "drop": spec.drop,
                 "scheme": chosen["scheme"], "why": why, "final_epochs": final_epochs, "qat": qat,
-                "val": val, "test": test, "params": info.get("params"), "assistant": info.get("assistant"),
+                "val": val, "test": test,
+                # what each figure was measured on: selection happens during training, so with QAT the validation
+                # figure is the best QAT epoch's with fake quantization on; the test figure is the final student's
+                "val_measured": ("torch, best QAT epoch, fake-quantized (weights and activations)" if qat
+                                 else "torch, best epoch"),
+                "test_measured": ("torch, final student (int8-grid weights, float activations)" if qat
+                                  else "torch, final student"),
+                "params": info.get("params"), "assistant": info.get("assistant"),
                 "compression": s.teacher_params / max(1, info.get("params") or 1)},
         seconds=time.perf_counter() - t0,
         log=s.log,
