@@ -43,7 +43,7 @@ from .report import (
     TeacherReport,
     render,
 )
-from .store import BuildStore, model_fingerprint, stable_hash
+from .store import BuildStore, data_fingerprint, model_fingerprint, stable_hash
 from .tasks import Task, get_task, predict_torch
 from .versions import host_info, toolchain_versions
 
@@ -115,6 +115,8 @@ class ArtifactBuilder:
         self.stem = stem
         self.threads = host_threads(settings.threads or profile.cpu.threads)
         self.fingerprint = model_fingerprint(model, task.example_inputs)
+        #: artifacts are calibrated on the training split and scored on the test split
+        self.data_fp = data_fingerprint(task.train, task.test)
         self._reference: np.ndarray | None = None
         self._proxy: Any = None  # cost of the model's fp32 ONNX graph, for formats without an analyzer
         self.warnings: list[str] = []
@@ -182,7 +184,8 @@ class ArtifactBuilder:
     def _key(self, fmt: str, scheme: str) -> str:
         s = self.settings
         return stable_hash({
-            "v": _ARTIFACT_RECORD_VERSION, "model": self.fingerprint, "task": self.task.name, "format": fmt,
+            "v": _ARTIFACT_RECORD_VERSION, "model": self.fingerprint, "data": self.data_fp, "task": self.task.name,
+            "format": fmt,
             "scheme": scheme, "max_drop": s.max_drop, "threads": self.threads, "runs": s.runs, "warmup": s.warmup,
             "measure": s.measure_host, "device": self.profile.model_dump(mode="json"),
             "toolchain": toolchain_versions(), "stem": self.stem,

@@ -54,6 +54,22 @@ class BuildStore:
         self.close()
 
 
+def data_fingerprint(*splits: Any) -> str:
+    """A hash of data splits (``Split``: every input tensor and the targets; shapes, dtypes and values), so
+    that stored results computed from data (trials, measured artifacts) are not reused for other data under the
+    same task name."""
+    h = hashlib.sha256()
+    for sp in splits:
+        for t in (*sp.inputs, sp.targets):
+            if t is None:
+                h.update(b"none")
+                continue
+            t = t.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
 def stable_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
 

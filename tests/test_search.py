@@ -83,6 +83,25 @@ def test_trials_recorded_and_rerun_resumes(search_build, digits_task) -> None:
     assert not (out / "nowhere").exists()
 
 
+def test_rerun_on_other_training_data_retrains(search_build, digits_task, tmp_path: Path) -> None:
+    """Stored trials are keyed by the data they learned from: the same task name with another training split
+    in the same build folder trains again instead of resuming."""
+    import dataclasses
+    import shutil
+
+    out, _ = search_build
+    shutil.copytree(out, tmp_path / "b")
+    db = tmp_path / "b" / ".adaptc" / "state.sqlite"
+    with sqlite3.connect(db) as c:
+        n = c.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+    other = dataclasses.replace(digits_task, train=digits_task.train.subset(slice(0, len(digits_task.train) - 50)))
+    adaptc.build(other, "pixel8", tmp_path / "b", formats=["onnx"], runs=10, search=FAST_OPTS, seed=3,
+                 measure_host=False)
+    with sqlite3.connect(db) as c:
+        # trained again: rung 0 of each of the 3 skeletons and the final training (later rungs depend on the scores)
+        assert c.execute("SELECT COUNT(*) FROM trials").fetchone()[0] >= n + 3 + 1
+
+
 def test_same_seed_same_choice(search_build, tmp_path: Path) -> None:
     _, rep = search_build
     again = adaptc.build("digits", "pixel8", tmp_path / "again", formats=["onnx"], runs=10, search=FAST_OPTS, seed=3,

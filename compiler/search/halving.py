@@ -35,7 +35,7 @@ from ..errors import AdaptcError, BudgetError
 from ..profiles import DeviceProfile
 from ..quant import get_scheme
 from ..slim import block_importance, extract_skeleton, max_droppable
-from ..store import BuildStore, model_fingerprint, stable_hash
+from ..store import BuildStore, data_fingerprint, model_fingerprint, stable_hash
 from ..tasks.base import Task
 from ..training import torch_threads
 from .pareto import pareto_front, plot_pareto
@@ -115,6 +115,8 @@ class Search:
         self.store = store
         self.teacher = task.model.eval()
         self.teacher_fp = model_fingerprint(self.teacher, task.example_inputs)
+        #: trials learn from the training split and are selected (and blocks ranked) on the validation split
+        self.data_fp = data_fingerprint(task.train, task.val)
         self.teacher_params = sum(p.numel() for p in self.teacher.parameters())
         self.t_start = time.perf_counter()
         self.log: list[str] = []
@@ -161,8 +163,9 @@ class Search:
         out: dict[str, list[CandidateCost]] = {}
         step = progress.current().step("cost filter: skeletons x schemes against the budgets", total=len(specs))
         for spec in specs:
-            key = stable_hash({"cost": 3, "teacher": self.teacher_fp, "spec": spec.key, "mult": self.profile.channel_multiple,
-                               "imp": self.opts.importance, "keep_output": self.keep_output})
+            key = stable_hash({"cost": 3, "teacher": self.teacher_fp, "data": self.data_fp, "spec": spec.key,
+                               "mult": self.profile.channel_multiple, "imp": self.opts.importance,
+                               "keep_output": self.keep_output})
             rec = self.store.get(key)
             if rec is None:
                 cost = skeleton_cost(self.skeleton(spec), self.task.example_inputs)
@@ -181,7 +184,8 @@ class Search:
               index: str = "") -> tuple[float, nn.Module | None, dict[str, Any]]:
         cfg = self._cfg(epochs, spec, qat=qat)
         key = stable_hash({"trial": 4, "rung_samples": None if final else self.opts.rung_samples,
-                           "keep_output": self.keep_output, "teacher": self.teacher_fp, "task": self.task.name, "spec": spec.key,
+                           "keep_output": self.keep_output, "teacher": self.teacher_fp, "data": self.data_fp,
+                           "task": self.task.name, "spec": spec.key,
                            "mult": self.profile.channel_multiple, "epochs": epochs, "seed": self.seed, "final": final,
                            "cfg": repr(cfg), "assistant": (self.opts.assistant, self.opts.assistant_threshold)
                            if final else None, "imp": self.opts.importance})
