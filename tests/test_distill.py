@@ -330,3 +330,25 @@ def test_teacher_cache_leaves_out_features_the_caller_does_not_read(token_task) 
     out, cap = full.batch(torch.arange(4), token_task.train.inputs[0].shape[1])
     assert cap.features is not None and len(out) == 4
     assert tc.teacher_cache(teacher, token_task.train, ex, None, tc.Holding(features=False), budget_bytes=1 << 40) is full
+
+
+def test_teacher_cache_holds_only_outputs_when_the_losses_read_nothing_else(token_task) -> None:
+    """A recipe of output imitation alone (no hidden, attention or relation terms) needs only the teacher's
+    outputs: the cache holds nothing else even when every layer would fit its budget, its estimate says so, and a
+    later request for the relations' projections rebuilds it."""
+    from adaptc.distill import cache as tc
+
+    teacher, ex = token_task.model, token_task.example_inputs
+    tc._CACHES.clear()
+    nothing = tc.Holding.of(hidden_layers=(), attention_layers=(), features=False, relations=False)
+    lean = tc.teacher_cache(teacher, token_task.train, ex, None, nothing, budget_bytes=1 << 40)
+    assert all(h is None for row in lean.hidden for h in row) and all(a is None for row in lean.attention for a in row)
+    assert all(q == [] for q in lean.qkv) and all(f is None for f in lean.features)
+    out_bytes = sum(o.numel() * o.element_size() for o in lean.out)
+    assert abs(lean.estimated_bytes - out_bytes) <= 0.1 * out_bytes
+    out, cap = lean.batch(torch.arange(4), token_task.train.inputs[0].shape[1])
+    assert len(out) == 4 and cap.qkv == [] and all(h is None for h in cap.hidden)
+    rel = tc.teacher_cache(teacher, token_task.train, ex, None, tc.Holding.of((), (), False, False, True),
+                           budget_bytes=1 << 40)
+    assert rel is not lean and all(len(q) == 3 for q in rel.qkv)
+    assert tc.teacher_cache(teacher, token_task.train, ex, None, nothing, budget_bytes=1 << 40) is rel

@@ -2,10 +2,10 @@
 
 When the training inputs are fixed (no augmentation, no adversarial or domain-mixed batches), the teacher
 computes the same thing for a sample every epoch and in every trial of a search. The cache runs the teacher
-once over the split and keeps, per sample, its output and what the taps read (hidden states, attention maps,
-last-layer query/key/value projections, and penultimate features unless the caller does not read them: embedding
-tasks relate their output embeddings instead), trimmed to the sample's own length for token inputs and stored in
-float16. A batch is then assembled by padding to the batch's length: padded key columns of attention maps are 0
+once over the split and keeps, per sample, its output and what the caller's losses read of what the taps see
+(hidden states, attention maps, last-layer query/key/value projections for the relation term, penultimate features
+for a classifier's relation term: embedding tasks relate their output embeddings instead), trimmed to the sample's
+own length for token inputs and stored in float16. A batch is then assembled by padding to the batch's length: padded key columns of attention maps are 0
 (what a masked softmax gives) and padded positions are excluded by the losses' masks.
 For a student with a quarter of the teacher's compute this removes more than half of the training time.
 
@@ -21,6 +21,7 @@ union. What the losses see is the same either way (head means computed before, n
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Collection
@@ -87,21 +88,28 @@ class Holding:
 
     ``hidden_layers`` / ``attention_layers``: teacher layer indices (None: every layer); ``attention_head_mean``:
     attention maps as their head mean only; ``features``: the teacher's penultimate features (for a token model,
-    the input of its last linear layer: on MiniLM 4x the width of a hidden state)."""
+    the input of its last linear layer: on MiniLM 4x the width of a hidden state); ``relations``: the last
+    attention layer's query/key/value projections (MiniLM relations; on MiniLM 3x a hidden state per token)."""
 
     hidden_layers: frozenset[int] | None = None
     attention_layers: frozenset[int] | None = None
     attention_head_mean: bool = False
     features: bool = True
+    relations: bool = True
 
     @classmethod
     def of(cls, hidden_layers: Layers = None, attention_layers: Layers = None, attention_head_mean: bool = False,
-           features: bool = True) -> "Holding":
-        return cls(_layers(hidden_layers), _layers(attention_layers), attention_head_mean, features)
+           features: bool = True, relations: bool = True) -> "Holding":
+        return cls(_layers(hidden_layers), _layers(attention_layers), attention_head_mean, features, relations)
 
     def every_layer(self) -> "Holding":
-        """Every layer with every head (what the cache holds when that fits its budget)."""
-        return replace(self, hidden_layers=None, attention_layers=None, attention_head_mean=False)
+        """Every layer with every head (what the cache holds when that fits its budget) of the kinds asked for:
+        a caller that reads no hidden states (or no attention maps) reads none at any depth."""
+        def every(x: frozenset[int] | None) -> frozenset[int] | None:
+            return x if x == frozenset() else None
+
+        return replace(self, hidden_layers=every(self.hidden_layers), attention_layers=every(self.attention_layers),
+                       attention_head_mean=False)
 
     def covers(self, wanted: "Holding") -> bool:
         def layers(held: frozenset[int] | None, w: frozenset[int] | None) -> bool:
@@ -110,7 +118,7 @@ class Holding:
         return (layers(self.hidden_layers, wanted.hidden_layers)
                 and layers(self.attention_layers, wanted.attention_layers)
                 and (wanted.attention_head_mean or not self.attention_head_mean or not wanted.attention_layers)
-                and (self.features or not wanted.features))
+                and (self.features or not wanted.features) and (self.relations or not wanted.relations))
 
     def union(self, wanted: "Holding") -> "Holding":
         def layers(a: frozenset[int] | None, b: frozenset[int] | None) -> frozenset[int] | None:
@@ -118,7 +126,8 @@ class Holding:
 
         return Holding(layers(self.hidden_layers, wanted.hidden_layers),
                        layers(self.attention_layers, wanted.attention_layers),
-                       self.attention_head_mean and wanted.attention_head_mean, self.features or wanted.features)
+                       self.attention_head_mean and wanted.attention_head_mean, self.features or wanted.features,
+                       self.relations or wanted.relations)
 
 
 def _head_mean(a: torch.Tensor) -> torch.Tensor:
@@ -130,6 +139,7 @@ class TeacherCache:
     def __init__(self, teacher: nn.Module, split: Split, example_inputs: tuple[torch.Tensor, ...], *,
                  transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None, batch_size: int = 64,
                  wanted: Holding = Holding(), budget_bytes: int | None = None):
+        t0 = time.perf_counter()
         self.n = len(split)
         self.out: list[torch.Tensor] = []
         self.hidden: list[list[torch.Tensor | None]] = []
@@ -173,7 +183,7 @@ class TeacherCache:
                             [self._cut(h[j], L, 0) if k_ else None for h, k_ in zip(cap.hidden, keep_h)],
                             [self._cut(_head_mean(a[j]) if hold.attention_head_mean else a[j], L, 1, 2) if k_ else None
                              for a, k_ in zip(cap.attention, keep_a)],
-                            [self._cut(q[j], L, 0) for q in cap.qkv],
+                            [self._cut(q[j], L, 0) for q in cap.qkv] if hold.relations else [],
                             (self._cut(cap.features[j], L if cap.features.dim() >= 3 else None, 0)
                              if cap.features is not None else None),
                         )
@@ -186,14 +196,16 @@ class TeacherCache:
             self.attention.append(a)
             self.qkv.append(q)
             self.features.append(f)
+        #: wall seconds of the teacher's pass (what a later pass over another split of this data costs per sample)
+        self.build_seconds = time.perf_counter() - t0
         step.done()
 
     def _estimate(self, teacher: nn.Module, taps: Taps, example_inputs: tuple[torch.Tensor, ...],
                   transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None,
                   lengths: torch.Tensor | None, wanted: Holding) -> tuple[int, int]:
-        """Bytes of the cache with every layer and with only the requested ones (float16), from the shapes the
-        taps read on the example input: per token for hidden states and projections, per token pair for
-        attention maps."""
+        """Bytes of the cache with every layer and with only the requested ones (float16; see
+        :meth:`Holding.every_layer`), from the shapes the taps read on the example input: per token for hidden
+        states and projections, per token pair for attention maps."""
         xs = transform(example_inputs) if transform is not None else example_inputs
         taps.clear()
         with torch.no_grad():
@@ -213,12 +225,16 @@ class TeacherCache:
 
         feats = [cap.features] if cap.features is not None else []
         feat_dims = 1 if cap.features is not None and cap.features.dim() >= 3 else 0
-        fixed = 2 * (size(cap.qkv, 1, None) + size(feats, feat_dims, None)) + 4 * out[0].numel() * self.n
-        full = fixed + 2 * (size(cap.hidden, 1, None) + size(cap.attention, 2, None))
-        attention = [a[:, :1] if wanted.attention_head_mean else a for a in cap.attention]
-        kept = fixed + 2 * (size(cap.hidden, 1, wanted.hidden_layers) + size(attention, 2, wanted.attention_layers))
+        qkv = cap.qkv if wanted.relations else []
+        fixed = 2 * (size(qkv, 1, None) + size(feats, feat_dims, None)) + 4 * out[0].numel() * self.n
+
+        def held(h: Holding) -> int:
+            attention = [a[:, :1] if h.attention_head_mean else a for a in cap.attention]
+            return int(fixed + 2 * (size(cap.hidden, 1, h.hidden_layers) + size(attention, 2, h.attention_layers)))
+
+        sizes = held(wanted.every_layer()), held(wanted)
         taps.clear()
-        return int(full), int(kept)
+        return sizes
 
     def _describe(self) -> str:
         def one(name: str, held: frozenset[int] | None, n: int) -> str:

@@ -73,6 +73,8 @@ class DistillResult:
     history: list[dict[str, Any]]
     seconds: float
     qat: bool
+    #: seconds per training sample of the teacher's pass when its outputs were cached (None: run live)
+    teacher_s_per_sample: float | None = None
 
 
 def _first(out: Any) -> torch.Tensor:
@@ -265,7 +267,8 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                 # the attention loss compares head means where the head counts differ
                 attention_head_mean=all(s_heads[i] != t_heads[t] for i, t in enumerate(amap)),
                 # an embedding task's relation term compares the output embeddings
-                features=task.kind != "embedding"))
+                features=task.kind != "embedding" and loss.relation is not None,
+                relations=loss.relation is not None))
         for epoch in range(total_epochs):
             t_epoch = time.perf_counter()
             if epoch == qat_start:
@@ -362,7 +365,8 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
     step.done(f"best val {best_val:.4f}")
     for p in teacher.parameters():
         p.requires_grad_(True)
-    return DistillResult(student, best_val, history, time.perf_counter() - t0, in_qat)
+    return DistillResult(student, best_val, history, time.perf_counter() - t0, in_qat,
+                         cache.build_seconds / max(1, cache.n) if cache is not None else None)
 
 
 def train_from_scratch(model: nn.Module, task: Task, epochs: int, *, lr: float = 3e-3, batch_size: int = 64,
