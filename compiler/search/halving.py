@@ -217,6 +217,7 @@ class Search:
                       description=f"trial {index}{spec.key} {rung} ({epochs} epochs{', QAT' if qat else ''})")
         timed = [h for h in res.history if "train_seconds" in h and h.get("stage") != "qat"]
         info.update(history=res.history[-3:], qat=res.qat, seconds=res.seconds, samples=len(task.train),
+                    teacher_s_per_sample=res.teacher_s_per_sample,
                     epoch_train_s=sum(h["train_seconds"] for h in timed) / max(1, len(timed)),
                     eval_s=sum(h.get("eval_seconds", 0.0) for h in timed) / max(1, len(timed)))
         self.trials.put(key, skeleton=spec.key, rung=rung, epochs=epochs, seed=self.seed, val=res.best_val,
@@ -376,19 +377,24 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         rung_t0 = time.perf_counter()
         per_sample: list[float] = []
         eval_s: list[float] = []
+        teacher_s: list[float] = []
         for i, sp in enumerate(alive):
             val, _, tinfo = s.trial(sp, f"rung {r}", epochs, index=f"{i + 1}/{len(alive)} ")
             scores[sp.key] = (r, val)
             if tinfo.get("epoch_train_s") and tinfo.get("samples"):
                 per_sample.append(tinfo["epoch_train_s"] / tinfo["samples"])
                 eval_s.append(tinfo.get("eval_s", 0.0))
+            if tinfo.get("teacher_s_per_sample"):
+                teacher_s.append(tinfo["teacher_s_per_sample"])
         n_rung = min(len(task.train), opts.rung_samples or len(task.train))
         rungs_done.append({"rung": r, "epochs": epochs, "skeletons": [sp.key for sp in alive],
                            "samples": n_rung, "full_samples": len(task.train),
                            "seconds": time.perf_counter() - rung_t0,
                            # measured per trial: training seconds per sample and per-epoch evaluation seconds
                            "train_s_per_sample": sum(per_sample) / len(per_sample) if per_sample else None,
-                           "eval_s": sum(eval_s) / len(eval_s) if eval_s else None})
+                           "eval_s": sum(eval_s) / len(eval_s) if eval_s else None,
+                           # the teacher's cached pass, per sample (the final training makes one over the full set)
+                           "teacher_s_per_sample": max(teacher_s) if teacher_s else None})
 
     # ---- selection among the last rung's candidates (skeleton x feasible scheme)
     top_rung = max(v[0] for v in scores.values())
@@ -415,11 +421,15 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         est_epoch = _estimated_epoch_seconds(s, rungs_done) or 0
         if est_epoch:
             # the most epochs that fit the time left: QAT adds qat_fraction x epochs (at least one) after the
-            # distillation epochs; half an epoch is kept for one-off work (teacher outputs over the full set);
-            # 10% margin on the measured epoch time
+            # distillation epochs; one-off work first: the teacher's cached pass over the full set at the rungs'
+            # measured rate (else half an epoch is kept); 10% margin on the measured times
+            last = rungs_done[-1] if rungs_done else {}
+            one_off = (last["teacher_s_per_sample"] * last["full_samples"] * 1.1
+                       if last.get("teacher_s_per_sample") else 0.5 * est_epoch)
+
             def need(n: int) -> float:
                 q = max(1, round(opts.distill.qat_fraction * n)) if qat else 0
-                return (n + q) * est_epoch * 1.1 + 0.5 * est_epoch
+                return (n + q) * est_epoch * 1.1 + one_off
 
             n = final_epochs
             while n > 1 and need(n) > s.remaining():
