@@ -67,6 +67,11 @@ def test_minilm_pair_of_a_docstring() -> None:
 def test_package_docstrings_of_installed_packages() -> None:
     from adaptc.tasks.stdlib_corpus import package_docstrings
 
+    from adaptc._cache import cache_dir
+
     docs = package_docstrings(("yaml", "no_such_package_here"))
     assert docs and all(d.text for d in docs)  # PyYAML is a dependency; a missing package gives nothing
     assert package_docstrings(("no_such_package_here",)) == []
+    # parsed once per installed version: the second read comes from the cache and is the same
+    assert list(cache_dir().glob("package-docstrings-yaml-*.json"))
+    assert package_docstrings(("yaml",)) == docs

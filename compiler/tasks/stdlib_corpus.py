@@ -2,7 +2,8 @@
 
 Each record: (module, qualified object name, docstring). Cached as JSON in the adaptc cache dir (parsing the
 standard library takes a few seconds). Test suites, site-packages and demo packages are skipped.
-``package_docstrings`` reads installed third-party packages the same way (benchmarks' out-of-domain text).
+``package_docstrings`` reads installed third-party packages the same way (the minilm task's unlabelled text, the
+benchmark's out-of-domain check).
 """
 
 from __future__ import annotations
@@ -88,15 +89,44 @@ def load_docstrings() -> list[Doc]:
     return docs
 
 
+def _installed_version(pkg: str) -> str | None:
+    """The version(s) of the distribution(s) that install top-level package ``pkg`` (None if unknown)."""
+    from importlib import metadata
+
+    dists = metadata.packages_distributions().get(pkg)
+    if not dists:
+        return None
+    try:
+        return ",".join(f"{d}=={metadata.version(d)}" for d in sorted(set(dists)))
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def package_docstrings(packages: Sequence[str]) -> list[Doc]:
-    """Docstrings of installed third-party packages (read with ``ast``, never imported; not cached); a package
-    that is not installed gives none."""
+    """Docstrings of installed third-party packages (read with ``ast``, never imported); a package that is not
+    installed gives none. Cached per package and installed version in the adaptc cache dir (torch and
+    transformers take about 20 s each to parse)."""
     site = sysconfig.get_paths()["purelib"]
     out: list[Doc] = []
     for pkg in packages:
         root = os.path.join(site, pkg)
-        if os.path.isdir(root):
-            out += _scan(root)
+        if not os.path.isdir(root):
+            continue
+        version = _installed_version(pkg)
+        path = None
+        if version is not None:
+            tag = hashlib.sha256(f"{_VERSION}{root}{version}".encode()).hexdigest()[:12]
+            path = cache_dir() / f"package-docstrings-{pkg}-{tag}.json"
+            if path.exists():
+                try:
+                    out += [Doc(**d) for d in json.loads(path.read_text())]
+                    continue
+                except (ValueError, TypeError):
+                    pass
+        docs = _scan(root)
+        if path is not None:
+            atomic_write_json(path, [d.__dict__ for d in docs])
+        out += docs
     return out
 
 
