@@ -1,11 +1,13 @@
 """Experiments on the MiniLM student's retention: more text, embedding mimicry, other skeletons.
 
-    python benchmarks/minilm_extra_text.py [N_EXTRA=0] [EPOCHS=4]      (LR=3e-4 in the environment)
+    python benchmarks/minilm_extra_text.py [N_EXTRA=0] [EPOCHS=4]      (LR=3e-4 START=build|skeleton)
 
 Starts from the final student of the pixel8 build that ``benchmarks/minilm_bench.py`` made
-(``adaptc-out/minilm-bench``) and fine-tunes it with embedding mimicry only (MSE + cosine to the teacher's
-embedding, batch 32, one-cycle lr; no teacher-output cache: only the teacher's embeddings are kept) on the train
-texts plus N docstrings of installed third-party packages (read with ``ast``, never imported). After every epoch
+(``adaptc-out/minilm-bench``), or with START=skeleton from a skeleton of the teacher (WIDTH=0.5 DROP=4: the pixel8
+build's), and trains it with embedding mimicry only (MSE + cosine to the teacher's embedding, batch 32,
+one-cycle lr; only the teacher's embeddings are kept) on the task's training texts (since 2026-11-29T14:00 these
+include 10,000 third-party docstrings, ``adaptc.tasks.minilm.unlabelled_texts``) plus N further docstrings of
+installed third-party packages (read with ``ast``, never imported). After every epoch
 it prints R@1 and the mean cosine to the teacher on the validation split, on the test split and on an
 out-of-domain check that no build or experiment trains on (500 summary -> body pairs of scipy, sympy and
 networkx docstrings), and the cosine on 400 training texts; appends the run to
@@ -21,24 +23,22 @@ R@1 per epoch and test R@1 / R@10 at the end, and appends the run. About 7 minut
 (3 epochs; 8.5 GB peak; W="kd=10" sets other weights of the loss terms); the cache grows with the square of the text length (third-party docstrings are twice
 as long as the stdlib's): N=20000 would need 17 GB even for the two teacher layers the student reads.
 """
-import os, sys, time, random, json
+import os, sys, time, json
 import torch, torch.nn.functional as F
 from pathlib import Path
 torch.set_num_threads(2)
 from adaptc.tasks import get_task
-from adaptc.tasks.minilm import load_tokenizer, tokenize
-from adaptc.tasks.stdlib_corpus import package_docstrings
+from adaptc.tasks.minilm import N_UNLABELLED, UNLABELLED_PACKAGES, load_tokenizer, tokenize, unlabelled_texts
 from adaptc.search.trials import TrialStore
 from minilm_ood import PACKAGES as OOD_PACKAGES, out_of_domain_pairs  # the out-of-domain check
 HYBRID = len(sys.argv) > 1 and sys.argv[1] == "--hybrid"
 args = sys.argv[2:] if HYBRID else sys.argv[1:]
 N_EXTRA = int(args[0]) if args else (5000 if HYBRID else 0)
 EPOCHS = float(args[1]) if len(args) > 1 else (3 if HYBRID else 4)
-#: training text; scipy, sympy and networkx are kept for the out-of-domain check (runs recorded before
-#: 2026-11-29T12:00Z drew training text from them too, and had no such check)
-PACKAGES = ("numpy", "torch", "transformers", "onnx", "pandas", "sklearn", "matplotlib", "jinja2", "pydantic",
-            "rich", "typer", "click", "tokenizers", "coremltools", "mpmath", "yaml")
-assert not set(PACKAGES) & set(OOD_PACKAGES)
+#: further training text: the task's unlabelled packages (runs recorded before 2026-11-29T14:00Z drew from a list
+#: of 16 packages of their own, and those before 12:00Z from scipy, sympy and networkx too, with no out-of-domain
+#: check)
+assert not set(UNLABELLED_PACKAGES) & set(OOD_PACKAGES)
 RESULTS = Path(__file__).resolve().parent / "results" / "minilm_extra_text.json"
 t0 = time.time()
 task = get_task("minilm")
@@ -47,9 +47,8 @@ tok = load_tokenizer()
 
 
 def third_party_docstrings(n: int) -> list[str]:
-    docs = [" ".join(x.text.split()) for x in package_docstrings(PACKAGES)]
-    random.Random(0).shuffle(docs)
-    return [d for d in docs if len(d.split()) >= 4][:n]
+    """n docstrings beyond those the task's training split holds already."""
+    return unlabelled_texts(N_UNLABELLED + n)[N_UNLABELLED:]
 
 
 def append(run: dict) -> None:
@@ -100,7 +99,18 @@ from adaptc.tasks.base import trim_padding  # noqa: E402
 from adaptc.tasks.minilm import retrieval_scores  # noqa: E402
 
 LR = float(os.environ.get("LR", 3e-4))
-student = TrialStore.open_final(Path(__file__).resolve().parent.parent / "adaptc-out" / "minilm-bench").train()
+START = os.environ.get("START", "build")  # "build": the pixel8 build's student; "skeleton": WIDTH/DROP skeleton
+if START == "skeleton":
+    from adaptc.slim import block_importance, extract_skeleton
+
+    WIDTH, DROP = float(os.environ.get("WIDTH", 0.5)), int(os.environ.get("DROP", 4))
+    imp = block_importance(teacher, task.val.subset(slice(0, 256)).inputs)  # as the search measures it
+    student = extract_skeleton(teacher, task.example_inputs, width=WIDTH, drop=DROP, channel_multiple=8,
+                               importance=imp).model.train()
+    START = f"skeleton w{WIDTH}-d{DROP}"
+else:
+    student = TrialStore.open_final(Path(__file__).resolve().parent.parent / "adaptc-out" / "minilm-bench").train()
+    START = "the build's student"
 
 
 def emb(model, ids, mask) -> torch.Tensor:  # noqa: ANN001
@@ -153,6 +163,6 @@ while step < steps:
         sched.step()
         step += 1
     curve.append(evaluate(f"epoch {len(curve)}"))
-append({"mode": "mimicry from the build's student", "n_extra": len(docs), "epochs": EPOCHS, "lr": LR,
+append({"mode": f"mimicry from {START}", "n_extra": len(docs), "epochs": EPOCHS, "lr": LR,
         "batch_size": bs, "texts": int(len(ids)),
         "teacher": {k: retrieval_scores(e.numpy(), len(e) // 2)[1] for k, e in t_checks.items()}, "curve": curve})

@@ -75,3 +75,17 @@ def test_package_docstrings_of_installed_packages() -> None:
     # parsed once per installed version: the second read comes from the cache and is the same
     assert list(cache_dir().glob("package-docstrings-yaml-*.json"))
     assert package_docstrings(("yaml",)) == docs
+
+
+def test_minilm_unlabelled_text_is_fixed_and_keeps_out_the_check_packages() -> None:
+    """The minilm task's third-party distillation text: the same draw every time, distinct texts of 4 words or
+    more, and none from the packages the benchmark's out-of-domain check is drawn from."""
+    from adaptc.tasks.minilm import OUT_OF_DOMAIN_PACKAGES, UNLABELLED_PACKAGES, unlabelled_texts
+    from adaptc.tasks.stdlib_corpus import package_docstrings
+
+    assert not set(UNLABELLED_PACKAGES) & set(OUT_OF_DOMAIN_PACKAGES)
+    texts = unlabelled_texts(300)
+    assert len(texts) == 300 and len(set(texts)) == 300 and all(len(t.split()) >= 4 for t in texts)
+    assert unlabelled_texts(300) == texts and unlabelled_texts(100) == texts[:100]
+    check = {" ".join(d.text.split()) for d in package_docstrings(("networkx",))}
+    assert check and not check & set(unlabelled_texts(2000))
