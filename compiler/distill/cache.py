@@ -3,10 +3,11 @@
 When the training inputs are fixed (no augmentation, no adversarial or domain-mixed batches), the teacher
 computes the same thing for a sample every epoch and in every trial of a search. The cache runs the teacher
 once over the split and keeps, per sample, its output and what the caller's losses read of what the taps see
-(hidden states, attention maps, last-layer query/key/value projections for the relation term, penultimate features
-for a classifier's relation term: embedding tasks relate their output embeddings instead), trimmed to the sample's
-own length for token inputs and stored in float16. A batch is then assembled by padding to the batch's length: padded key columns of attention maps are 0
-(what a masked softmax gives) and padded positions are excluded by the losses' masks.
+(hidden states, attention maps, last-layer query/key/value projections for the relation term, penultimate
+features for a classifier's relation term: embedding tasks relate their output embeddings instead), trimmed to
+the sample's own length for token inputs and stored in float16. A batch is then assembled by padding to the
+batch's length: padded key columns of attention maps are 0 (what a masked softmax gives) and padded positions
+are excluded by the losses' masks.
 For a student with a quarter of the teacher's compute this removes more than half of the training time.
 
 Memory: attention maps dominate (all-MiniLM-L6-v2: about 2 MB per 128-token text for its six layers). The cache
