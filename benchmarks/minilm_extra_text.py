@@ -16,12 +16,15 @@ embeds ~50 texts/s). Results: README, MiniLM section.
 
     python benchmarks/minilm_extra_text.py --hybrid [N_EXTRA=5000] [EPOCHS=3]   (WIDTH=0.5 DROP=4)
 
-The build's recipe (adaptc's trainer, full hybrid loss, teacher cache) from a skeleton of the teacher (default
-the pixel8 build's: 2 of 6 layers, x0.5; WIDTH / DROP choose another), on the train texts plus N third-party
-docstrings (unlabelled: they join the cache and the distillation terms, not the InfoNCE pairs); prints validation
-R@1 per epoch and test R@1 / R@10 at the end, and appends the run. About 7 minutes for N=0 and 10 for N=5000
-(3 epochs; 8.5 GB peak; W="kd=10" sets other weights of the loss terms); the cache grows with the square of the text length (third-party docstrings are twice
-as long as the stdlib's): N=20000 would need 17 GB even for the two teacher layers the student reads.
+adaptc's trainer with the task's settings (lr, batch, ...) but the full hybrid loss by default (W="ce=0,hidden=0,
+attention=0,relation=0" is the build's recipe since 2026-11-29: the embedding term alone), teacher cache, from a
+skeleton of the teacher (default the pixel8 build's: 2 of 6 layers, x0.5; WIDTH / DROP choose another), on the
+task's training texts plus N further third-party docstrings (unlabelled: they join the cache and the
+distillation terms, not the InfoNCE pairs); prints validation R@1 per epoch and test R@1 / R@10 and the
+out-of-domain check at the end, and appends the run (runs before 2026-11-29T14:20Z used lr 2e-4 and the stdlib
+texts alone: about 7 minutes for N=0 and 10 for N=5000, 3 epochs, 8.5 GB peak). With the hybrid terms the cache
+grows with the square of the text length (third-party docstrings are twice as long as the stdlib's): N=20000
+would need 17 GB even for the two teacher layers the student reads; the embedding term alone caches outputs only.
 """
 import os, sys, time, json
 import torch, torch.nn.functional as F
@@ -77,8 +80,7 @@ if HYBRID:
     sk = extract_skeleton(teacher, task.example_inputs, width=WIDTH, drop=DROP, channel_multiple=8, importance=imp)
     # W="kd=10,ce=0": other weights of the hybrid loss's terms (adaptc.distill.losses.LossWeights)
     W = {k: float(v) for k, v in (kv.split("=") for kv in os.environ.get("W", "").split(",") if kv)}
-    cfg = DistillConfig(epochs=int(EPOCHS), threads=2,
-                        **{**SEARCH_DEFAULTS["distill"], "weights": LossWeights(**W)})
+    cfg = DistillConfig(epochs=int(EPOCHS), **{**SEARCH_DEFAULTS["distill"], "threads": 2, "weights": LossWeights(**W)})
     res = distill(sk.model, teacher, dataclasses.replace(task, train=train), cfg,
                   on_epoch=lambda e, v: print(f"epoch {e} val R@1 {v:.4f} [{time.time() - t0:.0f}s]", flush=True))
 
