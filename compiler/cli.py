@@ -122,6 +122,7 @@ def build(
     rung_epochs: Optional[str] = typer.Option(None, "--rung-epochs", help="Distillation epochs per successive-halving rung, e.g. 6,18."),
     final_epochs: Optional[int] = typer.Option(None, "--final-epochs", min=1, help="Epochs of the chosen student's final distillation."),
     ablate: Optional[str] = typer.Option(None, "--ablate", help="Switch loss terms off: comma-separated of ce,kd,hidden,attention,relation."),
+    loss_weights: Optional[str] = typer.Option(None, "--loss-weights", help="Set loss terms' weights over the task's defaults, e.g. hidden=1,attention=1 (terms: ce,kd,hidden,attention,relation)."),
     progressive: Optional[float] = typer.Option(None, "--progressive", min=0.0, max=0.9, help="Progressive schedule: the fraction of epochs that align hidden states, attention and relations before the logit terms join [default: 0.3 for teachers with attention maps, 0 (one joint stage) otherwise]."),
     assistant: str = typer.Option("off", "--assistant", help="Teacher assistant: off | on | auto (when the teacher has >= 12x the student's parameters)."),
     no_qat: bool = typer.Option(False, "--no-qat", help="No quantization-aware training for int8 students."),
@@ -137,7 +138,8 @@ def build(
     search: Any = False
     if not no_search:
         search = _search_options(task, widths, max_blocks_dropped, time_budget, quality_tolerance, final_epochs, ablate,
-                                 progressive, assistant, no_qat, domain_data, domain_ratio, adversarial, adv_eps)
+                                 loss_weights, progressive, assistant, no_qat, domain_data, domain_ratio, adversarial,
+                                 adv_eps)
         if rung_epochs:
             try:
                 search["rung_epochs"] = [int(e) for e in rung_epochs.split(",") if e.strip()]
@@ -203,9 +205,9 @@ def export_cmd(
 
 
 def _search_options(task: str, widths: Optional[str], max_blocks: Optional[int], time_budget: Optional[float],
-                    tolerance: float, final_epochs: Optional[int], ablate: Optional[str], progressive: Optional[float],
-                    assistant: str, no_qat: bool, domain_data: Optional[Path], domain_ratio: float,
-                    adversarial: Optional[str], adv_eps: float) -> dict[str, Any]:
+                    tolerance: float, final_epochs: Optional[int], ablate: Optional[str], loss_weights: Optional[str],
+                    progressive: Optional[float], assistant: str, no_qat: bool, domain_data: Optional[Path],
+                    domain_ratio: float, adversarial: Optional[str], adv_eps: float) -> dict[str, Any]:
     from .distill import AdversarialConfig, DistillConfig, LossWeights
 
     opts: dict[str, Any] = {"quality_tolerance": tolerance / 100.0, "qat": not no_qat}
@@ -228,13 +230,25 @@ def _search_options(task: str, widths: Optional[str], max_blocks: Optional[int],
     if assistant not in ("auto", "on", "off"):
         raise AdaptcError(f"--assistant must be auto, on or off (got {assistant!r})")
     opts["assistant"] = assistant
-    weights = LossWeights()
-    if ablate:
-        for term in (t.strip() for t in ablate.split(",") if t.strip()):
-            if term not in weights.__dict__:
-                raise AdaptcError(f"--ablate: unknown loss term {term!r} (known: {', '.join(weights.__dict__)})")
-            setattr(weights, term, 0.0)
-    cfg = DistillConfig(weights=weights, domain_ratio=domain_ratio)
+    # changes to single terms, applied over the task's own weights (adaptc.search.resolve_options)
+    known = LossWeights().__dict__
+    terms: dict[str, float] = {}
+    for item in (t.strip() for t in (loss_weights or "").split(",") if t.strip()):
+        name, _, value = item.partition("=")
+        try:
+            terms[name.strip()] = float(value)
+        except ValueError:
+            raise AdaptcError(f"--loss-weights wants term=weight pairs, e.g. hidden=1,attention=0.5; got {item!r}") from None
+    for term in (t.strip() for t in (ablate or "").split(",") if t.strip()):
+        terms[term] = 0.0
+    for term, w in terms.items():
+        if term not in known:
+            raise AdaptcError(f"unknown loss term {term!r} in --ablate / --loss-weights (known: {', '.join(known)})")
+        if not w >= 0:
+            raise AdaptcError(f"--loss-weights: {term} must be >= 0, got {w:g}")
+    if terms:
+        opts["loss_weights"] = terms
+    cfg = DistillConfig(domain_ratio=domain_ratio)
     if progressive is not None:
         cfg.align_fraction = progressive
     if adversarial is not None:

@@ -132,11 +132,33 @@ def test_no_candidate_fits(tmp_path: Path) -> None:
     (["--time-budget", "0.01"], "allows no trial"),
     (["--domain-data", "/nonexistent/domain.npz"], "domain data file /nonexistent/domain.npz does not exist"),
     (["--ablate", "kd,magic"], "unknown loss term 'magic'"),
+    (["--loss-weights", "hidden=lots"], "--loss-weights wants term=weight pairs"),
+    (["--loss-weights", "kd=-1"], "--loss-weights: kd must be >= 0"),
 ])
 def test_bad_search_input(tmp_path: Path, args: list[str], words: str) -> None:
     r = run_cli("build", "--device", "pixel8", "--out", str(tmp_path / "o"), "--formats", "onnx", *args)
     assert r.returncode == 2, r.stderr[-2000:]
     assert words in r.stderr and "Traceback" not in r.stderr
+
+
+def test_loss_weights_change_single_terms_over_the_task_defaults() -> None:
+    """--ablate / --loss-weights change single terms of the task's own loss weights (minilm distils with the
+    embedding term alone), not of the global default."""
+    from types import SimpleNamespace
+
+    from adaptc.distill import LossWeights
+    from adaptc.errors import AdaptcError
+    from adaptc.search.halving import resolve_options
+    from adaptc.tasks.minilm import SEARCH_DEFAULTS
+
+    minilm = SimpleNamespace(search_defaults=SEARCH_DEFAULTS)
+    assert resolve_options(minilm, True).distill.weights == LossWeights(0, 1, 0, 0, 0)
+    w = resolve_options(minilm, {"loss_weights": {"hidden": 1, "attention": 0.5}}).distill.weights
+    assert w == LossWeights(ce=0, kd=1, hidden=1, attention=0.5, relation=0)
+    plain = SimpleNamespace(search_defaults={})
+    assert resolve_options(plain, {"loss_weights": {"ce": 0}}).distill.weights == LossWeights(ce=0)
+    with pytest.raises(AdaptcError, match="unknown loss term"):
+        resolve_options(plain, {"loss_weights": {"magic": 1}})
 
 
 def test_untraceable_teacher_exit_2(tmp_path: Path) -> None:

@@ -83,10 +83,14 @@ class SearchOptions:
 
 
 def resolve_options(task: Task, user: "SearchOptions | dict[str, Any] | bool") -> SearchOptions:
-    """The search options for a task: the task's ``search_defaults`` under what the user set explicitly."""
+    """The search options for a task: the task's ``search_defaults`` under what the user set explicitly.
+
+    ``loss_weights`` (a dict term -> weight, e.g. ``{"ce": 0}`` for ``--ablate ce``) changes single terms of the
+    resolved loss weights: the task's own when it sets them, else the global default."""
     if isinstance(user, SearchOptions):
         return user
     given = dict(user) if isinstance(user, dict) else {}
+    loss_weights = dict(given.pop("loss_weights", None) or {})
     defaults = dict(task.search_defaults or {})
     distill_defaults = defaults.pop("distill", {}) or {}
     merged = {**defaults, **given}
@@ -96,6 +100,14 @@ def resolve_options(task: Task, user: "SearchOptions | dict[str, Any] | bool") -
     base = DistillConfig()
     # a task default applies where the user's config still has the global default
     cfg = replace(cfg, **{k: v for k, v in distill_defaults.items() if getattr(cfg, k) == getattr(base, k)})
+    if loss_weights:
+        unknown = sorted(set(loss_weights) - set(LossWeights().__dict__))
+        if unknown:
+            raise AdaptcError(f"unknown loss term(s) {', '.join(unknown)} (known: {', '.join(LossWeights().__dict__)})")
+        bad = [f"{k}={v!r}" for k, v in loss_weights.items() if not isinstance(v, (int, float)) or not v >= 0]
+        if bad:
+            raise AdaptcError(f"loss weights must be numbers >= 0, got {', '.join(bad)}")
+        cfg = replace(cfg, weights=replace(cfg.weights, **{k: float(v) for k, v in loss_weights.items()}))
     merged["distill"] = cfg
     try:
         return SearchOptions(**merged)
