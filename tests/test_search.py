@@ -133,7 +133,7 @@ def test_no_candidate_fits(tmp_path: Path) -> None:
     (["--domain-data", "/nonexistent/domain.npz"], "domain data file /nonexistent/domain.npz does not exist"),
     (["--ablate", "kd,magic"], "unknown loss term 'magic'"),
     (["--loss-weights", "hidden=lots"], "--loss-weights wants term=weight pairs"),
-    (["--loss-weights", "kd=-1"], "--loss-weights: kd must be >= 0"),
+    (["--loss-weights", "kd=-1"], "loss weight kd must be a number >= 0"),
 ])
 def test_bad_search_input(tmp_path: Path, args: list[str], words: str) -> None:
     r = run_cli("build", "--device", "pixel8", "--out", str(tmp_path / "o"), "--formats", "onnx", *args)

@@ -100,13 +100,13 @@ def resolve_options(task: Task, user: "SearchOptions | dict[str, Any] | bool") -
     base = DistillConfig()
     # a task default applies where the user's config still has the global default
     cfg = replace(cfg, **{k: v for k, v in distill_defaults.items() if getattr(cfg, k) == getattr(base, k)})
+    known = LossWeights().__dict__
+    for term, w in loss_weights.items():
+        if term not in known:
+            raise AdaptcError(f"unknown loss term {term!r} (known: {', '.join(known)})")
+        if not isinstance(w, (int, float)) or not w >= 0:
+            raise AdaptcError(f"loss weight {term} must be a number >= 0, got {w!r}")
     if loss_weights:
-        unknown = sorted(set(loss_weights) - set(LossWeights().__dict__))
-        if unknown:
-            raise AdaptcError(f"unknown loss term(s) {', '.join(unknown)} (known: {', '.join(LossWeights().__dict__)})")
-        bad = [f"{k}={v!r}" for k, v in loss_weights.items() if not isinstance(v, (int, float)) or not v >= 0]
-        if bad:
-            raise AdaptcError(f"loss weights must be numbers >= 0, got {', '.join(bad)}")
         cfg = replace(cfg, weights=replace(cfg.weights, **{k: float(v) for k, v in loss_weights.items()}))
     merged["distill"] = cfg
     try:
