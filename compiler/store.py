@@ -63,15 +63,20 @@ def data_fingerprint(*splits: Any) -> str:
         for t in (*sp.inputs, sp.targets):
             if t is None:
                 h.update(b"none")
-                continue
-            t = t.detach().cpu().contiguous()
-            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+            else:
+                _hash_tensor(h, t)
     return h.hexdigest()[:20]
 
 
 def stable_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _hash_tensor(h: "hashlib._Hash", t: torch.Tensor) -> None:
+    """Add a tensor's dtype, shape and values to ``h``."""
+    t = t.detach().cpu().contiguous()
+    h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+    h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
 
 
 def model_fingerprint(model: nn.Module, example_inputs: tuple[torch.Tensor, ...] = ()) -> str:
@@ -80,9 +85,7 @@ def model_fingerprint(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]
     h.update(repr(model).encode())
     for k, v in model.state_dict().items():
         h.update(k.encode())
-        t = v.detach().cpu().contiguous()
-        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+        _hash_tensor(h, v)
     for x in example_inputs:
         h.update(f"{tuple(x.shape)}{x.dtype}".encode())
     return h.hexdigest()[:20]

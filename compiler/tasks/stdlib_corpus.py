@@ -75,10 +75,13 @@ def _scan(root: str) -> list[Doc]:
     return out
 
 
-def load_docstrings() -> list[Doc]:
-    root = sysconfig.get_paths()["stdlib"]
-    tag = hashlib.sha256(f"{_VERSION}{sys.version}{root}".encode()).hexdigest()[:12]
-    path = cache_dir() / f"stdlib-docstrings-{tag}.json"
+def _cached_scan(root: str, name: str, key: str | None) -> list[Doc]:
+    """``_scan(root)``, kept as JSON in the adaptc cache dir under ``name`` and a hash of ``key`` (what the
+    docstrings depend on: versions, paths); not cached when ``key`` is None."""
+    if key is None:
+        return _scan(root)
+    tag = hashlib.sha256(f"{_VERSION}{key}".encode()).hexdigest()[:12]
+    path = cache_dir() / f"{name}-{tag}.json"
     if path.exists():
         try:
             return [Doc(**d) for d in json.loads(path.read_text())]
@@ -89,11 +92,17 @@ def load_docstrings() -> list[Doc]:
     return docs
 
 
-def _installed_version(pkg: str) -> str | None:
-    """The version(s) of the distribution(s) that install top-level package ``pkg`` (None if unknown)."""
+def load_docstrings() -> list[Doc]:
+    root = sysconfig.get_paths()["stdlib"]
+    return _cached_scan(root, "stdlib-docstrings", f"{sys.version}{root}")
+
+
+def _installed_version(pkg: str, dists_of: dict[str, list[str]]) -> str | None:
+    """The version(s) of the distribution(s) that install top-level package ``pkg`` (None if unknown);
+    ``dists_of``: ``importlib.metadata.packages_distributions()``."""
     from importlib import metadata
 
-    dists = metadata.packages_distributions().get(pkg)
+    dists = dists_of.get(pkg)
     if not dists:
         return None
     try:
@@ -106,27 +115,16 @@ def package_docstrings(packages: Sequence[str]) -> list[Doc]:
     """Docstrings of installed third-party packages (read with ``ast``, never imported); a package that is not
     installed gives none. Cached per package and installed version in the adaptc cache dir (torch and
     transformers take about 20 s each to parse)."""
+    from importlib import metadata
+
     site = sysconfig.get_paths()["purelib"]
+    dists_of = metadata.packages_distributions()  # reads every installed distribution: once, not per package
     out: list[Doc] = []
     for pkg in packages:
         root = os.path.join(site, pkg)
-        if not os.path.isdir(root):
-            continue
-        version = _installed_version(pkg)
-        path = None
-        if version is not None:
-            tag = hashlib.sha256(f"{_VERSION}{root}{version}".encode()).hexdigest()[:12]
-            path = cache_dir() / f"package-docstrings-{pkg}-{tag}.json"
-            if path.exists():
-                try:
-                    out += [Doc(**d) for d in json.loads(path.read_text())]
-                    continue
-                except (ValueError, TypeError):
-                    pass
-        docs = _scan(root)
-        if path is not None:
-            atomic_write_json(path, [d.__dict__ for d in docs])
-        out += docs
+        if os.path.isdir(root):
+            version = _installed_version(pkg, dists_of)
+            out += _cached_scan(root, f"package-docstrings-{pkg}", None if version is None else f"{root}{version}")
     return out
 
 
