@@ -117,7 +117,8 @@ class ArtifactBuilder:
         self.fingerprint = model_fingerprint(model, task.example_inputs)
         #: artifacts are calibrated on the training split and scored on the test split
         self.data_fp = data_fingerprint(task.train, task.test)
-        self._reference: np.ndarray | None = None
+        # the torch outputs artifacts are checked against: the teacher's when the model is the teacher (--no-search)
+        self._reference: np.ndarray | None = teacher_outputs if model is task.model else None
         self._proxy: Any = None  # cost of the model's fp32 ONNX graph, for formats without an analyzer
         self.warnings: list[str] = []
 
