@@ -352,3 +352,50 @@ def test_teacher_cache_holds_only_outputs_when_the_losses_read_nothing_else(toke
                            budget_bytes=1 << 40)
     assert rel is not lean and all(len(q) == 3 for q in rel.qkv)
     assert tc.teacher_cache(teacher, token_task.train, ex, None, nothing, budget_bytes=1 << 40) is rel
+
+
+@pytest.mark.parametrize("how", ["frozen", "lazy"])
+def test_embedding_tables_frozen_or_lazy_through_qat(token_task, how: str) -> None:
+    """``embeddings="frozen"``: every embedding table leaves distillation (and its QAT stage, which trains a
+    copy) as it came in. ``"lazy"`` (sparse gradients, SparseAdam): the rows of tokens the training split never
+    holds stay as they were (no weight decay drags them), rows it holds move. Either way the rest of the student
+    trains and the tables are back to dense training afterwards."""
+    student = prune_width(token_task.model, token_task.example_inputs, 0.5)
+    tables = {n: m.weight.detach().clone() for n, m in student.named_modules() if isinstance(m, nn.Embedding)}
+    others = {n: p.detach().clone() for n, p in student.named_parameters() if p.ndim == 2 and "emb" not in n}
+    assert tables and others
+    res = distill(student, token_task.model, token_task, DistillConfig(epochs=2, qat=True, qat_fraction=0.5,
+                                                                       embeddings=how, seed=0))
+    assert res.qat and res.history[-1]["stage"] == "qat"
+    after = {n: m for n, m in res.model.named_modules() if isinstance(m, nn.Embedding)}
+    assert after.keys() == tables.keys()
+    assert all(m.weight.requires_grad and not m.sparse for m in after.values())
+    if how == "frozen":
+        assert all(torch.equal(after[n].weight.detach(), w) for n, w in tables.items())
+    else:
+        name, m = max(after.items(), key=lambda kv: kv[1].num_embeddings)  # the token table
+        seen = torch.zeros(m.num_embeddings, dtype=torch.bool)
+        seen[token_task.train.inputs[0].unique()] = True
+        moved = (m.weight.detach() != tables[name]).any(dim=1)
+        assert (~seen).any() and not moved[~seen].any() and moved[seen].any()
+    assert any(not torch.equal(p.detach(), others[n]) for n, p in res.model.named_parameters() if n in others)
+
+
+def test_embedding_update_is_checked() -> None:
+    with pytest.raises(ValueError, match="embeddings must be one of dense, lazy, frozen"):
+        DistillConfig(embeddings="sparse")
+
+
+def test_fit_epochs_is_asked_once_the_teachers_pass_is_cached(token_task) -> None:
+    from adaptc.distill import cache as tc
+
+    tc._CACHES.clear()
+    asked: list[bool] = []
+
+    def fit() -> int:
+        asked.append(bool(tc._CACHES.get(token_task.model)))  # the teacher's outputs are cached by now
+        return 2
+
+    student = prune_width(token_task.model, token_task.example_inputs, 0.5)
+    res = distill(student, token_task.model, token_task, DistillConfig(epochs=5, cache_teacher=True), fit_epochs=fit)
+    assert asked == [True] and res.epochs == 2 and len(res.history) == 2

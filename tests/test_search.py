@@ -238,3 +238,44 @@ def test_epoch_estimate_scales_training_not_evaluation() -> None:
     old = {k: v for k, v in rung.items() if k not in ("train_s_per_sample", "eval_s")}  # resumed older records
     assert _estimated_epoch_seconds(None, [old]) == pytest.approx(25.0 * 4)  # type: ignore[arg-type]
     assert _estimated_epoch_seconds(None, []) is None  # type: ignore[arg-type]
+    by_skeleton = [{**rung, "train_s_per_sample_by_skeleton": {"a": 0.01, "b": 0.03}}]
+    b = _estimated_epoch_seconds(None, by_skeleton, skeleton="b")  # type: ignore[arg-type]
+    c = _estimated_epoch_seconds(None, by_skeleton, skeleton="c")  # type: ignore[arg-type]  (not in the rung)
+    assert b == pytest.approx(0.03 * 4000 + 5.0) and c == pytest.approx(0.02 * 4000 + 5.0)
+
+
+def test_time_budgeted_final_fits_epochs_after_the_teachers_pass_and_resumes(tmp_path: Path) -> None:
+    """Under a time budget the final training's epoch count is decided once the teacher's cached pass is done
+    (its cost measured, not guessed from the rungs), and the stored final is found again on a rerun with another
+    time left (it is keyed without its epoch count), so nothing is retrained."""
+    from adaptc.distill import DistillConfig
+    from adaptc.distill import cache as tc
+    from adaptc.profiles import load_profile
+    from adaptc.search.halving import SearchOptions, run_search
+    from adaptc.store import BuildStore
+    from adaptc.tasks.base import Split, Task
+    from adaptc.tasks.minilm import recall_at_1
+
+    torch.manual_seed(0)
+    teacher = _Embedder(vocab=500).eval()
+    ids = torch.randint(1, 500, (96, 16))
+    pair = Split((ids[:32],), torch.arange(16).repeat(2))
+    task = Task(name="tiny-embed", model=teacher, example_inputs=(ids[:1],), train=Split((ids,)), val=pair,
+                test=pair, metric=recall_at_1, metric_name="R@1", kind="embedding", input_names=("ids",),
+                output_names=("embedding",))
+
+    def search(budget_s: float) -> dict:
+        opts = SearchOptions(widths=(0.5,), max_drop=0, rung_epochs=(1,), final_epochs=3, plot=False, qat=False,
+                             time_budget_s=budget_s, distill=DistillConfig(epochs=1, batch_size=32, lr=1e-3))
+        return run_search(task, load_profile("pixel8"), store=BuildStore(tmp_path / "s.sqlite"), out_dir=tmp_path,
+                          options=opts)[1]
+
+    tc._CACHES.clear()
+    first = search(3600)
+    assert first["chosen"]["final_epochs"] == 3  # time to spare: all of them
+    with sqlite3.connect(tmp_path / "s.sqlite") as c:
+        n = c.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+    again = search(1800)
+    with sqlite3.connect(tmp_path / "s.sqlite") as c:
+        assert c.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == n
+    assert again["chosen"]["val"] == first["chosen"]["val"] and again["chosen"]["final_epochs"] == 3

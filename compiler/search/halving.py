@@ -23,7 +23,7 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -193,18 +193,23 @@ class Search:
         return replace(self.opts.distill, epochs=epochs, seed=_seed_for(self.seed, spec.key), **over)
 
     def trial(self, spec: SkeletonSpec, rung: str, epochs: int, *, final: bool = False, qat: bool = False,
-              index: str = "") -> tuple[float, nn.Module | None, dict[str, Any]]:
+              index: str = "", fit_epochs: Callable[[], int] | None = None
+              ) -> tuple[float, nn.Module | None, dict[str, Any]]:
+        """One distillation of ``spec`` (resumed from the store when done before). ``fit_epochs``: up to
+        ``epochs``, as many as it says once the teacher's pass is done (see :func:`distill`); such a trial is
+        stored without its epoch count, so a rerun with more or less time left resumes it instead of retraining."""
         cfg = self._cfg(epochs, spec, qat=qat)
         key = stable_hash({"trial": 4, "rung_samples": None if final else self.opts.rung_samples,
                            "keep_output": self.keep_output, "teacher": self.teacher_fp, "data": self.data_fp,
-                           "task": self.task.name, "spec": spec.key,
-                           "mult": self.profile.channel_multiple, "epochs": epochs, "seed": self.seed, "final": final,
-                           "cfg": repr(cfg), "assistant": (self.opts.assistant, self.opts.assistant_threshold)
-                           if final else None, "imp": self.opts.importance})
+                           "task": self.task.name, "spec": spec.key, "mult": self.profile.channel_multiple,
+                           "epochs": "fitted" if fit_epochs else epochs, "seed": self.seed, "final": final,
+                           "cfg": repr(replace(cfg, epochs=0) if fit_epochs else cfg),
+                           "assistant": (self.opts.assistant, self.opts.assistant_threshold) if final else None,
+                           "imp": self.opts.importance})
         rec = self.trials.get(key)
         if rec is not None:
-            progress.current().message(f"[dim]resume: trial {spec.key} {rung} ({epochs} epochs) already done: "
-                                       f"val {rec['val']:.4f}[/dim]")
+            progress.current().message(f"[dim]resume: trial {spec.key} {rung} ({rec['epochs']} epochs) already "
+                                       f"done: val {rec['val']:.4f}[/dim]")
             return rec["val"], (self.trials.load_model(rec) if final else None), rec["info"]
         t0 = time.perf_counter()
         student = self.skeleton(spec)
@@ -225,14 +230,16 @@ class Search:
                 sub = torch.randperm(len(task.train), generator=g)[: self.opts.rung_samples].sort().values
                 self._rung_task = replace(task, train=task.train.subset(sub))
             task = self._rung_task
-        res = distill(student, teacher, task, cfg,
-                      description=f"trial {index}{spec.key} {rung} ({epochs} epochs{', QAT' if qat else ''})")
+        res = distill(student, teacher, task, cfg, fit_epochs=fit_epochs,
+                      description=f"trial {index}{spec.key} {rung} ("
+                                  f"{f'up to {epochs}' if fit_epochs else epochs} epochs{', QAT' if qat else ''})")
         timed = [h for h in res.history if "train_seconds" in h and h.get("stage") != "qat"]
         info.update(history=res.history[-3:], qat=res.qat, seconds=res.seconds, samples=len(task.train),
+                    epochs=res.epochs,
                     teacher_s_per_sample=res.teacher_s_per_sample,
                     epoch_train_s=sum(h["train_seconds"] for h in timed) / max(1, len(timed)),
                     eval_s=sum(h.get("eval_seconds", 0.0) for h in timed) / max(1, len(timed)))
-        self.trials.put(key, skeleton=spec.key, rung=rung, epochs=epochs, seed=self.seed, val=res.best_val,
+        self.trials.put(key, skeleton=spec.key, rung=rung, epochs=res.epochs, seed=self.seed, val=res.best_val,
                         seconds=time.perf_counter() - t0, model=res.model, info=info)
         return res.best_val, res.model, info
 
@@ -387,14 +394,14 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
                 break
             epochs = min(epochs, affordable)
         rung_t0 = time.perf_counter()
-        per_sample: list[float] = []
+        per_sample: dict[str, float] = {}
         eval_s: list[float] = []
         teacher_s: list[float] = []
         for i, sp in enumerate(alive):
             val, _, tinfo = s.trial(sp, f"rung {r}", epochs, index=f"{i + 1}/{len(alive)} ")
             scores[sp.key] = (r, val)
             if tinfo.get("epoch_train_s") and tinfo.get("samples"):
-                per_sample.append(tinfo["epoch_train_s"] / tinfo["samples"])
+                per_sample[sp.key] = tinfo["epoch_train_s"] / tinfo["samples"]
                 eval_s.append(tinfo.get("eval_s", 0.0))
             if tinfo.get("teacher_s_per_sample"):
                 teacher_s.append(tinfo["teacher_s_per_sample"])
@@ -403,7 +410,9 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
                            "samples": n_rung, "full_samples": len(task.train),
                            "seconds": time.perf_counter() - rung_t0,
                            # measured per trial: training seconds per sample and per-epoch evaluation seconds
-                           "train_s_per_sample": sum(per_sample) / len(per_sample) if per_sample else None,
+                           "train_s_per_sample": (sum(per_sample.values()) / len(per_sample)
+                                                  if per_sample else None),
+                           "train_s_per_sample_by_skeleton": per_sample,
                            "eval_s": sum(eval_s) / len(eval_s) if eval_s else None,
                            # the teacher's cached pass, per sample (the final training makes one over the full set)
                            "teacher_s_per_sample": max(teacher_s) if teacher_s else None})
@@ -428,26 +437,11 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
            f"({100 * best_q:.2f}%) at the last rung, and fits every budget")
     spec = by_key[chosen["skeleton"]]
     qat = get_scheme(chosen["scheme"]).weights == "int8" and opts.qat
-    final_epochs = opts.final_epochs
-    if math.isfinite(s.remaining()):
-        est_epoch = _estimated_epoch_seconds(s, rungs_done) or 0
-        if est_epoch:
-            # the most epochs that fit the time left: QAT adds qat_fraction x epochs (at least one) after the
-            # distillation epochs; one-off work first: the teacher's cached pass over the full set at the rungs'
-            # measured rate (else half an epoch is kept); 10% margin on the measured times
-            last = rungs_done[-1] if rungs_done else {}
-            one_off = (last["teacher_s_per_sample"] * last["full_samples"] * 1.1
-                       if last.get("teacher_s_per_sample") else 0.5 * est_epoch)
-
-            def need(n: int) -> float:
-                q = max(1, round(opts.distill.qat_fraction * n)) if qat else 0
-                return (n + q) * est_epoch * 1.1 + one_off
-
-            n = final_epochs
-            while n > 1 and need(n) > s.remaining():
-                n -= 1
-            final_epochs = n
-    val, student, info = s.trial(spec, "final", final_epochs, final=True, qat=qat)
+    est_epoch = _estimated_epoch_seconds(s, rungs_done, skeleton=spec.key) if math.isfinite(s.remaining()) else None
+    fit = _epochs_that_fit(s, est_epoch, opts.final_epochs, opts.distill.qat_fraction if qat else None) \
+        if est_epoch else None
+    val, student, info = s.trial(spec, "final", opts.final_epochs, final=True, qat=qat, fit_epochs=fit)
+    final_epochs = info.get("epochs") or opts.final_epochs
     assert student is not None
     test = evaluate(student, task)
     front = pareto_front(points)
@@ -495,16 +489,36 @@ def _cost_pareto(flat: list[CandidateCost]) -> list[dict[str, Any]]:
     return [pts[i] for i in pareto_front(pts)]
 
 
-def _estimated_epoch_seconds(s: Search, rungs: list[dict[str, Any]], full: bool = True) -> float | None:
-    """Seconds per epoch per skeleton seen in the last rung; ``full``: scaled to the whole training set (rungs
-    may train on a subset, the final training does not)."""
+def _epochs_that_fit(s: Search, epoch_s: float, most: int, qat_fraction: float | None) -> Callable[[], int]:
+    """For the final training: called once the teacher's pass is done (see :func:`distill`), the most epochs
+    (at most ``most``, at least one) whose time fits what is left of the budget -- QAT adds ``qat_fraction`` x
+    epochs (at least one; None: no QAT) after the distillation epochs; 10% margin on ``epoch_s``, the rungs'
+    measured epoch time of the skeleton."""
+    def need(n: int) -> float:
+        q = max(1, round(qat_fraction * n)) if qat_fraction is not None else 0
+        return (n + q) * epoch_s * 1.1
+
+    def fit() -> int:
+        n = most
+        while n > 1 and need(n) > s.remaining():
+            n -= 1
+        return n
+
+    return fit
+
+
+def _estimated_epoch_seconds(s: Search, rungs: list[dict[str, Any]], full: bool = True,
+                             skeleton: str | None = None) -> float | None:
+    """Seconds per epoch of ``skeleton`` (else the mean over the skeletons) seen in the last rung; ``full``: scaled
+    to the whole training set (rungs may train on a subset, the final training does not)."""
     if not rungs:
         return None
     last = rungs[-1]
-    if last.get("train_s_per_sample"):
+    rate = (last.get("train_s_per_sample_by_skeleton") or {}).get(skeleton) or last.get("train_s_per_sample")
+    if rate:
         # the trials' own epoch timings: training scales with the samples, evaluation does not
         n = last["full_samples"] if full else last["samples"]
-        return last["train_s_per_sample"] * n + (last.get("eval_s") or 0.0)
+        return rate * n + (last.get("eval_s") or 0.0)
     per = last["seconds"] / max(1, last["epochs"] * len(last["skeletons"]))
     if full and last.get("samples"):
         per *= last["full_samples"] / max(1, last["samples"])
