@@ -6,8 +6,8 @@ Starts from the final student of the pixel8 build that ``benchmarks/minilm_bench
 (``adaptc-out/minilm-bench``), or with START=skeleton from a skeleton of the teacher (WIDTH=0.5 DROP=4: the pixel8
 build's), and trains it with embedding mimicry only (MSE + cosine to the teacher's embedding, batch 32,
 one-cycle lr; only the teacher's embeddings are kept) on the task's training texts (since 2026-11-29T14:00 these
-include 10,000 third-party docstrings, ``adaptc.tasks.minilm.unlabelled_texts``) plus N further docstrings of
-installed third-party packages (read with ``ast``, never imported). After every epoch
+include 10,000 third-party docstrings, ``adaptc.tasks.minilm.unlabelled_texts``; 15,000 since 18:10) plus N
+further docstrings of installed third-party packages (read with ``ast``, never imported). After every epoch
 it prints R@1 and the mean cosine to the teacher on the validation split, on the test split and on an
 out-of-domain check that no build or experiment trains on (500 summary -> body pairs of scipy, sympy and
 networkx docstrings), and the cosine on 400 training texts; appends the run to
@@ -62,6 +62,7 @@ def append(run: dict) -> None:
 
 
 if HYBRID:
+    import copy
     import dataclasses
 
     from adaptc.distill.losses import LossWeights
@@ -80,19 +81,26 @@ if HYBRID:
     sk = extract_skeleton(teacher, task.example_inputs, width=WIDTH, drop=DROP, channel_multiple=8, importance=imp)
     # W="kd=10,ce=0": other weights of the hybrid loss's terms (adaptc.distill.losses.LossWeights)
     W = {k: float(v) for k, v in (kv.split("=") for kv in os.environ.get("W", "").split(",") if kv)}
-    cfg = DistillConfig(epochs=int(EPOCHS), **{**SEARCH_DEFAULTS["distill"], "threads": 2, "weights": LossWeights(**W)})
-    res = distill(sk.model, teacher, dataclasses.replace(task, train=train), cfg,
-                  on_epoch=lambda e, v: print(f"epoch {e} val R@1 {v:.4f} [{time.time() - t0:.0f}s]", flush=True))
+    # EMB="lazy,dense": one run per way of training the embedding tables (DistillConfig.embeddings; the teacher
+    # cache is shared)
+    for emb_update in [v for v in os.environ.get("EMB", "").split(",") if v] or [None]:
+        opts = {**SEARCH_DEFAULTS["distill"], "threads": 2, "weights": LossWeights(**W)}
+        if emb_update is not None:
+            opts["embeddings"] = emb_update
+        res = distill(copy.deepcopy(sk.model), teacher,
+                      dataclasses.replace(task, train=train), DistillConfig(epochs=int(EPOCHS), **opts),
+                      on_epoch=lambda e, v: print(f"epoch {e} val R@1 {v:.4f} [{time.time() - t0:.0f}s]", flush=True))
 
-    def scores(split) -> dict:  # noqa: ANN001
-        return retrieval_scores(predict_torch(res.model, split, transform=task.batch_transform), len(split) // 2)
+        def scores(split) -> dict:  # noqa: ANN001
+            return retrieval_scores(predict_torch(res.model, split, transform=task.batch_transform), len(split) // 2)
 
-    te, va, ood = scores(task.test), scores(task.val), scores(out_of_domain_pairs())
-    print("test R@1 / R@10", te[1], te[10], "val", va[1], va[10], "out-of-domain", ood[1], ood[10], flush=True)
-    append({"mode": f"hybrid from the skeleton w{WIDTH}-d{DROP}", "weights": W or "default", "n_extra": len(docs),
-            "epochs": EPOCHS, "texts": len(train),
-            "val_curve": [h.get("val") for h in res.history], "val_r1": va[1], "val_r10": va[10],
-            "test_r1": te[1], "test_r10": te[10], "ood_r1": ood[1], "ood_r10": ood[10]})
+        te, va, ood = scores(task.test), scores(task.val), scores(out_of_domain_pairs())
+        print("test R@1 / R@10", te[1], te[10], "val", va[1], va[10], "out-of-domain", ood[1], ood[10], flush=True)
+        append({"mode": f"hybrid from the skeleton w{WIDTH}-d{DROP}", "weights": W or "default", "n_extra": len(docs),
+                "embeddings": opts.get("embeddings", "dense"), "epochs": EPOCHS, "texts": len(train),
+                "val_curve": [h.get("val") for h in res.history], "val_r1": va[1], "val_r10": va[10],
+                "test_r1": te[1], "test_r10": te[10], "ood_r1": ood[1], "ood_r10": ood[10],
+                "train_seconds": round(sum(h.get("train_seconds", 0) for h in res.history))})
     sys.exit(0)
 
 # mimicry: the build's student fine-tuned on the teacher's embeddings alone
