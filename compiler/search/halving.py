@@ -396,15 +396,12 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         rung_t0 = time.perf_counter()
         per_sample: dict[str, float] = {}
         eval_s: list[float] = []
-        teacher_s: list[float] = []
         for i, sp in enumerate(alive):
             val, _, tinfo = s.trial(sp, f"rung {r}", epochs, index=f"{i + 1}/{len(alive)} ")
             scores[sp.key] = (r, val)
             if tinfo.get("epoch_train_s") and tinfo.get("samples"):
                 per_sample[sp.key] = tinfo["epoch_train_s"] / tinfo["samples"]
                 eval_s.append(tinfo.get("eval_s", 0.0))
-            if tinfo.get("teacher_s_per_sample"):
-                teacher_s.append(tinfo["teacher_s_per_sample"])
         n_rung = min(len(task.train), opts.rung_samples or len(task.train))
         rungs_done.append({"rung": r, "epochs": epochs, "skeletons": [sp.key for sp in alive],
                            "samples": n_rung, "full_samples": len(task.train),
@@ -413,9 +410,7 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
                            "train_s_per_sample": (sum(per_sample.values()) / len(per_sample)
                                                   if per_sample else None),
                            "train_s_per_sample_by_skeleton": per_sample,
-                           "eval_s": sum(eval_s) / len(eval_s) if eval_s else None,
-                           # the teacher's cached pass, per sample (the final training makes one over the full set)
-                           "teacher_s_per_sample": max(teacher_s) if teacher_s else None})
+                           "eval_s": sum(eval_s) / len(eval_s) if eval_s else None})
 
     # ---- selection among the last rung's candidates (skeleton x feasible scheme)
     top_rung = max(v[0] for v in scores.values())
