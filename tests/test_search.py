@@ -195,6 +195,21 @@ def test_killed_build_resumes(tmp_path: Path, digits_task) -> None:
     assert not list(out.rglob(".adaptc-tmp-*"))
 
 
+def _tiny_embed_task(vocab: int):  # noqa: ANN202
+    """An embedding task over random token ids (96 training texts, 16 retrieval pairs) with an :class:`_Embedder`
+    teacher of ``vocab`` words."""
+    from adaptc.tasks.base import Split, Task
+    from adaptc.tasks.minilm import recall_at_1
+
+    torch.manual_seed(0)
+    teacher = _Embedder(vocab=vocab).eval()
+    ids = torch.randint(1, vocab, (96, 16))
+    pair = Split((ids[:32],), torch.arange(16).repeat(2))
+    return Task(name="tiny-embed", model=teacher, example_inputs=(ids[:1],), train=Split((ids,)), val=pair,
+                test=pair, metric=recall_at_1, metric_name="R@1", kind="embedding", input_names=("ids",),
+                output_names=("embedding",))
+
+
 def test_embedding_search_narrows_hidden_size_only_when_nothing_else_fits(tmp_path: Path) -> None:
     """A size budget that cannot hold the teacher-width word-embedding table even in int8: the search falls
     back to students with a narrower hidden size (and a projection back to the embedding size)."""
@@ -203,16 +218,9 @@ def test_embedding_search_narrows_hidden_size_only_when_nothing_else_fits(tmp_pa
     from adaptc.search.halving import SearchOptions, run_search
     from adaptc.slim import OutputProjection
     from adaptc.store import BuildStore
-    from adaptc.tasks.base import Split, Task
-    from adaptc.tasks.minilm import recall_at_1
 
-    torch.manual_seed(0)
-    teacher = _Embedder(vocab=4000).eval()  # word embeddings dominate its size, as in MiniLM
-    ids = torch.randint(1, 4000, (96, 16))
-    pair = Split((ids[:32],), torch.arange(16).repeat(2))
-    task = Task(name="tiny-embed", model=teacher, example_inputs=(ids[:1],), train=Split((ids,)), val=pair,
-                test=pair, metric=recall_at_1, metric_name="R@1", kind="embedding", input_names=("ids",),
-                output_names=("embedding",))
+    task = _tiny_embed_task(vocab=4000)  # word embeddings dominate its size, as in MiniLM
+    ids = task.train.inputs[0]
     profile = load_profile("pixel8").model_copy(update={"budgets": load_profile("pixel8").budgets.model_copy(
         update={"max_model_mb": 0.16})})
     opts = SearchOptions(widths=(0.5,), max_drop=0, rung_epochs=(1,), final_epochs=1, plot=False, qat=False,
@@ -225,7 +233,6 @@ def test_embedding_search_narrows_hidden_size_only_when_nothing_else_fits(tmp_pa
     assert "narrow the hidden size" in " ".join(section["log"])
     assert isinstance(student, OutputProjection)
     assert student(ids[:4]).shape == (4, 48)
-
 
 
 def test_epoch_estimate_scales_training_not_evaluation() -> None:
@@ -253,16 +260,8 @@ def test_time_budgeted_final_fits_epochs_after_the_teachers_pass_and_resumes(tmp
     from adaptc.profiles import load_profile
     from adaptc.search.halving import SearchOptions, run_search
     from adaptc.store import BuildStore
-    from adaptc.tasks.base import Split, Task
-    from adaptc.tasks.minilm import recall_at_1
 
-    torch.manual_seed(0)
-    teacher = _Embedder(vocab=500).eval()
-    ids = torch.randint(1, 500, (96, 16))
-    pair = Split((ids[:32],), torch.arange(16).repeat(2))
-    task = Task(name="tiny-embed", model=teacher, example_inputs=(ids[:1],), train=Split((ids,)), val=pair,
-                test=pair, metric=recall_at_1, metric_name="R@1", kind="embedding", input_names=("ids",),
-                output_names=("embedding",))
+    task = _tiny_embed_task(vocab=500)
 
     def search(budget_s: float) -> dict:
         opts = SearchOptions(widths=(0.5,), max_drop=0, rung_epochs=(1,), final_epochs=3, plot=False, qat=False,
