@@ -51,7 +51,7 @@ def test_temperature_is_dynamic() -> None:
     assert ts[0] == pytest.approx(4.0) and ts[-1] == pytest.approx(1.5)
     assert all(a >= b for a, b in zip(ts, ts[1:])) and len(set(round(t, 4) for t in ts)) > 5
     learn = TemperatureSchedule(4.0, 1.5, learnable=True)
-    assert [n for n, _ in learn.named_parameters()] == ["log_t"] and float(learn(0.7)) == pytest.approx(4.0)
+    assert [n for n, _ in learn.named_parameters()] == ["log_t"] and float(learn(0.7).detach()) == pytest.approx(4.0)
 
 
 def test_layer_map_by_relative_depth() -> None:
@@ -386,16 +386,26 @@ def test_embedding_update_is_checked() -> None:
         DistillConfig(embeddings="sparse")
 
 
-def test_fit_epochs_is_asked_once_the_teachers_pass_is_cached(token_task) -> None:
+def test_fit_epochs_is_asked_once_cached_and_again_after_the_first_epoch(token_task) -> None:
     from adaptc.distill import cache as tc
 
-    tc._CACHES.clear()
-    asked: list[bool] = []
+    asked: list[tuple[bool, bool, int]] = []
 
-    def fit() -> int:
-        asked.append(bool(tc._CACHES.get(token_task.model)))  # the teacher's outputs are cached by now
-        return 2
+    def fitter(first: int, second: int):  # noqa: ANN202
+        def fit(measured: float | None, done: int) -> int:
+            # the teacher's outputs are cached by the first call; the second has the first epoch's time
+            asked.append((bool(tc._CACHES.get(token_task.model)), measured is not None and measured > 0, done))
+            return first if measured is None else second
+        return fit
 
-    student = prune_width(token_task.model, token_task.example_inputs, 0.5)
-    res = distill(student, token_task.model, token_task, DistillConfig(epochs=5, cache_teacher=True), fit_epochs=fit)
-    assert asked == [True] and res.epochs == 2 and len(res.history) == 2
+    for first, second, qat in ((4, 2, False), (1, 3, True)):
+        tc._CACHES.clear()
+        asked.clear()
+        student = prune_width(token_task.model, token_task.example_inputs, 0.5)
+        res = distill(student, token_task.model, token_task,
+                      DistillConfig(epochs=5, cache_teacher=True, qat=qat, qat_fraction=0.5),
+                      fit_epochs=fitter(first, second))
+        assert asked == [(True, False, 0), (True, True, 1)]
+        # shortened to 2 epochs; stretched from 1 to 3 (the learning-rate schedule with it), then 2 of QAT
+        assert res.epochs == second
+        assert [h["stage"] == "qat" for h in res.history] == [False] * second + [True] * (2 if qat else 0)

@@ -251,6 +251,20 @@ def test_epoch_estimate_scales_training_not_evaluation() -> None:
     assert b == pytest.approx(0.03 * 4000 + 5.0) and c == pytest.approx(0.02 * 4000 + 5.0)
 
 
+def test_final_epochs_fit_the_time_left_first_estimated_then_measured() -> None:
+    from types import SimpleNamespace
+
+    from adaptc.search.halving import _epochs_that_fit
+
+    s = SimpleNamespace(remaining=lambda: 1000.0)
+    fit = _epochs_that_fit(s, 200.0, 8, 0.2)  # type: ignore[arg-type]
+    assert fit(None, 0) == 3  # (3 + 1.25 x 1 QAT epoch) x 200 s x 1.1 fits 1000 s, 4 does not
+    assert fit(100.0, 1) == 7  # the first epoch took 100 s: (6 more + 1.25) x 110 s fit, 8 (2 of QAT) do not
+    assert fit(900.0, 1) == 1  # no more than the epoch done, never fewer
+    no_qat = _epochs_that_fit(s, 200.0, 8, None)  # type: ignore[arg-type]
+    assert no_qat(None, 0) == 4 and no_qat(None, 0) == no_qat(220.0, 0)
+
+
 def test_time_budgeted_final_fits_epochs_after_the_teachers_pass_and_resumes(tmp_path: Path) -> None:
     """Under a time budget the final training's epoch count is decided once the teacher's cached pass is done
     (its cost measured, not guessed from the rungs), and the stored final is found again on a rerun with another

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -233,6 +234,15 @@ class _Optimizer:
             self.parts.append(torch.optim.SparseAdam(list(sparse.values()), lr=lr))
         self.schedulers = [schedule(o) for o in self.parts] if schedule is not None else []
 
+    def reschedule(self, schedule: Callable[[torch.optim.Optimizer], Any], steps_done: int) -> None:
+        """New schedulers (e.g. over more or fewer steps), advanced to where ``steps_done`` steps left off."""
+        self.schedulers = [schedule(o) for o in self.parts]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (stepping a scheduler with no optimizer step between)
+            for sch in self.schedulers:
+                for _ in range(steps_done):
+                    sch.step()
+
     def zero_grad(self) -> None:
         for o in self.parts:
             o.zero_grad(set_to_none=True)
@@ -275,10 +285,13 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConfig, *,
             description: str = "distill", on_epoch: Callable[[int, float], None] | None = None,
-            fit_epochs: Callable[[], int] | None = None) -> DistillResult:
-    """Distil ``teacher`` into ``student`` on ``task`` with ``cfg``. ``fit_epochs``: called once the one-off work
-    is done (the teacher's cached pass over the training split, timed), it gives the number of distillation
-    epochs in place of ``cfg.epochs`` -- how a time budget is filled without guessing that pass's cost."""
+            fit_epochs: Callable[[float | None, int], int] | None = None) -> DistillResult:
+    """Distil ``teacher`` into ``student`` on ``task`` with ``cfg``. ``fit_epochs(epoch_seconds, done)`` gives
+    the number of distillation epochs in place of ``cfg.epochs`` -- how a time budget is filled without guessing
+    the one-off costs: it is asked once the teacher's cached pass over the training split is done
+    (``epoch_seconds`` None, ``done`` 0), and again after the first epoch with that epoch's measured seconds
+    (training and evaluation; ``done`` 1), when the learning-rate schedule is stretched or shortened to the
+    new count."""
     t0 = time.perf_counter()
     g = seed_everything(cfg.seed)
     teacher = teacher.eval()
@@ -326,17 +339,23 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                 features=task.kind != "embedding" and loss.relation is not None,
                 relations=loss.relation is not None))
         if fit_epochs is not None:
-            cfg = replace(cfg, epochs=max(1, fit_epochs()))
-            description = f"{description}: {cfg.epochs} epochs"
+            cfg = replace(cfg, epochs=max(1, fit_epochs(None, 0)))
         qat_epochs = max(1, round(cfg.qat_fraction * cfg.epochs)) if cfg.qat else 0
         qat_start = cfg.epochs if cfg.qat else cfg.epochs + 1
         total_epochs = cfg.epochs + qat_epochs
-        step = progress.current().step(description, total=total_epochs)
+        step = progress.current().step(f"{description}: {cfg.epochs} epochs" if fit_epochs else description,
+                                       total=total_epochs)
         tables = _set_embedding_update(student, cfg.embeddings) if cfg.embeddings != "dense" else []
-        steps = max(1, cfg.epochs * _n_batches(task, cfg.batch_size))
-        opt = _Optimizer(student, loss, cfg.lr, cfg.weight_decay, lambda o: torch.optim.lr_scheduler.OneCycleLR(
-            o, max_lr=cfg.lr, total_steps=steps, pct_start=0.1))
-        for epoch in range(total_epochs):
+        per_epoch = _n_batches(task, cfg.batch_size)
+
+        def one_cycle(o: torch.optim.Optimizer) -> Any:
+            return torch.optim.lr_scheduler.OneCycleLR(o, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * per_epoch),
+                                                       pct_start=0.1)
+
+        opt = _Optimizer(student, loss, cfg.lr, cfg.weight_decay, one_cycle)
+        epoch = -1
+        while epoch + 1 < total_epochs:
+            epoch += 1
             t_epoch = time.perf_counter()
             if epoch == qat_start:
                 # Fine-tuning stage for int8: fold BN, fake-quantize as the exporter will, logits terms only.
@@ -419,6 +438,16 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                 rec["eval_seconds"] = time.perf_counter() - t_eval
             history.append(rec)
             step.advance(1, note=f"{rec['stage']} val {rec.get('val', float('nan')):.4f}")
+            if fit_epochs is not None and epoch == 0 and not in_qat:
+                n = max(1, fit_epochs(rec["train_seconds"] + rec.get("eval_seconds", 0.0), 1))
+                if n != cfg.epochs:
+                    step.advance(0, note=f"{rec['stage']} val {rec.get('val', float('nan')):.4f}, "
+                                         f"{cfg.epochs} -> {n} epochs (first epoch timed)")
+                    cfg = replace(cfg, epochs=n)
+                    qat_epochs = max(1, round(cfg.qat_fraction * cfg.epochs)) if cfg.qat else 0
+                    qat_start = cfg.epochs if cfg.qat else cfg.epochs + 1
+                    total_epochs = cfg.epochs + qat_epochs
+                    opt.reschedule(one_cycle, nb)
         t_taps.remove()
         s_taps.remove()
     if best_state is not None:

@@ -193,7 +193,7 @@ class Search:
         return replace(self.opts.distill, epochs=epochs, seed=_seed_for(self.seed, spec.key), **over)
 
     def trial(self, spec: SkeletonSpec, rung: str, epochs: int, *, final: bool = False, qat: bool = False,
-              index: str = "", fit_epochs: Callable[[], int] | None = None
+              index: str = "", fit_epochs: Callable[[float | None, int], int] | None = None
               ) -> tuple[float, nn.Module | None, dict[str, Any]]:
         """One distillation of ``spec`` (resumed from the store when done before). ``fit_epochs``: up to
         ``epochs``, as many as it says once the teacher's pass is done (see :func:`distill`); such a trial is
@@ -484,18 +484,22 @@ def _cost_pareto(flat: list[CandidateCost]) -> list[dict[str, Any]]:
     return [pts[i] for i in pareto_front(pts)]
 
 
-def _epochs_that_fit(s: Search, epoch_s: float, most: int, qat_fraction: float | None) -> Callable[[], int]:
-    """For the final training: called once the teacher's pass is done (see :func:`distill`), the most epochs
-    (at most ``most``, at least one) whose time fits what is left of the budget -- QAT adds ``qat_fraction`` x
-    epochs (at least one; None: no QAT) after the distillation epochs; 10% margin on ``epoch_s``, the rungs'
-    measured epoch time of the skeleton."""
-    def need(n: int) -> float:
-        q = max(1, round(qat_fraction * n)) if qat_fraction is not None else 0
-        return (n + q) * epoch_s * 1.1
+def _epochs_that_fit(s: Search, epoch_s: float, most: int, qat_fraction: float | None
+                     ) -> Callable[[float | None, int], int]:
+    """For the final training (see :func:`distill`): the most epochs (at most ``most``, at least one) whose time
+    fits what is left of the budget -- QAT adds ``qat_fraction`` x epochs (at least one; None: no QAT) after
+    the distillation epochs. Asked once the teacher's pass is done, with ``epoch_s`` (the rungs' epoch time of
+    the skeleton, which runs high: a rung's few batches pay the per-shape warm-up), then after the first epoch
+    with its measured time. 10% margin, and a QAT epoch counted as 1.25 (fake quantization)."""
+    def fit(measured: float | None, done: int) -> int:
+        epoch = measured or epoch_s
 
-    def fit() -> int:
+        def need(n: int) -> float:
+            q = max(1, round(qat_fraction * n)) if qat_fraction is not None else 0
+            return (n - done + 1.25 * q) * epoch * 1.1
+
         n = most
-        while n > 1 and need(n) > s.remaining():
+        while n > max(1, done) and need(n) > s.remaining():
             n -= 1
         return n
 
