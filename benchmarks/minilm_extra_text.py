@@ -21,10 +21,14 @@ attention=0,relation=0" is the build's recipe since 2026-11-29: the embedding te
 skeleton of the teacher (default the pixel8 build's: 2 of 6 layers, x0.5; WIDTH / DROP choose another), on the
 task's training texts plus N further third-party docstrings (unlabelled: they join the cache and the
 distillation terms, not the InfoNCE pairs); prints validation R@1 per epoch and test R@1 / R@10 and the
-out-of-domain check at the end, and appends the run (runs before 2026-11-29T14:20Z used lr 2e-4 and the stdlib
-texts alone: about 7 minutes for N=0 and 10 for N=5000, 3 epochs, 8.5 GB peak). With the hybrid terms the cache
-grows with the square of the text length (third-party docstrings are twice as long as the stdlib's): N=20000
-would need 17 GB even for the two teacher layers the student reads; the embedding term alone caches outputs only.
+out-of-domain check at the end, and appends the run. VARIANTS="hidden=1;lr=1e-3" makes one run per variant
+(';') in one process, sharing the teacher's pass: each sets loss weights (LossWeights fields) and DistillConfig
+fields (lr, batch_size, ...) over W; EMB="lazy,dense" one run per way of training the embedding tables. (Runs
+before 2026-11-29T14:20Z used lr 2e-4 and the stdlib texts alone: about 7 minutes for N=0 and 10 for N=5000,
+3 epochs, 8.5 GB peak.) With the hybrid terms the cache grows with the square of the text length (third-party
+docstrings are twice as long as the stdlib's): N=20000 would need 17 GB even for the two teacher layers the
+student reads; the embedding term alone caches outputs only. The build's recipe on its 21,586 texts, 4 epochs: about
+10 minutes per run, plus 5 for loading and the shared teacher's pass.
 """
 import os, sys, time, json
 import torch, torch.nn.functional as F
@@ -64,6 +68,7 @@ def append(run: dict) -> None:
 if HYBRID:
     import copy
     import dataclasses
+    import itertools
 
     from adaptc.distill.losses import LossWeights
     from adaptc.distill.trainer import DistillConfig, distill, predict_torch
@@ -83,8 +88,16 @@ if HYBRID:
     W = {k: float(v) for k, v in (kv.split("=") for kv in os.environ.get("W", "").split(",") if kv)}
     # EMB="lazy,dense": one run per way of training the embedding tables (DistillConfig.embeddings; the teacher
     # cache is shared)
-    for emb_update in [v for v in os.environ.get("EMB", "").split(",") if v] or [None]:
-        opts = {**SEARCH_DEFAULTS["distill"], "threads": 2, "weights": LossWeights(**W)}
+    # VARIANTS="hidden=1;lr=1e-3": one run per variant (';'), each overriding loss weights (LossWeights fields)
+    # and DistillConfig fields (lr, batch_size, ...) of the runs above (the teacher cache is shared)
+    variants = [dict(kv.split("=") for kv in v.split(",") if kv) for v in os.environ.get("VARIANTS", "").split(";")]
+    emb_updates = [e for e in os.environ.get("EMB", "").split(",") if e] or [None]
+    terms = LossWeights.__dataclass_fields__
+    for variant, emb_update in itertools.product(variants, emb_updates):
+        w = {**W, **{k: float(x) for k, x in variant.items() if k in terms}}
+        # DistillConfig fields take the type of the task's setting (lr float, batch_size int, ...)
+        opts = {**SEARCH_DEFAULTS["distill"], "threads": 2, "weights": LossWeights(**w),
+                **{k: type(SEARCH_DEFAULTS["distill"].get(k, 0.0))(x) for k, x in variant.items() if k not in terms}}
         if emb_update is not None:
             opts["embeddings"] = emb_update
         res = distill(copy.deepcopy(sk.model), teacher,
@@ -96,7 +109,8 @@ if HYBRID:
 
         te, va, ood = scores(task.test), scores(task.val), scores(out_of_domain_pairs())
         print("test R@1 / R@10", te[1], te[10], "val", va[1], va[10], "out-of-domain", ood[1], ood[10], flush=True)
-        append({"mode": f"hybrid from the skeleton w{WIDTH}-d{DROP}", "weights": W or "default", "n_extra": len(docs),
+        append({"mode": f"hybrid from the skeleton w{WIDTH}-d{DROP}", "weights": w or "default",
+                **({"variant": variant} if variant else {}), "lr": opts["lr"], "n_extra": len(docs),
                 "embeddings": opts.get("embeddings", "dense"), "epochs": EPOCHS, "texts": len(train),
                 "val_curve": [h.get("val") for h in res.history], "val_r1": va[1], "val_r10": va[10],
                 "test_r1": te[1], "test_r10": te[10], "ood_r1": ood[1], "ood_r10": ood[10],
