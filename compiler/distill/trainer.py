@@ -340,9 +340,13 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                 relations=loss.relation is not None))
         if fit_epochs is not None:
             cfg = replace(cfg, epochs=max(1, fit_epochs(None, 0)))
-        qat_epochs = max(1, round(cfg.qat_fraction * cfg.epochs)) if cfg.qat else 0
-        qat_start = cfg.epochs if cfg.qat else cfg.epochs + 1
-        total_epochs = cfg.epochs + qat_epochs
+
+        def plan(c: DistillConfig) -> tuple[int, int]:
+            """(first QAT epoch, all epochs) for ``c.epochs`` distillation epochs."""
+            qat_epochs = max(1, round(c.qat_fraction * c.epochs)) if c.qat else 0
+            return (c.epochs if c.qat else c.epochs + 1), c.epochs + qat_epochs
+
+        qat_start, total_epochs = plan(cfg)
         step = progress.current().step(f"{description}: {cfg.epochs} epochs" if fit_epochs else description,
                                        total=total_epochs)
         tables = _set_embedding_update(student, cfg.embeddings) if cfg.embeddings != "dense" else []
@@ -444,9 +448,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                     step.advance(0, note=f"{rec['stage']} val {rec.get('val', float('nan')):.4f}, "
                                          f"{cfg.epochs} -> {n} epochs (first epoch timed)")
                     cfg = replace(cfg, epochs=n)
-                    qat_epochs = max(1, round(cfg.qat_fraction * cfg.epochs)) if cfg.qat else 0
-                    qat_start = cfg.epochs if cfg.qat else cfg.epochs + 1
-                    total_epochs = cfg.epochs + qat_epochs
+                    qat_start, total_epochs = plan(cfg)
                     opt.reschedule(one_cycle, nb)
         t_taps.remove()
         s_taps.remove()

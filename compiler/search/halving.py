@@ -196,8 +196,9 @@ class Search:
               index: str = "", fit_epochs: Callable[[float | None, int], int] | None = None
               ) -> tuple[float, nn.Module | None, dict[str, Any]]:
         """One distillation of ``spec`` (resumed from the store when done before). ``fit_epochs``: up to
-        ``epochs``, as many as it says once the teacher's pass is done (see :func:`distill`); such a trial is
-        stored without its epoch count, so a rerun with more or less time left resumes it instead of retraining."""
+        ``epochs``, as many as it says once the teacher's pass is done and after the first epoch (see
+        :func:`distill`); such a trial is stored without its epoch count, so a rerun with more or less time left
+        resumes it instead of retraining."""
         cfg = self._cfg(epochs, spec, qat=qat)
         key = stable_hash({"trial": 4, "rung_samples": None if final else self.opts.rung_samples,
                            "keep_output": self.keep_output, "teacher": self.teacher_fp, "data": self.data_fp,
