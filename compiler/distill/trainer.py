@@ -29,6 +29,11 @@ from .schedule import ALL_TERMS, Schedule, progressive, single
 from .taps import Taps
 
 
+def qat_epoch_count(qat_fraction: float, epochs: int) -> int:
+    """QAT epochs after ``epochs`` distillation epochs: ``qat_fraction`` of them, at least one."""
+    return max(1, round(qat_fraction * epochs))
+
+
 #: how a student's embedding tables can train (:attr:`DistillConfig.embeddings`)
 EMBEDDING_UPDATES = ("dense", "lazy", "frozen")
 
@@ -343,7 +348,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
 
         def plan(c: DistillConfig) -> tuple[int, int]:
             """(first QAT epoch, all epochs) for ``c.epochs`` distillation epochs."""
-            qat_epochs = max(1, round(c.qat_fraction * c.epochs)) if c.qat else 0
+            qat_epochs = qat_epoch_count(c.qat_fraction, c.epochs) if c.qat else 0
             return (c.epochs if c.qat else c.epochs + 1), c.epochs + qat_epochs
 
         qat_start, total_epochs = plan(cfg)
@@ -441,12 +446,12 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                     on_epoch(epoch, val)
                 rec["eval_seconds"] = time.perf_counter() - t_eval
             history.append(rec)
-            step.advance(1, note=f"{rec['stage']} val {rec.get('val', float('nan')):.4f}")
+            note = f"{rec['stage']} val {rec.get('val', float('nan')):.4f}"
+            step.advance(1, note=note)
             if fit_epochs is not None and epoch == 0 and not in_qat:
                 n = max(1, fit_epochs(rec["train_seconds"] + rec.get("eval_seconds", 0.0), 1))
                 if n != cfg.epochs:
-                    step.advance(0, note=f"{rec['stage']} val {rec.get('val', float('nan')):.4f}, "
-                                         f"{cfg.epochs} -> {n} epochs (first epoch timed)")
+                    step.advance(0, note=f"{note}, {cfg.epochs} -> {n} epochs (first epoch timed)")
                     cfg = replace(cfg, epochs=n)
                     qat_start, total_epochs = plan(cfg)
                     opt.reschedule(one_cycle, nb)

@@ -31,6 +31,7 @@ from torch import nn
 from .. import progress
 from ..distill import DistillConfig, LossWeights, distill, evaluate
 from ..distill.schedule import assistant_width, needs_assistant
+from ..distill.trainer import qat_epoch_count
 from ..errors import AdaptcError, BudgetError
 from ..profiles import DeviceProfile
 from ..quant import get_scheme
@@ -496,7 +497,7 @@ def _epochs_that_fit(s: Search, epoch_s: float, most: int, qat_fraction: float |
         epoch = measured or epoch_s
 
         def need(n: int) -> float:
-            q = max(1, round(qat_fraction * n)) if qat_fraction is not None else 0
+            q = qat_epoch_count(qat_fraction, n) if qat_fraction is not None else 0
             return (n - done + 1.25 * q) * epoch * 1.1
 
         n = most
