@@ -208,7 +208,7 @@ def _search_options(task: str, widths: Optional[str], max_blocks: Optional[int],
                     tolerance: float, final_epochs: Optional[int], ablate: Optional[str], loss_weights: Optional[str],
                     progressive: Optional[float], assistant: str, no_qat: bool, domain_data: Optional[Path],
                     domain_ratio: float, adversarial: Optional[str], adv_eps: float) -> dict[str, Any]:
-    from .distill import AdversarialConfig, DistillConfig
+    from .distill import AdversarialConfig
 
     opts: dict[str, Any] = {"quality_tolerance": tolerance / 100.0, "qat": not no_qat}
     if widths:
@@ -242,20 +242,21 @@ def _search_options(task: str, widths: Optional[str], max_blocks: Optional[int],
         terms[term] = 0.0
     if terms:
         opts["loss_weights"] = terms
-    cfg = DistillConfig(domain_ratio=domain_ratio)
+    # only the fields the command line sets: the task's distillation defaults stay under them
+    cfg: dict[str, Any] = {"domain_ratio": domain_ratio}
     if progressive is not None:
-        cfg.align_fraction = progressive
+        cfg["align_fraction"] = progressive
     if adversarial is not None:
         if adversarial not in ("fgsm", "pgd"):
             raise AdaptcError(f"--adversarial must be fgsm or pgd (got {adversarial!r})")
-        cfg.adversarial = AdversarialConfig(method=adversarial, eps=adv_eps)  # type: ignore[arg-type]
+        cfg["adversarial"] = AdversarialConfig(method=adversarial, eps=adv_eps)  # type: ignore[arg-type]
     if domain_data is not None:
         from .tasks import get_task
         from .tasks.base import load_domain_data
 
         if not domain_data.exists():
             raise AdaptcError(f"domain data file {domain_data} does not exist")
-        cfg.domain_data = load_domain_data(domain_data, get_task(task))
+        cfg["domain_data"] = load_domain_data(domain_data, get_task(task))
     opts["distill"] = cfg
     return opts
 

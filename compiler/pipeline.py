@@ -454,8 +454,9 @@ def build(
     """Build device artifacts for a task and return the report (the same content as ``report.json``).
 
     ``search``: True runs the student search with default options, a dict passes options to
-    :class:`adaptc.search.SearchOptions` (widths, rung_epochs, final_epochs, time_budget_s, distill=DistillConfig,
-    ...), False exports the teacher as it is.
+    :class:`adaptc.search.SearchOptions` (widths, rung_epochs, final_epochs, time_budget_s, distill=a dict of
+    fields over the task's distillation defaults or a DistillConfig used as given, ...), False exports the
+    teacher as it is.
     Raises :class:`adaptc.errors.BudgetError` (with ``.report`` attached) when no candidate or artifact meets the
     budgets; the report files are written before it is raised.
     """

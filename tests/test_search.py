@@ -161,6 +161,28 @@ def test_loss_weights_change_single_terms_over_the_task_defaults() -> None:
         resolve_options(plain, {"loss_weights": {"magic": 1}})
 
 
+def test_distill_options_dict_over_task_defaults_config_as_given() -> None:
+    """A dict of distillation options changes single fields over the task's defaults; a DistillConfig is used as
+    given, even where it sets a field to the global default (lr 3e-3 explicitly, on a task whose default is 3e-4)."""
+    from types import SimpleNamespace
+
+    from adaptc.distill import DistillConfig, LossWeights
+    from adaptc.errors import AdaptcError
+    from adaptc.search.halving import resolve_options
+    from adaptc.tasks.minilm import SEARCH_DEFAULTS
+
+    minilm = SimpleNamespace(search_defaults=SEARCH_DEFAULTS)
+    d = resolve_options(minilm, {"distill": {"lr": 1e-3}}).distill
+    assert (d.lr, d.batch_size, d.embeddings, d.weights) == (1e-3, 32, "lazy", LossWeights(0, 1, 0, 0, 0))
+    given = DistillConfig(lr=3e-3, weights=LossWeights())
+    d = resolve_options(minilm, {"distill": given, "loss_weights": {"relation": 0}}).distill
+    assert (d.lr, d.batch_size, d.embeddings, d.weights) == (3e-3, 64, "dense", LossWeights(relation=0))
+    with pytest.raises(AdaptcError, match="bad distillation option"):
+        resolve_options(minilm, {"distill": {"embeddings": "sideways"}})
+    with pytest.raises(AdaptcError, match="bad distillation option"):
+        resolve_options(minilm, {"distill": {"learning_rate": 1}})
+
+
 def test_untraceable_teacher_exit_2(tmp_path: Path) -> None:
     r = run_cli("build", "--device", "pixel8", "--task", "untraceable_task:make_task", "--out", str(tmp_path / "o"),
                 *FAST, env={"PYTHONPATH": str(ROOT / "tests" / "data")})

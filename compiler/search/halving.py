@@ -86,21 +86,24 @@ class SearchOptions:
 def resolve_options(task: Task, user: "SearchOptions | dict[str, Any] | bool") -> SearchOptions:
     """The search options for a task: the task's ``search_defaults`` under what the user set explicitly.
 
-    ``loss_weights`` (a dict term -> weight, e.g. ``{"ce": 0}`` for ``--ablate ce``) changes single terms of the
-    resolved loss weights: the task's own when it sets them, else the global default."""
+    ``distill``: a dict changes single fields of the task's distillation defaults (``{"lr": 1e-3}``); a
+    :class:`DistillConfig` is taken as it is (the task's defaults do not apply: a dataclass cannot tell a field
+    set to the global default from one left unset). ``loss_weights`` (a dict term -> weight, e.g. ``{"ce": 0}``
+    for ``--ablate ce``) changes single terms of the resolved loss weights: the task's own when it sets them,
+    else the global default."""
     if isinstance(user, SearchOptions):
         return user
     given = dict(user) if isinstance(user, dict) else {}
     loss_weights = dict(given.pop("loss_weights", None) or {})
     defaults = dict(task.search_defaults or {})
-    distill_defaults = defaults.pop("distill", {}) or {}
+    distill_defaults = dict(defaults.pop("distill", {}) or {})
     merged = {**defaults, **given}
-    cfg = merged.get("distill") or DistillConfig()
-    if isinstance(cfg, dict):
-        cfg = DistillConfig(**cfg)
-    base = DistillConfig()
-    # a task default applies where the user's config still has the global default
-    cfg = replace(cfg, **{k: v for k, v in distill_defaults.items() if getattr(cfg, k) == getattr(base, k)})
+    cfg = merged.get("distill")
+    if not isinstance(cfg, DistillConfig):
+        try:
+            cfg = DistillConfig(**{**distill_defaults, **(cfg or {})})
+        except (TypeError, ValueError) as e:
+            raise AdaptcError(f"bad distillation option: {e}") from None
     known = LossWeights().__dict__
     for term, w in loss_weights.items():
         if term not in known:
