@@ -123,7 +123,11 @@ def test_no_candidate_fits(tmp_path: Path) -> None:
     assert "max_latency_ms" in line[0] and "w0.125-d0" in line[0]  # the grid (down to x0.25), then x0.125, tried
     rep = json.loads((tmp_path / "o" / "report.json").read_text())
     assert rep["status"] == "no_fit" and rep["search"]["pareto"] and rep["artifacts"] == []
-    assert {c["candidate"]["width"] for c in rep["search"]["candidates"]} == {1.0, 0.5, 0.25, 0.125}
+    # the narrowest skeletons already break the size budget: the wider ones are not exported (they break it too)
+    assert {c["candidate"]["width"] for c in rep["search"]["candidates"]} == {0.25, 0.125}
+    skipped = rep["search"]["not_costed"]
+    assert {d["skeleton"] for d in skipped} == {"w1-d0", "w0.5-d0"}
+    assert all("w0.25-d0" in d["reason"] and "max_model_mb" in d["reason"] for d in skipped)
 
 
 @pytest.mark.parametrize("args,words", [
@@ -230,6 +234,36 @@ def _tiny_embed_task(vocab: int):  # noqa: ANN202
     return Task(name="tiny-embed", model=teacher, example_inputs=(ids[:1],), train=Split((ids,)), val=pair,
                 test=pair, metric=recall_at_1, metric_name="R@1", kind="embedding", input_names=("ids",),
                 output_names=("embedding",))
+
+
+def test_cost_filter_skips_only_skeletons_that_break_a_size_budget(tmp_path: Path) -> None:
+    """Skeletons at least as wide and deep as one whose every candidate breaks a FLOPs or model-size budget are
+    not exported; costed anyway, each of them does break that budget, and every other skeleton is costed."""
+    from adaptc.profiles import load_profile
+    from adaptc.search.halving import Search, SearchOptions
+    from adaptc.store import BuildStore
+
+    task = _tiny_embed_task(vocab=500)
+    base = load_profile("pixel8")
+    opts = SearchOptions(widths=(1.0, 0.75, 0.5, 0.25), max_drop=1, plot=False)
+
+    def search(**budgets: float | None) -> Search:
+        prof = base.model_copy(update={"budgets": base.budgets.model_copy(update=budgets)})
+        return Search(task, prof, BuildStore(tmp_path / "s.sqlite"), tmp_path, 0, opts)
+
+    free = search(max_latency_ms=None, max_peak_memory_mb=None, max_model_mb=None, max_mflops=None)
+    specs = free.specs()
+    every = free.costs(specs)
+    assert len(every) == len(specs) == 8 and not free.not_costed
+    mflops = {k: cs[0].mflops for k, cs in every.items()}
+    limit = sorted(mflops.values())[2] + 1e-3  # the three cheapest skeletons fit
+    capped = search(max_latency_ms=None, max_peak_memory_mb=None, max_model_mb=None, max_mflops=limit)
+    costed = capped.costs(specs)
+    assert capped.not_costed and set(costed) | set(capped.not_costed) == set(every)
+    assert not set(costed) & set(capped.not_costed)
+    assert all(mflops[k] > limit for k in capped.not_costed)  # the rule never hides a skeleton that fits
+    assert sum(any(c.feasible for c in cs) for cs in costed.values()) == 3
+    assert all("max_mflops" in why for why in capped.not_costed.values())
 
 
 def test_embedding_search_narrows_hidden_size_only_when_nothing_else_fits(tmp_path: Path) -> None:

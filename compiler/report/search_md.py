@@ -38,4 +38,10 @@ def render_search(search: dict[str, Any]) -> list[str]:
         for c in dropped:
             lines.append(f"- `{c['candidate']['key']}`: {c['reason']}")
         lines.append("")
+    skipped = search.get("not_costed") or []
+    if skipped:
+        lines += [f"Not costed ({len(skipped)} skeletons; every candidate of a smaller one breaks a budget that only "
+                  "grows with size):", ""]
+        lines += [f"- `{d['skeleton']}`: {d['reason']}" for d in skipped]
+        lines.append("")
     return lines

@@ -119,6 +119,11 @@ def resolve_options(task: Task, user: "SearchOptions | dict[str, Any] | bool") -
         raise AdaptcError(f"unknown search option: {e}") from None
 
 
+#: budgets whose value only grows with a skeleton's width and depth: FLOPs (counted) and the model size
+#: (parameters x bytes per weight). Latency and memory are predicted, with no such guarantee.
+MONOTONE_BUDGETS = ("max_mflops", "max_model_mb")
+
+
 def _seed_for(seed: int, key: str) -> int:
     return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16)
 
@@ -140,6 +145,8 @@ class Search:
         self._skeletons: dict[str, nn.Module] = {}
         self._rung_task: Task | None = None
         self.keep_output = opts.keep_output_dim if opts.keep_output_dim is not None else True
+        #: skeletons the cost filter skipped (see :meth:`costs`): key -> why
+        self.not_costed: dict[str, str] = {}
         #: embedding models may fall back to narrowing their hidden size when no candidate keeping it fits
         self.may_narrow = opts.keep_output_dim is None and task.kind == "embedding"
 
@@ -175,10 +182,22 @@ class Search:
         return [SkeletonSpec(w, d) for d in drops for w in widths]
 
     def costs(self, specs: list[SkeletonSpec]) -> dict[str, list[CandidateCost]]:
+        """Each skeleton's candidates (one per scheme) with their costs and budget verdicts, by skeleton key.
+        Skeletons are costed smallest first (most blocks dropped, narrowest); one at least as wide and as deep
+        as a skeleton whose every candidate breaks a budget that only grows with size
+        (:data:`MONOTONE_BUDGETS`) breaks it too, and is not exported: it is left out of the result, its reason
+        in :attr:`not_costed`."""
         schemes = search_schemes(self.profile)
         out: dict[str, list[CandidateCost]] = {}
+        breakers: list[tuple[SkeletonSpec, str]] = []  # (skeleton, the monotone budgets its candidates break)
         step = progress.current().step("cost filter: skeletons x schemes against the budgets", total=len(specs))
-        for spec in specs:
+        for spec in sorted(specs, key=lambda sp: (-sp.drop, sp.width)):
+            over = next(((b, why) for b, why in breakers if b.width <= spec.width and b.drop >= spec.drop), None)
+            if over is not None:
+                self.not_costed[spec.key] = (f"at least as wide and as deep as {over[0].key}, whose every candidate "
+                                             f"breaks {over[1]}")
+                step.advance(1, note=f"{spec.key}: not costed (dominates {over[0].key})")
+                continue
             key = stable_hash({"cost": 3, "teacher": self.teacher_fp, "data": self.data_fp, "spec": spec.key,
                                "mult": self.profile.channel_multiple, "imp": self.opts.importance,
                                "keep_output": self.keep_output})
@@ -188,9 +207,14 @@ class Search:
                 rec = {"cost": _cost_to_dict(cost)}
                 self.store.put(key, "skeleton_cost", rec)
             out[spec.key] = candidate_costs(spec, _cost_from_dict(rec["cost"]), self.profile, schemes)
+            broken = [{v["budget"] for v in c.broken if v["budget"] in MONOTONE_BUDGETS} for c in out[spec.key]]
+            if all(broken):
+                breakers.append((spec, " or ".join(sorted(set().union(*broken)))))
             step.advance(1, note=spec.key)
-        step.done(f"{len(specs)} skeletons x {len(schemes)} schemes")
-        return out
+        skipped = len(specs) - len(out)
+        step.done(f"{len(out)} skeletons x {len(schemes)} schemes" + (f" ({skipped} larger ones not costed: they "
+                                                                      "break a size budget too)" if skipped else ""))
+        return {sp.key: out[sp.key] for sp in specs if sp.key in out}
 
     # ------------------------------------------------------------------ trials
     def _cfg(self, epochs: int, spec: SkeletonSpec, **over: Any) -> DistillConfig:
@@ -311,7 +335,7 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
               ) -> tuple[list[CandidateCost], list[SkeletonSpec]]:
         """Every candidate's cost, and the skeletons with at least one candidate that fits."""
         return ([c for cs in all_costs.values() for c in cs],
-                [sp for sp in specs if any(c.feasible for c in all_costs[sp.key])])
+                [sp for sp in specs if any(c.feasible for c in all_costs.get(sp.key, []))])
 
     all_costs = s.costs(specs)
     flat, feasible_specs = tally(specs, all_costs)
@@ -325,6 +349,7 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         progress.current().message(f"[yellow]{s.log[-1]}[/yellow]")
         s.keep_output = False
         s._skeletons.clear()
+        s.not_costed.clear()
         all_costs = s.costs(specs)
         flat, feasible_specs = tally(specs, all_costs)
     smallest = min(validate_widths(opts.widths))
@@ -346,6 +371,8 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         "teacher_params": s.teacher_params,
         "block_importance": {str(k): v for k, v in (s._importance or {}).items()},
         "candidates": [c.to_dict() for c in flat],
+        # skeletons the cost filter did not export: larger than one that already breaks a size budget
+        "not_costed": [{"skeleton": k, "reason": why} for k, why in s.not_costed.items()],
     }
     if kept_hidden:
         section["candidates_keeping_hidden_size"] = [c.to_dict() for c in kept_hidden]
@@ -466,7 +493,9 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
                 "compression": s.teacher_params / max(1, info.get("params") or 1)},
         seconds=time.perf_counter() - t0,
         log=s.log,
-        summary=(f"{len(flat)} candidates ({len(specs)} skeletons x {len(flat) // max(1, len(specs))} schemes); "
+        summary=(f"{len(flat)} candidates ({len(specs) - len(s.not_costed)} skeletons x "
+                 f"{len(flat) // max(1, len(specs) - len(s.not_costed))} schemes"
+                 + (f"; {len(s.not_costed)} larger skeletons not costed" if s.not_costed else "") + "); "
                  f"{sum(1 for c in flat if c.feasible)} fit the budgets before training; "
                  f"{len(scores)} skeletons trained over {len(rungs_done)} rung(s). Chosen: **{chosen['key']}** "
                  f"({info.get('params'):,} parameters, {s.teacher_params / max(1, info.get('params') or 1):.1f}x fewer than "
