@@ -14,9 +14,11 @@ For each: R@1, R@10, mean cosine to the teacher's embeddings; the same three on 
 run trains on (500 summary -> body pairs of scipy, sympy and networkx docstrings, ``minilm_ood.py``: the task's
 splits are all standard-library modules); parameters (and those of the embedding table), encoder MACs at 128
 tokens (counted on the exported graph), host latency in onnxruntime (1 thread, batch 1, 128 tokens, median of
-100 runs in a fresh process). Results: benchmarks/results/minilm.json.
+100 runs in a fresh process). Results: benchmarks/results/minilm.json, and minilm.png (R@1 retention against host
+latency, the targets drawn in).
 
     python benchmarks/minilm_bench.py [--out-dir adaptc-out/minilm-pixel8] [--device pixel8]
+    python benchmarks/minilm_bench.py --plot-only     (minilm.png from minilm.json)
 
 Needs the [text] extra: pip install -c constraints.txt -e ".[text]"
 """
@@ -122,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="reuse a finished build in --out-dir (its report's duration_s is the build time)")
     ap.add_argument("--contrastive-epochs", type=int, default=None, help="[default: the student's final epochs]")
     ap.add_argument("--out", default=str(RESULTS / "minilm.json"))
+    ap.add_argument("--plot-only", action="store_true", help="draw minilm.png from the results file and stop")
     args = ap.parse_args(argv)
+    if args.plot_only:
+        plot(json.loads(Path(args.out).read_text()), Path(args.out).with_suffix(".png"))
+        return 0
     out_dir = Path(args.out_dir)
     build_s = None
     if not args.skip_build:
@@ -217,8 +223,52 @@ def main(argv: list[str] | None = None) -> int:
         "build_minutes<=30": (build_s or 0) / 60 <= 30 if build_s else None,
     }
     Path(args.out).write_text(json.dumps(results, indent=2))
+    plot(results, Path(args.out).with_suffix(".png"))
     print(json.dumps(results["targets"], indent=1))
     return 0
+
+
+def plot(results: dict, dest: Path) -> None:
+    """R@1 retention (test pairs, filled; out-of-domain check, hollow) against host latency, one point per row,
+    with the issue's targets: 95% retention, and 5x faster than the fp32 teacher."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    rows = results["rows"]
+    colors = {"teacher_fp32": "tab:green", "teacher_int8": "tab:red", "truncated": "tab:purple",
+              "contrastive_student": "tab:brown", "adaptc_student_fp32": "tab:cyan", "adaptc_student_int8": "tab:blue"}
+    fig, ax = plt.subplots(figsize=(7.5, 4.6), dpi=110)
+    for i, (name, r) in enumerate(rows.items()):
+        color = colors.get(name, f"C{i}")
+        x = r["median_ms"]
+        ax.scatter([x], [100 * r["r1_retention"]], color=color, s=60, zorder=3,
+                   label=f"{name.replace('_', ' ')} ({100 * r['mac_fraction']:.0f}% MACs)")
+        ax.scatter([x], [100 * r["ood_r1_retention"]], facecolors="none", edgecolors=color, s=60, zorder=3)
+        ax.plot([x, x], [100 * r["r1_retention"], 100 * r["ood_r1_retention"]], color=color, lw=0.8, alpha=0.6)
+    teacher_ms = rows["teacher_fp32"]["median_ms"]
+    ax.axhline(95, color="k", ls=":", lw=1)
+    ax.text(teacher_ms, 95.5, "target: 95% of the teacher's R@1", fontsize=7, ha="right")
+    ax.axvline(teacher_ms / 5, color="k", ls="--", lw=1)
+    ax.text(teacher_ms / 5 * 1.03, 36, "5x faster than\nthe fp32 teacher", fontsize=7)
+    ax.set_xscale("log")
+    ticks = [t for t in (2, 3, 4, 6, 8, 10, 15, 20, 30, 40, 60, 80) if
+             min(r["median_ms"] for r in rows.values()) / 1.3 <= t <= teacher_ms * 1.3]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.set_xlabel("host latency, ms (onnxruntime, 1 thread, batch 1, 128 tokens; measured)")
+    ax.set_ylabel("R@1 retention vs the teacher, %")
+    b = results["build"]
+    ax.set_title(f"all-MiniLM-L6-v2 -> {b['device']} ({results['test_pairs']} test pairs: filled; "
+                 f"{results['ood_pairs']} out-of-domain: hollow)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(dest)
 
 
 if __name__ == "__main__":
