@@ -212,8 +212,8 @@ class Search:
                 breakers.append((spec, " or ".join(sorted(set().union(*broken)))))
             step.advance(1, note=spec.key)
         skipped = len(specs) - len(out)
-        step.done(f"{len(out)} skeletons x {len(schemes)} schemes" + (f" ({skipped} larger ones not costed: they "
-                                                                      "break a size budget too)" if skipped else ""))
+        step.done(f"{len(out)} skeletons x {len(schemes)} schemes" + (
+            f" ({skipped} larger ones not costed: they break the FLOPs or model-size budget too)" if skipped else ""))
         return {sp.key: out[sp.key] for sp in specs if sp.key in out}
 
     # ------------------------------------------------------------------ trials
@@ -475,6 +475,7 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
     for i, p in enumerate(points):
         p["pareto"] = i in front
         p["chosen"] = p["key"] == chosen["key"]
+    costed = len(specs) - len(s.not_costed)
     section.update(
         rungs=rungs_done,
         scores={k: {"rung": v[0], "val": v[1]} for k, v in scores.items()},
@@ -493,8 +494,7 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
                 "compression": s.teacher_params / max(1, info.get("params") or 1)},
         seconds=time.perf_counter() - t0,
         log=s.log,
-        summary=(f"{len(flat)} candidates ({len(specs) - len(s.not_costed)} skeletons x "
-                 f"{len(flat) // max(1, len(specs) - len(s.not_costed))} schemes"
+        summary=(f"{len(flat)} candidates ({costed} skeletons x {len(flat) // max(1, costed)} schemes"
                  + (f"; {len(s.not_costed)} larger skeletons not costed" if s.not_costed else "") + "); "
                  f"{sum(1 for c in flat if c.feasible)} fit the budgets before training; "
                  f"{len(scores)} skeletons trained over {len(rungs_done)} rung(s). Chosen: **{chosen['key']}** "
