@@ -10,7 +10,8 @@ on the test pairs (retrieval of stdlib docstring bodies from their summary lines
   adaptc student fp32   the built student, ONNX fp32
   adaptc student int8   the built student's int8 ONNX artifact (the build's parity-gated file)
 
-For each: R@1, R@10, mean cosine to the teacher's embeddings; the same three on an out-of-domain check no
+For each: R@1, R@10, mean cosine to the teacher's embeddings, R@1 retention with a 95% paired bootstrap interval
+over the summaries (the test split's sampling error); the same three on an out-of-domain check no
 run trains on (500 summary -> body pairs of scipy, sympy and networkx docstrings, ``minilm_ood.py``: the task's
 splits are all standard-library modules); parameters (and those of the embedding table), encoder MACs at 128
 tokens (counted on the exported graph), host latency in onnxruntime (1 thread, batch 1, 128 tokens, median of
@@ -60,6 +61,21 @@ def scores(emb: np.ndarray, teacher_emb: np.ndarray) -> dict[str, float]:
     a = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     b = teacher_emb / np.linalg.norm(teacher_emb, axis=1, keepdims=True)
     return {"r1": r[1], "r10": r[10], "cos_to_teacher": float((a * b).sum(1).mean())}
+
+
+def r1_hits(emb: np.ndarray) -> np.ndarray:
+    """Per summary (the first half of the rows): whether its own body is the nearest of all bodies."""
+    from adaptc.tasks.minilm import retrieval_ranks
+
+    return retrieval_ranks(emb, len(emb) // 2) == 0
+
+
+def retention_ci(hits: np.ndarray, teacher_hits: np.ndarray, n_boot: int = 2000, seed: int = 0) -> list[float]:
+    """95% paired bootstrap interval of R@1 retention: the summaries resampled with replacement (the same draw for
+    both models), the bodies searched kept fixed; percentiles of sum(hits) / sum(teacher_hits) over the draws."""
+    idx = np.random.default_rng(seed).integers(0, len(hits), size=(n_boot, len(hits)))
+    ratio = hits[idx].sum(1) / np.maximum(teacher_hits[idx].sum(1), 1)
+    return [float(np.quantile(ratio, 0.025)), float(np.quantile(ratio, 0.975))]
 
 
 def export(model: torch.nn.Module, task, dest: Path, scheme: str = "fp32", fp32: Path | None = None) -> Path:  # noqa: ANN001
@@ -164,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         "test_pairs": len(task.test) // 2, "ood_pairs": len(ood) // 2,
         "ood_check": "summary -> body pairs of " + ", ".join(OOD_PACKAGES) + " docstrings (benchmarks/minilm_ood.py)",
         "rows": {},
+        "ci95": "r1_retention_ci95 / ood_r1_retention_ci95: paired bootstrap over the summaries (2,000 draws, the same "
+                "for every row; the bodies searched kept fixed), 2.5 and 97.5 percentiles of the retention",
     }
     with tempfile.TemporaryDirectory(prefix="adaptc-minilm-") as d:
         d = Path(d)
@@ -171,10 +189,12 @@ def main(argv: list[str] | None = None) -> int:
         t_emb = embed_onnx(t_fp32, task, task.test)
         t_ood = embed_onnx(t_fp32, task, ood)
         rows: dict[str, dict[str, object]] = {}
+        hits: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # per test / out-of-domain summary: R@1 hit
 
         def row(name: str, path: Path, note: str) -> None:
-            emb = embed_onnx(path, task, task.test)
-            o = scores(embed_onnx(path, task, ood), t_ood)
+            emb, emb_ood = embed_onnx(path, task, task.test), embed_onnx(path, task, ood)
+            hits[name] = r1_hits(emb), r1_hits(emb_ood)
+            o = scores(emb_ood, t_ood)
             rows[name] = {**scores(emb, t_emb), **{f"ood_{k}": v for k, v in o.items()}, **cost(path),
                           **host_latency(path, task), "note": note, "size_mb": path.stat().st_size / 2**20}
             print(name, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[name].items()}, flush=True)
@@ -207,9 +227,11 @@ def main(argv: list[str] | None = None) -> int:
                                                                           "int8_dynamic", s_fp32),
             f"the build's ONNX artifact {art.name}" if "int8" in art.name else "dynamic int8 ONNX of the student")
     t = rows["teacher_fp32"]
-    for r in rows.values():
+    for name, r in rows.items():
         r["r1_retention"] = r["r1"] / t["r1"]
         r["ood_r1_retention"] = r["ood_r1"] / t["ood_r1"]
+        r["r1_retention_ci95"] = retention_ci(hits[name][0], hits["teacher_fp32"][0])
+        r["ood_r1_retention_ci95"] = retention_ci(hits[name][1], hits["teacher_fp32"][1])
         r["mac_fraction"] = r["encoder_macs"] / t["encoder_macs"]
         r["speedup_vs_teacher_fp32"] = t["median_ms"] / r["median_ms"]
     s8 = rows["adaptc_student_int8"]
@@ -247,6 +269,10 @@ def plot(results: dict, dest: Path) -> None:
         x = r["median_ms"]
         ax.scatter([x], [100 * r["r1_retention"]], color=color, s=60, zorder=3,
                    label=f"{name.replace('_', ' ')} ({100 * r['mac_fraction']:.0f}% MACs)")
+        if "r1_retention_ci95" in r and name != "teacher_fp32":  # the test split's sampling error (bootstrap)
+            lo, hi = (100 * v for v in r["r1_retention_ci95"])
+            ax.errorbar([x], [100 * r["r1_retention"]], yerr=[[100 * r["r1_retention"] - lo],
+                        [hi - 100 * r["r1_retention"]]], color=color, capsize=3, lw=1, zorder=2)
         ax.scatter([x], [100 * r["ood_r1_retention"]], facecolors="none", edgecolors=color, s=60, zorder=3)
         ax.plot([x, x], [100 * r["r1_retention"], 100 * r["ood_r1_retention"]], color=color, lw=0.8, alpha=0.6)
     teacher_ms = rows["teacher_fp32"]["median_ms"]
@@ -263,8 +289,8 @@ def plot(results: dict, dest: Path) -> None:
     ax.set_xlabel("host latency, ms (onnxruntime, 1 thread, batch 1, 128 tokens; measured)")
     ax.set_ylabel("R@1 retention vs the teacher, %")
     b = results["build"]
-    ax.set_title(f"all-MiniLM-L6-v2 -> {b['device']} ({results['test_pairs']} test pairs: filled; "
-                 f"{results['ood_pairs']} out-of-domain: hollow)", fontsize=9)
+    ax.set_title(f"all-MiniLM-L6-v2 -> {b['device']} ({results['test_pairs']} test pairs: filled, bars: 95% "
+                 f"bootstrap interval; {results['ood_pairs']} out-of-domain: hollow)", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
