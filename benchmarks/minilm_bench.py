@@ -53,21 +53,16 @@ def embed_onnx(path: Path, task, split) -> np.ndarray:  # noqa: ANN001
     return run_batched(open_runner("onnxruntime", path, 2), split.numpy_inputs(), batch=batch)
 
 
-def scores(emb: np.ndarray, teacher_emb: np.ndarray) -> dict[str, float]:
-    from adaptc.tasks.minilm import retrieval_scores
-
-    n = len(emb) // 2
-    r = retrieval_scores(emb, n, (1, 10))
-    a = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-    b = teacher_emb / np.linalg.norm(teacher_emb, axis=1, keepdims=True)
-    return {"r1": r[1], "r10": r[10], "cos_to_teacher": float((a * b).sum(1).mean())}
-
-
-def r1_hits(emb: np.ndarray) -> np.ndarray:
-    """Per summary (the first half of the rows): whether its own body is the nearest of all bodies."""
+def scores(emb: np.ndarray, teacher_emb: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+    """R@1, R@10 and the mean cosine to the teacher's embeddings; and per summary (the first half of the rows)
+    whether its own body is the nearest of all bodies (R@1 hits, for the bootstrap interval)."""
     from adaptc.tasks.minilm import retrieval_ranks
 
-    return retrieval_ranks(emb, len(emb) // 2) == 0
+    ranks = retrieval_ranks(emb, len(emb) // 2)
+    a = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    b = teacher_emb / np.linalg.norm(teacher_emb, axis=1, keepdims=True)
+    return ({"r1": float((ranks < 1).mean()), "r10": float((ranks < 10).mean()),
+             "cos_to_teacher": float((a * b).sum(1).mean())}, ranks == 0)
 
 
 def retention_ci(hits: np.ndarray, teacher_hits: np.ndarray, n_boot: int = 2000, seed: int = 0) -> list[float]:
@@ -192,10 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         hits: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # per test / out-of-domain summary: R@1 hit
 
         def row(name: str, path: Path, note: str) -> None:
-            emb, emb_ood = embed_onnx(path, task, task.test), embed_onnx(path, task, ood)
-            hits[name] = r1_hits(emb), r1_hits(emb_ood)
-            o = scores(emb_ood, t_ood)
-            rows[name] = {**scores(emb, t_emb), **{f"ood_{k}": v for k, v in o.items()}, **cost(path),
+            s, s_hits = scores(embed_onnx(path, task, task.test), t_emb)
+            o, o_hits = scores(embed_onnx(path, task, ood), t_ood)
+            hits[name] = s_hits, o_hits
+            rows[name] = {**s, **{f"ood_{k}": v for k, v in o.items()}, **cost(path),
                           **host_latency(path, task), "note": note, "size_mb": path.stat().st_size / 2**20}
             print(name, {k: (round(v, 4) if isinstance(v, float) else v) for k, v in rows[name].items()}, flush=True)
 
