@@ -65,12 +65,12 @@ def scores(emb: np.ndarray, teacher_emb: np.ndarray) -> tuple[dict[str, float], 
              "cos_to_teacher": float((a * b).sum(1).mean())}, ranks == 0)
 
 
-def retention_ci(hits: np.ndarray, teacher_hits: np.ndarray, n_boot: int = 2000, seed: int = 0) -> list[float]:
+def retention_ci(hits: np.ndarray, teacher_hits: np.ndarray) -> list[float]:
     """95% paired bootstrap interval of R@1 retention: the summaries resampled with replacement (the same draw for
     both models), the bodies searched kept fixed; percentiles of sum(hits) / sum(teacher_hits) over the draws."""
-    idx = np.random.default_rng(seed).integers(0, len(hits), size=(n_boot, len(hits)))
-    ratio = hits[idx].sum(1) / np.maximum(teacher_hits[idx].sum(1), 1)
-    return [float(np.quantile(ratio, 0.025)), float(np.quantile(ratio, 0.975))]
+    from adaptc.measure.sampling import ratio_interval
+
+    return list(ratio_interval(hits, teacher_hits))
 
 
 def export(model: torch.nn.Module, task, dest: Path, scheme: str = "fp32", fp32: Path | None = None) -> Path:  # noqa: ANN001

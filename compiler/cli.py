@@ -267,6 +267,11 @@ def _maybe_live(rep: Any):
     return rep if hasattr(rep, "__enter__") else contextlib.nullcontext()
 
 
+def _metric_cell(q: Any) -> str:
+    """The task metric, and its 95% interval over the test samples where the task has per-sample scores."""
+    return f"{q.value:.4f}" + (f" [{q.ci95[0]:.3f}, {q.ci95[1]:.3f}]" if q.ci95 else "")
+
+
 def _print_build_summary(report: Any) -> None:
     from rich.table import Table
 
@@ -280,7 +285,7 @@ def _print_build_summary(report: Any) -> None:
         t.add_row(
             ("→ " if a.chosen else "") + a.file, a.scheme, a.status,
             f"{(a.size.value or 0) / 1024:.1f} KB" if a.size else "—",
-            f"{a.parity.metric.value:.4f}" if a.parity else ("not run here" if a.status != "failed" else "—"),
+            _metric_cell(a.parity.metric) if a.parity else ("not run here" if a.status != "failed" else "—"),
             f"{a.host.latency_median.value:.3f} ms" if a.host else ("not measured" if a.status != "failed" else "—"),
             f"{a.device.latency.value:.3f} ms" if a.device else "—",
             budgets,

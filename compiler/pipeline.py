@@ -28,6 +28,8 @@ from .export._capture import captured_output
 from .export.base import runtime_unavailable_reason
 from .export.parity import check_parity
 from .measure import host_threads, measure, open_runner, runtime_available
+from .measure.sampling import drop_interval, mean_interval
+from .measure.sampling import method as sampling_method
 from .predict import predict_from_cost
 from .profiles import DeviceProfile, load_profile
 from .profiles.budgets import check_budgets
@@ -48,7 +50,7 @@ from .tasks import Task, get_task, predict_torch
 from .versions import host_info, toolchain_versions
 
 #: a new artifact record is needed when these change
-_ARTIFACT_RECORD_VERSION = 3
+_ARTIFACT_RECORD_VERSION = 4
 
 
 @dataclass
@@ -78,9 +80,16 @@ def default_out_dir(profile: DeviceProfile) -> Path:
     return Path("adaptc-out") / profile.name
 
 
-def _q_torch_metric(task: Task, value: float) -> Quantity:
-    return Quantity.measured(value, "fraction", f"torch {torch.__version__.split('+')[0]} on this host, "
-                                               f"{task.metric_name} over the {len(task.test)}-sample test split")
+def _q_metric(value: float, ci95: tuple[float, float] | None, scored: int, method: str) -> Quantity:
+    """A measured task metric on the test split, with its sampling error over ``scored`` per-sample scores."""
+    q = Quantity.measured(value, "fraction", method + (f"; interval: {sampling_method(scored)}" if ci95 else ""))
+    q.ci95 = ci95
+    return q
+
+
+def _q_torch_metric(task: Task, value: float, ci95: tuple[float, float] | None, scored: int) -> Quantity:
+    return _q_metric(value, ci95, scored, f"torch {torch.__version__.split('+')[0]} on this host, "
+                                          f"{task.metric_name} over the {len(task.test)}-sample test split")
 
 
 def resolve_formats(profile: DeviceProfile, formats: Sequence[str] | None) -> list[str]:
@@ -120,7 +129,13 @@ class ArtifactBuilder:
         # the torch outputs artifacts are checked against: the teacher's when the model is the teacher (--no-search)
         self._reference: np.ndarray | None = teacher_outputs if model is task.model else None
         self._proxy: Any = None  # cost of the model's fp32 ONNX graph, for formats without an analyzer
+        #: per-sample test scores of each checked artifact (by file name): drops against the fp32 artifact are paired
+        self._scores: dict[str, np.ndarray] = {}
         self.warnings: list[str] = []
+
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
 
     @property
     def reference_outputs(self) -> np.ndarray:
@@ -201,6 +216,9 @@ class ArtifactBuilder:
             rec = self.store.get(key)
             if rec is not None and (rec.get("status") == "failed" or (dest.exists() and rec.get("sha256") == sha256_path(dest))):
                 progress.current().message(f"[dim]resume: {fname} ({scheme}) already done[/dim]")
+                scores = self.store.get(key + "#scores")
+                if scores is not None:
+                    self._scores[fname] = np.asarray(scores["scores"], dtype=np.float64)
                 return ArtifactReport.model_validate(rec)
         step = progress.current().step(f"{fmt} {scheme}: export, parity, measure", total=4)
         sch = get_scheme(scheme)
@@ -241,6 +259,8 @@ class ArtifactBuilder:
         self._device(rep, exporter.runtime, cost, proxy_precision=rep.precision if proxy else None)
         step.advance(1)
         step.done(self._summary(rep))
+        if fname in self._scores:  # before the record: a resumed artifact finds its scores with it
+            self.store.put(key + "#scores", "scores", {"scores": self._scores[fname].tolist()})
         self.store.put(key, "artifact", rep.model_dump(mode="json"))
         return rep
 
@@ -310,22 +330,38 @@ class ArtifactBuilder:
         rep.runtime = rt_version
         if one and (runner.max_batch or 0) != 1:
             rep.flags.append("parity evaluated one sample per call: dynamic quantization scales depend on the batch")
-        drop_fp32 = None
+        if res.scores is not None:
+            self._scores[rep.file] = res.scores
+        elif self.task.sample_scores is not None:
+            self._warn(f"task {self.task.name}: its sample_scores do not average to its metric "
+                       f"({self.task.metric_name}): reports give the metric without its sampling error")
+        drop_fp32 = drop_fp32_ci = None
         if fp32 is not None and fp32.parity is not None:
             drop_fp32 = float(fp32.parity.metric.value or 0.0) - res.metric
+            fp32_scores = self._scores.get(fp32.file)
+            if fp32_scores is not None and res.scores is not None and len(fp32_scores) == len(res.scores):
+                drop_fp32_ci = drop_interval(fp32_scores, res.scores)
         worst = max(res.drop, drop_fp32 if drop_fp32 is not None else -1.0)
         passed = worst <= max_drop + 1e-9
         reason = None
         if not passed:
-            which = "the fp32 artifact" if drop_fp32 is not None and drop_fp32 >= res.drop else "the torch model"
+            against_fp32 = drop_fp32 is not None and drop_fp32 >= res.drop
+            which = "the fp32 artifact" if against_fp32 else "the torch model"
+            ci = drop_fp32_ci if against_fp32 else res.drop_ci95
+            noise = ""
+            if ci is not None:  # the gate decides on the drop itself; the interval says how sure that is
+                inside = "within" if ci[0] <= 0 else "outside"
+                noise = (f"; 95% interval of the drop {100 * ci[0]:.2f}..{100 * ci[1]:.2f} points over the "
+                         f"{res.scored_samples} scored test samples: {inside} their sampling error")
             reason = (f"{self.task.metric_name} drops {100 * worst:.2f} points against {which} "
-                      f"(more than the {100 * max_drop:.2f}-point limit)")
+                      f"(more than the {100 * max_drop:.2f}-point limit){noise}")
         rep.parity = ParityReport(
             runtime=runtime, split="test", samples=res.samples, metric_name=self.task.metric_name,
-            metric=Quantity.measured(res.metric, "fraction", f"{rt_version} on this host, {self.task.metric_name} over "
-                                                             f"the {res.samples}-sample test split"),
-            torch_metric=_q_torch_metric(self.task, res.reference_metric),
-            drop_vs_torch=res.drop, drop_vs_fp32_artifact=drop_fp32, max_abs_diff=res.max_abs_diff,
+            metric=_q_metric(res.metric, res.metric_ci95, res.scored_samples,
+                             f"{rt_version} on this host, {self.task.metric_name} over the {res.samples}-sample test split"),
+            torch_metric=_q_torch_metric(self.task, res.reference_metric, res.reference_ci95, res.scored_samples),
+            drop_vs_torch=res.drop, drop_vs_fp32_artifact=drop_fp32, drop_vs_torch_ci95=res.drop_ci95,
+            drop_vs_fp32_artifact_ci95=drop_fp32_ci, max_abs_diff=res.max_abs_diff,
             mean_abs_diff=res.mean_abs_diff, cosine=res.cosine, top1_agreement=res.top1_agreement,
             teacher_cosine=res.teacher_cosine, teacher_top1_agreement=res.teacher_top1_agreement, max_drop=max_drop,
             passed=passed, reason=reason,
@@ -474,6 +510,8 @@ def build(
     search_opts = _search_options(search, the_task)
     teacher_outputs = predict_torch(the_task.model, the_task.test)
     teacher_metric = the_task.metric(teacher_outputs, the_task.test)
+    teacher_scores = the_task.per_sample(teacher_outputs, the_task.test, teacher_metric)
+    teacher_ci = mean_interval(teacher_scores) if teacher_scores is not None else None
     warnings: list[str] = []
     outcomes: dict[str, _FormatOutcome] = {}
     search_report = None
@@ -520,7 +558,8 @@ def build(
             name=the_task.name, description=the_task.description, metric_name=the_task.metric_name,
             kind=the_task.kind,
             teacher=TeacherReport(params=sum(p.numel() for p in the_task.model.parameters()),
-                                  metric=_q_torch_metric(the_task, teacher_metric),
+                                  metric=_q_torch_metric(the_task, teacher_metric, teacher_ci,
+                                                         len(teacher_scores) if teacher_scores is not None else 0),
                                   info={k: v for k, v in the_task.info.items()}),
         ),
         host=host_info(),

@@ -83,6 +83,26 @@ def test_int8_parity_within_one_point(pixel8_build) -> None:
     assert int8["size"]["value"] < fp32["size"]["value"] / 3
 
 
+def test_metrics_carry_their_sampling_error(pixel8_build) -> None:
+    """Accuracy on a finite test split comes with its 95% bootstrap interval, drops with their paired one."""
+    out, rep, stdout = pixel8_build
+    teacher = rep["task"]["teacher"]["metric"]
+    lo, hi = teacher["ci95"]
+    assert lo < teacher["value"] <= hi <= 1.0 and hi - lo > 0.005 and "bootstrap" in teacher["method"]
+    for a in rep["artifacts"]:
+        p = a["parity"]
+        assert p["metric"]["ci95"][0] <= p["metric"]["value"] <= p["metric"]["ci95"][1]
+        assert p["torch_metric"]["ci95"] == pytest.approx(teacher["ci95"])  # --no-search: the torch model is the teacher
+        d_lo, d_hi = p["drop_vs_torch_ci95"]
+        assert d_lo <= p["drop_vs_torch"] <= d_hi
+        # paired: far narrower than the metric's own interval when artifact and reference agree on most samples
+        assert d_hi - d_lo < (hi - lo) / 2
+    int8 = next(a for a in rep["artifacts"] if a["file"] == "model.int8.onnx")["parity"]
+    assert int8["drop_vs_fp32_artifact_ci95"][0] <= int8["drop_vs_fp32_artifact"] <= int8["drop_vs_fp32_artifact_ci95"][1]
+    md = (out / "report.md").read_text()
+    assert f"[{100 * lo:.1f}, {100 * hi:.1f}]" in md and "95% interval over the test samples" in md
+
+
 def test_rerun_resumes_without_redoing(pixel8_build) -> None:
     out, rep, _ = pixel8_build
     before = {f: (out / f).stat().st_mtime_ns for f in ("model.onnx", "model.int8.onnx")}
@@ -93,6 +113,9 @@ def test_rerun_resumes_without_redoing(pixel8_build) -> None:
     assert before == after
     rep2 = json.loads((out / "report.json").read_text())
     assert [a["sha256"] for a in rep2["artifacts"]] == [a["sha256"] for a in rep["artifacts"]]
+    # a resumed artifact keeps its per-sample scores: later drops against it stay paired
+    assert [a["parity"]["drop_vs_fp32_artifact_ci95"] for a in rep2["artifacts"]] == \
+        [a["parity"]["drop_vs_fp32_artifact_ci95"] for a in rep["artifacts"]]
 
 
 def test_parity_gate_rejects_int8_beyond_max_drop(digits_task, tmp_path: Path) -> None:
@@ -109,6 +132,27 @@ def test_parity_gate_rejects_int8_beyond_max_drop(digits_task, tmp_path: Path) -
     assert statuses["int8_static_per_channel"] == "rejected"
     rejected = [r for r in res.reports if r.status == "rejected"]
     assert all(r.parity is not None and not r.parity.passed and "drops" in (r.parity.reason or "") for r in rejected)
+    # the reason says whether the drop is outside the test split's sampling error (here: no drop at all)
+    assert all("sampling error" in (r.parity.reason or "") for r in rejected)
+
+
+def test_sample_scores_that_disagree_with_the_metric_are_not_used(digits_task, tmp_path: Path) -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from adaptc.pipeline import ArtifactBuilder, ExportSettings
+    from adaptc.profiles import load_profile
+    from adaptc.store import BuildStore
+
+    task = dataclasses.replace(digits_task, sample_scores=lambda out, split: np.zeros(len(split)))
+    with BuildStore(tmp_path / "s.sqlite") as store:
+        b = ArtifactBuilder(model=task.model, task=task, profile=load_profile("pixel8"), out_dir=tmp_path, store=store,
+                            settings=ExportSettings(measure_host=False))
+        res = b.run(["onnx"])["onnx"]
+    p = res.reports[0].parity
+    assert p is not None and p.metric.ci95 is None and p.drop_vs_torch_ci95 is None
+    assert len(b.warnings) == 1 and "sample_scores do not average to its metric" in b.warnings[0]
 
 
 def test_impossible_budget_exits_2_and_keeps_report(tmp_path: Path) -> None:

@@ -82,10 +82,13 @@ def test_cli_task_that_cannot_be_imported(tmp_path: Path) -> None:
 
 def test_retrieval_ranks_and_scores() -> None:
     """Query i (row i) must find body i (row n + i): ranks count the bodies nearer to it by cosine."""
-    from adaptc.tasks.minilm import retrieval_ranks, retrieval_scores
+    from adaptc.tasks.minilm import recall_at_1_hits, retrieval_ranks, retrieval_scores
 
     q = np.array([[1.0, 0.0], [1.0, 0.05], [1.0, 1.0]])
     bodies = np.array([[2.0, 0.2], [1.0, 0.3], [-1.0, 0.2]])  # query 1 is nearer body 0; query 2 nearer 0 and 1
     emb = np.vstack([q, bodies])
     assert retrieval_ranks(emb, 3).tolist() == [0, 1, 2]
     assert retrieval_scores(emb, 3, (1, 2, 3)) == {1: 1 / 3, 2: 2 / 3, 3: 1.0}
+    # R@1's samples are the queries (the bodies searched stay fixed when they are resampled)
+    split = Split((torch.zeros(6, 2),), None)
+    assert recall_at_1_hits(emb, split).tolist() == [1.0, 0.0, 0.0]

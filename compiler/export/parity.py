@@ -3,16 +3,20 @@
 Reported per artifact: the task metric in the runtime, agreement with the torch model it came from
 (max / mean abs diff, cosine similarity, top-1 agreement for classifiers), agreement with the teacher (cosine,
 top-1 for classifiers: how closely a student imitates it, in its runtime) and the metric drop against the
-reference. An artifact whose metric drops more than ``max_drop`` is rejected, with the reason.
+reference. An artifact whose metric drops more than ``max_drop`` is rejected, with the reason. Where the task has
+per-sample scores, the metric and the drop carry their sampling error over the split (95% bootstrap intervals,
+the drop's paired): the gate decides on the drop itself, as NNCF's and Olive's accuracy criteria do, and its
+reason says whether that drop is outside the split's noise.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from ..measure.runtimes import Runner, run_batched
+from ..measure.sampling import drop_interval, mean_interval
 from ..tasks.base import Split, Task
 
 
@@ -29,6 +33,15 @@ class ParityResult:
     #: agreement of the artifact's outputs with the teacher's on the same split (when given)
     teacher_cosine: float | None = None
     teacher_top1_agreement: float | None = None
+    #: 95% intervals over the split's samples (None when the task has no per-sample scores): the metric, the
+    #: reference's metric and the drop (paired: both resampled with the same draw)
+    metric_ci95: tuple[float, float] | None = None
+    reference_ci95: tuple[float, float] | None = None
+    drop_ci95: tuple[float, float] | None = None
+    #: how many per-sample scores the intervals resample (queries for retrieval; 0 without scores)
+    scored_samples: int = 0
+    #: the artifact's per-sample scores (for drops against other artifacts); not part of ``to_dict``
+    scores: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def drop(self) -> float:
@@ -36,6 +49,7 @@ class ParityResult:
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
+        d.pop("scores")
         d["drop"] = self.drop
         return d
 
@@ -63,9 +77,12 @@ def check_parity(runner: Runner, task: Task, reference_outputs: np.ndarray, spli
     t_cos = t_top1 = None
     if teacher_outputs is not None:
         _, _, t_cos, t_top1 = agreement(out, teacher_outputs, classification)
+    metric, ref_metric = float(task.metric(out, split)), float(task.metric(reference_outputs, split))
+    scores, ref_scores = task.per_sample(out, split, metric), task.per_sample(reference_outputs, split, ref_metric)
+    paired = scores is not None and ref_scores is not None and len(scores) == len(ref_scores)
     return ParityResult(
-        metric=float(task.metric(out, split)),
-        reference_metric=float(task.metric(reference_outputs, split)),
+        metric=metric,
+        reference_metric=ref_metric,
         max_abs_diff=mx,
         mean_abs_diff=mean,
         cosine=cos,
@@ -73,4 +90,9 @@ def check_parity(runner: Runner, task: Task, reference_outputs: np.ndarray, spli
         samples=len(split),
         teacher_cosine=t_cos,
         teacher_top1_agreement=t_top1,
+        metric_ci95=mean_interval(scores) if scores is not None else None,
+        reference_ci95=mean_interval(ref_scores) if ref_scores is not None else None,
+        drop_ci95=drop_interval(ref_scores, scores) if paired else None,
+        scored_samples=len(scores) if scores is not None else len(ref_scores) if ref_scores is not None else 0,
+        scores=scores,
     )

@@ -23,7 +23,7 @@ def fmt_q(q: Quantity | None, digits: int = 3) -> str:
     if q.unit == "bytes":
         s = _fmt_bytes(v)
     elif q.unit == "fraction":
-        s = f"{100 * v:.2f}%"
+        s = f"{100 * v:.2f}%" + (f" [{100 * q.ci95[0]:.1f}, {100 * q.ci95[1]:.1f}]" if q.ci95 else "")
     else:
         s = f"{v:.{digits}g} {q.unit}"
     return f"{s} ({_TAG[q.kind]})"
@@ -59,7 +59,8 @@ def render(report: BuildReport) -> str:
         f"- host: {report.host.get('cpu')} ({report.host.get('usable_cores')} cores) — adaptc {report.adaptc_version}, "
         f"built {report.created_utc} in {report.duration_s:.1f} s",
         "",
-        "Tags: (M) measured on this host, (C) counted from the exported file, (E) estimated for the device.",
+        "Tags: (M) measured on this host, (C) counted from the exported file, (E) estimated for the device. "
+        "[a, b]: 95% interval over the test samples (the split's sampling error; paired for drops).",
         "",
         "## Artifacts",
         "",
@@ -70,8 +71,10 @@ def render(report: BuildReport) -> str:
         p = a.parity
         drop = "—"
         if p is not None:
-            ref = p.drop_vs_fp32_artifact if p.drop_vs_fp32_artifact is not None else p.drop_vs_torch
-            drop = f"{100 * ref:+.2f} pt"
+            vs_fp32 = p.drop_vs_fp32_artifact is not None
+            ref = p.drop_vs_fp32_artifact if vs_fp32 else p.drop_vs_torch
+            ci = p.drop_vs_fp32_artifact_ci95 if vs_fp32 else p.drop_vs_torch_ci95
+            drop = f"{100 * ref:+.2f} pt" + (f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else "")
         no_rt = a.status != "failed" and (a.runtime or "").startswith("none")
         missing = "not run (no runtime here)" if no_rt else "—"
         host = f"{fmt_q(a.host.latency_median)} / {fmt_q(a.host.latency_p90)}" if a.host else missing

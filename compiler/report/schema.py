@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-REPORT_SCHEMA_VERSION = "1.3"
+REPORT_SCHEMA_VERSION = "1.4"
 
 Kind = Literal["measured", "counted", "estimated"]
 
@@ -25,6 +25,9 @@ class Quantity(_M):
     unit: str
     kind: Kind
     method: str
+    #: (1.4) 95% interval of a measured task metric over the test split's samples (its sampling error; how it
+    #: was computed: ``adaptc.measure.sampling.METHOD``), None for other numbers
+    ci95: tuple[float, float] | None = None
 
     @classmethod
     def measured(cls, value: float | None, unit: str, method: str) -> "Quantity":
@@ -62,6 +65,10 @@ class ParityReport(_M):
     drop_vs_torch: float
     #: metric drop against the fp32 artifact of the same format, both in the same runtime
     drop_vs_fp32_artifact: float | None = None
+    #: (1.4) 95% paired bootstrap intervals of the two drops over the test samples (None without per-sample
+    #: scores): a drop whose interval contains 0 is within the split's sampling error
+    drop_vs_torch_ci95: tuple[float, float] | None = None
+    drop_vs_fp32_artifact_ci95: tuple[float, float] | None = None
     max_abs_diff: float
     mean_abs_diff: float
     cosine: float

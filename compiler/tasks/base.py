@@ -59,14 +59,22 @@ class Split:
 #: metric(outputs, split) -> score in [0, 1], higher is better. ``outputs`` is the model's first output
 #: over the whole split, stacked along the batch dimension, as a NumPy array.
 Metric = Callable[[np.ndarray, Split], float]
+#: sample_scores(outputs, split) -> one score per sample (per query for retrieval) whose mean is the metric;
+#: reports resample them for the metric's sampling error (``adaptc.measure.sampling``)
+SampleScores = Callable[[np.ndarray, Split], np.ndarray]
+
+
+def correct(outputs: np.ndarray, split: Split) -> np.ndarray:
+    """Per sample, 1.0 where the top class of the scores (N, C) is the target: the samples of ``accuracy``."""
+    if split.targets is None:
+        raise ValueError("accuracy needs targets")
+    pred = np.asarray(outputs).reshape(len(split), -1).argmax(axis=1)
+    return (pred == split.targets.cpu().numpy()).astype(np.float64)
 
 
 def accuracy(outputs: np.ndarray, split: Split) -> float:
     """Top-1 accuracy of class scores (N, C) against integer targets."""
-    if split.targets is None:
-        raise ValueError("accuracy needs targets")
-    pred = np.asarray(outputs).reshape(len(split), -1).argmax(axis=1)
-    return float((pred == split.targets.cpu().numpy()).mean())
+    return float(correct(outputs, split).mean())
 
 
 @dataclass
@@ -80,6 +88,9 @@ class Task:
         train, val, test: data splits. ``train`` is used for distillation and calibration, ``val`` for
             selection, ``test`` only for the numbers in the report.
         metric: ``metric(outputs, split) -> float`` in [0, 1], higher is better (default: top-1 accuracy).
+        sample_scores: ``sample_scores(outputs, split) -> array`` of per-sample scores whose mean is the metric
+            (set for ``accuracy``; optional for other metrics): reports give the metric's 95% interval over the
+            test samples and the parity gate the interval of each drop. Without it they give the metric alone.
         metric_name: how reports name the metric.
         input_names, output_names: names of the graph inputs/outputs in exported artifacts.
         kind: ``classification`` (outputs are class scores) or ``embedding`` (outputs are vectors).
@@ -96,6 +107,7 @@ class Task:
     test: Split
     metric: Metric = accuracy
     metric_name: str = "accuracy"
+    sample_scores: SampleScores | None = None
     input_names: tuple[str, ...] = ("input",)
     output_names: tuple[str, ...] = ("logits",)
     kind: Literal["classification", "embedding"] = "classification"
@@ -123,7 +135,20 @@ class Task:
                 raise ValueError(
                     f"task {self.name!r}: {len(self.input_names)} input_names for {len(self.example_inputs)} inputs"
                 )
+        if self.sample_scores is None and self.metric is accuracy:
+            self.sample_scores = correct
         self.model.eval()
+
+    def per_sample(self, outputs: np.ndarray, split: Split, metric: float | None = None) -> np.ndarray | None:
+        """The metric's per-sample scores on ``split`` (None when the task has none). Scores that do not average
+        to the metric (a user's ``sample_scores`` that disagrees with ``metric``) are not used: None."""
+        if self.sample_scores is None:
+            return None
+        s = np.asarray(self.sample_scores(outputs, split), dtype=np.float64).reshape(-1)
+        m = self.metric(outputs, split) if metric is None else metric
+        if not len(s) or not np.isclose(s.mean(), m, rtol=0, atol=1e-6):
+            return None
+        return s
 
     def train_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self.loss is not None:
