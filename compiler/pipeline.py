@@ -524,6 +524,7 @@ def build(
 
             try:
                 model, search_report = run_search(the_task, profile, store=store, out_dir=out_dir, seed=seed,
+                                                  teacher_outputs=teacher_outputs,
                                                   options=search_opts)
             except BudgetError as e:
                 no_fit, search_report = e, getattr(e, "search", None)

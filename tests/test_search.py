@@ -43,12 +43,16 @@ def test_search_report_has_pareto_and_choice(search_build) -> None:
     ch = s["chosen"]
     assert ch["candidate"] in {p["key"] for p in s["points"]} and "fastest" in ch["why"]
     assert ch["width"] in (1.0, 0.5, 0.25) and ch["test"] > 0.8
+    # the test figure with its sampling error, and the retention of the teacher's (paired over the test samples)
+    assert ch["test_ci95"][0] <= ch["test"] <= ch["test_ci95"][1]
+    assert ch["test_retention"] == pytest.approx(ch["test"] / rep.task.teacher.metric.value)
+    assert ch["test_retention_ci95"][0] <= ch["test_retention"] <= ch["test_retention_ci95"][1]
     # each figure says what it was measured on (with QAT, validation is the fake-quantized best epoch's)
     assert ch["val_measured"].startswith("torch") and ch["test_measured"].startswith("torch, final student")
     assert ("fake-quantized" in ch["val_measured"]) == ch["qat"]
     assert (out / "pareto.png").stat().st_size > 1000
     md = (out / "report.md").read_text()
-    assert "## Student search" in md and "pareto.png" in md
+    assert "## Student search" in md and "pareto.png" in md and "of the teacher's" in md
     assert rep.status == "ok" and rep.chosen  # the chosen student was exported and gated
     a = rep.chosen_artifact
     assert a is not None and a.parity is not None and a.parity.passed

@@ -23,6 +23,14 @@ def method(samples: int) -> str:
             "fixed seed; paired for drops)")
 
 
+def bracket(ci: "tuple[float, float] | list[float] | None", digits: int = 1, signed: bool = False) -> str:
+    """How reports write an interval of a fraction: `` [a, b]`` in percent (points), empty without one."""
+    if ci is None:
+        return ""
+    f = f"{{:{'+' if signed else ''}.{digits}f}}"
+    return f" [{f.format(100 * ci[0])}, {f.format(100 * ci[1])}]"
+
+
 Statistic = Callable[..., np.ndarray]
 
 

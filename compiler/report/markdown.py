@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..measure.sampling import bracket
 from .schema import ArtifactReport, BuildReport, ParityReport, Quantity
 
 _TAG = {"measured": "M", "counted": "C", "estimated": "E"}
@@ -23,7 +24,7 @@ def fmt_q(q: Quantity | None, digits: int = 3) -> str:
     if q.unit == "bytes":
         s = _fmt_bytes(v)
     elif q.unit == "fraction":
-        s = f"{100 * v:.2f}%" + (f" [{100 * q.ci95[0]:.1f}, {100 * q.ci95[1]:.1f}]" if q.ci95 else "")
+        s = f"{100 * v:.2f}%" + bracket(q.ci95)
     else:
         s = f"{v:.{digits}g} {q.unit}"
     return f"{s} ({_TAG[q.kind]})"
@@ -74,7 +75,7 @@ def render(report: BuildReport) -> str:
             vs_fp32 = p.drop_vs_fp32_artifact is not None
             ref = p.drop_vs_fp32_artifact if vs_fp32 else p.drop_vs_torch
             ci = p.drop_vs_fp32_artifact_ci95 if vs_fp32 else p.drop_vs_torch_ci95
-            drop = f"{100 * ref:+.2f} pt" + (f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]" if ci else "")
+            drop = f"{100 * ref:+.2f} pt" + bracket(ci, signed=True)
         no_rt = a.status != "failed" and (a.runtime or "").startswith("none")
         missing = "not run (no runtime here)" if no_rt else "—"
         host = f"{fmt_q(a.host.latency_median)} / {fmt_q(a.host.latency_p90)}" if a.host else missing

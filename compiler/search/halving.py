@@ -25,11 +25,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from .. import progress
-from ..distill import DistillConfig, LossWeights, distill, evaluate
+from ..distill import DistillConfig, LossWeights, distill
 from ..distill.schedule import assistant_width, needs_assistant
 from ..distill.trainer import qat_epoch_count
 from ..errors import AdaptcError, BudgetError
@@ -37,7 +38,8 @@ from ..profiles import DeviceProfile
 from ..quant import get_scheme
 from ..slim import block_importance, extract_skeleton, max_droppable
 from ..store import BuildStore, data_fingerprint, model_fingerprint, stable_hash
-from ..tasks.base import Task
+from ..measure.sampling import bracket, mean_interval, ratio_interval
+from ..tasks.base import Task, predict_torch
 from ..training import torch_threads
 from .pareto import pareto_front, plot_pareto
 from .space import (
@@ -324,9 +326,30 @@ def _nearest_message(profile: DeviceProfile, costs: list[CandidateCost], n: int 
     return f"no student candidate meets every budget of {profile.name}; nearest: " + "; ".join(parts)
 
 
+def _test_quality(task: Task, student: nn.Module, teacher_outputs: np.ndarray | None) -> dict[str, Any]:
+    """The student's test metric in torch with its sampling error, and its retention of the teacher's metric with
+    a paired interval (both models scored on the same resampled test samples), where the task has per-sample
+    scores."""
+    out = predict_torch(student, task.test, transform=task.batch_transform)
+    test = float(task.metric(out, task.test))
+    q: dict[str, Any] = {"test": test}
+    scores = task.per_sample(out, task.test, test)
+    if scores is None:
+        return q
+    q["test_ci95"] = list(mean_interval(scores))
+    t_out = teacher_outputs if teacher_outputs is not None else predict_torch(task.model, task.test)
+    t_metric = float(task.metric(t_out, task.test))
+    t_scores = task.per_sample(t_out, task.test, t_metric)
+    if t_scores is not None and len(t_scores) == len(scores) and t_metric > 0:
+        q["test_retention"] = test / t_metric
+        q["test_retention_ci95"] = list(ratio_interval(scores, t_scores))
+    return q
+
+
 def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir: Path, seed: int = 0,
-               **options: Any) -> tuple[nn.Module, dict[str, Any]]:
-    """Find and train the student; returns (student, the report's ``search`` section)."""
+               teacher_outputs: np.ndarray | None = None, **options: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """Find and train the student; returns (student, the report's ``search`` section). ``teacher_outputs``: the
+    teacher's on the test split, if the caller has them (for the chosen student's retention of its metric)."""
     opts = resolve_options(task, options.pop("options", None) or options)
     s = Search(task, profile, store, out_dir, seed, opts)
     t0 = time.perf_counter()
@@ -470,7 +493,8 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
     val, student, info = s.trial(spec, "final", opts.final_epochs, final=True, qat=qat, fit_epochs=fit)
     final_epochs = info.get("epochs") or opts.final_epochs
     assert student is not None
-    test = evaluate(student, task)
+    quality = _test_quality(task, student, teacher_outputs)
+    test = quality["test"]
     front = pareto_front(points)
     for i, p in enumerate(points):
         p["pareto"] = i in front
@@ -483,7 +507,7 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         points=points,
         chosen={"candidate": chosen["key"], "skeleton": spec.key, "width": spec.width, "drop": spec.drop,
                 "scheme": chosen["scheme"], "why": why, "final_epochs": final_epochs, "qat": qat,
-                "val": val, "test": test,
+                "val": val, **quality,
                 # what each figure was measured on: selection happens during training, so with QAT the validation
                 # figure is the best QAT epoch's with fake quantization on; the test figure is the final student's
                 "val_measured": ("torch, best QAT epoch, fake-quantized (weights and activations)" if qat
@@ -499,7 +523,9 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
                  f"{sum(1 for c in flat if c.feasible)} fit the budgets before training; "
                  f"{len(scores)} skeletons trained over {len(rungs_done)} rung(s). Chosen: **{chosen['key']}** "
                  f"({info.get('params'):,} parameters, {s.teacher_params / max(1, info.get('params') or 1):.1f}x fewer than "
-                 f"the teacher), test {task.metric_name} {100 * test:.2f}% in torch — {why}."),
+                 f"the teacher), test {task.metric_name} {_pct(quality, 'test')} in torch"
+                 + (f", {_pct(quality, 'test_retention', 1)} of the teacher's" if "test_retention" in quality else "")
+                 + f" — {why}."),
     )
     if opts.plot:
         try:
@@ -510,6 +536,11 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         except Exception as e:  # a plot is a convenience, never a failure
             s.log.append(f"plot failed: {e}")
     return student, section
+
+
+def _pct(q: dict[str, Any], name: str, digits: int = 2) -> str:
+    """``q[name]`` in percent, with its 95% interval ``q[name + '_ci95']`` where there is one."""
+    return f"{100 * q[name]:.{digits}f}%" + bracket(q.get(name + "_ci95"), max(0, digits - 1))
 
 
 def _cost_pareto(flat: list[CandidateCost]) -> list[dict[str, Any]]:
