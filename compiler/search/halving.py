@@ -34,11 +34,11 @@ from ..distill import DistillConfig, LossWeights, distill
 from ..distill.schedule import assistant_width, needs_assistant
 from ..distill.trainer import qat_epoch_count
 from ..errors import AdaptcError, BudgetError
+from ..measure.sampling import bracket, mean_interval, ratio_interval
 from ..profiles import DeviceProfile
 from ..quant import get_scheme
 from ..slim import block_importance, extract_skeleton, max_droppable
 from ..store import BuildStore, data_fingerprint, model_fingerprint, stable_hash
-from ..measure.sampling import bracket, mean_interval, ratio_interval
 from ..tasks.base import Task, predict_torch
 from ..training import torch_threads
 from .pareto import pareto_front, plot_pareto
