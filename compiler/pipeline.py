@@ -50,7 +50,7 @@ from .tasks import Task, get_task, predict_torch
 from .versions import host_info, toolchain_versions
 
 #: a new artifact record is needed when these change
-_ARTIFACT_RECORD_VERSION = 4
+_ARTIFACT_RECORD_VERSION = 5
 
 
 @dataclass
@@ -361,7 +361,7 @@ class ArtifactBuilder:
                              f"{rt_version} on this host, {self.task.metric_name} over the {res.samples}-sample test split"),
             torch_metric=_q_torch_metric(self.task, res.reference_metric, res.reference_ci95, res.scored_samples),
             drop_vs_torch=res.drop, drop_vs_fp32_artifact=drop_fp32, drop_vs_torch_ci95=res.drop_ci95,
-            drop_vs_fp32_artifact_ci95=drop_fp32_ci, max_abs_diff=res.max_abs_diff,
+            drop_vs_fp32_artifact_ci95=drop_fp32_ci, scored_samples=res.scored_samples, max_abs_diff=res.max_abs_diff,
             mean_abs_diff=res.mean_abs_diff, cosine=res.cosine, top1_agreement=res.top1_agreement,
             teacher_cosine=res.teacher_cosine, teacher_top1_agreement=res.teacher_top1_agreement, max_drop=max_drop,
             passed=passed, reason=reason,

@@ -93,6 +93,7 @@ def test_metrics_carry_their_sampling_error(pixel8_build) -> None:
         p = a["parity"]
         assert p["metric"]["ci95"][0] <= p["metric"]["value"] <= p["metric"]["ci95"][1]
         assert p["torch_metric"]["ci95"] == pytest.approx(teacher["ci95"])  # --no-search: the torch model is the teacher
+        assert p["scored_samples"] == p["samples"] == 360  # one score per test image
         d_lo, d_hi = p["drop_vs_torch_ci95"]
         assert d_lo <= p["drop_vs_torch"] <= d_hi
         # paired: far narrower than the metric's own interval when artifact and reference agree on most samples

@@ -20,8 +20,15 @@ def test_mean_interval_matches_binomial_error() -> None:
     assert lo < s.mean() < hi
     se = np.sqrt(s.mean() * (1 - s.mean()) / len(s))  # normal approximation of a proportion
     assert (hi - lo) == pytest.approx(2 * 1.96 * se, rel=0.15)
-    assert mean_interval(s) == (lo, hi)  # fixed seed: the same interval every run
-    assert mean_interval(np.ones(50)) == (1.0, 1.0)
+    assert mean_interval(s) == (lo, hi)
+    # 0/1 scores get Wilson's interval: it does not collapse onto the bound (a bootstrap of 50 hits gives [1, 1])
+    lo1, hi1 = mean_interval(np.ones(50))
+    assert 0.9 < lo1 < 1.0 and hi1 == pytest.approx(1.0)
+    assert mean_interval(np.r_[np.ones(357), np.zeros(3)]) == pytest.approx((0.9758, 0.9972), abs=1e-4)
+    # other scores: a percentile bootstrap of the mean, the same interval every run (fixed seed)
+    g = np.random.default_rng(3).random(300)
+    b = mean_interval(g)
+    assert b[0] < g.mean() < b[1] and mean_interval(g) == b
 
 
 def test_paired_drop_is_narrower_than_either_metric() -> None:

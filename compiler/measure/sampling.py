@@ -1,4 +1,6 @@
-"""Sampling error of a task metric over a finite test split: percentile bootstrap intervals.
+"""Sampling error of a task metric over a finite test split: Wilson score intervals for proportions (per-sample
+scores of 0 or 1: accuracy, R@1), percentile bootstrap intervals otherwise and for paired statistics (drops,
+retention ratios).
 
 A test split of a few hundred samples decides a metric to a few points only (576 retrieval queries: R@1 0.29
 has a 95% interval of about +-4 points); a report that gives the metric, or a parity gate's drop, without it
@@ -19,8 +21,8 @@ DRAWS = 2000
 
 def method(samples: int) -> str:
     """How reports describe the intervals (``samples``: the scored samples, e.g. queries for retrieval)."""
-    return (f"95% percentile bootstrap over the {samples} scored samples of the test split ({DRAWS:,} draws, "
-            "fixed seed; paired for drops)")
+    return (f"95% intervals over the {samples} scored samples of the test split: Wilson score interval for a "
+            f"proportion, else percentile bootstrap ({DRAWS:,} draws, fixed seed); drops: paired bootstrap")
 
 
 def bracket(ci: "tuple[float, float] | list[float] | None", digits: int = 1, signed: bool = False) -> str:
@@ -63,9 +65,22 @@ def bootstrap_interval(stat: Statistic, *samples: np.ndarray, draws: int = DRAWS
     return float(lo), float(hi)
 
 
+def wilson_interval(successes: int, n: int) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (``scipy.stats.binomtest``): unlike a percentile bootstrap it does
+    not collapse onto the bound near 0 or 1 (357 of 360: 97.6-99.7%, where the bootstrap gives 98.1-100%)."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(successes), int(n)).proportion_ci(0.95, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
 def mean_interval(scores: np.ndarray, **kw: object) -> tuple[float, float]:
-    """Interval of a metric that is the mean of per-sample scores (accuracy, R@1)."""
-    return bootstrap_interval(lambda a: a.mean(1), scores, **kw)  # type: ignore[arg-type]
+    """Interval of a metric that is the mean of per-sample scores: Wilson's for 0/1 scores (accuracy, R@1),
+    else a percentile bootstrap of the mean."""
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(s) and np.all((s == 0) | (s == 1)):
+        return wilson_interval(int(s.sum()), len(s))
+    return bootstrap_interval(lambda a: a.mean(1), s, **kw)  # type: ignore[arg-type]
 
 
 def drop_interval(reference: np.ndarray, scores: np.ndarray, **kw: object) -> tuple[float, float]:

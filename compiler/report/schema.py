@@ -69,6 +69,9 @@ class ParityReport(_M):
     #: scores): a drop whose interval contains 0 is within the split's sampling error
     drop_vs_torch_ci95: tuple[float, float] | None = None
     drop_vs_fp32_artifact_ci95: tuple[float, float] | None = None
+    #: (1.4) how many per-sample scores the intervals resample: ``samples`` counts inputs, a retrieval task scores
+    #: one query per pair (minilm: 1,152 texts, 576 scored queries); 0 when the task has no per-sample scores
+    scored_samples: int = 0
     max_abs_diff: float
     mean_abs_diff: float
     cosine: float
