@@ -15,7 +15,8 @@ from typing import Callable
 
 import numpy as np
 
-#: draws of the bootstrap: the percentiles of a 95% interval move by ~0.1 point between seeds at 2,000
+#: draws of the bootstrap: at 2,000 the ends of a 95% interval move between seeds by ~0.1 point for a drop and
+#: ~0.25 point for a retention in percent (std over 10 seeds, 576 samples)
 DRAWS = 2000
 
 
