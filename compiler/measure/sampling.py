@@ -34,6 +34,11 @@ def bracket(ci: "tuple[float, float] | list[float] | None", digits: int = 1, sig
     return f" [{f.format(100 * ci[0])}, {f.format(100 * ci[1])}]"
 
 
+def percent(value: float, ci: "tuple[float, float] | list[float] | None" = None, digits: int = 2) -> str:
+    """A fraction in percent with ``digits`` decimals, and its interval (one decimal fewer) where there is one."""
+    return f"{100 * value:.{digits}f}%" + bracket(ci, max(0, digits - 1))
+
+
 Statistic = Callable[..., np.ndarray]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..measure.sampling import bracket
+from ..measure.sampling import bracket, percent
 from .schema import ArtifactReport, BuildReport, ParityReport, Quantity
 
 _TAG = {"measured": "M", "counted": "C", "estimated": "E"}
@@ -24,7 +24,7 @@ def fmt_q(q: Quantity | None, digits: int = 3) -> str:
     if q.unit == "bytes":
         s = _fmt_bytes(v)
     elif q.unit == "fraction":
-        s = f"{100 * v:.2f}%" + bracket(q.ci95)
+        s = percent(v, q.ci95)
     else:
         s = f"{v:.{digits}g} {q.unit}"
     return f"{s} ({_TAG[q.kind]})"

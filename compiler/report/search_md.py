@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..measure.sampling import bracket
+from ..measure.sampling import percent
 
 
 def render_search(search: dict[str, Any]) -> list[str]:
@@ -21,8 +21,8 @@ def render_search(search: dict[str, Any]) -> list[str]:
             f"teacher); final training {ch['final_epochs']} epochs{' with QAT' if ch.get('qat') else ''}"
             + (f", via teacher assistant {ch['assistant']['skeleton']}" if ch.get("assistant") else ""),
             f"- validation {100 * ch['val']:.2f}% ({ch.get('val_measured', 'torch')}), "
-            f"test {100 * ch['test']:.2f}%{bracket(ch.get('test_ci95'))} ({ch.get('test_measured', 'torch')})"
-            + (f", {100 * ch['test_retention']:.1f}%{bracket(ch.get('test_retention_ci95'), 0)} of the teacher's"
+            f"test {percent(ch['test'], ch.get('test_ci95'))} ({ch.get('test_measured', 'torch')})"
+            + (f", {percent(ch['test_retention'], ch.get('test_retention_ci95'), 1)} of the teacher's"
                if "test_retention" in ch else "")
             + "; measured" + ("; [a, b]: 95% interval over the test samples (paired for the retention)"
                               if "test_ci95" in ch else ""),

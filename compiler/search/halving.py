@@ -34,7 +34,7 @@ from ..distill import DistillConfig, LossWeights, distill
 from ..distill.schedule import assistant_width, needs_assistant
 from ..distill.trainer import qat_epoch_count
 from ..errors import AdaptcError, BudgetError
-from ..measure.sampling import bracket, mean_interval, ratio_interval
+from ..measure.sampling import mean_interval, percent, ratio_interval
 from ..profiles import DeviceProfile
 from ..quant import get_scheme
 from ..slim import block_importance, extract_skeleton, max_droppable
@@ -523,8 +523,9 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
                  f"{sum(1 for c in flat if c.feasible)} fit the budgets before training; "
                  f"{len(scores)} skeletons trained over {len(rungs_done)} rung(s). Chosen: **{chosen['key']}** "
                  f"({info.get('params'):,} parameters, {s.teacher_params / max(1, info.get('params') or 1):.1f}x fewer than "
-                 f"the teacher), test {task.metric_name} {_pct(quality, 'test')} in torch"
-                 + (f", {_pct(quality, 'test_retention', 1)} of the teacher's" if "test_retention" in quality else "")
+                 f"the teacher), test {task.metric_name} {percent(test, quality.get('test_ci95'))} in torch"
+                 + (f", {percent(quality['test_retention'], quality.get('test_retention_ci95'), 1)} of the teacher's"
+                    if "test_retention" in quality else "")
                  + f" — {why}."),
     )
     if opts.plot:
@@ -536,11 +537,6 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         except Exception as e:  # a plot is a convenience, never a failure
             s.log.append(f"plot failed: {e}")
     return student, section
-
-
-def _pct(q: dict[str, Any], name: str, digits: int = 2) -> str:
-    """``q[name]`` in percent, with its 95% interval ``q[name + '_ci95']`` where there is one."""
-    return f"{100 * q[name]:.{digits}f}%" + bracket(q.get(name + "_ci95"), max(0, digits - 1))
 
 
 def _cost_pareto(flat: list[CandidateCost]) -> list[dict[str, Any]]:

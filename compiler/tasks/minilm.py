@@ -222,7 +222,8 @@ def make_task() -> Task:
     ex = (test.inputs[0][:1].clone(), test.inputs[1][:1].clone())
     return Task(
         name="minilm", model=teacher, example_inputs=ex, train=train, val=val, test=test, metric=recall_at_1,
-        sample_scores=recall_at_1_hits, metric_name="R@1", input_names=("input_ids", "attention_mask"), output_names=("sentence_embedding",),
+        sample_scores=recall_at_1_hits, metric_name="R@1", input_names=("input_ids", "attention_mask"),
+        output_names=("sentence_embedding",),
         kind="embedding", batch_transform=trim_padding, search_defaults=SEARCH_DEFAULTS,
         loss=paired_contrastive_loss,
         description=("all-MiniLM-L6-v2 sentence embeddings; retrieval of stdlib docstring bodies from their summary "
