@@ -99,6 +99,7 @@ TaskOpt = Annotated[str, typer.Option("--task", "-t", help="Built-in task (digit
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder [default: adaptc-out/<device>].")]
 FormatsOpt = Annotated[Optional[str], typer.Option("--formats", help="Comma-separated formats, overriding the profile (onnx,tflite,coreml).")]
 MaxDropOpt = Annotated[float, typer.Option("--max-drop", help="Largest accepted metric drop of an artifact, in points.")]
+GateOpt = Annotated[str, typer.Option("--gate", help="How the parity gate reads an artifact's drop: point (the drop itself), lenient (reject only a drop whose 95% interval over the test samples lies wholly above --max-drop), strict (accept only a drop whose interval lies wholly at or below it).")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="Host threads for measurement [default: the profile's].")]
 RunsOpt = Annotated[int, typer.Option("--runs", min=5, help="Timed runs per latency measurement (after warm-up).")]
 NoResumeOpt = Annotated[bool, typer.Option("--no-resume", help="Redo finished work instead of resuming.")]
@@ -110,6 +111,7 @@ def build(
     out: OutOpt = None,
     formats: FormatsOpt = None,
     max_drop: MaxDropOpt = 1.0,
+    gate: GateOpt = "point",
     threads: ThreadsOpt = None,
     runs: RunsOpt = 100,
     no_resume: NoResumeOpt = False,
@@ -150,7 +152,7 @@ def build(
     with using(_reporter()) as rep, _maybe_live(rep):
         try:
             report = run_build(task, device, out, formats=_parse_formats(formats), max_drop=max_drop / 100.0,
-                               threads=threads, runs=runs, resume=not no_resume, seed=seed, search=search)
+                               gate=gate, threads=threads, runs=runs, resume=not no_resume, seed=seed, search=search)
         except AdaptcError as e:
             r = getattr(e, "report", None)
             if r is not None:
@@ -183,6 +185,7 @@ def export_cmd(
     out: OutOpt = None,
     formats: FormatsOpt = None,
     max_drop: MaxDropOpt = 1.0,
+    gate: GateOpt = "point",
     threads: ThreadsOpt = None,
     runs: RunsOpt = 100,
     no_resume: NoResumeOpt = False,
@@ -194,7 +197,7 @@ def export_cmd(
     with using(_reporter()) as rep, _maybe_live(rep):
         try:
             report = export_model(task, device, out, formats=_parse_formats(formats), max_drop=max_drop / 100.0,
-                                  threads=threads, runs=runs, resume=not no_resume)
+                                  gate=gate, threads=threads, runs=runs, resume=not no_resume)
         except AdaptcError as e:
             r = getattr(e, "report", None)
             if r is not None:

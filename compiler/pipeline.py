@@ -26,7 +26,7 @@ from .errors import AdaptcError, BudgetError, ExportError
 from .export import ExportRequest, available_formats, get_exporter
 from .export._capture import captured_output
 from .export.base import runtime_unavailable_reason
-from .export.parity import check_parity
+from .export.parity import GATES, Gate, check_parity, gate_verdict
 from .measure import host_threads, measure, open_runner, runtime_available
 from .measure.sampling import drop_interval, mean_interval
 from .measure.sampling import method as sampling_method
@@ -58,6 +58,8 @@ class ExportSettings:
     formats: tuple[str, ...] | None = None
     #: largest accepted metric drop of an artifact against the torch model it came from (fraction: 0.01 = 1 point)
     max_drop: float = 0.01
+    #: how the gate reads the drop: the drop itself, or its 95% interval (adaptc.export.parity.GATES)
+    gate: Gate = "point"
     threads: int | None = None
     runs: int = 100
     warmup: int = 10
@@ -205,6 +207,8 @@ class ArtifactBuilder:
             "scheme": scheme, "max_drop": s.max_drop, "threads": self.threads, "runs": s.runs, "warmup": s.warmup,
             "measure": s.measure_host, "device": self.profile.model_dump(mode="json"),
             "toolchain": toolchain_versions(), "stem": self.stem,
+            # only when not the default: records made before the option existed keep their keys
+            **({"gate": s.gate} if s.gate != "point" else {}),
         })
 
     def _artifact(self, exporter: Any, scheme: str, fp32: ArtifactReport | None) -> ArtifactReport:
@@ -341,20 +345,13 @@ class ArtifactBuilder:
             fp32_scores = self._scores.get(fp32.file)
             if fp32_scores is not None and res.scores is not None and len(fp32_scores) == len(res.scores):
                 drop_fp32_ci = drop_interval(fp32_scores, res.scores)
-        worst = max(res.drop, drop_fp32 if drop_fp32 is not None else -1.0)
-        passed = worst <= max_drop + 1e-9
-        reason = None
-        if not passed:
-            against_fp32 = drop_fp32 is not None and drop_fp32 >= res.drop
-            which = "the fp32 artifact" if against_fp32 else "the torch model"
-            ci = drop_fp32_ci if against_fp32 else res.drop_ci95
-            noise = ""
-            if ci is not None:  # the gate decides on the drop itself; the interval says how sure that is
-                inside = "within" if ci[0] <= 0 else "outside"
-                noise = (f"; 95% interval of the drop {100 * ci[0]:.2f}..{100 * ci[1]:.2f} points over the "
-                         f"{res.scored_samples} scored test samples: {inside} their sampling error")
-            reason = (f"{self.task.metric_name} drops {100 * worst:.2f} points against {which} "
-                      f"(more than the {100 * max_drop:.2f}-point limit){noise}")
+        drops = [("the torch model", res.drop, res.drop_ci95)]
+        if drop_fp32 is not None:
+            drops.append(("the fp32 artifact", drop_fp32, drop_fp32_ci))
+        verdict = gate_verdict(self.task.metric_name, drops, max_drop, self.settings.gate, res.scored_samples)
+        passed, reason = verdict.passed, verdict.reason
+        if verdict.note:
+            rep.flags.append(verdict.note)
         rep.parity = ParityReport(
             runtime=runtime, split="test", samples=res.samples, metric_name=self.task.metric_name,
             metric=_q_metric(res.metric, res.metric_ci95, res.scored_samples,
@@ -364,7 +361,7 @@ class ArtifactBuilder:
             drop_vs_fp32_artifact_ci95=drop_fp32_ci, scored_samples=res.scored_samples, max_abs_diff=res.max_abs_diff,
             mean_abs_diff=res.mean_abs_diff, cosine=res.cosine, top1_agreement=res.top1_agreement,
             teacher_cosine=res.teacher_cosine, teacher_top1_agreement=res.teacher_top1_agreement, max_drop=max_drop,
-            passed=passed, reason=reason,
+            gate=self.settings.gate, passed=passed, reason=reason,
         )
         if not passed:
             rep.status = "rejected"
@@ -470,7 +467,12 @@ def _choose(profile: DeviceProfile, formats: Sequence[str], outcomes: dict[str, 
             return c, "ok", None
     best = candidates[0]
     broken = "; ".join(b.message for b in best.budgets if not b.fits)
-    return None, "no_fit", f"no artifact meets every budget of {profile.name}: {best.file}: {broken}"
+    # artifacts that would have fitted but failed the gate: the limit (--max-drop, --gate), not the budget, decided
+    gated = [r.file for f in formats if outcomes.get(f) for r in outcomes[f].reports
+             if r.status == "rejected" and r.parity is not None and not r.parity.passed and r.fits_budgets]
+    also = (f" ({len(gated)} that fit {'was' if len(gated) == 1 else 'were'} rejected by the {best.parity.gate if best.parity else 'point'} parity "
+            f"gate: {', '.join(gated)}; see --max-drop and --gate)") if gated else ""
+    return None, "no_fit", f"no artifact meets every budget of {profile.name}: {best.file}: {broken}{also}"
 
 
 def build(
@@ -480,6 +482,7 @@ def build(
     *,
     formats: Sequence[str] | None = None,
     max_drop: float = 0.01,
+    gate: Gate = "point",
     threads: int | None = None,
     runs: int = 100,
     resume: bool = True,
@@ -489,6 +492,9 @@ def build(
 ) -> BuildReport:
     """Build device artifacts for a task and return the report (the same content as ``report.json``).
 
+    ``max_drop``: the largest accepted metric drop of an artifact (fraction); ``gate``: how the parity gate reads
+    it -- "point" the drop itself, "lenient" rejects only a drop whose 95% interval over the test samples lies
+    wholly above ``max_drop``, "strict" accepts only one whose interval lies wholly at or below it.
     ``search``: True runs the student search with default options, a dict passes options to
     :class:`adaptc.search.SearchOptions` (widths, rung_epochs, final_epochs, time_budget_s, distill=a dict of
     fields over the task's distillation defaults or a DistillConfig used as given, ...), False exports the
@@ -500,11 +506,13 @@ def build(
     profile = load_profile(device)
     if not 0 <= max_drop <= 1:
         raise AdaptcError(f"max_drop must be a fraction between 0 and 1 (got {max_drop})")
+    if gate not in GATES:
+        raise AdaptcError(f"gate must be one of {', '.join(GATES)} (got {gate!r})")
     out_dir = Path(out) if out is not None else default_out_dir(profile)
     ensure_writable_dir(out_dir)
     clean_stale_temporaries(out_dir)
     fmts = resolve_formats(profile, formats)
-    settings = ExportSettings(formats=tuple(fmts), max_drop=max_drop, threads=threads, runs=runs,
+    settings = ExportSettings(formats=tuple(fmts), max_drop=max_drop, gate=gate, threads=threads, runs=runs,
                               measure_host=measure_host, resume=resume)
     the_task = get_task(task)
     search_opts = _search_options(search, the_task)

@@ -102,6 +102,8 @@ def test_metrics_carry_their_sampling_error(pixel8_build) -> None:
     assert int8["drop_vs_fp32_artifact_ci95"][0] <= int8["drop_vs_fp32_artifact"] <= int8["drop_vs_fp32_artifact_ci95"][1]
     md = (out / "report.md").read_text()
     assert f"[{100 * lo:.1f}, {100 * hi:.1f}]" in md and "95% interval over the test samples" in md
+    assert "- parity gate: at most 1.00 points below the torch model and the fp32 artifact, point" in md
+    assert rep["settings"]["gate"] == "point" and int8["gate"] == "point"
 
 
 def test_rerun_resumes_without_redoing(pixel8_build) -> None:
@@ -135,6 +137,58 @@ def test_parity_gate_rejects_int8_beyond_max_drop(digits_task, tmp_path: Path) -
     assert all(r.parity is not None and not r.parity.passed and "drops" in (r.parity.reason or "") for r in rejected)
     # the reason says whether the drop is outside the test split's sampling error (here: no drop at all)
     assert all("sampling error" in (r.parity.reason or "") for r in rejected)
+
+
+def test_gate_verdict_point_lenient_strict() -> None:
+    from adaptc.export.parity import gate_verdict
+
+    # a 1.5-point drop whose interval (-0.5..3.5) straddles the 1-point limit: the three gates differ
+    drops = [("the torch model", 0.015, (-0.005, 0.035))]
+    point = gate_verdict("accuracy", drops, 0.01, "point", 300)
+    assert not point.passed and "more than the 1.00-point limit" in point.reason and "within their sampling" in point.reason
+    lenient = gate_verdict("accuracy", drops, 0.01, "lenient", 300)
+    assert lenient.passed and lenient.reason is None and "reaches below it" in lenient.note
+    strict = gate_verdict("accuracy", drops, 0.01, "strict", 300)
+    assert not strict.passed and "not shown to be within it (strict gate)" in strict.reason
+    # a 0.2-point drop whose interval reaches 1.6 points passes the point gate, not the strict one
+    small = [("the torch model", 0.002, (-0.012, 0.016))]
+    assert gate_verdict("R@1", small, 0.01, "point").passed and gate_verdict("R@1", small, 0.01, "lenient").passed
+    assert not gate_verdict("R@1", small, 0.01, "strict").passed
+    # every comparison must pass; the one that fails is named
+    two = [("the torch model", 0.0, (0.0, 0.0)), ("the fp32 artifact", 0.03, (0.02, 0.04))]
+    v = gate_verdict("accuracy", two, 0.01, "lenient", 300)
+    assert not v.passed and "against the fp32 artifact" in v.reason and "wholly above" in v.reason
+    # no interval: an interval gate decides on the drop itself and says so
+    bare = [("the torch model", 0.005, None)]
+    v = gate_verdict("accuracy", bare, 0.01, "strict")
+    assert v.passed and "decided on the drop itself" in v.note
+    with pytest.raises(ValueError, match="gate must be one of"):
+        gate_verdict("accuracy", bare, 0.01, "loose")  # type: ignore[arg-type]
+
+
+def test_strict_gate_in_report_and_resume_key(digits_task, tmp_path: Path) -> None:
+    from adaptc.pipeline import ArtifactBuilder, ExportSettings
+    from adaptc.profiles import load_profile
+    from adaptc.store import BuildStore
+
+    with BuildStore(tmp_path / "s.sqlite") as store:
+        b = ArtifactBuilder(model=digits_task.model, task=digits_task, profile=load_profile("pixel8"), out_dir=tmp_path,
+                            store=store, settings=ExportSettings(gate="strict", measure_host=False))
+        res = b.run(["onnx"])["onnx"]
+        point = ArtifactBuilder(model=digits_task.model, task=digits_task, profile=load_profile("pixel8"),
+                                out_dir=tmp_path, store=store, settings=ExportSettings(measure_host=False))
+        # a record gated one way is not reused for another gate
+        assert b._key("onnx", "fp32") != point._key("onnx", "fp32")
+    int8 = next(r for r in res.reports if r.scheme == "int8_static_per_channel")
+    assert int8.parity is not None and int8.parity.gate == "strict"
+    hi = int8.parity.drop_vs_torch_ci95[1]
+    assert int8.parity.passed == (hi <= 0.01 + 1e-9 and int8.parity.drop_vs_fp32_artifact_ci95[1] <= 0.01 + 1e-9)
+
+
+def test_bad_gate_is_a_one_line_error(tmp_path: Path) -> None:
+    r = run_cli("export", "--device", "pixel8", "--formats", "onnx", "--gate", "loose", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "gate must be one of point, lenient, strict" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_sample_scores_that_disagree_with_the_metric_are_not_used(digits_task, tmp_path: Path) -> None:

@@ -105,6 +105,29 @@ def test_fallback_chain_static_rejected_then_dynamic(tmp_path: Path) -> None:
         assert st["int8_dynamic"].status == "ok" and res[fmt].chosen.file == f"model.int8dyn{ext}"
 
 
+def test_no_fit_message_names_artifacts_the_gate_rejected(tmp_path: Path) -> None:
+    # static int8 fits the size budget but fails the gate; fp32 passes the gate but breaks the budget: the one-line
+    # reason must say that the gate, not only the budget, left nothing
+    from adaptc.pipeline import _choose
+
+    task = data_task("export_tasks:drifted")
+    base = load_profile("pixel8")
+    with BuildStore(tmp_path / "s.sqlite") as store:
+        probe = ArtifactBuilder(model=task.model, task=task, profile=base, out_dir=tmp_path / "probe", store=store,
+                                settings=ExportSettings(measure_host=False, int8_guardrail=False))
+        sizes = {r.scheme: r.size.value for r in probe.run(["onnx"])["onnx"].reports}
+        limit_mb = (sizes["fp32"] + sizes["int8_static_per_channel"]) / 2 / 2**20
+        prof = base.model_copy(update={"quantization": ("int8_static_per_channel", "fp32"),
+                                       "budgets": base.budgets.model_copy(update={"max_model_mb": limit_mb})})
+        b = ArtifactBuilder(model=task.model, task=task, profile=prof, out_dir=tmp_path / "o", store=store,
+                            settings=ExportSettings(measure_host=False, int8_guardrail=False))
+        res = b.run(["onnx"])
+    chosen, status, reason = _choose(prof, ["onnx"], res)
+    assert chosen is None and status == "no_fit"
+    assert reason.startswith("no artifact meets every budget of pixel8: model.onnx: max_model_mb")
+    assert reason.endswith("(1 that fit was rejected by the point parity gate: model.int8.onnx; see --max-drop and --gate)")
+
+
 def test_quantized_artifact_over_budget_tries_next_scheme(digits_task, tmp_path: Path) -> None:
     # an int8 artifact that passes parity but breaks a budget does not stop the chain: the next quantized
     # scheme is tried (TFLite static int8 keeps embedding tables in float32, dynamic-range int8 does not);

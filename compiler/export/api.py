@@ -18,6 +18,7 @@ from torch import nn
 from ..errors import AdaptcError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..export.parity import Gate
     from ..profiles import DeviceProfile
     from ..report import BuildReport
     from ..tasks import Task
@@ -31,6 +32,7 @@ def export_model(
     task: "str | Task | None" = None,
     formats: Sequence[str] | None = None,
     max_drop: float = 0.01,
+    gate: "Gate" = "point",
     threads: int | None = None,
     runs: int = 100,
     resume: bool = True,
@@ -43,7 +45,8 @@ def export_model(
     and the module takes the place of the task's model. Formats come from the profile unless ``formats``
     overrides them. The report's ``status`` is ``partial`` when some format emitted nothing (its artifacts
     carry the converter's error, naming the op); :class:`adaptc.errors.BudgetError` is raised, with the
-    report attached, when no artifact meets the device budgets (as :func:`adaptc.build` does).
+    report attached, when no artifact meets the device budgets (as :func:`adaptc.build` does). ``max_drop`` and
+    ``gate``: the parity gate, as in :func:`adaptc.build`.
     """
     from ..pipeline import build
     from ..tasks import get_task
@@ -59,5 +62,5 @@ def export_model(
         if task is not None:
             raise AdaptcError("give task= only with an nn.Module (the first argument is already a task)")
         the_task = model_or_task
-    return build(the_task, device, out, formats=formats, max_drop=max_drop, threads=threads, runs=runs,
+    return build(the_task, device, out, formats=formats, max_drop=max_drop, gate=gate, threads=threads, runs=runs,
                  resume=resume, measure_host=measure_host, search=False)

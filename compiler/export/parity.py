@@ -5,13 +5,15 @@ Reported per artifact: the task metric in the runtime, agreement with the torch 
 top-1 for classifiers: how closely a student imitates it, in its runtime) and the metric drop against the
 reference. An artifact whose metric drops more than ``max_drop`` is rejected, with the reason. Where the task has
 per-sample scores, the metric and the drop carry their sampling error over the split (95% bootstrap intervals,
-the drop's paired): the gate decides on the drop itself, as NNCF's and Olive's accuracy criteria do, and its
-reason says whether that drop is outside the split's noise.
+the drop's paired). By default (``gate="point"``) the gate decides on the drop itself, as NNCF's and Olive's
+accuracy criteria do, and its reason says whether that drop is outside the split's noise; ``"lenient"`` and
+``"strict"`` decide on the drop's interval instead (:func:`gate_verdict`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Literal, Sequence
 
 import numpy as np
 
@@ -52,6 +54,69 @@ class ParityResult:
         d.pop("scores")
         d["drop"] = self.drop
         return d
+
+
+Gate = Literal["point", "lenient", "strict"]
+#: how the parity gate reads a drop: "point" the drop itself; "lenient" rejects only a drop whose 95% interval lies
+#: wholly above the limit (shown to be too large); "strict" accepts only a drop whose interval lies wholly at or
+#: below it (shown to be small enough: a release gate on a small test split)
+GATES: tuple[Gate, ...] = ("point", "lenient", "strict")
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    passed: bool
+    #: why the artifact was rejected (None when it passed)
+    reason: str | None = None
+    #: for the artifact's flags: an accepted drop over the limit (lenient), or an interval gate that had no interval
+    note: str | None = None
+
+
+def gate_verdict(metric_name: str, drops: Sequence[tuple[str, float, "tuple[float, float] | None"]], max_drop: float,
+                 gate: Gate = "point", scored_samples: int = 0) -> GateVerdict:
+    """Decide the parity gate over ``drops``: (what the drop is against, drop, its 95% interval or None), all
+    fractions. Every comparison must pass. Without an interval an interval gate decides on the drop itself,
+    and says so in ``note``. Hand-written: NNCF's and Olive's accuracy criteria compare the point value only."""
+    if gate not in GATES:
+        raise ValueError(f"gate must be one of {', '.join(GATES)} (got {gate!r})")
+
+    def pt(v: float) -> str:
+        return f"{100 * v:.2f}"
+
+    def statistic(drop: float, ci: "tuple[float, float] | None") -> float:
+        if gate == "point" or ci is None:
+            return drop
+        return ci[0] if gate == "lenient" else ci[1]
+
+    decisive = drops[0]
+    for d in drops[1:]:  # ties go to the later comparison (the fp32 artifact, in the same runtime)
+        if statistic(d[1], d[2]) >= statistic(decisive[1], decisive[2]):
+            decisive = d
+    which, drop, ci = decisive
+    passed = statistic(drop, ci) <= max_drop + 1e-9
+    limit = f"the {pt(max_drop)}-point limit"
+    interval = "" if ci is None else (f"95% interval of the drop {pt(ci[0])}..{pt(ci[1])} points over the "
+                                      f"{scored_samples} scored test samples")
+    note = None
+    if gate != "point" and any(c is None for _, _, c in drops):
+        note = (f"the {gate} parity gate decided on the drop itself: the task gives no per-sample scores, "
+                "so the drop has no interval")
+    elif gate == "lenient" and passed and drop > max_drop + 1e-9:
+        note = (f"passed the lenient parity gate: {metric_name} drops {pt(drop)} points against {which}, more than "
+                f"{limit}, but the {interval} reaches below it")
+    if passed:
+        return GateVerdict(True, None, note)
+    head = f"{metric_name} drops {pt(drop)} points against {which}"
+    if gate == "point" or ci is None:
+        noise = ""
+        if ci is not None:
+            inside = "within" if ci[0] <= 0 else "outside"
+            noise = f"; {interval}: {inside} their sampling error"
+        return GateVerdict(False, f"{head} (more than {limit}){noise}", note)
+    if gate == "lenient":
+        return GateVerdict(False, f"{head}; the {interval} lies wholly above {limit} (lenient gate)", note)
+    return GateVerdict(False, f"{head}; the {interval} reaches above {limit}, so the drop is not shown to be "
+                              "within it (strict gate)", note)
 
 
 def agreement(out: np.ndarray, ref: np.ndarray, classification: bool) -> tuple[float, float, float, float | None]:

@@ -46,6 +46,18 @@ def _budget_cell(a: ArtifactReport) -> str:
     return "; ".join(f"{b.budget} +{-b.margin_pct:.0f}%" for b in bad)
 
 
+_GATE = {"point": "decides on the drop itself", "lenient": "rejects only a drop whose 95% interval lies wholly above the limit",
+         "strict": "accepts only a drop whose 95% interval lies wholly at or below the limit"}
+
+
+def _gate_line(settings: dict) -> str:
+    gate = settings.get("gate", "point")
+    limit = settings.get("max_drop")
+    limit_s = f"at most {100 * limit:.2f} points" if isinstance(limit, (int, float)) else "the limit"
+    return (f"- parity gate: {limit_s} below the torch model and the fp32 artifact, {gate} "
+            f"({_GATE.get(gate, gate)})")
+
+
 def render(report: BuildReport) -> str:
     d = report.device
     lines = [
@@ -59,6 +71,7 @@ def render(report: BuildReport) -> str:
         f"test {report.task.metric_name} {fmt_q(report.task.teacher.metric)}",
         f"- host: {report.host.get('cpu')} ({report.host.get('usable_cores')} cores) — adaptc {report.adaptc_version}, "
         f"built {report.created_utc} in {report.duration_s:.1f} s",
+        _gate_line(report.settings),
         "",
         "Tags: (M) measured on this host, (C) counted from the exported file, (E) estimated for the device. "
         "[a, b]: 95% interval over the test samples (the split's sampling error; paired for drops).",

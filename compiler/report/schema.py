@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-REPORT_SCHEMA_VERSION = "1.4"
+REPORT_SCHEMA_VERSION = "1.5"
 
 Kind = Literal["measured", "counted", "estimated"]
 
@@ -81,6 +81,9 @@ class ParityReport(_M):
     teacher_cosine: float | None = None
     teacher_top1_agreement: float | None = None
     max_drop: float
+    #: (1.5) how the gate read the drop: "point" (the drop itself), "lenient" (rejects only a drop whose interval
+    #: lies wholly above max_drop), "strict" (accepts only a drop whose interval lies wholly at or below it)
+    gate: Literal["point", "lenient", "strict"] = "point"
     passed: bool
     reason: str | None = None
 
