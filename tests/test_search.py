@@ -50,6 +50,16 @@ def test_search_report_has_pareto_and_choice(search_build) -> None:
     # each figure says what it was measured on (with QAT, validation is the fake-quantized best epoch's)
     assert ch["val_measured"].startswith("torch") and ch["test_measured"].startswith("torch, final student")
     assert ("fake-quantized" in ch["val_measured"]) == ch["qat"]
+    # validation figures with their sampling error; finalists' paired gaps to the best finalist
+    assert ch["val_ci95"][0] <= ch["val"] <= ch["val_ci95"][1]
+    pts = s["points"]
+    assert all(p["val_ci95"][0] <= p["val"] <= p["val_ci95"][1] for p in pts)
+    top = max(p["val"] for p in pts if p["rung"] == max(q["rung"] for q in pts))
+    for p in pts:
+        if "val_gap_ci95" in p:
+            assert p["val_gap"] == pytest.approx(top - p["val"]) and p["val_gap_ci95"][0] <= p["val_gap"] <= p["val_gap_ci95"][1]
+    assert isinstance(ch["finalists_within_noise"], list)
+    assert all(any(p["skeleton"] == k and p["val_gap_ci95"][0] <= 0 for p in pts) for k in ch["finalists_within_noise"])
     assert (out / "pareto.png").stat().st_size > 1000
     md = (out / "report.md").read_text()
     assert "## Student search" in md and "pareto.png" in md and "of the teacher's" in md

@@ -98,6 +98,9 @@ class DistillResult:
     teacher_s_per_sample: float | None = None
     #: distillation epochs trained (before the QAT epochs): ``cfg.epochs``, or what ``fit_epochs`` gave
     epochs: int = 0
+    #: the best epoch's per-sample validation scores (``Task.per_sample``; None when the task has none): the
+    #: sampling error of ``best_val``, and paired comparisons between candidates
+    best_val_scores: np.ndarray | None = None
 
 
 def _first(out: Any) -> torch.Tensor:
@@ -304,7 +307,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
         p.requires_grad_(False)
     ex = task.example_inputs
     history: list[dict[str, Any]] = []
-    best_val, best_state = -1.0, None
+    best_val, best_state, best_scores = -1.0, None, None
     domain = cfg.domain_data
     with torch_threads(cfg.threads):
         t_taps = Taps(teacher, ex)
@@ -374,7 +377,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                 student = prepare_qat(fold_batchnorm(student))
                 s_taps = Taps(student, ex, hidden=False, attention=False)
                 in_qat = True
-                best_val, best_state = -1.0, None
+                best_val, best_state, best_scores = -1.0, None, None
                 opt = _Optimizer(student, loss, cfg.lr * 0.1, cfg.weight_decay)
             stage = schedule.stage_at(epoch, cfg.epochs) if not in_qat else None
             terms = set(stage.terms) if stage is not None else {"ce", "kd", "relation"}
@@ -437,11 +440,13 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
             last = epoch == total_epochs - 1
             t_eval = time.perf_counter()
             if (epoch + 1) % cfg.eval_every == 0 or last or epoch + 1 == qat_start:
-                val = task.metric(predict_torch(student, task.val, transform=task.batch_transform), task.val)
+                val_out = predict_torch(student, task.val, transform=task.batch_transform)
+                val = task.metric(val_out, task.val)
                 rec["val"] = val
                 # During the alignment stage the logits are not trained yet: do not select on them.
                 if (stage is None or "kd" in stage.terms or "ce" in stage.terms) and val > best_val:
                     best_val, best_state = val, copy.deepcopy(student.state_dict())
+                    best_scores = task.per_sample(val_out, task.val, val)
                 if on_epoch is not None:
                     on_epoch(epoch, val)
                 rec["eval_seconds"] = time.perf_counter() - t_eval
@@ -467,7 +472,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
         p.requires_grad_(True)
     _set_embedding_update(student, "dense", tables)  # (the QAT stage's copy has the same module names)
     return DistillResult(student, best_val, history, time.perf_counter() - t0, in_qat,
-                         cache.build_seconds / max(1, cache.n) if cache is not None else None, cfg.epochs)
+                         cache.build_seconds / max(1, cache.n) if cache is not None else None, cfg.epochs, best_scores)
 
 
 def train_from_scratch(model: nn.Module, task: Task, epochs: int, *, lr: float = 3e-3, batch_size: int = 64,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..measure.sampling import percent
+from ..measure.sampling import bracket, percent
 
 
 def render_search(search: dict[str, Any]) -> list[str]:
@@ -20,21 +20,29 @@ def render_search(search: dict[str, Any]) -> list[str]:
             f"{ch['scheme']}, {ch.get('params') or 0:,} parameters ({ch.get('compression', 0):.1f}x fewer than the "
             f"teacher); final training {ch['final_epochs']} epochs{' with QAT' if ch.get('qat') else ''}"
             + (f", via teacher assistant {ch['assistant']['skeleton']}" if ch.get("assistant") else ""),
-            f"- validation {100 * ch['val']:.2f}% ({ch.get('val_measured', 'torch')}), "
+            f"- validation {percent(ch['val'], ch.get('val_ci95'))} ({ch.get('val_measured', 'torch')}), "
             f"test {percent(ch['test'], ch.get('test_ci95'))} ({ch.get('test_measured', 'torch')})"
             + (f", {percent(ch['test_retention'], ch.get('test_retention_ci95'), 1)} of the teacher's"
                if "test_retention" in ch else "")
-            + "; measured" + ("; [a, b]: 95% interval over the test samples (paired for the retention)"
+            + "; measured" + ("; [a, b]: 95% interval over the split's samples (paired for the retention)"
                               if "test_ci95" in ch else ""),
             f"- why: {ch['why']}",
             "",
         ]
     pts = search.get("points") or []
     if pts:
-        lines += ["| candidate | rung | val | est. latency (E) | size | params | Pareto | chosen |",
-                  "|---|---|---|---|---|---|---|---|"]
+        gap = any("val_gap_ci95" in p for p in pts)
+        lines += ["| candidate | rung | val | " + ("gap to the best finalist | " if gap else "")
+                  + "est. latency (E) | size | params | Pareto | chosen |",
+                  "|---|---|---|" + ("---|" if gap else "") + "---|---|---|---|---|"]
         for p in sorted(pts, key=lambda p: (-p["val"], p["latency_ms"])):
-            lines.append(f"| `{p['key']}` | {p['rung']} | {100 * p['val']:.2f}% | {p['latency_ms']:.3g} ms | "
+            g = ""
+            if gap:
+                ci = p.get("val_gap_ci95")
+                g = (f"{100 * p['val_gap']:+.2f} pt{bracket(ci, signed=True)} | " if ci
+                     else "best | " if p.get("best_finalist") else "— | ")
+            lines.append(f"| `{p['key']}` | {p['rung']} | {percent(p['val'], p.get('val_ci95'))} | {g}"
+                         f"{p['latency_ms']:.3g} ms | "
                          f"{p['size_mb'] * 1024:.1f} KB | {p['params']:,} | {'●' if p.get('pareto') else ''} | "
                          f"{'✅' if p.get('chosen') else ''} |")
         lines.append("")

@@ -34,7 +34,7 @@ from ..distill import DistillConfig, LossWeights, distill
 from ..distill.schedule import assistant_width, needs_assistant
 from ..distill.trainer import qat_epoch_count
 from ..errors import AdaptcError, BudgetError
-from ..measure.sampling import mean_interval, percent, ratio_interval
+from ..measure.sampling import drop_interval, mean_interval, percent, ratio_interval
 from ..profiles import DeviceProfile
 from ..quant import get_scheme
 from ..slim import block_importance, extract_skeleton, max_droppable
@@ -270,6 +270,8 @@ class Search:
                     teacher_s_per_sample=res.teacher_s_per_sample,
                     epoch_train_s=sum(h["train_seconds"] for h in timed) / max(1, len(timed)),
                     eval_s=sum(h.get("eval_seconds", 0.0) for h in timed) / max(1, len(timed)))
+        if res.best_val_scores is not None:  # the best epoch's per-sample validation scores (sampling error)
+            info["val_scores"] = [float(v) for v in res.best_val_scores]
         self.trials.put(key, skeleton=spec.key, rung=rung, epochs=res.epochs, seed=self.seed, val=res.best_val,
                         seconds=time.perf_counter() - t0, model=res.model, info=info)
         return res.best_val, res.model, info
@@ -420,6 +422,7 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
     # ---- successive halving
     alive = list(feasible_specs)
     scores: dict[str, tuple[int, float]] = {}  # spec key -> (rung index, val)
+    val_scores: dict[str, np.ndarray | None] = {}  # spec key -> per-sample val scores at its last rung
     rungs_done: list[dict[str, Any]] = []
     by_key = {sp.key: sp for sp in specs}
     latency = {sp.key: min(c.latency_ms for c in all_costs[sp.key] if c.feasible) for sp in feasible_specs}
@@ -454,6 +457,7 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         for i, sp in enumerate(alive):
             val, _, tinfo = s.trial(sp, f"rung {r}", epochs, index=f"{i + 1}/{len(alive)} ")
             scores[sp.key] = (r, val)
+            val_scores[sp.key] = np.asarray(tinfo["val_scores"]) if tinfo.get("val_scores") else None
             if tinfo.get("epoch_train_s") and tinfo.get("samples"):
                 per_sample[sp.key] = tinfo["epoch_train_s"] / tinfo["samples"]
                 eval_s.append(tinfo.get("eval_s", 0.0))
@@ -482,6 +486,8 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
     best_q = max(p["val"] for p in final_pts)
     eligible = [p for p in final_pts if p["val"] >= best_q - opts.quality_tolerance]
     chosen = min(eligible, key=lambda p: (p["latency_ms"], p["size_mb"], -p["val"]))
+    best_key = max(final_pts, key=lambda p: p["val"])["skeleton"]
+    unresolved = _validation_noise(points, val_scores, finalists, best_key)
     why = (f"fastest (estimated {chosen['latency_ms']:.3g} ms on {profile.name}) of the candidates within "
            f"{100 * opts.quality_tolerance:.1f} points of the best validation {task.metric_name} "
            f"({100 * best_q:.2f}%) at the last rung, and fits every budget")
@@ -508,6 +514,10 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         chosen={"candidate": chosen["key"], "skeleton": spec.key, "width": spec.width, "drop": spec.drop,
                 "scheme": chosen["scheme"], "why": why, "final_epochs": final_epochs, "qat": qat,
                 "val": val, **quality,
+                **({"val_ci95": list(mean_interval(np.asarray(info["val_scores"])))} if info.get("val_scores") else {}),
+                # finalists whose validation metric the split cannot tell from the best one's (paired interval of
+                # the gap reaches 0); None without per-sample scores
+                "finalists_within_noise": unresolved,
                 # what each figure was measured on: selection happens during training, so with QAT the validation
                 # figure is the best QAT epoch's with fake quantization on; the test figure is the final student's
                 "val_measured": ("torch, best QAT epoch, fake-quantized (weights and activations)" if qat
@@ -526,7 +536,10 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
                  f"the teacher), test {task.metric_name} {percent(test, quality.get('test_ci95'))} in torch"
                  + (f", {percent(quality['test_retention'], quality.get('test_retention_ci95'), 1)} of the teacher's"
                     if "test_retention" in quality else "")
-                 + f" — {why}."),
+                 + f" — {why}."
+                 + (f" The validation split cannot separate {len(unresolved)} of the other {len(finalists) - 1} "
+                    f"finalist skeletons from the best one, {best_key} (paired 95% interval of the gap reaches 0): "
+                    f"{', '.join(unresolved)}." if unresolved else "")),
     )
     if opts.plot:
         try:
@@ -537,6 +550,28 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         except Exception as e:  # a plot is a convenience, never a failure
             s.log.append(f"plot failed: {e}")
     return student, section
+
+
+def _validation_noise(points: list[dict[str, Any]], val_scores: dict[str, np.ndarray | None], finalists: list[str],
+                      best: str) -> list[str] | None:
+    """Give each point its validation interval, and each finalist its paired gap to the best finalist
+    (``val_gap_ci95``: best minus this one, on the same validation samples). Returns the finalists other than the
+    best whose gap interval reaches 0 (the split cannot tell them apart), or None without per-sample scores."""
+    ci = {k: mean_interval(v) for k, v in val_scores.items() if v is not None}
+    ref = val_scores.get(best)
+    gaps = {k: drop_interval(ref, v) for k in finalists if k != best and (v := val_scores.get(k)) is not None
+            and ref is not None and len(v) == len(ref)}
+    for p in points:
+        if p["skeleton"] in ci:
+            p["val_ci95"] = list(ci[p["skeleton"]])
+        if p["skeleton"] == best and gaps:
+            p["best_finalist"] = True
+        if p["skeleton"] in gaps:
+            p["val_gap"] = float(ref.mean() - val_scores[p["skeleton"]].mean())  # type: ignore[union-attr]
+            p["val_gap_ci95"] = list(gaps[p["skeleton"]])
+    if ref is None or len(gaps) < len(finalists) - 1:
+        return None
+    return [k for k in finalists if k in gaps and gaps[k][0] <= 0]
 
 
 def _cost_pareto(flat: list[CandidateCost]) -> list[dict[str, Any]]:
