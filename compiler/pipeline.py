@@ -517,8 +517,7 @@ def build(
     the_task = get_task(task)
     search_opts = _search_options(search, the_task)
     teacher_outputs = predict_torch(the_task.model, the_task.test)
-    teacher_metric = the_task.metric(teacher_outputs, the_task.test)
-    teacher_scores = the_task.per_sample(teacher_outputs, the_task.test, teacher_metric)
+    teacher_metric, teacher_scores = _score_teacher(the_task, teacher_outputs)
     teacher_ci = mean_interval(teacher_scores) if teacher_scores is not None else None
     warnings: list[str] = []
     outcomes: dict[str, _FormatOutcome] = {}
@@ -587,6 +586,19 @@ def build(
         err.report = report  # type: ignore[attr-defined]
         raise err
     return report
+
+
+def _score_teacher(task: Task, outputs: np.ndarray) -> tuple[float, np.ndarray | None]:
+    """The teacher's test metric and per-sample scores. A task's own metric or sample_scores that raises is bad
+    input (a one-line error naming the function), not an internal failure."""
+    which = "metric"
+    try:
+        metric = float(task.metric(outputs, task.test))
+        which = "sample_scores"
+        return metric, task.per_sample(outputs, task.test, metric)
+    except Exception as e:
+        raise AdaptcError(f"task {task.name}: its {which} raised {type(e).__name__}: {e} (on the teacher's outputs "
+                          f"for the {len(task.test)}-sample test split)") from e
 
 
 def _search_options(search: "bool | dict[str, Any] | Any", task: Task) -> Any:

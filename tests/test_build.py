@@ -210,6 +210,20 @@ def test_sample_scores_that_disagree_with_the_metric_are_not_used(digits_task, t
     assert len(b.warnings) == 1 and "sample_scores do not average to its metric" in b.warnings[0]
 
 
+@pytest.mark.parametrize("field", ["metric", "sample_scores"])
+def test_task_function_that_raises_is_a_one_line_bad_input(digits_task, tmp_path: Path, field: str) -> None:
+    import dataclasses
+
+    def broken(outputs, split):
+        raise ZeroDivisionError("no positives in this split")
+
+    task = dataclasses.replace(digits_task, **{field: broken})
+    with pytest.raises(adaptc.AdaptcError) as e:
+        adaptc.build(task, "pixel8", tmp_path / "o", formats=["onnx"], search=False, measure_host=False)
+    assert e.value.exit_code == 2
+    assert str(e.value).startswith(f"task {digits_task.name}: its {field} raised ZeroDivisionError: no positives")
+
+
 def test_impossible_budget_exits_2_and_keeps_report(tmp_path: Path) -> None:
     prof = yaml.safe_load((shipped_profile_dir() / "pixel8.yaml").read_text())
     prof.update(name="tiny-watch")
