@@ -58,7 +58,7 @@ class ExportSettings:
     formats: tuple[str, ...] | None = None
     #: largest accepted metric drop of an artifact against the torch model it came from (fraction: 0.01 = 1 point)
     max_drop: float = 0.01
-    #: how the gate reads the drop: the drop itself, or its 95% interval (adaptc.export.parity.GATES)
+    #: how the gate reads the drop: the drop itself, or its 95% interval (adaptc.report.schema.GATE_RULES)
     gate: Gate = "point"
     threads: int | None = None
     runs: int = 100
@@ -470,8 +470,9 @@ def _choose(profile: DeviceProfile, formats: Sequence[str], outcomes: dict[str, 
     # artifacts that would have fitted but failed the gate: the limit (--max-drop, --gate), not the budget, decided
     gated = [r.file for f in formats if outcomes.get(f) for r in outcomes[f].reports
              if r.status == "rejected" and r.parity is not None and not r.parity.passed and r.fits_budgets]
-    also = (f" ({len(gated)} that fit {'was' if len(gated) == 1 else 'were'} rejected by the {best.parity.gate if best.parity else 'point'} parity "
-            f"gate: {', '.join(gated)}; see --max-drop and --gate)") if gated else ""
+    gate = best.parity.gate if best.parity else "point"
+    also = (f" ({len(gated)} that fit {'was' if len(gated) == 1 else 'were'} rejected by the {gate} parity gate: "
+            f"{', '.join(gated)}; see --max-drop and --gate)") if gated else ""
     return None, "no_fit", f"no artifact meets every budget of {profile.name}: {best.file}: {broken}{also}"
 
 

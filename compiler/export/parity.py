@@ -13,12 +13,13 @@ accuracy criteria do, and its reason says whether that drop is outside the split
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..measure.runtimes import Runner, run_batched
 from ..measure.sampling import drop_interval, mean_interval
+from ..report.schema import GATES, Gate
 from ..tasks.base import Split, Task
 
 
@@ -56,11 +57,6 @@ class ParityResult:
         return d
 
 
-Gate = Literal["point", "lenient", "strict"]
-#: how the parity gate reads a drop: "point" the drop itself; "lenient" rejects only a drop whose 95% interval lies
-#: wholly above the limit (shown to be too large); "strict" accepts only a drop whose interval lies wholly at or
-#: below it (shown to be small enough: a release gate on a small test split)
-GATES: tuple[Gate, ...] = ("point", "lenient", "strict")
 
 
 @dataclass(frozen=True)

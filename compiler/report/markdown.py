@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..measure.sampling import bracket, percent
-from .schema import ArtifactReport, BuildReport, ParityReport, Quantity
+from .schema import GATE_RULES, ArtifactReport, BuildReport, ParityReport, Quantity
 
 _TAG = {"measured": "M", "counted": "C", "estimated": "E"}
 
@@ -46,16 +46,12 @@ def _budget_cell(a: ArtifactReport) -> str:
     return "; ".join(f"{b.budget} +{-b.margin_pct:.0f}%" for b in bad)
 
 
-_GATE = {"point": "decides on the drop itself", "lenient": "rejects only a drop whose 95% interval lies wholly above the limit",
-         "strict": "accepts only a drop whose 95% interval lies wholly at or below the limit"}
-
-
 def _gate_line(settings: dict) -> str:
     gate = settings.get("gate", "point")
     limit = settings.get("max_drop")
     limit_s = f"at most {100 * limit:.2f} points" if isinstance(limit, (int, float)) else "the limit"
     return (f"- parity gate: {limit_s} below the torch model and the fp32 artifact, {gate} "
-            f"({_GATE.get(gate, gate)})")
+            f"({GATE_RULES.get(gate, gate)})")
 
 
 def render(report: BuildReport) -> str:

@@ -14,6 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field
 REPORT_SCHEMA_VERSION = "1.5"
 
 Kind = Literal["measured", "counted", "estimated"]
+#: how the parity gate reads a drop (adaptc.export.parity.gate_verdict; one wording for report.md and the docs):
+#: "lenient" is for exploring on a small test split, where a point gate rejects noise; "strict" is a release gate
+Gate = Literal["point", "lenient", "strict"]
+GATE_RULES: dict[str, str] = {
+    "point": "decides on the drop itself",
+    "lenient": "rejects only a drop whose 95% interval lies wholly above the limit",
+    "strict": "accepts only a drop whose 95% interval lies wholly at or below the limit",
+}
+GATES: tuple[Gate, ...] = ("point", "lenient", "strict")
 
 
 class _M(BaseModel):
@@ -83,7 +92,7 @@ class ParityReport(_M):
     max_drop: float
     #: (1.5) how the gate read the drop: "point" (the drop itself), "lenient" (rejects only a drop whose interval
     #: lies wholly above max_drop), "strict" (accepts only a drop whose interval lies wholly at or below it)
-    gate: Literal["point", "lenient", "strict"] = "point"
+    gate: Gate = "point"
     passed: bool
     reason: str | None = None
 
