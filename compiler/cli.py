@@ -85,6 +85,17 @@ def _console():
     return Console(width=None if sys.stdout.isatty() else 200, soft_wrap=False)
 
 
+def _task_options(items: Optional[list[str]]) -> dict[str, str]:
+    """``KEY=VALUE`` items of --task-option as a dict (the task's factory converts the values)."""
+    opts: dict[str, str] = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise AdaptcError(f"--task-option wants KEY=VALUE, e.g. max_length=64; got {item!r}")
+        opts[key.strip()] = value.strip()
+    return opts
+
+
 def _parse_formats(formats: Optional[str]) -> list[str] | None:
     if not formats:
         return None
@@ -100,6 +111,7 @@ OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output fold
 FormatsOpt = Annotated[Optional[str], typer.Option("--formats", help="Comma-separated formats, overriding the profile (onnx,tflite,coreml).")]
 MaxDropOpt = Annotated[float, typer.Option("--max-drop", help="Largest accepted metric drop of an artifact, in points.")]
 GateOpt = Annotated[str, typer.Option("--gate", help="How the parity gate reads an artifact's drop: point (the drop itself), lenient (reject only a drop whose 95% interval over the test samples lies wholly above --max-drop), strict (accept only a drop whose interval lies wholly at or below it).")]
+TaskOptionOpt = Annotated[Optional[list[str]], typer.Option("--task-option", "-O", help="An option of the task's factory, KEY=VALUE (repeatable), e.g. -O max_length=64 for minilm.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="Host threads for measurement [default: the profile's].")]
 RunsOpt = Annotated[int, typer.Option("--runs", min=5, help="Timed runs per latency measurement (after warm-up).")]
 NoResumeOpt = Annotated[bool, typer.Option("--no-resume", help="Redo finished work instead of resuming.")]
@@ -108,6 +120,7 @@ NoResumeOpt = Annotated[bool, typer.Option("--no-resume", help="Redo finished wo
 def build(
     device: DeviceOpt = "host",
     task: TaskOpt = "digits",
+    task_option: TaskOptionOpt = None,
     out: OutOpt = None,
     formats: FormatsOpt = None,
     max_drop: MaxDropOpt = 1.0,
@@ -152,7 +165,8 @@ def build(
     with using(_reporter()) as rep, _maybe_live(rep):
         try:
             report = run_build(task, device, out, formats=_parse_formats(formats), max_drop=max_drop / 100.0,
-                               gate=gate, threads=threads, runs=runs, resume=not no_resume, seed=seed, search=search)
+                               gate=gate, threads=threads, runs=runs, resume=not no_resume, seed=seed, search=search,
+                               task_options=_task_options(task_option))
         except AdaptcError as e:
             r = getattr(e, "report", None)
             if r is not None:
@@ -182,6 +196,7 @@ def _exit_for_status(report: Any) -> None:
 def export_cmd(
     device: DeviceOpt = "host",
     task: TaskOpt = "digits",
+    task_option: TaskOptionOpt = None,
     out: OutOpt = None,
     formats: FormatsOpt = None,
     max_drop: MaxDropOpt = 1.0,
@@ -197,7 +212,8 @@ def export_cmd(
     with using(_reporter()) as rep, _maybe_live(rep):
         try:
             report = export_model(task, device, out, formats=_parse_formats(formats), max_drop=max_drop / 100.0,
-                                  gate=gate, threads=threads, runs=runs, resume=not no_resume)
+                                  gate=gate, threads=threads, runs=runs, resume=not no_resume,
+                                  task_options=_task_options(task_option))
         except AdaptcError as e:
             r = getattr(e, "report", None)
             if r is not None:

@@ -490,12 +490,15 @@ def build(
     measure_host: bool = True,
     search: "bool | dict[str, Any]" = True,
     seed: int = 0,
+    task_options: "dict[str, Any] | None" = None,
 ) -> BuildReport:
     """Build device artifacts for a task and return the report (the same content as ``report.json``).
 
     ``max_drop``: the largest accepted metric drop of an artifact (fraction); ``gate``: how the parity gate reads
     it -- "point" the drop itself, "lenient" rejects only a drop whose 95% interval over the test samples lies
     wholly above ``max_drop``, "strict" accepts only one whose interval lies wholly at or below it.
+    ``task_options``: keyword arguments of the task's factory (``{"max_length": 64}`` for minilm), as
+    :func:`adaptc.get_task` takes them.
     ``search``: True runs the student search with default options, a dict passes options to
     :class:`adaptc.search.SearchOptions` (widths, rung_epochs, final_epochs, time_budget_s, distill=a dict of
     fields over the task's distillation defaults or a DistillConfig used as given, ...), False exports the
@@ -515,7 +518,7 @@ def build(
     fmts = resolve_formats(profile, formats)
     settings = ExportSettings(formats=tuple(fmts), max_drop=max_drop, gate=gate, threads=threads, runs=runs,
                               measure_host=measure_host, resume=resume)
-    the_task = get_task(task)
+    the_task = get_task(task, **(task_options or {}))
     search_opts = _search_options(search, the_task)
     teacher_outputs = predict_torch(the_task.model, the_task.test)
     teacher_metric, teacher_scores = _score_teacher(the_task, teacher_outputs)
@@ -574,7 +577,7 @@ def build(
         host=host_info(),
         toolchain=toolchain_versions(),
         settings={**settings.to_dict(), "host_threads": host_threads_used, "seed": seed,
-                  "search": search_opts is not None},
+                  "search": search_opts is not None, "task_options": dict(task_options or {})},
         artifacts=artifacts,
         chosen=chosen.file if chosen else None,
         chosen_per_format={f: o.chosen.file for f, o in outcomes.items() if o.chosen is not None},

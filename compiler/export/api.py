@@ -37,6 +37,7 @@ def export_model(
     runs: int = 100,
     resume: bool = True,
     measure_host: bool = True,
+    task_options: "dict[str, Any] | None" = None,
 ) -> "BuildReport":
     """Export ``model_or_task`` for ``device`` without a student search and return the report.
 
@@ -46,7 +47,7 @@ def export_model(
     overrides them. The report's ``status`` is ``partial`` when some format emitted nothing (its artifacts
     carry the converter's error, naming the op); :class:`adaptc.errors.BudgetError` is raised, with the
     report attached, when no artifact meets the device budgets (as :func:`adaptc.build` does). ``max_drop`` and
-    ``gate``: the parity gate, as in :func:`adaptc.build`.
+    ``gate``: the parity gate, as in :func:`adaptc.build`; ``task_options``: keyword arguments of the task's factory.
     """
     from ..pipeline import build
     from ..tasks import get_task
@@ -55,12 +56,13 @@ def export_model(
         if task is None:
             raise AdaptcError("export(nn.Module) needs task=: the task whose data calibrates and checks the model "
                               "(a task name, package.module:factory, or an adaptc.Task)")
-        base = get_task(task)
+        base = get_task(task, **(task_options or {}))
+        options = None
         the_task: Any = dataclasses.replace(base, model=model_or_task.eval(),
                                             info={**base.info, "model": f"user-supplied {type(model_or_task).__name__}"})
     else:
         if task is not None:
             raise AdaptcError("give task= only with an nn.Module (the first argument is already a task)")
-        the_task = model_or_task
+        the_task, options = model_or_task, task_options  # resolved by build(), after the profile is checked
     return build(the_task, device, out, formats=formats, max_drop=max_drop, gate=gate, threads=threads, runs=runs,
-                 resume=resume, measure_host=measure_host, search=False)
+                 resume=resume, measure_host=measure_host, search=False, task_options=options)

