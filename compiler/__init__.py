@@ -34,6 +34,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Task": ("adaptc.tasks", "Task"),
     "Split": ("adaptc.tasks", "Split"),
     "get_task": ("adaptc.tasks", "get_task"),
+    "list_tasks": ("adaptc.tasks", "list_tasks"),
     "BuildReport": ("adaptc.report", "BuildReport"),
     "BuildResult": ("adaptc.report", "BuildReport"),
     "AdaptcError": ("adaptc.errors", "AdaptcError"),

@@ -372,6 +372,31 @@ def devices(
     _console().print(t)
 
 
+# --------------------------------------------------------------------------------------------- tasks
+@app.command()
+def tasks(
+    pattern: str = typer.Argument("*", help="A wildcard pattern ('mini*')."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """List the built-in tasks with their options (--task NAME, -O KEY=VALUE); a custom task is package.module:factory."""
+    from .tasks import builtin_tasks, list_tasks
+
+    infos = list_tasks(pattern)
+    if not infos:
+        raise AdaptcError(f"no built-in task matches {pattern!r} (known: {', '.join(builtin_tasks())})")
+    if as_json:
+        typer.echo(json.dumps([{"name": i.name, "summary": i.summary, "options": i.options} for i in infos], indent=2))
+        return
+    from rich.table import Table
+
+    t = Table(title="built-in tasks (a custom one: --task package.module:factory)", title_justify="left")
+    for col in ("name", "options (-O KEY=VALUE)", "what"):
+        t.add_column(col, no_wrap=col == "name", overflow="fold")
+    for i in infos:
+        t.add_row(i.name, ", ".join(f"{k}={v!r}" for k, v in i.options.items()) or "—", i.summary)
+    _console().print(t)
+
+
 # ------------------------------------------------------------------------------------------- analyze
 @app.command()
 def analyze(

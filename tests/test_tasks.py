@@ -131,3 +131,17 @@ def test_task_option_on_the_command_line(tmp_path: Path) -> None:
     assert r.returncode == 2 and "task 'digits' has no option max_length" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("export", "--task", "digits", "-O", "max_length", "--device", "pixel8", "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "--task-option wants KEY=VALUE" in r.stderr
+
+
+def test_list_tasks_shows_options_without_loading_anything() -> None:
+    from adaptc.tasks import builtin_tasks, list_tasks
+
+    infos = {i.name: i for i in list_tasks()}
+    assert sorted(infos) == builtin_tasks()
+    assert infos["minilm"].options == {"max_length": 128} and infos["digits"].options == {}
+    assert infos["minilm"].summary.startswith("distil the pretrained sentence encoder all-MiniLM-L6-v2")
+    assert [i.name for i in list_tasks("mini*")] == ["minilm"]
+    r = run_cli("tasks", "mini*", "--json")
+    assert r.returncode == 0 and '"max_length": 128' in r.stdout
+    r = run_cli("tasks", "nothing*")
+    assert r.returncode == 2 and "no built-in task matches 'nothing*' (known: animal-mnist" in r.stderr

@@ -3,8 +3,11 @@ factory as keyword arguments (``get_task("minilm", max_length=64)``; CLI ``--tas
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import inspect
+import re
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .._suggest import unknown_name_message
@@ -25,6 +28,48 @@ def register_task(name: str) -> Callable[[Callable[[], Task]], Callable[[], Task
 def builtin_tasks() -> list[str]:
     _load_builtins()
     return sorted(_BUILTIN)
+
+
+#: the modules of the built-in tasks (their docstrings' first lines are the summaries ``list_tasks`` shows)
+_MODULES = {"digits": "digits", "docstrings": "docstrings", "animal-mnist": "animal_mnist", "minilm": "minilm"}
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str
+    summary: str
+    #: the factory's options (keyword arguments) and their defaults: ``--task-option KEY=VALUE``
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _signature(factory: Callable[..., Task]) -> tuple[dict[str, inspect.Parameter], bool]:
+    """A factory's keyword parameters, and whether it takes any keyword (``**kwargs``, or no signature to read)."""
+    try:
+        params = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):
+        return {}, True
+    named = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return named, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def factory_options(factory: Callable[..., Task]) -> dict[str, Any]:
+    """A factory's keyword options and their defaults (None for an option without one)."""
+    return {k: None if p.default is p.empty else p.default for k, p in _signature(factory)[0].items()}
+
+
+def list_tasks(pattern: str = "*") -> list[TaskInfo]:
+    """The built-in tasks whose names match the wildcard ``pattern``, with a one-line summary and their options
+    (nothing is loaded: no data, no teacher)."""
+    _load_builtins()
+    out = []
+    for name in sorted(n for n in _BUILTIN if fnmatch.fnmatchcase(n, pattern)):
+        factory = _BUILTIN[name]
+        doc = factory.__doc__ or ""
+        if name in _MODULES:
+            doc = importlib.import_module(f"{__package__}.{_MODULES[name]}").__doc__ or doc
+        first = doc.strip().split("\n")[0] if doc.strip() else ""
+        out.append(TaskInfo(name, re.sub(r"^Built-in task ``[^`]+``:\s*", "", first), factory_options(factory)))
+    return out
 
 
 def _load_builtins() -> None:
@@ -63,12 +108,7 @@ def _call_factory(spec: str, factory: Callable[..., Task], options: dict[str, An
     """``factory(**options)``, the options checked against its signature (one-line errors, values from the CLI
     converted to the type of each parameter's default)."""
     if options:
-        try:
-            params = dict(inspect.signature(factory).parameters)
-            takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        except (TypeError, ValueError):  # a callable without a signature: pass the options as they are
-            params, takes_any = {}, True
-        named = {k: p for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        named, takes_any = _signature(factory)
         unknown = [] if takes_any else sorted(set(options) - set(named))
         if unknown:
             accepted = ", ".join(f"{k}={p.default!r}" if p.default is not p.empty else k for k, p in named.items())
