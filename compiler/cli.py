@@ -106,7 +106,7 @@ def _parse_formats(formats: Optional[str]) -> list[str] | None:
 
 # options shared by `build` and `export` (one definition each, so their help texts cannot drift apart)
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="Profile name (see `adaptc devices`) or path to a profile YAML.")]
-TaskOpt = Annotated[str, typer.Option("--task", "-t", help="Built-in task (digits, animal-mnist, docstrings, minilm) or package.module:factory.")]
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help="Built-in task (digits, animal-mnist, docstrings, minilm; see `adaptc tasks`) or package.module:factory.")]
 OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder [default: adaptc-out/<device>].")]
 FormatsOpt = Annotated[Optional[str], typer.Option("--formats", help="Comma-separated formats, overriding the profile (onnx,tflite,coreml).")]
 MaxDropOpt = Annotated[float, typer.Option("--max-drop", help="Largest accepted metric drop of an artifact, in points.")]
