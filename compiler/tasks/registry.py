@@ -30,7 +30,7 @@ def builtin_tasks() -> list[str]:
     return sorted(_BUILTIN)
 
 
-#: the modules of the built-in tasks (their docstrings' first lines are the summaries ``list_tasks`` shows)
+#: the built-in tasks' modules (``make_task`` is the factory; the docstring's first line is the summary)
 _MODULES = {"digits": "digits", "docstrings": "docstrings", "animal-mnist": "animal_mnist", "minilm": "minilm"}
 
 
@@ -64,9 +64,8 @@ def list_tasks(pattern: str = "*") -> list[TaskInfo]:
     out = []
     for name in sorted(n for n in _BUILTIN if fnmatch.fnmatchcase(n, pattern)):
         factory = _BUILTIN[name]
-        doc = factory.__doc__ or ""
-        if name in _MODULES:
-            doc = importlib.import_module(f"{__package__}.{_MODULES[name]}").__doc__ or doc
+        doc = (importlib.import_module(f"{__package__}.{_MODULES[name]}").__doc__ if name in _MODULES
+               else factory.__doc__) or ""
         first = doc.strip().split("\n")[0] if doc.strip() else ""
         out.append(TaskInfo(name, re.sub(r"^Built-in task ``[^`]+``:\s*", "", first), factory_options(factory)))
     return out
@@ -75,20 +74,9 @@ def list_tasks(pattern: str = "*") -> list[TaskInfo]:
 def _load_builtins() -> None:
     if _BUILTIN:
         return
-    from . import animal_mnist, digits, docstrings
-
-    _BUILTIN["digits"] = digits.make_task
-    _BUILTIN["docstrings"] = docstrings.make_task
-    _BUILTIN["animal-mnist"] = animal_mnist.make_task
-
-    # imported lazily (it needs the optional [text] extra); the signature repeats make_task's, whose options the
-    # registry checks before the import
-    def _minilm(max_length: int = 128) -> Task:
-        from . import minilm
-
-        return minilm.make_task(max_length=max_length)
-
-    _BUILTIN["minilm"] = _minilm
+    # the minilm module imports without its optional [text] extra; its factory says how to install it
+    for name, module in _MODULES.items():
+        _BUILTIN[name] = importlib.import_module(f"{__package__}.{module}").make_task
 
 
 def _coerce(value: Any, default: Any) -> Any:
