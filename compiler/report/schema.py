@@ -22,7 +22,7 @@ GATE_RULES: dict[str, str] = {
     "lenient": "rejects only a drop whose 95% interval lies wholly above the limit",
     "strict": "accepts only a drop whose 95% interval lies wholly at or below the limit",
 }
-GATES: tuple[Gate, ...] = ("point", "lenient", "strict")
+GATES: tuple[Gate, ...] = tuple(GATE_RULES)  # type: ignore[assignment]
 
 
 class _M(BaseModel):
@@ -35,7 +35,7 @@ class Quantity(_M):
     kind: Kind
     method: str
     #: (1.4) 95% interval of a measured task metric over the test split's samples (its sampling error; how it
-    #: was computed: ``adaptc.measure.sampling.METHOD``), None for other numbers
+    #: was computed: ``method`` says, from ``adaptc.measure.sampling.method``), None for other numbers
     ci95: tuple[float, float] | None = None
 
     @classmethod

@@ -7,6 +7,14 @@ from typing import Any
 from ..measure.sampling import bracket, percent
 
 
+def retention_text(q: dict[str, Any]) -> str:
+    """``", 88.0% [79, 97] of the teacher's"``: the chosen student's retention of the teacher's test metric with its
+    paired interval (``search.chosen``'s test_retention / test_retention_ci95), empty where unknown."""
+    if "test_retention" not in q:
+        return ""
+    return f", {percent(q['test_retention'], q.get('test_retention_ci95'), 1)} of the teacher's"
+
+
 def render_search(search: dict[str, Any]) -> list[str]:
     lines = ["## Student search", ""]
     if search.get("summary"):
@@ -22,9 +30,7 @@ def render_search(search: dict[str, Any]) -> list[str]:
             + (f", via teacher assistant {ch['assistant']['skeleton']}" if ch.get("assistant") else ""),
             f"- validation {percent(ch['val'], ch.get('val_ci95'))} ({ch.get('val_measured', 'torch')}), "
             f"test {percent(ch['test'], ch.get('test_ci95'))} ({ch.get('test_measured', 'torch')})"
-            + (f", {percent(ch['test_retention'], ch.get('test_retention_ci95'), 1)} of the teacher's"
-               if "test_retention" in ch else "")
-            + "; measured" + ("; [a, b]: 95% interval over the split's samples (paired for the retention)"
+            + retention_text(ch) + "; measured" + ("; [a, b]: 95% interval over the split's samples (paired for the retention)"
                               if "test_ci95" in ch else ""),
             f"- why: {ch['why']}",
             "",

@@ -37,6 +37,7 @@ from ..errors import AdaptcError, BudgetError
 from ..measure.sampling import drop_interval, mean_interval, percent, ratio_interval
 from ..profiles import DeviceProfile
 from ..quant import get_scheme
+from ..report.search_md import retention_text
 from ..slim import block_importance, extract_skeleton, max_droppable
 from ..store import BuildStore, data_fingerprint, model_fingerprint, stable_hash
 from ..tasks.base import Task, predict_torch
@@ -534,9 +535,7 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
                  f"{len(scores)} skeletons trained over {len(rungs_done)} rung(s). Chosen: **{chosen['key']}** "
                  f"({info.get('params'):,} parameters, {s.teacher_params / max(1, info.get('params') or 1):.1f}x fewer than "
                  f"the teacher), test {task.metric_name} {percent(test, quality.get('test_ci95'))} in torch"
-                 + (f", {percent(quality['test_retention'], quality.get('test_retention_ci95'), 1)} of the teacher's"
-                    if "test_retention" in quality else "")
-                 + f" — {why}."
+                 + retention_text(quality) + f" — {why}."
                  + (f" The validation split cannot separate {len(unresolved)} of the other {len(finalists) - 1} "
                     f"finalist skeletons from the best one, {best_key} (paired 95% interval of the gap reaches 0): "
                     f"{', '.join(unresolved)}." if unresolved else "")),
