@@ -199,7 +199,7 @@ class ArtifactBuilder:
             break
         return outcome
 
-    def _key(self, fmt: str, scheme: str) -> str:
+    def _key(self, fmt: str, scheme: str, revision: int = 0) -> str:
         s = self.settings
         return stable_hash({
             "v": _ARTIFACT_RECORD_VERSION, "model": self.fingerprint, "data": self.data_fp, "task": self.task.name,
@@ -209,13 +209,14 @@ class ArtifactBuilder:
             "toolchain": toolchain_versions(), "stem": self.stem,
             # only when not the default: records made before the option existed keep their keys
             **({"gate": s.gate} if s.gate != "point" else {}),
+            **({"recipe_revision": revision} if revision else {}),
         })
 
     def _artifact(self, exporter: Any, scheme: str, fp32: ArtifactReport | None) -> ArtifactReport:
         fmt = exporter.format
         fname = exporter.filename(scheme, self.stem)
         dest = self.out_dir / fname
-        key = self._key(fmt, scheme)
+        key = self._key(fmt, scheme, exporter.revision(scheme))
         if self.settings.resume:
             rec = self.store.get(key)
             if rec is not None and (rec.get("status") == "failed" or (dest.exists() and rec.get("sha256") == sha256_path(dest))):

@@ -179,6 +179,13 @@ def test_strict_gate_in_report_and_resume_key(digits_task, tmp_path: Path) -> No
                                 out_dir=tmp_path, store=store, settings=ExportSettings(measure_host=False))
         # a record gated one way is not reused for another gate
         assert b._key("onnx", "fp32") != point._key("onnx", "fp32")
+        # nor one written by an earlier recipe of the scheme (an exporter's revision); revision 0 adds nothing,
+        # so records made before revisions existed keep their keys
+        from adaptc.export import get_exporter
+
+        assert point._key("tflite", "int8_static_per_channel", 1) != point._key("tflite", "int8_static_per_channel")
+        assert get_exporter("tflite").revision("int8_static_per_channel") == 1
+        assert get_exporter("onnx").revision("int8_static_per_channel") == 0
     int8 = next(r for r in res.reports if r.scheme == "int8_static_per_channel")
     assert int8.parity is not None and int8.parity.gate == "strict"
     hi = int8.parity.drop_vs_torch_ci95[1]

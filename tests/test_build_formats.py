@@ -130,7 +130,7 @@ def test_no_fit_message_names_artifacts_the_gate_rejected(tmp_path: Path) -> Non
 
 def test_quantized_artifact_over_budget_tries_next_scheme(digits_task, tmp_path: Path) -> None:
     # an int8 artifact that passes parity but breaks a budget does not stop the chain: the next quantized
-    # scheme is tried (TFLite static int8 keeps embedding tables in float32, dynamic-range int8 does not);
+    # scheme is tried (e.g. a static int8 file whose float parts still break the size budget);
     # when nothing fits, the first quantized artifact that passed stays the choice, not fp32
     base = load_profile("pixel8")
     prof = base.model_copy(update={"quantization": ("int8_static_per_channel", "int8_dynamic", "fp32"),

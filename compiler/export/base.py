@@ -102,6 +102,12 @@ class Exporter(abc.ABC):
         """
         return None
 
+    def revision(self, scheme: str) -> int:
+        """How many times the recipe of ``scheme`` changed what it writes (0: never). Part of a build's artifact
+        record key, so a resumed build re-exports the files a newer recipe would write differently and keeps
+        the others."""
+        return 0
+
     def filename(self, scheme: str, stem: str = "model") -> str:
         tag = {"fp32": "", "int8_static_per_channel": ".int8", "int8_static_per_tensor": ".int8pt",
                "int8_dynamic": ".int8dyn", "int8_weight_only": ".int8w", "fp16": ".fp16"}.get(scheme, f".{scheme}")

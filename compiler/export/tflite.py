@@ -4,7 +4,10 @@ Schemes (docs/toolchain.md has the verified recipes):
 - fp32: ``litert_torch.convert(model, example_inputs)``. Token ids (int64 in torch) become int32 inputs.
 - int8_static_per_channel / int8_static_per_tensor: PT2E (torchao ``prepare_pt2e`` / ``convert_pt2e`` with
   litert-torch's ``PT2EQuantizer``) calibrated on the task's train split, converted with
-  ``QuantConfig(pt2e_quantizer=...)``. Embedding tables stay float (int8 in and out for image models).
+  ``QuantConfig(pt2e_quantizer=...)``; int8 in and out for image models. PT2E leaves embedding tables in
+  float32 (its dynamic mode, which would not, writes files that fail to load), so the converted file's
+  EMBEDDING_LOOKUP tables are then made int8 by ai-edge-quantizer (weight-only, symmetric, one scale per row,
+  dequantized by the lookup kernel): a text model's word table is most of its weights (recipe revision 1).
 - int8_dynamic: dynamic-range int8 with ai-edge-quantizer's ``dynamic_wi8_afp32`` recipe on the fp32 file
   (int8 weights, embedding tables included; activations quantized at run time). Used instead of PT2E's
   dynamic mode, whose files fail to load when the model has an ``nn.Embedding`` (EMBEDDING_LOOKUP with a
@@ -20,6 +23,7 @@ Files are converted at the example's batch size (1); the LiteRT runner feeds lar
 from __future__ import annotations
 
 import tempfile
+import warnings
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ from ..errors import ExportError
 from ._capture import captured_output, first_line, unsupported_op
 from .base import ExportedFile, Exporter, ExportRequest, register_exporter
 
+_STATIC = ("int8_static_per_channel", "int8_static_per_tensor")
 #: ops whose constant inputs are embedding tables (reported apart: they dominate small text models)
 _EMBEDDING_OPS = {"EMBEDDING_LOOKUP", "GATHER"}
 #: ops that only pass a constant on (a dequantized weight is still that weight)
@@ -78,6 +83,9 @@ class TFLiteExporter(Exporter):
     #: calibration samples for static int8 (one forward pass each)
     calibration_samples = 256
 
+    def revision(self, scheme: str) -> int:
+        return 1 if scheme in _STATIC else 0  # 1: static int8 files quantize their embedding tables
+
     def schemes(self) -> tuple[str, ...]:
         return ("int8_static_per_channel", "int8_static_per_tensor", "int8_dynamic", "int8_weight_only", "fp16",
                 "fp32")
@@ -88,10 +96,8 @@ class TFLiteExporter(Exporter):
         v = _versions()
         recipe: dict[str, Any] = {"converter": f"litert-torch {v.get('litert-torch', '?')} (torch {torch.__version__})"}
         notes: list[str] = []
-        if scheme in ("int8_static_per_channel", "int8_static_per_tensor"):
+        if scheme in _STATIC:
             recipe.update(self._static(request, scheme, dest))
-            if _has_embedding(request.model):
-                notes.append("embedding tables stay float32 in PT2E static int8 (the int8_dynamic scheme quantizes them)")
             return ExportedFile(dest, self.format, scheme, recipe, notes)
         fp32 = request.fp32_artifact
         have_fp32 = fp32 is not None and Path(fp32).is_file()
@@ -127,6 +133,8 @@ class TFLiteExporter(Exporter):
                     )
                     litert_torch.convert(gm, tuple(request.example_inputs),
                                          quant_config=QuantConfig(pt2e_quantizer=q)).export(str(tmp))
+                    if _has_embedding(request.model):
+                        recipe["embedding_tables"] = _int8_embedding_tables(tmp)
             except ExportError:
                 raise
             except Exception as e:
@@ -174,6 +182,28 @@ class TFLiteExporter(Exporter):
 
     def describe(self, path: Path) -> dict[str, Any]:
         return describe_tflite(path)
+
+
+def _int8_embedding_tables(path: Path) -> str:
+    """Rewrite ``path`` with its EMBEDDING_LOOKUP tables in int8 (weight-only, symmetric, per row); every other
+    tensor stays as it is (ai-edge-quantizer leaves the PT2E file's quantized tensors unchanged)."""
+    from ai_edge_quantizer import qtyping, quantizer
+
+    qz = quantizer.Quantizer(str(path))
+    qz.update_quantization_recipe(
+        regex=".*", operation_name=qtyping.TFLOperationName.EMBEDDING_LOOKUP,
+        algorithm_key=quantizer.AlgorithmName.MIN_MAX_UNIFORM_QUANT,
+        op_config=qtyping.OpQuantizationConfig(
+            weight_tensor_config=qtyping.TensorQuantizationConfig(
+                num_bits=8, symmetric=True, granularity=qtyping.QuantGranularity.CHANNELWISE),
+            compute_precision=qtyping.ComputePrecision.INTEGER, explicit_dequantize=False),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "already partially quantized": the PT2E tensors are meant to stay
+        data = bytes(qz.quantize().quantized_model)
+    Path(path).write_bytes(data)
+    return (f"int8 weight-only, symmetric, one scale per row, dequantized by EMBEDDING_LOOKUP "
+            f"(ai-edge-quantizer {_versions().get('ai-edge-quantizer', '?')}, after PT2E)")
 
 
 def _has_embedding(model: torch.nn.Module) -> bool:
