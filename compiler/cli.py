@@ -111,6 +111,7 @@ OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Output fold
 FormatsOpt = Annotated[Optional[str], typer.Option("--formats", help="Comma-separated formats, overriding the profile (onnx,tflite,coreml).")]
 MaxDropOpt = Annotated[float, typer.Option("--max-drop", help="Largest accepted metric drop of an artifact, in points.")]
 GateOpt = Annotated[str, typer.Option("--gate", help="How the parity gate reads an artifact's drop: point (the drop itself), lenient (reject only a drop whose 95% interval over the test samples lies wholly above --max-drop), strict (accept only a drop whose interval lies wholly at or below it).")]
+PreferOpt = Annotated[str, typer.Option("--prefer", help="Which artifact a format ships among those that pass the gate and fit: first (the first scheme in the profile's order; later ones are not made), fastest (every scheme made, the fastest estimated on the device), smallest (every scheme made, the smallest file).")]
 TaskOptionOpt = Annotated[Optional[list[str]], typer.Option("--task-option", "-O", help="An option of the task's factory, KEY=VALUE (repeatable), e.g. -O max_length=64 for minilm.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="Host threads for measurement [default: the profile's].")]
 RunsOpt = Annotated[int, typer.Option("--runs", min=5, help="Timed runs per latency measurement (after warm-up).")]
@@ -125,6 +126,7 @@ def build(
     formats: FormatsOpt = None,
     max_drop: MaxDropOpt = 1.0,
     gate: GateOpt = "point",
+    prefer: PreferOpt = "first",
     threads: ThreadsOpt = None,
     runs: RunsOpt = 100,
     no_resume: NoResumeOpt = False,
@@ -165,7 +167,8 @@ def build(
     with using(_reporter()) as rep, _maybe_live(rep):
         try:
             report = run_build(task, device, out, formats=_parse_formats(formats), max_drop=max_drop / 100.0,
-                               gate=gate, threads=threads, runs=runs, resume=not no_resume, seed=seed, search=search,
+                               gate=gate, prefer=prefer, threads=threads, runs=runs, resume=not no_resume, seed=seed,
+                               search=search,
                                task_options=_task_options(task_option))
         except AdaptcError as e:
             r = getattr(e, "report", None)
@@ -201,6 +204,7 @@ def export_cmd(
     formats: FormatsOpt = None,
     max_drop: MaxDropOpt = 1.0,
     gate: GateOpt = "point",
+    prefer: PreferOpt = "first",
     threads: ThreadsOpt = None,
     runs: RunsOpt = 100,
     no_resume: NoResumeOpt = False,
@@ -212,7 +216,7 @@ def export_cmd(
     with using(_reporter()) as rep, _maybe_live(rep):
         try:
             report = export_model(task, device, out, formats=_parse_formats(formats), max_drop=max_drop / 100.0,
-                                  gate=gate, threads=threads, runs=runs, resume=not no_resume,
+                                  gate=gate, prefer=prefer, threads=threads, runs=runs, resume=not no_resume,
                                   task_options=_task_options(task_option))
         except AdaptcError as e:
             r = getattr(e, "report", None)

@@ -9,6 +9,7 @@ interrupted build resumes without redoing them.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from .predict import predict_from_cost
 from .profiles import DeviceProfile, load_profile
 from .profiles.budgets import check_budgets
 from .quant import get_scheme
+from .report.schema import PREFERS, Prefer
 from .report import (
     ArtifactReport,
     BuildReport,
@@ -65,8 +67,10 @@ class ExportSettings:
     warmup: int = 10
     measure_host: bool = True
     resume: bool = True
-    #: prefer the fp32 artifact when the int8 one is measured slower on the host runtime
+    #: prefer the fp32 artifact when the int8 one is measured slower on the host runtime (``prefer="first"``)
     int8_guardrail: bool = True
+    #: which passing artifact a format ships (adaptc.report.schema.PREFER_RULES)
+    prefer: Prefer = "first"
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -166,6 +170,8 @@ class ArtifactBuilder:
         if fp32.status == "failed" and fp32.sha256 is None:
             # the converter rejected the model itself: the quantized schemes go through the same converter
             return outcome
+        if self.settings.prefer != "first":
+            return self._ranked(exporter, chain, fp32, outcome)
         over_budget: ArtifactReport | None = None
         for i, scheme in enumerate(chain):
             if scheme == "fp32":
@@ -197,6 +203,25 @@ class ArtifactBuilder:
                     break
             outcome.chosen = rep
             break
+        return outcome
+
+    def _ranked(self, exporter: Any, chain: list[str], fp32: ArtifactReport, outcome: _FormatOutcome
+                ) -> _FormatOutcome:
+        """``prefer`` fastest / smallest: every scheme of the chain is made and checked, and the format ships the
+        best-ranked artifact that passes the gate and fits the budgets (ties: the profile's order). When none
+        fits, the choice is that of ``prefer="first"`` over the same artifacts: the first quantized one that
+        passed, else fp32."""
+        outcome.reports += [self._artifact(exporter, s, fp32) for s in chain if s != "fp32"]
+        order = {r.scheme: chain.index(r.scheme) for r in outcome.reports}
+        passed = sorted((r for r in outcome.reports if r.status == "ok"), key=lambda r: order[r.scheme])
+        fitting = [r for r in passed if r.fits_budgets is not False]
+        if not fitting:
+            quantized = [r for r in passed if r.scheme != "fp32"]
+            outcome.chosen = (quantized or passed or [None])[0]
+            return outcome
+        ranked = rank_artifacts(fitting, self.settings.prefer)
+        outcome.chosen = ranked[0]
+        ranked[0].flags.append(ranking_note(ranked, self.settings.prefer, self.profile.name))
         return outcome
 
     def _key(self, fmt: str, scheme: str, revision: int = 0) -> str:
@@ -457,15 +482,42 @@ def _slower_than(rep: ArtifactReport, fp32: ArtifactReport) -> str | None:
     return None
 
 
-def _choose(profile: DeviceProfile, formats: Sequence[str], outcomes: dict[str, _FormatOutcome]) -> tuple[
-        ArtifactReport | None, str, str | None]:
-    """The overall choice: the profile's first format whose chosen artifact fits every budget."""
+def _rank_value(r: ArtifactReport, prefer: Prefer) -> float:
+    if prefer == "smallest":
+        return r.size.value if r.size is not None and r.size.value is not None else math.inf
+    # fastest: the device estimate (every artifact has one: an analyzer of its graph, else the fp32 ONNX proxy)
+    return r.device.latency.value if r.device is not None and r.device.latency.value is not None else math.inf
+
+
+def rank_artifacts(candidates: Sequence[ArtifactReport], prefer: Prefer) -> list[ArtifactReport]:
+    """``candidates`` best first by ``prefer`` (stable: equal values keep the given order)."""
+    return sorted(candidates, key=lambda r: _rank_value(r, prefer))
+
+
+def ranking_note(ranked: Sequence[ArtifactReport], prefer: Prefer, device: str,
+                 among: str = "that pass and fit") -> str:
+    """The flag of an artifact chosen by ranking: its figure and the runner-up's."""
+    what = "estimated latency on " + device if prefer == "fastest" else "file size"
+    unit, scale = ("ms", 1.0) if prefer == "fastest" else ("MB", 1 / 2**20)
+    fig = lambda r: f"{_rank_value(r, prefer) * scale:.3g} {unit}"  # noqa: E731
+    nxt = f"; next {ranked[1].file} {fig(ranked[1])}" if len(ranked) > 1 else ""
+    return f"chosen by --prefer {prefer}: {what} {fig(ranked[0])} of {len(ranked)} {among}{nxt}"
+
+
+def _choose(profile: DeviceProfile, formats: Sequence[str], outcomes: dict[str, _FormatOutcome],
+            prefer: Prefer = "first") -> tuple[ArtifactReport | None, str, str | None]:
+    """The overall choice: the profile's first format whose chosen artifact fits every budget (``prefer``
+    fastest / smallest: the best-ranked of the formats' choices that fit)."""
     candidates = [outcomes[f].chosen for f in formats if outcomes.get(f) and outcomes[f].chosen is not None]
     if not candidates:
         return None, "failed", "no artifact passed the parity gate in any format"
-    for c in candidates:
-        if c.fits_budgets is not False:
-            return c, "ok", None
+    fitting = [c for c in candidates if c.fits_budgets is not False]
+    if fitting:
+        if prefer == "first" or len(fitting) == 1:
+            return fitting[0], "ok", None
+        ranked = rank_artifacts(fitting, prefer)
+        ranked[0].flags.append(ranking_note(ranked, prefer, profile.name, among="formats' choices"))
+        return ranked[0], "ok", None
     best = candidates[0]
     broken = "; ".join(b.message for b in best.budgets if not b.fits)
     # artifacts that would have fitted but failed the gate: the limit (--max-drop, --gate), not the budget, decided
@@ -485,6 +537,7 @@ def build(
     formats: Sequence[str] | None = None,
     max_drop: float = 0.01,
     gate: Gate = "point",
+    prefer: Prefer = "first",
     threads: int | None = None,
     runs: int = 100,
     resume: bool = True,
@@ -498,6 +551,9 @@ def build(
     ``max_drop``: the largest accepted metric drop of an artifact (fraction); ``gate``: how the parity gate reads
     it -- "point" the drop itself, "lenient" rejects only a drop whose 95% interval over the test samples lies
     wholly above ``max_drop``, "strict" accepts only one whose interval lies wholly at or below it.
+    ``prefer``: which passing artifact ships -- "first" the first scheme in the profile's order that passes and
+    fits (the others are not made), "fastest" / "smallest" every scheme is made and the one fastest on the device
+    (estimated) / smallest that passes and fits ships, in each format and overall.
     ``task_options``: keyword arguments of the task's factory (``{"max_length": 64}`` for minilm), as
     :func:`adaptc.get_task` takes them.
     ``search``: True runs the student search with default options, a dict passes options to
@@ -513,12 +569,14 @@ def build(
         raise AdaptcError(f"max_drop must be a fraction between 0 and 1 (got {max_drop})")
     if gate not in GATES:
         raise AdaptcError(f"gate must be one of {', '.join(GATES)} (got {gate!r})")
+    if prefer not in PREFERS:
+        raise AdaptcError(f"prefer must be one of {', '.join(PREFERS)} (got {prefer!r})")
     out_dir = Path(out) if out is not None else default_out_dir(profile)
     ensure_writable_dir(out_dir)
     clean_stale_temporaries(out_dir)
     fmts = resolve_formats(profile, formats)
     settings = ExportSettings(formats=tuple(fmts), max_drop=max_drop, gate=gate, threads=threads, runs=runs,
-                              measure_host=measure_host, resume=resume)
+                              measure_host=measure_host, resume=resume, prefer=prefer)
     the_task = get_task(task, **(task_options or {}))
     search_opts = _search_options(search, the_task)
     teacher_outputs = predict_torch(the_task.model, the_task.test)
@@ -548,7 +606,7 @@ def build(
     if no_fit is not None:
         chosen, status, reason = None, "no_fit", str(no_fit)
     else:
-        chosen, status, reason = _choose(profile, fmts, outcomes)
+        chosen, status, reason = _choose(profile, fmts, outcomes, prefer)
     artifacts = [r for f in fmts if f in outcomes for r in outcomes[f].reports]
     for f in outcomes:
         c = outcomes[f].chosen

@@ -217,3 +217,60 @@ def test_help_documents_exit_codes() -> None:
     assert r.returncode == 0 and "export" in r.stdout and "3 partial" in r.stdout
     r = run_cli("export", "--help")
     assert r.returncode == 0 and "--formats" in r.stdout and "no student search" in r.stdout
+
+
+@pytest.mark.parametrize("prefer", ["fastest", "smallest"])
+def test_prefer_makes_every_scheme_and_ships_the_best_ranked(digits_task, tmp_path: Path, prefer: str) -> None:
+    from adaptc.pipeline import _choose, _rank_value
+
+    prof = load_profile("pixel8").model_copy(update={"quantization": ("int8_static_per_channel", "int8_dynamic",
+                                                                      "fp16", "fp32")})
+    with BuildStore(tmp_path / "s.sqlite") as store:
+        b = ArtifactBuilder(model=digits_task.model, task=digits_task, profile=prof, out_dir=tmp_path, store=store,
+                            settings=ExportSettings(measure_host=False, prefer=prefer))  # type: ignore[arg-type]
+        res = b.run(["onnx", "tflite"])
+    for fmt, o in res.items():
+        # every scheme of the chain is made, not only up to the first that passes
+        assert [r.scheme for r in o.reports] == ["fp32", "int8_static_per_channel", "int8_dynamic", "fp16"], fmt
+        ok = [r for r in o.reports if r.status == "ok" and r.fits_budgets is not False]
+        assert len(ok) >= 2 and o.chosen is not None
+        assert _rank_value(o.chosen, prefer) == min(_rank_value(r, prefer) for r in ok)  # type: ignore[arg-type]
+        assert o.chosen.flags[-1].startswith(f"chosen by --prefer {prefer}: ")
+        assert f"of {len(ok)} that pass and fit; next " in o.chosen.flags[-1]
+    chosen, status, _ = _choose(prof, ["onnx", "tflite"], res, prefer)  # type: ignore[arg-type]
+    assert status == "ok" and chosen is not None
+    assert _rank_value(chosen, prefer) == min(_rank_value(o.chosen, prefer) for o in res.values())  # type: ignore[arg-type]
+    # the default stops at the first scheme that passes
+    with BuildStore(tmp_path / "s.sqlite") as store:
+        first = ArtifactBuilder(model=digits_task.model, task=digits_task, profile=prof, out_dir=tmp_path / "f",
+                                store=store, settings=ExportSettings(measure_host=False, int8_guardrail=False))
+        assert [r.scheme for r in first.run(["onnx"])["onnx"].reports] == ["fp32", "int8_static_per_channel"]
+
+
+def test_prefer_on_the_command_line(tmp_path: Path) -> None:
+    r = run_cli("export", "--device", "pixel8", "--formats", "onnx", "--prefer", "quickest", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "prefer must be one of first, fastest, smallest" in r.stderr
+    assert "Traceback" not in r.stderr
+    out = tmp_path / "fast"
+    r = run_cli("export", "--device", "pixel8", "--formats", "onnx", "--prefer", "fastest", "--runs", "10",
+                "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["settings"]["prefer"] == "fastest"
+    assert "- choice: --prefer fastest (of every scheme" in (out / "report.md").read_text()
+    chosen = next(a for a in rep["artifacts"] if a["chosen"])
+    assert any(f.startswith("chosen by --prefer fastest") for f in chosen["flags"])
+
+
+def test_prefer_fastest_when_nothing_fits_chooses_as_first(digits_task, tmp_path: Path) -> None:
+    base = load_profile("pixel8")
+    prof = base.model_copy(update={"quantization": ("int8_static_per_channel", "int8_dynamic", "fp32"),
+                                   "budgets": base.budgets.model_copy(update={"max_model_mb": 0.001})})
+    with BuildStore(tmp_path / "s.sqlite") as store:
+        b = ArtifactBuilder(model=digits_task.model, task=digits_task, profile=prof, out_dir=tmp_path, store=store,
+                            settings=ExportSettings(measure_host=False, prefer="fastest"))
+        res = b.run(["onnx"])["onnx"]
+    assert [r.scheme for r in res.reports] == ["fp32", "int8_static_per_channel", "int8_dynamic"]
+    assert all(r.fits_budgets is False for r in res.reports)
+    assert res.chosen is not None and res.chosen.scheme == "int8_static_per_channel"  # the profile's first
+    assert not any(f.startswith("chosen by") for f in res.chosen.flags)

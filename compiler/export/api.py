@@ -19,6 +19,7 @@ from ..errors import AdaptcError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..export.parity import Gate
+    from ..report.schema import Prefer
     from ..profiles import DeviceProfile
     from ..report import BuildReport
     from ..tasks import Task
@@ -33,6 +34,7 @@ def export_model(
     formats: Sequence[str] | None = None,
     max_drop: float = 0.01,
     gate: "Gate" = "point",
+    prefer: "Prefer" = "first",
     threads: int | None = None,
     runs: int = 100,
     resume: bool = True,
@@ -47,7 +49,7 @@ def export_model(
     overrides them. The report's ``status`` is ``partial`` when some format emitted nothing (its artifacts
     carry the converter's error, naming the op); :class:`adaptc.errors.BudgetError` is raised, with the
     report attached, when no artifact meets the device budgets (as :func:`adaptc.build` does). ``max_drop`` and
-    ``gate``: the parity gate, as in :func:`adaptc.build`; ``task_options``: keyword arguments of the task's factory.
+    ``gate``: the parity gate, and ``prefer``, which passing artifact ships, as in :func:`adaptc.build`; ``task_options``: keyword arguments of the task's factory.
     """
     from ..pipeline import build
     from ..tasks import get_task
@@ -64,5 +66,6 @@ def export_model(
         if task is not None:
             raise AdaptcError("give task= only with an nn.Module (the first argument is already a task)")
         the_task, options = model_or_task, task_options  # resolved by build(), after the profile is checked
-    return build(the_task, device, out, formats=formats, max_drop=max_drop, gate=gate, threads=threads, runs=runs,
+    return build(the_task, device, out, formats=formats, max_drop=max_drop, gate=gate, prefer=prefer, threads=threads,
+                 runs=runs,
                  resume=resume, measure_host=measure_host, search=False, task_options=options)

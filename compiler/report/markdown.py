@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..measure.sampling import bracket, percent
-from .schema import GATE_RULES, ArtifactReport, BuildReport, ParityReport, Quantity
+from .schema import GATE_RULES, PREFER_RULES, ArtifactReport, BuildReport, ParityReport, Quantity
 
 _TAG = {"measured": "M", "counted": "C", "estimated": "E"}
 
@@ -54,6 +54,11 @@ def _gate_line(settings: dict) -> str:
             f"({GATE_RULES.get(gate, gate)})")
 
 
+def _prefer_line(settings: dict) -> list[str]:
+    prefer = settings.get("prefer", "first")  # "first" (the default, and every report before the option) says nothing
+    return [] if prefer == "first" else [f"- choice: --prefer {prefer} ({PREFER_RULES.get(prefer, prefer)})"]
+
+
 def render(report: BuildReport) -> str:
     d = report.device
     lines = [
@@ -68,6 +73,7 @@ def render(report: BuildReport) -> str:
         f"- host: {report.host.get('cpu')} ({report.host.get('usable_cores')} cores) — adaptc {report.adaptc_version}, "
         f"built {report.created_utc} in {report.duration_s:.1f} s",
         _gate_line(report.settings),
+        *_prefer_line(report.settings),
         "",
         "Tags: (M) measured on this host, (C) counted from the exported file, (E) estimated for the device. "
         "[a, b]: 95% interval over the test samples (the split's sampling error; paired for drops).",

@@ -23,6 +23,15 @@ GATE_RULES: dict[str, str] = {
     "strict": "accepts only a drop whose 95% interval lies wholly at or below the limit",
 }
 GATES: tuple[Gate, ...] = tuple(GATE_RULES)  # type: ignore[assignment]
+#: which artifact a format ships, among those that pass the gate (adaptc.pipeline; one wording for report.md):
+#: "first" trusts the profile's scheme order and stops there; the others make every scheme and rank them
+Prefer = Literal["first", "fastest", "smallest"]
+PREFER_RULES: dict[str, str] = {
+    "first": "the first scheme in the profile's order that passes the gate and fits the budgets",
+    "fastest": "of every scheme that passes the gate and fits the budgets, the fastest estimated on the device",
+    "smallest": "of every scheme that passes the gate and fits the budgets, the smallest file",
+}
+PREFERS: tuple[Prefer, ...] = tuple(PREFER_RULES)  # type: ignore[assignment]
 
 
 class _M(BaseModel):
