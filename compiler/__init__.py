@@ -9,6 +9,7 @@ Public API (kept small; the CLI is a thin layer over it)::
     adaptc.analyze("model.onnx")                               # per-op MACs, params, peak activations
     adaptc.predict("model.onnx", "pixel8", runtime="tflite")   # estimated device latency / memory
     adaptc.calibrate(out="host.yaml", quick=True)              # measure this machine, fit the predictor
+    adaptc.compare("release/pixel8", "adaptc-out/pixel8")      # what each ships, what changed, regressions
 
 Attributes are imported lazily so that light uses (a measurement subprocess, ``adaptc --version``) do not
 pay for importing torch.
@@ -35,6 +36,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Split": ("adaptc.tasks", "Split"),
     "get_task": ("adaptc.tasks", "get_task"),
     "list_tasks": ("adaptc.tasks", "list_tasks"),
+    "compare": ("adaptc.report.compare", "compare"),
     "BuildReport": ("adaptc.report", "BuildReport"),
     "BuildResult": ("adaptc.report", "BuildReport"),
     "AdaptcError": ("adaptc.errors", "AdaptcError"),
@@ -70,4 +72,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from .profiles import DeviceProfile, list_devices, load_profile
     from .report import BuildReport
     from .report import BuildReport as BuildResult
+    from .report.compare import compare
     from .tasks import Split, Task, get_task

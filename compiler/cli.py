@@ -2,8 +2,8 @@
 
 Exit codes: 0 ok; 2 bad input (one-line message, no traceback unless ``--debug``), a model that no format
 can export, or no artifact that meets the budgets; 3 partial build (some formats failed, the others were
-emitted; one line names each failed format and op); 1 internal failure; 130 interrupted (finished work is
-kept; rerunning resumes).
+emitted; one line names each failed format and op); 4 ``compare --fail-on-regression`` found a regression;
+1 internal failure; 130 interrupted (finished work is kept; rerunning resumes).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ app = typer.Typer(
     "measured ONNX / TFLite / CoreML artifacts with a report.\n\n"
     "Exit codes: 0 ok; 2 bad input, a model no format can export, or no artifact meets the budgets; "
     "3 partial build (some formats failed, the rest were emitted and the report says which); "
-    "1 internal error; 130 interrupted (a rerun resumes).",
+    "4 compare --fail-on-regression found a regression; 1 internal error; 130 interrupted (a rerun resumes).",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -399,6 +399,50 @@ def tasks(
     for i in infos:
         t.add_row(i.name, ", ".join(f"{k}={v!r}" for k, v in i.options.items()) or "—", i.summary)
     _console().print(t)
+
+
+# ------------------------------------------------------------------------------------------- compare
+EXIT_REGRESSION = 4
+
+
+@app.command()
+def compare(
+    baseline: Path = typer.Argument(..., help="The build to compare against: its folder or report.json."),
+    candidate: Path = typer.Argument(..., help="The new build: its folder or report.json."),
+    max_drop: float = typer.Option(1.0, "--max-drop", help="Largest metric drop of a shipped artifact that is not a regression, in points."),
+    latency_tolerance: float = typer.Option(10.0, "--latency-tolerance", help="Largest slow-down of the device estimate that is not a regression, in percent."),
+    host_tolerance: Optional[float] = typer.Option(None, "--host-tolerance", help="Largest slow-down of the host measurement (same CPU, runtime, threads) that is not a regression, in percent [default: host changes are shown, not judged; medians drift 10-20% between runs on shared machines]."),
+    fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit with code 4 when the candidate regressed (for release pipelines)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Compare what two builds ship (overall and per format): metric with its interval, size, device estimate,
+    host measurement, budgets; says which changes are regressions."""
+    from .report.compare import compare as run_compare
+    from .report.compare import describe
+
+    cmp = run_compare(baseline, candidate, max_drop=max_drop / 100.0, latency_tolerance=latency_tolerance / 100.0,
+                      host_tolerance=None if host_tolerance is None else host_tolerance / 100.0)
+    if as_json:
+        typer.echo(json.dumps(cmp.model_dump(mode="json"), indent=2))
+    else:
+        from rich.table import Table
+
+        t = Table(title=f"{cmp.task} on {cmp.device}: {cmp.status[0]} -> {cmp.status[1]}", title_justify="left")
+        for col in ("ships", "quantity", "baseline -> candidate", "verdict"):
+            t.add_column(col, overflow="fold")
+        for row in cmp.rows:
+            ships = f"{row.scope}: {row.baseline_file or '—'} -> {row.candidate_file or '—'}"
+            for i, c in enumerate(row.changes or []):
+                t.add_row(ships if i == 0 else "", c.quantity, describe(c), c.verdict)
+            if not row.changes:
+                t.add_row(ships, "—", "—", "n/a")
+        con = _console()
+        con.print(t)
+        for n in cmp.notes:
+            con.print(f"note: {n}")
+        con.print(("regressions:\n  " + "\n  ".join(cmp.regressions)) if cmp.regressions else "no regression")
+    if fail_on_regression and cmp.regressions:
+        raise typer.Exit(code=EXIT_REGRESSION)
 
 
 # ------------------------------------------------------------------------------------------- analyze

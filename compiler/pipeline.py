@@ -627,7 +627,7 @@ def build(
         device=profile.model_dump(mode="json"),
         task=TaskReport(
             name=the_task.name, description=the_task.description, metric_name=the_task.metric_name,
-            kind=the_task.kind,
+            kind=the_task.kind, test_fingerprint=data_fingerprint(the_task.test),
             teacher=TeacherReport(params=sum(p.numel() for p in the_task.model.parameters()),
                                   metric=_q_torch_metric(the_task, teacher_metric, teacher_ci,
                                                          len(teacher_scores) if teacher_scores is not None else 0),

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-REPORT_SCHEMA_VERSION = "1.5"
+REPORT_SCHEMA_VERSION = "1.6"
 
 Kind = Literal["measured", "counted", "estimated"]
 #: how the parity gate reads a drop (adaptc.export.parity.gate_verdict; one wording for report.md and the docs):
@@ -158,6 +158,9 @@ class TaskReport(_M):
     metric_name: str
     kind: str
     teacher: TeacherReport
+    #: (1.6) hash of the test split (inputs and targets, adaptc.store.data_fingerprint): builds with the same
+    #: one scored the same samples, so their artifacts' metrics compare paired (adaptc compare)
+    test_fingerprint: str | None = None
 
 
 class BuildReport(_M):
