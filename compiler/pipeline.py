@@ -499,7 +499,10 @@ def ranking_note(ranked: Sequence[ArtifactReport], prefer: Prefer, device: str,
     """The flag of an artifact chosen by ranking: its figure and the runner-up's."""
     what = "estimated latency on " + device if prefer == "fastest" else "file size"
     unit, scale = ("ms", 1.0) if prefer == "fastest" else ("MB", 1 / 2**20)
-    fig = lambda r: f"{_rank_value(r, prefer) * scale:.3g} {unit}"  # noqa: E731
+
+    def fig(r: ArtifactReport) -> str:
+        return f"{_rank_value(r, prefer) * scale:.3g} {unit}"
+
     nxt = f"; next {ranked[1].file} {fig(ranked[1])}" if len(ranked) > 1 else ""
     return f"chosen by --prefer {prefer}: {what} {fig(ranked[0])} of {len(ranked)} {among}{nxt}"
 

@@ -128,17 +128,23 @@ def test_no_fit_message_names_artifacts_the_gate_rejected(tmp_path: Path) -> Non
     assert reason.endswith("(1 that fit was rejected by the point parity gate: model.int8.onnx; see --max-drop and --gate)")
 
 
-def test_quantized_artifact_over_budget_tries_next_scheme(digits_task, tmp_path: Path) -> None:
-    # an int8 artifact that passes parity but breaks a budget does not stop the chain: the next quantized
-    # scheme is tried (e.g. a static int8 file whose float parts still break the size budget);
-    # when nothing fits, the first quantized artifact that passed stays the choice, not fp32
+def _nothing_fits(task, tmp_path: Path, **settings: object):  # noqa: ANN202
+    """The task's model exported to ONNX for pixel8 with the schemes static int8, dynamic int8, fp32 and a size
+    budget that no artifact meets."""
     base = load_profile("pixel8")
     prof = base.model_copy(update={"quantization": ("int8_static_per_channel", "int8_dynamic", "fp32"),
                                    "budgets": base.budgets.model_copy(update={"max_model_mb": 0.001})})
     with BuildStore(tmp_path / "s.sqlite") as store:
-        b = ArtifactBuilder(model=digits_task.model, task=digits_task, profile=prof, out_dir=tmp_path, store=store,
-                            settings=ExportSettings(measure_host=False, int8_guardrail=False))
-        res = b.run(["onnx"])["onnx"]
+        b = ArtifactBuilder(model=task.model, task=task, profile=prof, out_dir=tmp_path, store=store,
+                            settings=ExportSettings(measure_host=False, **settings))  # type: ignore[arg-type]
+        return b.run(["onnx"])["onnx"]
+
+
+def test_quantized_artifact_over_budget_tries_next_scheme(digits_task, tmp_path: Path) -> None:
+    # an int8 artifact that passes parity but breaks a budget does not stop the chain: the next quantized
+    # scheme is tried (e.g. a static int8 file whose float parts still break the size budget);
+    # when nothing fits, the first quantized artifact that passed stays the choice, not fp32
+    res = _nothing_fits(digits_task, tmp_path, int8_guardrail=False)
     st = {r.scheme: r for r in res.reports}
     assert list(st) == ["fp32", "int8_static_per_channel", "int8_dynamic"]
     assert st["int8_static_per_channel"].fits_budgets is False
@@ -263,13 +269,7 @@ def test_prefer_on_the_command_line(tmp_path: Path) -> None:
 
 
 def test_prefer_fastest_when_nothing_fits_chooses_as_first(digits_task, tmp_path: Path) -> None:
-    base = load_profile("pixel8")
-    prof = base.model_copy(update={"quantization": ("int8_static_per_channel", "int8_dynamic", "fp32"),
-                                   "budgets": base.budgets.model_copy(update={"max_model_mb": 0.001})})
-    with BuildStore(tmp_path / "s.sqlite") as store:
-        b = ArtifactBuilder(model=digits_task.model, task=digits_task, profile=prof, out_dir=tmp_path, store=store,
-                            settings=ExportSettings(measure_host=False, prefer="fastest"))
-        res = b.run(["onnx"])["onnx"]
+    res = _nothing_fits(digits_task, tmp_path, prefer="fastest")
     assert [r.scheme for r in res.reports] == ["fp32", "int8_static_per_channel", "int8_dynamic"]
     assert all(r.fits_budgets is False for r in res.reports)
     assert res.chosen is not None and res.chosen.scheme == "int8_static_per_channel"  # the profile's first

@@ -77,9 +77,11 @@ def test_weight_dtypes_per_scheme(which: str, request: pytest.FixtureRequest) ->
     for s in ("int8_static_per_channel", "int8_static_per_tensor"):
         ops = d[s]["op_counts"]
         assert ops.get("quantize", 0) > 0 and ops.get("dequantize", 0) > 0, s
-        for kind in ("conv", "linear"):
+        for kind in ("conv", "linear", "embedding"):  # embedding tables: int8 after conversion (PT2E leaves them)
             if kind in d[s]["layer_weights"]:
                 assert set(d[s]["layer_weights"][kind]["elements_by_dtype"]) == {"int8"}, (s, kind)
+        if which == "transformer":
+            assert "per row" in pk[s]["file"].recipe["embedding_tables"]
     # weight.bin: fp16 half of fp32
     wb = {s: d[s]["weight_file_bytes"] for s in SCHEMES}
     assert 1.8 < wb["fp32"] / wb["fp16"] < 2.1

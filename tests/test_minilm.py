@@ -130,3 +130,25 @@ def test_bert_build_exports_onnx_and_tflite(bert_task, tmp_path: Path) -> None:
         assert files[name].status == "ok" and files[name].parity.cosine > 0.99, name
     d = describe_tflite(out / "model.int8.tflite")
     assert d["inputs"][0]["dtype"] == "int32" and set(d["embedding_bytes_by_dtype"]) == {"int8"}
+
+
+def test_bert_coreml_every_scheme_converts_and_matches_the_model(bert_task, tmp_path: Path) -> None:
+    # Hugging Face mask code needs torch.export's default decompositions, under which linear layers become
+    # matmuls with a constant operand; the test encoder's input is as long as its position table, where
+    # torch.export writes an aten.alias that coremltools cannot convert; W8A8 is captured with int32 token ids
+    from adaptc.export import ExportRequest, get_exporter
+
+    ex = get_exporter("coreml")
+    req = ExportRequest(model=bert_task.model, example_inputs=bert_task.example_inputs,
+                        input_names=bert_task.input_names, output_names=bert_task.output_names,
+                        calibration=bert_task.train)
+    assert bert_task.example_inputs[0].shape[1] == bert_task.model.bert.config.max_position_embeddings
+    for scheme in ex.schemes():
+        f = ex.export(req, scheme, tmp_path / ex.filename(scheme))
+        d = ex.describe(f.path)
+        check = ex.verify(req, f.path, scheme)
+        assert check is not None and check["passed"], (scheme, check and check["failed"])
+        assert d["layer_weights"]["linear"]["layers"] == 4 * 6  # q, k, v, attention output, FFN in, FFN out
+        assert d["inputs"][0]["dtype"] == "int32"
+        emb = set(d["layer_weights"]["embedding"]["elements_by_dtype"])
+        assert emb == ({"float32"} if scheme == "fp32" else {"float16"} if scheme == "fp16" else {"int8"}), scheme

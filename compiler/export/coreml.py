@@ -6,8 +6,11 @@ Schemes:
 - int8_weight_only: the fp16 program with ``ct.optimize.coreml.linear_quantize_weights`` (int8 symmetric per
   channel; weights below coremltools' 2,048-element threshold stay fp16); arithmetic in fp16.
 - int8_static_per_channel / int8_static_per_tensor (W8A8): the PT2E-quantized graph (the same recipe as
-  the TFLite int8 static file, weights folded to int8) through ``torch.export`` and ``ct.convert``:
-  int8 weights (``constexpr_affine_dequantize``) and ``quantize`` / ``dequantize`` ops on activations.
+  the TFLite int8 static file, weights folded to int8; captured with int32 token ids) through
+  ``torch.export`` and ``ct.convert``: int8 weights (``constexpr_affine_dequantize``) and ``quantize`` /
+  ``dequantize`` ops on activations. PT2E leaves embedding tables float (float16 in the program), so their
+  ``gather`` tables are then made int8 by ``linear_quantize_weights`` (per row), as the int8-weights scheme
+  does (recipe revision 1).
 
 Token ids become int32 inputs. Prediction needs macOS: on Linux the package is converted, saved, reloaded
 with ``skip_model_load=True`` and its MIL program is read (:func:`describe_mlpackage`) and checked against
@@ -64,6 +67,30 @@ def _int32_inputs(example_inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tenso
                  for x in example_inputs)
 
 
+def _int8_weights(mlmodel: Any, only_op: str | None = None) -> Any:
+    """int8 symmetric per-channel weights (``linear_quantize_weights``) for every op, or for ``only_op``'s."""
+    from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
+
+    op_cfg = OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                     weight_threshold=WEIGHT_THRESHOLD)
+    cfg = (OptimizationConfig(global_config=op_cfg) if only_op is None
+           else OptimizationConfig(op_type_configs={only_op: op_cfg}))
+    return linear_quantize_weights(mlmodel, config=cfg)
+
+
+def _drop_aliases(ep: Any) -> None:
+    """Remove ``aten.alias`` nodes (an identity coremltools has no converter for) from an exported program.
+    torch.export writes one where a model takes a whole buffer as a view, e.g. Hugging Face BERT's
+    ``position_ids[:, :seq_len]`` when the input is as long as the position table (minilm at 512 tokens)."""
+    g = ep.graph_module.graph
+    aliases = [n for n in g.nodes if n.op == "call_function" and n.target in (torch.ops.aten.alias.default,)]
+    for n in aliases:
+        n.replace_all_uses_with(n.args[0])
+        g.erase_node(n)
+    if aliases:
+        ep.graph_module.recompile()
+
+
 def _ct_inputs(request: ExportRequest, example: tuple[torch.Tensor, ...]) -> list[Any]:
     import coremltools as ct
 
@@ -82,6 +109,9 @@ class CoreMLExporter(Exporter):
 
     calibration_samples = 256
     deployment_target = "iOS17"
+
+    def revision(self, scheme: str) -> int:
+        return 1 if scheme in _STATIC else 0  # 1: W8A8 programs store their embedding tables in int8
 
     def schemes(self) -> tuple[str, ...]:
         return ("fp16", "int8_weight_only", "int8_static_per_channel", "int8_static_per_tensor", "fp32")
@@ -105,8 +135,10 @@ class CoreMLExporter(Exporter):
 
                     if request.calibration is None:
                         raise ExportError(f"coreml: {scheme} needs calibration data (the task's train split)")
+                    # captured with the int32 token ids CoreML takes: a graph captured with int64 ones asserts
+                    # that dtype when it is exported again for ct.convert
                     model, _, qrecipe = pt2e_quantize(
-                        request.model, tuple(request.example_inputs), request.calibration,
+                        request.model, example, request.calibration,
                         per_channel=scheme == "int8_static_per_channel", keep_float=request.keep_float,
                         samples=self.calibration_samples, fold_quantize=True,
                     )
@@ -114,17 +146,12 @@ class CoreMLExporter(Exporter):
                     recipe["method"] = "W8A8: the PT2E-quantized graph (int8 weights folded) through ct.convert"
                     precision = "int8"
                 mlmodel = self._convert(model, request, example, fp32=scheme == "fp32")
+                if scheme in _STATIC and any(isinstance(m, nn.Embedding) for m in request.model.modules()):
+                    mlmodel = _int8_weights(mlmodel, only_op="gather")
+                    recipe["embedding_tables"] = (f"int8 symmetric per row: coremltools linear_quantize_weights on "
+                                                  f"gather after conversion ({_ct_version()})")
                 if scheme == "int8_weight_only":
-                    from coremltools.optimize.coreml import (
-                        OpLinearQuantizerConfig,
-                        OptimizationConfig,
-                        linear_quantize_weights,
-                    )
-
-                    cfg = OptimizationConfig(global_config=OpLinearQuantizerConfig(
-                        mode="linear_symmetric", dtype="int8", granularity="per_channel",
-                        weight_threshold=WEIGHT_THRESHOLD))
-                    mlmodel = linear_quantize_weights(mlmodel, config=cfg)
+                    mlmodel = _int8_weights(mlmodel)
                     recipe.update(quantizer=f"coremltools.optimize.coreml.linear_quantize_weights ({_ct_version()})",
                                   weights=f"int8 symmetric per channel (weights under {WEIGHT_THRESHOLD} elements "
                                           "stay float16)", activations="float16")
@@ -155,6 +182,7 @@ class CoreMLExporter(Exporter):
             with torch.no_grad():
                 ep = torch.export.export(model, example)
             ep = ep.run_decompositions() if default_decompositions else ep.run_decompositions({})
+            _drop_aliases(ep)
             return ct.convert(
                 ep, convert_to="mlprogram", inputs=_ct_inputs(request, example),
                 outputs=[ct.TensorType(name=n) for n in request.output_names],
@@ -257,15 +285,23 @@ def describe_mlpackage(path: str | Path) -> dict[str, Any]:
         return None
 
     layer_weights: dict[str, dict[str, Any]] = {}
+    matmul_with_weight = 0
     for op in all_ops:
-        key = _WEIGHT_INPUT.get(op.type)
-        if key is None or key not in op.inputs or not op.inputs[key].arguments:
-            continue
-        arg = op.inputs[key].arguments[0]
-        info = weight_of(arg.name) if arg.HasField("name") else None
+        keys = ("y", "x") if op.type == "matmul" else (_WEIGHT_INPUT.get(op.type),)
+        info = None
+        for key in keys:
+            if key is None or key not in op.inputs or not op.inputs[key].arguments:
+                continue
+            arg = op.inputs[key].arguments[0]
+            info = weight_of(arg.name) if arg.HasField("name") else None
+            if info is not None:
+                break
         if info is None:
             continue
-        kind = "embedding" if op.type == "gather" else op.type
+        # a matmul with a constant operand is a linear layer (what aten.linear becomes under the default
+        # decompositions, which models with Hugging Face mask code need)
+        matmul_with_weight += op.type == "matmul"
+        kind = "embedding" if op.type == "gather" else "linear" if op.type == "matmul" else op.type
         d = layer_weights.setdefault(kind, {"layers": 0, "elements": 0, "elements_by_dtype": Counter()})
         d["layers"] += 1
         d["elements"] += info[1]
@@ -297,6 +333,8 @@ def describe_mlpackage(path: str | Path) -> dict[str, Any]:
         "weight_bytes_by_dtype": wbytes,
         "weight_file_bytes": wfile.stat().st_size if wfile.is_file() else 0,
         "layer_weights": layer_weights,
+        #: matmul ops with a constant operand, counted as linear layers (in layer_weights["linear"] too)
+        "matmul_with_weight": matmul_with_weight,
         "embedding_bytes": int(emb_bytes),
         "weight_bytes_excluding_embeddings": int(sum(wbytes.values()) - emb_bytes),
         "inputs": io(spec.description.input),
@@ -345,7 +383,7 @@ def structure_check(model: nn.Module, example_inputs: tuple[torch.Tensor, ...], 
     """Compare the MIL program with the torch model: what can be checked on a host without CoreML.
 
     - conv / linear / matmul op counts equal the torch graph's (BatchNorm is folded into conv, so it is not
-      counted);
+      counted; a MIL matmul with a constant operand counts as a linear layer);
     - weight elements of conv and linear layers equal the torch modules' (exactly: nothing dropped or
       duplicated);
     - those weights are stored in the scheme's dtype (fp32: float32, fp16: float16, W8A8: int8; int8 weights:
@@ -360,9 +398,11 @@ def structure_check(model: nn.Module, example_inputs: tuple[torch.Tensor, ...], 
     def add(what: str, expected: Any, found: Any, ok: bool) -> None:
         checks.append({"check": what, "expected": expected, "found": found, "ok": bool(ok)})
 
+    as_matmul = described.get("matmul_with_weight", 0)
     for kind in ("conv", "linear", "matmul"):
         exp = ts["op_counts"].get(kind, 0)
         found = mil_ops.get(kind, 0) + (mil_ops.get("conv_transpose", 0) if kind == "conv" else 0)
+        found += as_matmul if kind == "linear" else -as_matmul if kind == "matmul" else 0
         if exp or found:
             add(f"{kind} ops", exp, found, exp == found)
     for kind in ("conv", "linear"):
