@@ -398,14 +398,36 @@ def test_fit_epochs_is_asked_once_cached_and_again_after_the_first_epoch(token_t
             return first if measured is None else second
         return fit
 
+    from adaptc import progress
+
+    class Notes(progress.NullReporter):
+        """Keeps what each finished step says (the line a user reads)."""
+
+        def __init__(self) -> None:
+            self.done: list[str] = []
+
+        def step(self, description: str, total: float | None = None) -> progress.Step:
+            notes = self
+
+            class _Step:
+                def advance(self, n: float = 1, *, note: str | None = None) -> None:
+                    pass
+
+                def done(self, note: str | None = None) -> None:
+                    notes.done.append(f"{description} -- {note}")
+            return _Step()
+
     for first, second, qat in ((4, 2, False), (1, 3, True)):
         tc._CACHES.clear()
         asked.clear()
         student = prune_width(token_task.model, token_task.example_inputs, 0.5)
-        res = distill(student, token_task.model, token_task,
-                      DistillConfig(epochs=5, cache_teacher=True, qat=qat, qat_fraction=0.5),
-                      fit_epochs=fitter(first, second))
+        with progress.using(Notes()) as notes:
+            res = distill(student, token_task.model, token_task,
+                          DistillConfig(epochs=5, cache_teacher=True, qat=qat, qat_fraction=0.5),
+                          fit_epochs=fitter(first, second))
         assert asked == [(True, False, 0), (True, True, 1)]
+        # the finished line names the count trained, not only the one fitted before the first epoch
+        assert notes.done[-1].endswith(f"; {first} -> {second} epochs (first epoch timed)"), notes.done
         # shortened to 2 epochs; stretched from 1 to 3 (the learning-rate schedule with it), then 2 of QAT
         assert res.epochs == second
         assert [h["stage"] == "qat" for h in res.history] == [False] * second + [True] * (2 if qat else 0)

@@ -355,6 +355,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
             return (c.epochs if c.qat else c.epochs + 1), c.epochs + qat_epochs
 
         qat_start, total_epochs = plan(cfg)
+        refit = ""
         step = progress.current().step(f"{description}: {cfg.epochs} epochs" if fit_epochs else description,
                                        total=total_epochs)
         tables = _set_embedding_update(student, cfg.embeddings) if cfg.embeddings != "dense" else []
@@ -456,7 +457,8 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
             if fit_epochs is not None and epoch == 0 and not in_qat:
                 n = max(1, fit_epochs(rec["train_seconds"] + rec.get("eval_seconds", 0.0), 1))
                 if n != cfg.epochs:
-                    step.advance(0, note=f"{note}, {cfg.epochs} -> {n} epochs (first epoch timed)")
+                    refit = f"{cfg.epochs} -> {n} epochs (first epoch timed)"
+                    step.advance(0, note=f"{note}, {refit}")
                     cfg = replace(cfg, epochs=n)
                     qat_start, total_epochs = plan(cfg)
                     opt.reschedule(one_cycle, nb)
@@ -467,7 +469,8 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
     if in_qat:
         student = strip_qat(student, snap_weights=True)
     student.eval()
-    step.done(f"best val {best_val:.4f}")
+    # the step's title gave the epoch count fitted before the first epoch: say when it changed
+    step.done(f"best val {best_val:.4f}" + (f"; {refit}" if refit else ""))
     for p in teacher.parameters():
         p.requires_grad_(True)
     _set_embedding_update(student, "dense", tables)  # (the QAT stage's copy has the same module names)
