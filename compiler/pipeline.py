@@ -47,7 +47,7 @@ from .report import (
     TeacherReport,
     render,
 )
-from .store import BuildStore, data_fingerprint, model_fingerprint, stable_hash
+from .store import BuildStore, data_fingerprint, model_fingerprint, scores_key, stable_hash
 from .tasks import Task, get_task, predict_torch
 from .versions import host_info, toolchain_versions
 
@@ -212,10 +212,8 @@ class ArtifactBuilder:
         first = _slower_than(rep, fp32)
         if first is None or rep.host is None or fp32.host is None:
             return first
-        inputs = [x.numpy() for x in self.task.example_inputs]
         try:
-            again = [measure(self.out_dir / r.file, runtime, inputs, threads=self.threads, runs=self.settings.runs,
-                             warmup=self.settings.warmup).latency_ms_median for r in (rep, fp32)]
+            again = [self._measure(self.out_dir / r.file, runtime).latency_ms_median for r in (rep, fp32)]
         except Exception:  # the first reading stands
             return first
         a0, b0 = rep.host.latency_median.value or 0.0, fp32.host.latency_median.value or 0.0
@@ -266,7 +264,7 @@ class ArtifactBuilder:
             rec = self.store.get(key)
             if rec is not None and (rec.get("status") == "failed" or (dest.exists() and rec.get("sha256") == sha256_path(dest))):
                 progress.current().message(f"[dim]resume: {fname} ({scheme}) already done[/dim]")
-                scores = self.store.get(key + "#scores")
+                scores = self.store.get(scores_key(key))
                 if scores is not None:
                     self._scores[fname] = np.asarray(scores["scores"], dtype=np.float64)
                 return ArtifactReport.model_validate(rec)
@@ -310,7 +308,7 @@ class ArtifactBuilder:
         step.advance(1)
         step.done(self._summary(rep))
         if fname in self._scores:  # before the record: a resumed artifact finds its scores with it
-            self.store.put(key + "#scores", "scores", {"scores": self._scores[fname].tolist()})
+            self.store.put(scores_key(key), "scores", {"scores": self._scores[fname].tolist()})
         self.store.put(key, "artifact", rep.model_dump(mode="json"))
         return rep
 
@@ -413,6 +411,11 @@ class ArtifactBuilder:
             rep.status = "rejected"
             rep.flags.append(f"rejected by the parity gate: {reason}")
 
+    def _measure(self, path: Path, runtime: str) -> Any:
+        """One host measurement of ``path`` (a fresh subprocess) with the build's inputs, threads and runs."""
+        return measure(path, runtime, [x.numpy() for x in self.task.example_inputs], threads=self.threads,
+                       runs=self.settings.runs, warmup=self.settings.warmup)
+
     def _host(self, rep: ArtifactReport, runtime: str, path: Path) -> None:
         if not self.settings.measure_host or rep.status == "failed":
             return
@@ -420,8 +423,7 @@ class ArtifactBuilder:
             rep.flags.append(f"no {runtime} runtime on this host: latency and memory are estimates only")
             return
         try:
-            m = measure(path, runtime, [x.numpy() for x in self.task.example_inputs], threads=self.threads,
-                        runs=self.settings.runs, warmup=self.settings.warmup)
+            m = self._measure(path, runtime)
         except Exception as e:
             rep.flags.append(f"host measurement failed: {e}")
             return

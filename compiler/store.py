@@ -12,15 +12,24 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
 
+def scores_key(key: str) -> str:
+    """The key of an artifact record's per-sample test scores (stored beside the record)."""
+    return key + "#scores"
+
+
 class BuildStore:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, read_only: bool = False):
+        """``read_only``: open an existing store without writing to it (another build's folder)."""
         self.path = Path(path)
+        if read_only:
+            self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
@@ -36,6 +45,11 @@ class BuildStore:
     def get(self, key: str) -> dict[str, Any] | None:
         row = self._conn.execute("SELECT value FROM stages WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    def records(self, stage: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(key, value) of every record of ``stage``."""
+        for key, value in self._conn.execute("SELECT key, value FROM stages WHERE stage = ?", (stage,)):
+            yield key, json.loads(value)
 
     def put(self, key: str, stage: str, value: dict[str, Any]) -> None:
         with self._conn:

@@ -22,7 +22,6 @@ Hand-written: comparing adaptc's own reports (no library knows their schema).
 
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
 from pathlib import Path
@@ -33,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import AdaptcError
 from ..measure.sampling import drop_interval
+from ..store import BuildStore, scores_key
 from .schema import ArtifactReport, BuildReport
 
 Verdict = Literal["regression", "worse", "same", "better", "n/a"]
@@ -95,18 +95,15 @@ def stored_scores(folder: Path, artifact: ArtifactReport) -> np.ndarray | None:
     db = folder / ".adaptc" / "state.sqlite"
     if not db.is_file() or artifact.sha256 is None:
         return None
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        for key, value in con.execute("SELECT key, value FROM stages WHERE stage = 'artifact'"):
-            rec = json.loads(value)
-            if rec.get("file") == artifact.file and rec.get("sha256") == artifact.sha256:
-                row = con.execute("SELECT value FROM stages WHERE key = ?", (key + "#scores",)).fetchone()
-                if row is not None:
-                    return np.asarray(json.loads(row[0])["scores"], dtype=np.float64)
+        with BuildStore(db, read_only=True) as store:
+            for key, rec in store.records("artifact"):
+                if rec.get("file") == artifact.file and rec.get("sha256") == artifact.sha256:
+                    scores = store.get(scores_key(key))
+                    if scores is not None:
+                        return np.asarray(scores["scores"], dtype=np.float64)
     except sqlite3.Error:
         return None
-    finally:
-        con.close()
     return None
 
 
