@@ -10,6 +10,7 @@ Public API (kept small; the CLI is a thin layer over it)::
     adaptc.predict("model.onnx", "pixel8", runtime="tflite")   # estimated device latency / memory
     adaptc.calibrate(out="host.yaml", quick=True)              # measure this machine, fit the predictor
     adaptc.compare("release/pixel8", "adaptc-out/pixel8")      # what each ships, what changed, regressions
+    adaptc.measure_file("model.tflite", device="pixel8")       # host latency / memory of a file (+ estimate)
 
 Attributes are imported lazily so that light uses (a measurement subprocess, ``adaptc --version``) do not
 pay for importing torch.
@@ -37,6 +38,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "get_task": ("adaptc.tasks", "get_task"),
     "list_tasks": ("adaptc.tasks", "list_tasks"),
     "compare": ("adaptc.report.compare", "compare"),
+    "measure_file": ("adaptc.measure.file", "measure_file"),
     "BuildReport": ("adaptc.report", "BuildReport"),
     "BuildResult": ("adaptc.report", "BuildReport"),
     "AdaptcError": ("adaptc.errors", "AdaptcError"),
@@ -68,6 +70,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .export.api import export_model
     from .pipeline import build
     from .measure.calibrate import calibrate_host as calibrate
+    from .measure.file import measure_file
     from .predict import predict
     from .profiles import DeviceProfile, list_devices, load_profile
     from .report import BuildReport

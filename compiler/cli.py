@@ -414,6 +414,7 @@ def compare(
     host_tolerance: Optional[float] = typer.Option(None, "--host-tolerance", help="Largest slow-down of the host measurement (same CPU, runtime, threads) that is not a regression, in percent [default: host changes are shown, not judged; medians drift 10-20% between runs on shared machines]."),
     fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit with code 4 when the candidate regressed (for release pipelines)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw every artifact of both builds, metric against estimated device latency, to this PNG."),
 ) -> None:
     """Compare what two builds ship (overall and per format): metric with its interval, size, device estimate,
     host measurement, budgets; says which changes are regressions."""
@@ -422,8 +423,14 @@ def compare(
 
     cmp = run_compare(baseline, candidate, max_drop=max_drop / 100.0, latency_tolerance=latency_tolerance / 100.0,
                       host_tolerance=None if host_tolerance is None else host_tolerance / 100.0)
+    if plot is not None:
+        from ._io import ensure_writable_dir
+        from .report.compare_plot import plot_comparison
+
+        ensure_writable_dir(plot.parent if str(plot.parent) else Path("."))
+        plot_comparison(baseline, candidate, plot)
     if as_json:
-        typer.echo(json.dumps(cmp.model_dump(mode="json"), indent=2))
+        typer.echo(json.dumps({**cmp.model_dump(mode="json"), "plot": str(plot) if plot else None}, indent=2))
     else:
         from rich.table import Table
 
@@ -441,6 +448,8 @@ def compare(
         for n in cmp.notes:
             con.print(f"note: {n}")
         con.print(("regressions:\n  " + "\n  ".join(cmp.regressions)) if cmp.regressions else "no regression")
+        if plot is not None:
+            con.print(f"plot: {plot}")
     if fail_on_regression and cmp.regressions:
         raise typer.Exit(code=EXIT_REGRESSION)
 
@@ -473,6 +482,48 @@ def analyze(
     _console().print(t)
     typer.echo(f"weights: fp32 {cost.weight_bytes_at['fp32']:,} B, fp16 {cost.weight_bytes_at['fp16']:,} B, "
                f"int8 {cost.weight_bytes_at['int8']:,} B; stored {cost.stored_weight_bytes:,} B")
+
+
+# ------------------------------------------------------------------------------------------- measure
+@app.command("measure")
+def measure_cmd(
+    model: Path = typer.Argument(..., help="An .onnx or .tflite file (CoreML files run only on macOS)."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Runtime threads (capped by this host's cores)."),
+    runs: int = typer.Option(100, "--runs", min=1, help="Timed runs after warm-up."),
+    warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed runs first."),
+    shape: Optional[list[str]] = typer.Option(None, "--shape", help="NAME=DIMS sizing a dynamic input, e.g. input_ids=1x128 (repeatable)."),
+    inputs: Optional[Path] = typer.Option(None, "--inputs", help="An .npz with one array per input, named after the inputs [default: synthetic inputs from the file's signature]."),
+    device: Optional[str] = typer.Option(None, "--device", "-d", help="Also estimate the file on this device; `host` checks the predictor against the measurement."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Measure a model file on this host as a build measures its artifacts: latency (median, p90 of timed runs
+    at batch 1) and peak memory in a fresh process; with --device, the estimate beside it."""
+    from .measure.file import measure_file, parse_shape
+
+    if inputs is not None and shape:
+        raise AdaptcError("give --inputs or --shape, not both (the arrays in --inputs have their shapes)")
+    shapes = dict(parse_shape(s) for s in shape or [])
+    m = measure_file(model, threads=threads, runs=runs, warmup=warmup, inputs=inputs, shapes=shapes, device=device)
+    if as_json:
+        typer.echo(json.dumps(m.to_dict(), indent=2))
+        return
+    h = m.host
+    size = f"{m.size_bytes / 2**20:.2f} MB" if m.size_bytes >= 2**20 else f"{m.size_bytes / 1024:.1f} KB"
+    typer.echo(f"{model.name} ({size}, sha256 {m.sha256[:12]}) in {h.runtime_version}, "
+               f"{h.threads} thread(s), batch 1")
+    typer.echo(f"  latency  p50 {h.latency_ms_median:.4g} ms, p90 {h.latency_ms_p90:.4g} ms, min "
+               f"{h.latency_ms_min:.4g} ms (measured: {h.runs} runs after {h.warmup} warm-up, {h.cpu})")
+    typer.echo(f"  memory   peak {h.peak_memory_mb:.2f} MB (heap {h.rss_anon_mb:.2f} MB, mapped files "
+               f"{h.rss_file_mb:.2f} MB) ({h.memory_method()})")
+    shown = ", ".join(f"{i['name']} {i['dtype']} {'x'.join(map(str, i['shape']))}" for i in m.inputs)
+    typer.echo(f"  inputs   {shown} ({m.inputs[0]['source'] if m.inputs else 'none'})")
+    if m.estimate is not None:
+        e, err = m.estimate, m.estimate_error
+        lat = f"latency {e['latency_ms']:.4g} ms" + (f" ({100 * err['latency']:+.1f}% vs measured)" if err else "")
+        mem = f"peak memory {e['peak_memory_mb']:.2f} MB" + (f" ({100 * err['peak_memory']:+.1f}%)" if err else "")
+        typer.echo(f"  {e['device']}: {lat}, {mem} (estimated, {e['version']}, {e['threads']} thread(s))")
+    for n in m.notes:
+        typer.echo(f"note: {n}")
 
 
 # ------------------------------------------------------------------------------------------- predict

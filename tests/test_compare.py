@@ -62,8 +62,12 @@ def test_compare_cli(builds: dict[str, Path], tmp_path: Path) -> None:
     r = run_cli("compare", str(builds["base"]), str(builds["damaged"]), "--fail-on-regression")
     assert r.returncode == 4, r.stderr[-2000:]
     assert "regressions:" in r.stdout and "overall accuracy" in r.stdout
-    r = run_cli("compare", str(builds["base"]), str(builds["damaged"]), "--json")
+    r = run_cli("compare", str(builds["base"]), str(builds["damaged"]), "--json", "--plot", str(tmp_path / "p" / "c.png"))
     assert r.returncode == 0 and json.loads(r.stdout)["regressions"]
+    assert json.loads(r.stdout)["plot"] == str(tmp_path / "p" / "c.png")
+    assert (tmp_path / "p" / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = run_cli("compare", str(builds["base"]), str(builds["damaged"]), "--plot", "/proc/no/c.png")
+    assert r.returncode == 2 and "cannot be written" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("compare", str(builds["base"]), str(tmp_path / "nothing"))
     assert r.returncode == 2 and "no report.json there" in r.stderr and "Traceback" not in r.stderr
     (tmp_path / "bad.json").write_text('{"schema_version": "1.6"}')
