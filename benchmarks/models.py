@@ -447,6 +447,22 @@ PHONE_MODELS: list[BenchModel] = [
     BenchModel("squeezenet_v1_1", lambda: SqueezeNet11(), _img(224), "SqueezeNet", False, "SqueezeNet 1.1 (pytorchcv)", ""),
 ]
 
+#: further rows of the same source and devices (benchmarks/data/mobile_ml_benchmark_rows.csv, added 2026-11-30): every
+#: width or depth variant in qed-usc/mobile-ml-benchmark's tflite_cnn_e2e.csv of a family above whose class builds it
+#: with another width or block count (pytorchcv names: resnet10 = blocks (1, 1, 1, 1), ...)
+EXTRA_PHONE_MODELS: list[BenchModel] = [
+    *[BenchModel(f"resnet{2 * sum(b) + 2}", (lambda b=b: ResNet(b, 1.0)), _img(224), "ResNet", False,
+                 f"resnet{2 * sum(b) + 2}", "") for b in ((1, 1, 1, 1), (2, 1, 1, 1), (2, 2, 1, 1), (2, 2, 2, 1))],
+    BenchModel("resnet18_w3d4", lambda: ResNet((2, 2, 2, 2), 0.75), _img(224), "ResNet", False, "resnet18_w3d4", ""),
+    BenchModel("resnet18_wd2", lambda: ResNet((2, 2, 2, 2), 0.5), _img(224), "ResNet", False, "resnet18_wd2", ""),
+    BenchModel("mobilenetv1_w3d4", lambda: MobileNetV1(0.75), _img(224), "MobileNetV1", True, "mobilenet_w3d4", ""),
+    BenchModel("mobilenetv2_w3d4", lambda: MobileNetV2(0.75), _img(224), "MobileNetV2", True, "mobilenetv2_w3d4", ""),
+    *[BenchModel(f"mobilenetv3_{size}_{tag}", (lambda size=size, w=w: MobileNetV3(size, w)), _img(224), "MobileNetV3",
+                 True, f"mobilenetv3_{size}_{tag}", "")
+      for size in ("large", "small") for tag, w in (("w3d4", 0.75), ("w5d4", 1.25), ("w7d20", 0.35))],
+]
+PHONE_MODELS += EXTRA_PHONE_MODELS
+
 
 def _host_models() -> list[BenchModel]:
     m: list[BenchModel] = []
