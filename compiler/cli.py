@@ -519,8 +519,10 @@ def measure_cmd(
     typer.echo(f"  inputs   {shown} ({m.inputs[0]['source'] if m.inputs else 'none'})")
     if m.estimate is not None:
         e, err = m.estimate, m.estimate_error
-        lat = f"latency {e['latency_ms']:.4g} ms" + (f" ({100 * err['latency']:+.1f}% vs measured)" if err else "")
-        mem = f"peak memory {e['peak_memory_mb']:.2f} MB" + (f" ({100 * err['peak_memory']:+.1f}%)" if err else "")
+        lat = f"latency {e['latency_ms']:.4g} ms" + (
+            f" ({100 * err['latency']:+.1f}% vs measured)" if err and err["latency"] is not None else "")
+        mem = f"peak memory {e['peak_memory_mb']:.2f} MB" + (
+            f" ({100 * err['peak_memory']:+.1f}%)" if err and err["peak_memory"] is not None else "")
         typer.echo(f"  {e['device']}: {lat}, {mem} (estimated, {e['version']}, {e['threads']} thread(s))")
     for n in m.notes:
         typer.echo(f"note: {n}")

@@ -54,9 +54,9 @@ class FileMeasurement:
     host: HostMeasurement
     #: with a device: the predictor's estimate (``Prediction.summary()``) for the same file
     estimate: dict[str, Any] | None = None
-    #: estimate vs measurement, relative ((estimated - measured) / measured); only for a profile of kind
-    #: ``host`` (this machine, calibrated), where the two describe the same machine
-    estimate_error: dict[str, float] | None = None
+    #: estimate vs measurement, relative ((estimated - measured) / measured; None where nothing was measured); only
+    #: for a profile of kind ``host`` (this machine, calibrated), where the two describe the same machine
+    estimate_error: dict[str, float | None] | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -270,9 +270,8 @@ def _add_estimate(result: FileMeasurement, path: Path, runtime: str, device: Any
     if on_host:
         h = result.host
         result.estimate_error = {
-            "latency": (pred.latency_ms - h.latency_ms_median) / h.latency_ms_median if h.latency_ms_median else float("nan"),
-            "peak_memory": ((pred.peak_memory_mb - h.peak_memory_mb) / h.peak_memory_mb
-                            if h.peak_memory_mb > 0 else float("nan")),
+            "latency": (pred.latency_ms - h.latency_ms_median) / h.latency_ms_median if h.latency_ms_median > 0 else None,
+            "peak_memory": (pred.peak_memory_mb - h.peak_memory_mb) / h.peak_memory_mb if h.peak_memory_mb > 0 else None,
         }
     else:
         result.notes.append(f"the estimate is for {profile.name} ({pred.threads} thread(s)); the measurement is "
