@@ -674,7 +674,8 @@ def _validation_phrase(c: Constants) -> str:
     phones = v.get("phones", {})
     if c.family.startswith("arm64") and phones:
         maes = ", ".join(f"{k} {d.get('median_abs_error_pct', float('nan')):.0f}%" for k, d in sorted(phones.items()))
-        bits.append(f"published phone rows (held out) median |error|: {maes}")
+        n = max((d.get("n") or 0) for d in phones.values())
+        bits.append(f"published phone rows ({n} held-out models per phone and precision) median |error|: {maes}")
     return "; ".join(bits) if bits else "not yet validated"
 
 
