@@ -487,8 +487,8 @@ def analyze(
 # ------------------------------------------------------------------------------------------- measure
 @app.command("measure")
 def measure_cmd(
-    model: Path = typer.Argument(..., help="An .onnx or .tflite file (CoreML files run only on macOS)."),
-    threads: int = typer.Option(1, "--threads", min=1, help="Runtime threads (capped by this host's cores)."),
+    model: Path = typer.Argument(..., help="An .onnx or .tflite file (CoreML files run only on macOS), or a build folder: every artifact in it, beside the report's device estimates."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Runtime threads, capped by this host's cores [default: 1; for a build folder the profile's]."),
     runs: int = typer.Option(100, "--runs", min=1, help="Timed runs after warm-up."),
     warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed runs first."),
     shape: Optional[list[str]] = typer.Option(None, "--shape", help="NAME=DIMS sizing a dynamic input, e.g. input_ids=1x128 (repeatable)."),
@@ -500,6 +500,13 @@ def measure_cmd(
     at batch 1) and peak memory in a fresh process; with --device, the estimate beside it."""
     from .measure.file import measure_file, parse_shape
 
+    if model.is_dir() and (model / "report.json").is_file():
+        if inputs is not None or shape or device:
+            raise AdaptcError("a build folder is measured with its files' own inputs and its report's device: "
+                              "--inputs, --shape and --device apply to one file")
+        _measure_build(model, threads, runs, warmup, as_json)
+        return
+    threads = threads or 1
     if inputs is not None and shape:
         raise AdaptcError("give --inputs or --shape, not both (the arrays in --inputs have their shapes)")
     shapes = dict(parse_shape(s) for s in shape or [])
@@ -525,6 +532,36 @@ def measure_cmd(
             f" ({100 * err['peak_memory']:+.1f}%)" if err and err["peak_memory"] is not None else "")
         typer.echo(f"  {e['device']}: {lat}, {mem} (estimated, {e['version']}, {e['threads']} thread(s))")
     for n in m.notes:
+        typer.echo(f"note: {n}")
+
+
+def _measure_build(folder: Path, threads: Optional[int], runs: int, warmup: int, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from .measure.file import measure_build
+
+    device, rows, notes = measure_build(folder, threads=threads, runs=runs, warmup=warmup)
+    if as_json:
+        typer.echo(json.dumps({"device": device, "rows": [asdict(r) for r in rows], "notes": notes}, indent=2))
+        return
+    from rich.table import Table
+
+    here = rows[0].measurement.host if rows else None
+    t = Table(title=f"{folder}: measured here ({here.cpu if here else 'no file ran'}, "
+                    f"{here.threads if here else '-'} thread(s)) beside the estimates for {device}", title_justify="left")
+    for col in ("file", "scheme", "here p50 (M)", "here peak (M)", f"{device} (E)", "estimate / here",
+                "build host p50 (M)"):
+        t.add_column(col)
+    for r in rows:
+        h = r.measurement.host
+        ratio = f"{r.estimated_ms / h.latency_ms_median:.2f}x" if r.estimated_ms and h.latency_ms_median else "—"
+        t.add_row(r.file, r.scheme, f"{h.latency_ms_median:.4g} ms", f"{h.peak_memory_mb:.1f} MB",
+                  f"{r.estimated_ms:.4g} ms, {r.estimated_mb:.1f} MB" if r.estimated_ms is not None else "—", ratio,
+                  f"{r.recorded_host_ms:.4g} ms" if r.recorded_host_ms is not None else "—")
+    _console().print(t)
+    typer.echo(f"on the {device} itself 'estimate / here' checks the estimate (1.00x: exact); on another machine it "
+               "is the two machines' ratio")
+    for n in notes:
         typer.echo(f"note: {n}")
 
 

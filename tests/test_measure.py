@@ -140,3 +140,22 @@ def test_measure_cli(mlp_onnx: Path, tmp_path: Path) -> None:
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "not an .onnx, .tflite" in r.stderr
     r = run_cli("measure", str(mlp_onnx), "--shape", "x")
     assert r.returncode == 2 and "--shape wants NAME=DIMS" in r.stderr
+
+
+def test_measure_build_folder(digits_task, tmp_path: Path) -> None:
+    import adaptc
+    from adaptc.measure.file import measure_build
+
+    adaptc.export("digits", "pixel8", tmp_path / "b", formats=["onnx"], runs=10)
+    (tmp_path / "b" / "model.int8.onnx").unlink()  # a file gone from the folder is a note, not a failure
+    device, rows, notes = measure_build(tmp_path / "b", runs=5, warmup=1)
+    assert device == "pixel8" and [r.file for r in rows] == ["model.onnx"]
+    r = rows[0]
+    assert r.measurement.host.threads == 1 and r.estimated_ms > 0 and r.recorded_host_ms > 0
+    assert notes == ["model.int8.onnx: not in the folder"]
+    out = run_cli("measure", str(tmp_path / "b"), "--runs", "5", "--json")
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert d["device"] == "pixel8" and d["rows"][0]["file"] == "model.onnx"
+    out = run_cli("measure", str(tmp_path / "b"), "--device", "host")
+    assert out.returncode == 2 and "apply to one file" in out.stderr

@@ -277,3 +277,51 @@ def _add_estimate(result: FileMeasurement, path: Path, runtime: str, device: Any
         result.notes.append(f"the estimate is for {profile.name} ({pred.threads} thread(s)); the measurement is "
                             f"this host's: they are not expected to agree (use --device host to check the predictor "
                             f"here)")
+
+
+@dataclass
+class BuildArtifactMeasurement:
+    file: str
+    format: str
+    scheme: str
+    measurement: FileMeasurement
+    #: what the build's report says of the file: the device estimate, and the host measurement where it was made
+    estimated_ms: float | None
+    estimated_mb: float | None
+    recorded_host_ms: float | None
+    recorded_host: str | None
+
+
+def measure_build(folder: str | Path, *, threads: int | None = None, runs: int = 100,
+                  warmup: int = 10) -> tuple[str, list[BuildArtifactMeasurement], list[str]]:
+    """Every artifact a build emitted, measured on this machine beside what its report estimated for the device.
+
+    Copy a build folder to the device itself (a Linux board with onnxruntime / LiteRT: the camera profiles) and
+    this is the device's own measurement next to the estimate. ``threads``: default the profile's. Returns the
+    device name, one row per measured file, and notes (files that cannot run here)."""
+    from ..report.compare import load_build
+
+    report, root = load_build(folder)
+    device = str(report.device.get("name"))
+    if threads is None:
+        threads = int((report.device.get("cpu") or {}).get("threads") or 1)
+    rows, notes = [], []
+    for a in report.artifacts:
+        if a.status not in ("ok", "rejected"):
+            continue
+        path = root / a.file
+        if not path.exists():
+            notes.append(f"{a.file}: not in the folder")
+            continue
+        try:
+            m = measure_file(path, threads=threads, runs=runs, warmup=warmup)
+        except AdaptcError as e:
+            notes.append(f"{a.file}: {e}")
+            continue
+        rows.append(BuildArtifactMeasurement(
+            file=a.file, format=a.format, scheme=a.scheme, measurement=m,
+            estimated_ms=a.device.latency.value if a.device else None,
+            estimated_mb=a.device.peak_memory.value if a.device else None,
+            recorded_host_ms=a.host.latency_median.value if a.host else None,
+            recorded_host=str(report.host.get("cpu")) if a.host else None))
+    return device, rows, notes
