@@ -35,18 +35,26 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+if __name__ == "__main__" and "--table" in sys.argv[1:]:
+    # regenerate this benchmark's tables in docs/ from benchmarks/results/ (benchmarks/tables.py), before
+    # the heavy imports below: no torch, no adaptc
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from tables import main as tables_main
+
+    sys.exit(tables_main(["distill"]))
+
 import numpy as np
 import torch
 
 import adaptc
 from adaptc.distill import DistillConfig, LossWeights, distill, evaluate, train_from_scratch
 from adaptc.distill.schedule import assistant_width
-from adaptc.export import ExportRequest, get_exporter
-from adaptc.export.parity import check_parity
+from adaptc.exporters import ExportRequest, get_exporter
+from adaptc.exporters.parity import check_parity
 from adaptc.measure import open_runner
 from adaptc.slim import count_params, extract_skeleton
 from adaptc.tasks import get_task, predict_torch
-from adaptc.versions import host_info, toolchain_versions
+from adaptc.core.versions import host_info, toolchain_versions
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -126,13 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--quick", action="store_true", help="a few epochs only (smoke test, not for the record)")
     ap.add_argument("--out", default=str(RESULTS / "distill.json"))
-    ap.add_argument("--table", action="store_true", help="print the README table from --out and exit")
+    ap.add_argument("--table", action="store_true",
+                    help="regenerate the distillation tables in docs/ from benchmarks/results/distill.json and exit")
     ap.add_argument("--update", action="store_true",
                     help="keep the datasets already in --out that this run does not redo")
     args = ap.parse_args(argv)
-    if args.table:
-        print(markdown(json.loads(Path(args.out).read_text())))
-        return 0
+    if args.table:  # main(["--table"]) from Python; the command line is handled above, before torch
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from tables import main as tables_main
+
+        return tables_main(["distill"])
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
@@ -178,47 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({ds: {m: round(v["torch_test"]["mean"], 4) for m, v in d["methods"].items()}
                       for ds, d in results["datasets"].items()}, indent=1))  # type: ignore[union-attr]
     return 0
-
-
-LABELS = {
-    "scratch": "student from scratch (labels only)",
-    "kd_logit": "logit-only KD (Hinton, T=4), random init",
-    "kd_logit_skel": "logit-only KD from the pruned skeleton",
-    "adaptc": "**adaptc**: skeleton + hybrid loss, one joint stage (default for CNNs)",
-    "adaptc_progressive": "**adaptc, progressive** (30% alignment first; default with attention)",
-    "adaptc_ta": "adaptc + teacher assistant",
-    "adaptc_qat": "**adaptc + QAT**, joint stage (int8 ONNX artifact)",
-}
-
-
-def markdown(results: dict) -> str:
-    """The README table: mean ± std over seeds of test accuracy, per dataset and method."""
-    dss = list(results["datasets"])
-    head = "| method | " + " | ".join(
-        f"{ds} (teacher {100 * results['datasets'][ds]['teacher']['test']:.2f}%, student "
-        f"{results['datasets'][ds]['student']['params']:,} params = "
-        f"{results['datasets'][ds]['student']['compression']:.1f}x fewer, {results['datasets'][ds]['student']['epochs']} epochs)"
-        for ds in dss) + " |"
-    lines = [head, "|---|" + "---|" * len(dss)]
-    methods = [m for m in LABELS if any(m in results["datasets"][ds]["methods"] for ds in dss)]
-    for m in methods:
-        cells = []
-        for ds in dss:
-            v = results["datasets"][ds]["methods"].get(m)
-            if v is None:
-                cells.append("—")
-                continue
-            key = "int8_onnx_test" if m == "adaptc_qat" else "torch_test"
-            c = f"{100 * v[key]['mean']:.2f} ± {100 * v[key]['std']:.2f}"
-            if m == "adaptc" and "int8_onnx_test" in v:
-                c += f" (int8 ONNX {100 * v['int8_onnx_test']['mean']:.2f})"
-            cells.append(c)
-        lines.append(f"| {LABELS[m]} | " + " | ".join(cells) + " |")
-    ret = [f"{ds} {100 * d['retention_int8_onnx']:.2f}%" for ds, d in results["datasets"].items()
-           if d.get("retention_int8_onnx")]
-    lines.append("")
-    lines.append("Retention of the teacher's test accuracy by adaptc + QAT on the int8 ONNX artifact: " + ", ".join(ret))
-    return "\n".join(lines)
 
 
 def plot(results: dict, dest: Path) -> None:

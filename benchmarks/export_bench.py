@@ -8,7 +8,8 @@ in the file's own runtime on the test split (task metric, drop against torch, co
 abs diff), host latency and peak memory in a fresh process (``adaptc.measure.measure``, the same numbers a
 build reports), and an interleaved in-process latency comparison of the files of one format (round robin
 over the files, ``rounds`` rounds of timed blocks of calls: the fairest speed-up figure on a shared host). CoreML files are checked structurally only (prediction needs macOS). Then ``adaptc export`` for
-pixel8 and iphone15pro (which files each emits). Writes JSON and prints the README table.
+pixel8 and iphone15pro (which files each emits). Writes JSON and prints the table; ``--table`` rewrites the
+tables of docs/benchmarks/export.md from the JSON (benchmarks/tables.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+if __name__ == "__main__" and "--table" in sys.argv[1:]:
+    # regenerate this benchmark's tables in docs/ from benchmarks/results/ (benchmarks/tables.py), before
+    # the heavy imports below: no torch, no adaptc
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from tables import main as tables_main
+
+    sys.exit(tables_main(["export"]))
 
 import numpy as np
 import torch
@@ -94,11 +103,11 @@ def interleaved_latency(runtime: str, paths: list[Path], inputs: list[np.ndarray
 
 
 def bench_model(name: str, task: Any, note: str, out: Path, runs: int, rounds: int) -> dict[str, Any]:
-    from adaptc._io import path_size
-    from adaptc.export import ExportRequest, get_exporter
-    from adaptc.export.parity import check_parity
+    from adaptc.core.io import path_size
+    from adaptc.exporters import ExportRequest, get_exporter
+    from adaptc.exporters.parity import check_parity
     from adaptc.measure import measure, runtime_available
-    from adaptc.quant import get_scheme
+    from adaptc.core.schemes import get_scheme
     from adaptc.tasks import predict_torch
 
     ref = predict_torch(task.model, task.test)
@@ -203,27 +212,6 @@ def device_builds(out: Path) -> dict[str, Any]:
     return res
 
 
-def readme_table(results: list[dict[str, Any]]) -> str:
-    lines = ["| model | format | scheme | size | weights w/o embeddings | accuracy (drop) | cosine | host p50, fresh process | interleaved: median / best round |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for m in results:
-        for r in m["artifacts"]:
-            if r["status"] != "ok":
-                lines.append(f"| {m['model']} | {r['format']} | {r['scheme']} | failed: {r.get('error', '')[:60]} ||||||")
-                continue
-            p = r.get("parity")
-            acc = f"{100 * p['metric']:.2f}% ({-p['drop_points'] + 0.0:+.2f} pt)" if p else "n/a (needs macOS)"
-            cos = f"{p['cosine']:.5f}" if p else "—"
-            lat = (f"{r['host']['latency_ms_median']:.4f} ms | {r['interleaved_latency_ms']:.4f} / "
-                   f"{r['interleaved_latency_ms_best_round']:.4f} ms" if r.get("host")
-                   else "not measured (no CoreML runtime) | —")
-            wo = r.get("weight_bytes_excluding_embeddings")
-            wo_s = f"{wo / 1024:.1f} KB" if wo is not None else "—"
-            lines.append(f"| {m['model']} | {r['format']} | {r['scheme']} | {r['size_bytes'] / 1024:.1f} KB | "
-                         f"{wo_s} | {acc} | {cos} | {lat} |")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "export.json")
@@ -231,9 +219,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--work", type=Path, default=None, help="folder for the exported files [default: a temporary one]")
     ap.add_argument("--no-builds", action="store_true", help="skip the pixel8 / iphone15pro exports")
+    ap.add_argument("--table", action="store_true",
+                    help="regenerate this benchmark's tables in docs/ from its results JSON and exit (no torch)")
     args = ap.parse_args(argv)
+    if args.table:  # main(["--table"]) from Python; the command line is handled above, before torch
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from tables import main as tables_main
 
-    from adaptc.versions import host_info, toolchain_versions
+        return tables_main(["export"])
+
+    from adaptc.core.versions import host_info, toolchain_versions
 
     t0 = time.time()
     work_ctx = tempfile.TemporaryDirectory(prefix="adaptc-bench-") if args.work is None else None
@@ -269,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    print(readme_table(results))
+    from tables import export_table  # the table of docs/benchmarks/export.md (python benchmarks/export_bench.py --table)
+
+    print(export_table(doc))
     for m in results:
         print(m["model"], json.dumps(m["summary"], indent=1))
     if builds:

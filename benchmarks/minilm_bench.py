@@ -35,6 +35,14 @@ import tempfile
 import time
 from pathlib import Path
 
+if __name__ == "__main__" and "--table" in sys.argv[1:]:
+    # regenerate this benchmark's tables in docs/ from benchmarks/results/ (benchmarks/tables.py), before
+    # the heavy imports below: no torch, no adaptc
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from tables import main as tables_main
+
+    sys.exit(tables_main(["minilm"]))
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -68,13 +76,13 @@ def scores(emb: np.ndarray, teacher_emb: np.ndarray) -> tuple[dict[str, float], 
 def retention_ci(hits: np.ndarray, teacher_hits: np.ndarray) -> list[float]:
     """95% paired bootstrap interval of R@1 retention: the summaries resampled with replacement (the same draw for
     both models), the bodies searched kept fixed; percentiles of sum(hits) / sum(teacher_hits) over the draws."""
-    from adaptc.measure.sampling import ratio_interval
+    from adaptc.core.stats import ratio_interval
 
     return list(ratio_interval(hits, teacher_hits))
 
 
 def export(model: torch.nn.Module, task, dest: Path, scheme: str = "fp32", fp32: Path | None = None) -> Path:  # noqa: ANN001
-    from adaptc.export import ExportRequest, get_exporter
+    from adaptc.exporters import ExportRequest, get_exporter
 
     req = ExportRequest(model=model.eval(), example_inputs=task.example_inputs, input_names=task.input_names,
                         output_names=task.output_names, calibration=task.train.subset(slice(0, 256)),
@@ -136,7 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--contrastive-epochs", type=int, default=None, help="[default: the student's final epochs]")
     ap.add_argument("--out", default=str(RESULTS / "minilm.json"))
     ap.add_argument("--plot-only", action="store_true", help="draw minilm.png from the results file and stop")
+    ap.add_argument("--table", action="store_true",
+                    help="regenerate this benchmark's tables in docs/ from its results JSON and exit (no torch)")
     args = ap.parse_args(argv)
+    if args.table:  # main(["--table"]) from Python; the command line is handled above, before torch
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from tables import main as tables_main
+
+        return tables_main(["minilm"])
     if args.plot_only:
         plot(json.loads(Path(args.out).read_text()), Path(args.out).with_suffix(".png"))
         return 0
@@ -160,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     from adaptc.profiles import load_profile
     from adaptc.tasks import get_task
     from adaptc.tasks.minilm import load_pairs
-    from adaptc.versions import host_info, toolchain_versions
+    from adaptc.core.versions import host_info, toolchain_versions
 
     torch.set_num_threads(2)
     task = get_task("minilm")

@@ -12,7 +12,7 @@ it prints R@1 and the mean cosine to the teacher on the validation split, on the
 out-of-domain check that no build or experiment trains on (500 summary -> body pairs of scipy, sympy and
 networkx docstrings), and the cosine on 400 training texts; appends the run to
 ``benchmarks/results/minilm_extra_text.json``. About 11 minutes for N=0 and 4 epochs on 2 cores (the teacher
-embeds ~50 texts/s). Results: README, MiniLM section.
+embeds ~50 texts/s). Results: docs/benchmarks/minilm.md (``--table`` rewrites its table from the JSON).
 
     python benchmarks/minilm_extra_text.py --hybrid [N_EXTRA=5000] [EPOCHS=3]   (WIDTH=0.5 DROP=4)
 
@@ -31,6 +31,14 @@ student reads; the embedding term alone caches outputs only. The build's recipe 
 10 minutes per run, plus 5 for loading and the shared teacher's pass.
 """
 import os, sys, time, json
+if __name__ == "__main__" and "--table" in sys.argv[1:]:
+    # regenerate this benchmark's tables in docs/ from benchmarks/results/ (benchmarks/tables.py), before
+    # the heavy imports below: no torch, no adaptc
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from tables import main as tables_main
+
+    sys.exit(tables_main(["minilm_extra_text"]))
+
 import torch, torch.nn.functional as F
 from pathlib import Path
 torch.set_num_threads(2)

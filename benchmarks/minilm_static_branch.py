@@ -6,9 +6,9 @@ Static vectors: the teacher's output for each vocabulary token alone (``[CLS] t 
 the mean of the three), averaged over a text's tokens, plain or with SIF weights a / (a + p(t)) (p: the token's
 frequency in the task's training texts). Each is scored alone and added (weight alpha) to the embedding of the
 pixel8 build's int8 student (``adaptc-out/minilm-bench/model.int8.onnx``, onnxruntime); R@1 on the validation,
-test and out-of-domain pairs. Appends the run to ``benchmarks/results/minilm_static_branch.json``. Results: README,
-MiniLM section (the student's own test R@1 was not lifted: the setting best on validation scores the same on
-test).
+test and out-of-domain pairs. Appends the run to ``benchmarks/results/minilm_static_branch.json``. Results:
+docs/benchmarks/minilm.md (the student's own test R@1 was not lifted: the setting best on validation does not
+transfer to test); ``--table`` rewrites its table there from the JSON.
 """
 from __future__ import annotations
 
@@ -16,6 +16,14 @@ import json
 import sys
 import time
 from pathlib import Path
+
+if __name__ == "__main__" and "--table" in sys.argv[1:]:
+    # regenerate this benchmark's tables in docs/ from benchmarks/results/ (benchmarks/tables.py), before
+    # the heavy imports below: no torch, no adaptc
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from tables import main as tables_main
+
+    sys.exit(tables_main(["minilm_static_branch"]))
 
 import numpy as np
 import torch

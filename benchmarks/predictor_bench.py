@@ -40,6 +40,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+if __name__ == "__main__" and "--table" in sys.argv[1:]:
+    # regenerate this benchmark's tables in docs/ from benchmarks/results/ (benchmarks/tables.py), before
+    # the heavy imports below: no torch, no adaptc
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from tables import main as tables_main
+
+    sys.exit(tables_main(["predictor"]))
+
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -101,7 +109,7 @@ def export_onnx(bm: BenchModel, d: Path) -> tuple[Path, Path]:
     import torch
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from adaptc.export.onnx import _preprocess, export_onnx_fp32
+    from adaptc.exporters.onnx import _preprocess, export_onnx_fp32
 
     f32, i8 = d / "model.onnx", d / "model.int8.onnx"
     if not f32.exists():
@@ -165,7 +173,7 @@ DYNAMIC_FAMILIES = ("Transformer", "BERT")
 def export_dynamic(onnx_f32: Path, tflite_f32: Path) -> tuple[Path, Path]:
     """Dynamic int8 (int8 weights per channel, activations quantized at run time) of both fp32 files, with the
     exporters `adaptc build` uses (onnxruntime quantize_dynamic; ai-edge-quantizer dynamic_wi8_afp32)."""
-    from adaptc.export.base import requantize_file
+    from adaptc.exporters.base import requantize_file
 
     out = []
     for fmt, f32 in (("onnx", onnx_f32), ("tflite", tflite_f32)):
@@ -222,7 +230,7 @@ def run_host(args: argparse.Namespace) -> list[dict[str, Any]]:
     profile = load_profile(args.profile)
     # the reference convolution of `adaptc calibrate` (3x3, 128 -> 128, 28x28): measured next to every model, it
     # shows how fast the machine is at that moment compared with when it was calibrated (shared machines drift)
-    from adaptc.measure import microbench as mb
+    from adaptc.predict import calibration as mb
 
     ref_m = mb.Micro("reference_conv3x3_28x28x128", (28, 28, 128), (mb.Layer("conv", out=128, k=3),) * 2)
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -421,7 +429,8 @@ def refit_phones(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Fit the arm64 family (tflite) on the TRAINING rows of both phones; write it into the model files."""
     from adaptc.predict import constants as C
     from adaptc.predict.fit import round_constants
-    from adaptc.predict.roofline import Device, build_table
+    from adaptc.predict.opcost import Device
+    from adaptc.predict.table import build_table
     from adaptc.profiles import load_profile
 
     train = [r for r in rows if r["split"] == "train"]
@@ -471,7 +480,7 @@ def refit_phones(rows: list[dict[str, Any]]) -> dict[str, Any]:
                            for p in ("fp32", "fp16", "int8")},
                 bandwidth_gbps=prof.memory.bandwidth_gbps, profile_threads=prof.cpu.threads,
                 max_threads=prof.cpu.total_cores, ghz=max(co.ghz for co in prof.cpu.cores))
-            from adaptc.predict.roofline import fixed_time, op_times
+            from adaptc.predict.opcost import fixed_time, op_times
 
             tot, _, _ = op_times(t, c, dev, r["threads"])
             out.append(tot.sum() + fixed_time(t, c, dev))
@@ -766,7 +775,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sync-model-files", action="store_true",
                     help="first copy the --profile's fitted constants into the model files' x86_64 family")
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--table", action="store_true",
+                    help="regenerate this benchmark's tables in docs/ from its results JSON and exit (no torch)")
     args = ap.parse_args(argv)
+    if args.table:  # main(["--table"]) from Python; the command line is handled above, before torch
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from tables import main as tables_main
+
+        return tables_main(["predictor"])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     t0 = time.time()
     if args.sync_model_files:
@@ -792,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     prev = args.out / "predictor.json"
     result: dict[str, Any] = json.loads(prev.read_text()) if (prev.exists() and (args.host_only or args.phones_only)) else {}
-    from adaptc.versions import cpu_model, toolchain_versions
+    from adaptc.core.versions import cpu_model, toolchain_versions
 
     result.update({
         "date": dt.date.today().isoformat(), "predictor": "opcost-1", "cpu": cpu_model(),

@@ -20,31 +20,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .core import __version__
 
 _LAZY: dict[str, tuple[str, str]] = {
-    "build": ("adaptc.pipeline", "build"),
-    # the exporter package, callable: adaptc.export(model_or_task, device, out, formats=..., task=...)
-    "export": ("adaptc.export", ""),
-    "export_model": ("adaptc.export.api", "export_model"),
+    # the build package, callable: adaptc.build(task, device, out, ...)
+    "build": ("adaptc.build", ""),
+    # adaptc.export(model_or_task, device, out, formats=..., task=...): a model as it is, no search
+    "export": ("adaptc.build.export", "export_model"),
+    "export_model": ("adaptc.build.export", "export_model"),
     "analyze": ("adaptc.analysis", "analyze"),
     "predict": ("adaptc.predict", "predict"),
-    "calibrate": ("adaptc.measure.calibrate", "calibrate_host"),
+    "calibrate": ("adaptc.predict.calibration", "calibrate_host"),
     "load_profile": ("adaptc.profiles", "load_profile"),
     "list_devices": ("adaptc.profiles", "list_devices"),
     "DeviceProfile": ("adaptc.profiles", "DeviceProfile"),
+    "SearchOptions": ("adaptc.core.search_options", "SearchOptions"),
     "Task": ("adaptc.tasks", "Task"),
     "Split": ("adaptc.tasks", "Split"),
     "get_task": ("adaptc.tasks", "get_task"),
     "list_tasks": ("adaptc.tasks", "list_tasks"),
     "compare": ("adaptc.report.compare", "compare"),
-    "measure_file": ("adaptc.measure.file", "measure_file"),
+    "measure_file": ("adaptc.build.measure", "measure_file"),
     "BuildReport": ("adaptc.report", "BuildReport"),
     "BuildResult": ("adaptc.report", "BuildReport"),
     "AdaptcError": ("adaptc.errors", "AdaptcError"),
 }
 
-__all__ = ["__version__", *_LAZY]
+# spelled out (same names and order as ``["__version__", *_LAZY]``) so that linters see the re-exports below
+__all__ = ["__version__", "build", "export", "export_model", "analyze", "predict", "calibrate", "load_profile",
+           "list_devices", "DeviceProfile", "SearchOptions", "Task", "Split", "get_task", "list_tasks", "compare",
+           "measure_file", "BuildReport", "BuildResult", "AdaptcError"]
 
 
 def __getattr__(name: str) -> Any:
@@ -64,16 +69,17 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from . import build
     from .analysis import analyze
-    from . import export
+    from .build.export import export_model
+    from .build.export import export_model as export
+    from .build.measure import measure_file
+    from .core.search_options import SearchOptions
     from .errors import AdaptcError
-    from .export.api import export_model
-    from .pipeline import build
-    from .measure.calibrate import calibrate_host as calibrate
-    from .measure.file import measure_file
     from .predict import predict
+    from .predict.calibration import calibrate_host as calibrate
     from .profiles import DeviceProfile, list_devices, load_profile
     from .report import BuildReport
     from .report import BuildReport as BuildResult
     from .report.compare import compare
-    from .tasks import Split, Task, get_task
+    from .tasks import Split, Task, get_task, list_tasks

@@ -11,8 +11,9 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,7 +62,7 @@ class BuildStore:
     def close(self) -> None:
         self._conn.close()
 
-    def __enter__(self) -> "BuildStore":
+    def __enter__(self) -> BuildStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -86,7 +87,7 @@ def stable_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def _hash_tensor(h: "hashlib._Hash", t: torch.Tensor) -> None:
+def _hash_tensor(h: hashlib._Hash, t: torch.Tensor) -> None:
     """Add a tensor's dtype, shape and values to ``h``."""
     t = t.detach().cpu().contiguous()
     h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())

@@ -14,7 +14,7 @@ from torch import nn
 from adaptc import analyze
 from adaptc.analysis import analyze_onnx
 from adaptc.errors import ModelFileError
-from adaptc.export.onnx import export_onnx_fp32
+from adaptc.exporters.onnx import export_onnx_fp32
 
 
 class SmallCNN(nn.Module):

@@ -123,7 +123,7 @@ def test_rerun_resumes_without_redoing(pixel8_build) -> None:
 
 def test_parity_gate_rejects_int8_beyond_max_drop(digits_task, tmp_path: Path) -> None:
     # A negative tolerance makes every int8 artifact fail the gate: it must be rejected and fp32 chosen.
-    from adaptc.pipeline import ArtifactBuilder, ExportSettings
+    from adaptc.build import ArtifactBuilder, ExportSettings
     from adaptc.profiles import load_profile
     from adaptc.store import BuildStore
 
@@ -140,7 +140,7 @@ def test_parity_gate_rejects_int8_beyond_max_drop(digits_task, tmp_path: Path) -
 
 
 def test_gate_verdict_point_lenient_strict() -> None:
-    from adaptc.export.parity import gate_verdict
+    from adaptc.exporters.parity import gate_verdict
 
     # a 1.5-point drop whose interval (-0.5..3.5) straddles the 1-point limit: the three gates differ
     drops = [("the torch model", 0.015, (-0.005, 0.035))]
@@ -167,7 +167,7 @@ def test_gate_verdict_point_lenient_strict() -> None:
 
 
 def test_strict_gate_in_report_and_resume_key(digits_task, tmp_path: Path) -> None:
-    from adaptc.pipeline import ArtifactBuilder, ExportSettings
+    from adaptc.build import ArtifactBuilder, ExportSettings
     from adaptc.profiles import load_profile
     from adaptc.store import BuildStore
 
@@ -181,7 +181,7 @@ def test_strict_gate_in_report_and_resume_key(digits_task, tmp_path: Path) -> No
         assert b._key("onnx", "fp32") != point._key("onnx", "fp32")
         # nor one written by an earlier recipe of the scheme (an exporter's revision); revision 0 adds nothing,
         # so records made before revisions existed keep their keys
-        from adaptc.export import get_exporter
+        from adaptc.exporters import get_exporter
 
         assert point._key("tflite", "int8_static_per_channel", 1) != point._key("tflite", "int8_static_per_channel")
         assert get_exporter("tflite").revision("int8_static_per_channel") == 1
@@ -203,7 +203,7 @@ def test_sample_scores_that_disagree_with_the_metric_are_not_used(digits_task, t
 
     import numpy as np
 
-    from adaptc.pipeline import ArtifactBuilder, ExportSettings
+    from adaptc.build import ArtifactBuilder, ExportSettings
     from adaptc.profiles import load_profile
     from adaptc.store import BuildStore
 

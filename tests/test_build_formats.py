@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import adaptc
-from adaptc.pipeline import ArtifactBuilder, ExportSettings
+from adaptc.build import ArtifactBuilder, ExportSettings
+from adaptc.build.choice import confirmed_slower
 from adaptc.profiles import load_profile
 from adaptc.report import ArtifactReport, BuildReport
 from adaptc.store import BuildStore
@@ -108,7 +109,7 @@ def test_fallback_chain_static_rejected_then_dynamic(tmp_path: Path) -> None:
 def test_no_fit_message_names_artifacts_the_gate_rejected(tmp_path: Path) -> None:
     # static int8 fits the size budget but fails the gate; fp32 passes the gate but breaks the budget: the one-line
     # reason must say that the gate, not only the budget, left nothing
-    from adaptc.pipeline import _choose
+    from adaptc.build.choice import choose_overall as _choose
 
     task = data_task("export_tasks:drifted")
     base = load_profile("pixel8")
@@ -163,7 +164,7 @@ def test_int8_guardrail_prefers_faster_fp32(digits_task, tmp_path: Path) -> None
     assert dyn.status == "ok" and any(f.startswith("did int8 help? no") for f in dyn.flags)
     assert res.chosen is not None and res.chosen.scheme == "fp32"
     # a dynamic int8 file is gated one sample per call, as a device runs it (its scales depend on the batch)
-    from adaptc.export.parity import check_parity
+    from adaptc.exporters.parity import check_parity
     from adaptc.measure import open_runner
     from adaptc.tasks import predict_torch
 
@@ -182,7 +183,8 @@ def test_guardrail_measures_again_before_it_drops_int8(pixel8, digits_task) -> N
     with BuildStore(out / ".adaptc" / "state.sqlite") as store:
         b = ArtifactBuilder(model=digits_task.model, task=digits_task, profile=load_profile("pixel8"), out_dir=out,
                             store=store, settings=ExportSettings(runs=30))
-        assert b._confirmed_slower(int8, fp32, "tflite") is None
+        assert confirmed_slower(int8, fp32, lambda a, c: tuple(  # type: ignore[arg-type,return-value]
+            b._measure(out / r.file, "tflite").latency_ms_median for r in (a, c))) is None
     assert int8.flags[-1].startswith("a first measurement had this int8 file slower than fp32")
     assert int8.flags[-1].endswith("int8 kept")
 
@@ -242,7 +244,8 @@ def test_help_documents_exit_codes() -> None:
 
 @pytest.mark.parametrize("prefer", ["fastest", "smallest"])
 def test_prefer_makes_every_scheme_and_ships_the_best_ranked(digits_task, tmp_path: Path, prefer: str) -> None:
-    from adaptc.pipeline import _choose, _rank_value
+    from adaptc.build.choice import _rank_value
+    from adaptc.build.choice import choose_overall as _choose
 
     prof = load_profile("pixel8").model_copy(update={"quantization": ("int8_static_per_channel", "int8_dynamic",
                                                                       "fp16", "fp32")})

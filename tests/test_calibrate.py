@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import adaptc
-from adaptc.measure import microbench as mb
+from adaptc.predict import calibration as mb
 from adaptc.predict import predict
 from adaptc.profiles import load_profile_file, user_profile_dir
 
@@ -78,7 +78,7 @@ def test_calibrate_quick_writes_a_fitted_host_profile(tmp_path: Path) -> None:
 
 
 def test_keep_faster_takes_the_faster_figure_per_graph() -> None:
-    from adaptc.measure.calibrate import MicroResult, keep_faster
+    from adaptc.predict.calibration import MicroResult, keep_faster
 
     now = [MicroResult("a", "fc", "tflite", "fp32", 1, 2.0, 50, "a.tflite"),
            MicroResult("b", "fc", "tflite", "fp32", 1, 1.0, 80, "b.tflite"),

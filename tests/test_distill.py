@@ -119,7 +119,7 @@ def test_qat_weights_land_on_the_export_grid(tmp_path: Path) -> None:
     import onnx
     from onnx import numpy_helper
 
-    from adaptc.export.onnx import export_onnx_fp32
+    from adaptc.exporters.onnx import export_onnx_fp32
 
     torch.manual_seed(0)
     m = TinyResNet(widths=(8, 16), blocks_per_stage=1).eval()
@@ -207,7 +207,7 @@ def test_distill_with_qat_domain_data_and_adversarial(digits_task) -> None:
 
 
 def test_paired_contrastive_loss_and_pair_batches() -> None:
-    from adaptc.distill.trainer import _n_batches, _train_batches
+    from adaptc.distill.batches import _n_batches, _train_batches
     from adaptc.tasks.base import Split, Task, paired_contrastive_loss
 
     y = torch.tensor([0, 1, 0, 1, -1, -1])
@@ -398,7 +398,7 @@ def test_fit_epochs_is_asked_once_cached_and_again_after_the_first_epoch(token_t
             return first if measured is None else second
         return fit
 
-    from adaptc import progress
+    from adaptc.core import progress
 
     class Notes(progress.NullReporter):
         """Keeps what each finished step says (the line a user reads)."""

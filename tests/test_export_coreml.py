@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from adaptc._io import sha256_path
+from adaptc.core.io import sha256_path
 from adaptc.errors import AdaptcError, ExportError
-from adaptc.export import ExportRequest, get_exporter
-from adaptc.export.coreml import WEIGHT_FILE, structure_check
+from adaptc.exporters import ExportRequest, get_exporter
+from adaptc.exporters.coreml import WEIGHT_FILE, structure_check
 from adaptc.tasks.digits import DigitsCNN
 
 SCHEMES = ("fp32", "fp16", "int8_weight_only", "int8_static_per_channel", "int8_static_per_tensor")
@@ -131,7 +131,7 @@ def test_no_coreml_runtime_off_macos(cnn_packages: dict) -> None:
 
 @pytest.mark.skipif(sys.platform != "darwin", reason="CoreML prediction needs macOS")
 def test_numerical_parity_on_macos(cnn_packages: dict, digits_task) -> None:  # pragma: no cover - macOS only
-    from adaptc.export.parity import check_parity
+    from adaptc.exporters.parity import check_parity
     from adaptc.tasks import predict_torch
 
     ref = predict_torch(digits_task.model, digits_task.test)

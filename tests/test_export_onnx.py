@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from adaptc.errors import ExportError
-from adaptc.export import ExportRequest, get_exporter
-from adaptc.export.parity import check_parity
+from adaptc.exporters import ExportRequest, get_exporter
+from adaptc.exporters.parity import check_parity
 from adaptc.measure import open_runner
 from adaptc.tasks import predict_torch
 

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from adaptc.errors import AdaptcError, ExportError
-from adaptc.export import ExportRequest, get_exporter
-from adaptc.export.parity import check_parity
+from adaptc.exporters import ExportRequest, get_exporter
+from adaptc.exporters.parity import check_parity
 from adaptc.tasks import predict_torch
 
 SCHEMES = ("fp32", "int8_static_per_channel", "int8_static_per_tensor", "int8_dynamic", "int8_weight_only", "fp16")

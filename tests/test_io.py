@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from adaptc._io import atomic_path, atomic_write_json, atomic_write_text, clean_stale_temporaries, sha256_path
+from adaptc.core.io import atomic_path, atomic_write_json, atomic_write_text, clean_stale_temporaries, sha256_path
 
 
 def test_atomic_write_replaces(tmp_path: Path) -> None:

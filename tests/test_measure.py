@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from adaptc.export.onnx import export_onnx_fp32
+from adaptc.exporters.onnx import export_onnx_fp32
 from adaptc.measure import measure
 
 
@@ -32,7 +32,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from adaptc.errors import AdaptcError, ModelFileError
-from adaptc.measure.file import input_specs, measure_file, parse_shape
+from adaptc.build.measure import input_specs, measure_file, parse_shape
 
 from .conftest import run_cli
 
@@ -98,8 +98,8 @@ def test_measure_file_dynamic_axes_and_integer_inputs(tmp_path: Path) -> None:
 
 
 def test_measure_file_tflite(tmp_path: Path) -> None:
-    from adaptc.export import ExportRequest
-    from adaptc.export.tflite import convert_fp32
+    from adaptc.exporters import ExportRequest
+    from adaptc.exporters.tflite import convert_fp32
 
     m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()).eval()
     p = convert_fp32(ExportRequest(model=m, example_inputs=(torch.randn(1, 3, 16, 16),)), tmp_path / "m.tflite")
@@ -144,7 +144,7 @@ def test_measure_cli(mlp_onnx: Path, tmp_path: Path) -> None:
 
 def test_measure_build_folder(digits_task, tmp_path: Path) -> None:
     import adaptc
-    from adaptc.measure.file import measure_build
+    from adaptc.build.measure import measure_build
 
     adaptc.export("digits", "pixel8", tmp_path / "b", formats=["onnx"], runs=10)
     (tmp_path / "b" / "model.int8.onnx").unlink()  # a file gone from the folder is a note, not a failure

@@ -115,13 +115,13 @@ def test_bert_hybrid_distillation_reads_hidden_states_and_attention_maps(bert_ta
 
 def test_bert_build_exports_onnx_and_tflite(bert_task, tmp_path: Path) -> None:
     import adaptc
-    from adaptc.export.tflite import describe_tflite
+    from adaptc.exporters.tflite import describe_tflite
 
     out = tmp_path / "tiny-bert"
     rep = adaptc.build(bert_task, "pixel8", out, formats=["onnx", "tflite"], runs=10, seed=0,
-                       search={"widths": (0.5, 0.25), "max_drop": 2, "rung_epochs": (1,), "final_epochs": 2})
+                       search=adaptc.SearchOptions(widths=(0.5, 0.25), max_blocks_dropped=2, rung_epochs=(1,), final_epochs=2))
     assert rep.status == "ok" and rep.chosen is not None
-    assert rep.search["chosen"]["test_retention"] >= 0.9
+    assert rep.search.chosen.test_retention >= 0.9
     files = {a.file: a for a in rep.artifacts}
     for name in ("model.onnx", "model.tflite"):
         p = files[name].parity
@@ -136,7 +136,7 @@ def test_bert_coreml_every_scheme_converts_and_matches_the_model(bert_task, tmp_
     # Hugging Face mask code needs torch.export's default decompositions, under which linear layers become
     # matmuls with a constant operand; the test encoder's input is as long as its position table, where
     # torch.export writes an aten.alias that coremltools cannot convert; W8A8 is captured with int32 token ids
-    from adaptc.export import ExportRequest, get_exporter
+    from adaptc.exporters import ExportRequest, get_exporter
 
     ex = get_exporter("coreml")
     req = ExportRequest(model=bert_task.model, example_inputs=bert_task.example_inputs,

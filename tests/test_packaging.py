@@ -28,7 +28,7 @@ def test_wheel_contains_profiles(tmp_path: Path) -> None:
     names = zipfile.ZipFile(whl).namelist()
     shipped = {Path(n).name for n in names if n.startswith("adaptc/device_profiles/") and n.endswith(".yaml")}
     assert {p.name for p in (ROOT / "device_profiles").glob("*.yaml")} == shipped
-    assert "adaptc/cli.py" in names and "adaptc/pipeline.py" in names
+    assert "adaptc/cli/__init__.py" in names and "adaptc/build/run.py" in names
 
 
 def test_ci_runs_the_readme_test_command() -> None:

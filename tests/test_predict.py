@@ -14,8 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 import adaptc
 from adaptc.errors import AdaptcError, ModelFileError, ProfileError
-from adaptc.measure import microbench as mb
-from adaptc.predict import PREDICTOR_VERSION, predict
+from adaptc.predict import PREDICTOR_VERSION, predict, sustained_throughput
+from adaptc.predict import calibration as mb
 
 from .conftest import ROOT, run_cli
 
@@ -114,7 +114,7 @@ def test_spec_sheet_only_profile(files: dict[str, Path], tmp_path: Path) -> None
     path = _spec_sheet_profile(tmp_path, fp32_peak_gflops=38.4, int8_peak_gops=153.6)
     prof = adaptc.load_profile(path)
     assert prof.compute.fp32_gflops is None
-    sustained, source = prof.throughput_gops("fp32")
+    sustained, source = sustained_throughput(prof, "fp32")
     assert 0.2 * 38.4 < sustained < 1.2 * 38.4 and "peak" in source
     p = predict(files["tfl32"], path)
     assert p.latency_ms > 0 and any("spec-sheet" in n for n in p.notes)
@@ -368,7 +368,7 @@ def test_int8_gemm_runs_as_qgemm_with_its_own_cost(tmp_path: Path) -> None:
 
 def test_batched_attention_products_pay_per_head(tmp_path: Path) -> None:
     from adaptc.analysis import analyze
-    from adaptc.predict.roofline import build_table
+    from adaptc.predict.table import build_table
 
     m = mb.Micro("mha", (6, 48, 32), (mb.Layer("bmm"), mb.Layer("softmax"), mb.Layer("bmm")), tags=("heads",))
     f32 = mb.write_onnx(m, tmp_path / "mha.onnx")
@@ -427,9 +427,10 @@ def test_matmul_weights_dequantized_per_run_have_their_own_cost(tmp_path: Path) 
 
 def test_dynamic_range_int8_products_have_their_own_kernels(tmp_path: Path) -> None:
     from adaptc.analysis import analyze
-    from adaptc.export.base import requantize_file
+    from adaptc.exporters.base import requantize_file
     from adaptc.measure.runtimes import open_runner
-    from adaptc.predict.roofline import _KIND_NAMES, build_table
+    from adaptc.predict.kinds import KIND_NAMES
+    from adaptc.predict.table import build_table
 
     m = mb.Micro("lin", (32, 128), (mb.Layer("fc", out=256, act="relu"), mb.Layer("fc", out=128)))
     f = {"onnx": mb.write_onnx(m, tmp_path / "lin.onnx"), "tflite": mb.write_tflite(m, tmp_path / "lin.tflite")}
@@ -450,9 +451,9 @@ def test_dynamic_range_int8_products_have_their_own_kernels(tmp_path: Path) -> N
     # DynamicQuantizeLinear nodes; a node XNNPACK adds in LiteRT)
     for fmt, rt in (("onnx", "onnxruntime"), ("tflite", "tflite")):
         t = build_table(analyze(dyn[fmt]), rt)
-        kinds = [_KIND_NAMES[k] for k, r in zip(t.kind, t.run) if r]
+        kinds = [KIND_NAMES[k] for k, r in zip(t.kind, t.run) if r]
         assert kinds.count("matmul_dynamic") == 2 and kinds.count("dynamic_quant") == 2, kinds
-    assert "dynamic_quant" not in [_KIND_NAMES[k] for k in build_table(analyze(wo), "tflite").kind]
+    assert "dynamic_quant" not in [KIND_NAMES[k] for k in build_table(analyze(wo), "tflite").kind]
     prof = ROOT / "device_profiles" / "host.yaml"
     for fmt, rt in (("onnx", "onnxruntime"), ("tflite", "tflite")):
         slow = _with_runtime_constants(tmp_path, f"slowdyn_{rt}", rt, **{"efficiency.matmul_dynamic.int8": 0.001})

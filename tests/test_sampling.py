@@ -1,4 +1,4 @@
-"""Sampling error of task metrics (adaptc.measure.sampling) and the per-sample scores tasks provide."""
+"""Sampling error of task metrics (adaptc.core.stats) and the per-sample scores tasks provide."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from adaptc.measure.sampling import bootstrap_interval, drop_interval, mean_interval, ratio_interval
+from adaptc.core.stats import bootstrap_interval, drop_interval, mean_interval, ratio_interval
 from adaptc.tasks import Split, Task, accuracy, correct
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ import yaml
 import adaptc
 from adaptc.errors import AdaptcError, BudgetError
 from adaptc.profiles import shipped_profile_dir
+from adaptc.report.search_md import why_text
 
 from .conftest import ROOT, run_cli
 from .test_slim import _Embedder
@@ -37,29 +39,30 @@ def test_search_report_has_pareto_and_choice(search_build) -> None:
     out, rep = search_build
     s = rep.search
     assert s is not None
-    assert len(s["candidates"]) == 3 * 4  # 3 widths x the profile's 4 schemes (fp32 included)
-    assert all("reason" in c and "verdicts" in c for c in s["candidates"])
-    assert s["pareto"] and any(p["chosen"] for p in s["points"])
-    ch = s["chosen"]
-    assert ch["candidate"] in {p["key"] for p in s["points"]} and "fastest" in ch["why"]
-    assert ch["width"] in (1.0, 0.5, 0.25) and ch["test"] > 0.8
+    assert len(s.candidates) == 3 * 4  # 3 widths x the profile's 4 schemes (fp32 included)
+    assert all(c.reason and c.verdicts for c in s.candidates)
+    assert s.pareto and any(p.chosen for p in s.points)
+    ch = s.chosen
+    assert ch is not None and ch.candidate in {p.key for p in s.points}
+    assert "fastest" in why_text(s, "pixel8", "accuracy")
+    assert ch.width in (1.0, 0.5, 0.25) and ch.test > 0.8
     # the test figure with its sampling error, and the retention of the teacher's (paired over the test samples)
-    assert ch["test_ci95"][0] <= ch["test"] <= ch["test_ci95"][1]
-    assert ch["test_retention"] == pytest.approx(ch["test"] / rep.task.teacher.metric.value)
-    assert ch["test_retention_ci95"][0] <= ch["test_retention"] <= ch["test_retention_ci95"][1]
+    assert ch.test_ci95[0] <= ch.test <= ch.test_ci95[1]
+    assert ch.test_retention == pytest.approx(ch.test / rep.task.teacher.metric.value)
+    assert ch.test_retention_ci95[0] <= ch.test_retention <= ch.test_retention_ci95[1]
     # each figure says what it was measured on (with QAT, validation is the fake-quantized best epoch's)
-    assert ch["val_measured"].startswith("torch") and ch["test_measured"].startswith("torch, final student")
-    assert ("fake-quantized" in ch["val_measured"]) == ch["qat"]
+    assert ch.val_measured.startswith("torch") and ch.test_measured.startswith("torch, final student")
+    assert ("fake-quantized" in ch.val_measured) == ch.qat
     # validation figures with their sampling error; finalists' paired gaps to the best finalist
-    assert ch["val_ci95"][0] <= ch["val"] <= ch["val_ci95"][1]
-    pts = s["points"]
-    assert all(p["val_ci95"][0] <= p["val"] <= p["val_ci95"][1] for p in pts)
-    top = max(p["val"] for p in pts if p["rung"] == max(q["rung"] for q in pts))
+    assert ch.val_ci95[0] <= ch.val <= ch.val_ci95[1]
+    pts = s.points
+    assert all(p.val_ci95[0] <= p.val <= p.val_ci95[1] for p in pts)
+    top = max(p.val for p in pts if p.rung == max(q.rung for q in pts))
     for p in pts:
-        if "val_gap_ci95" in p:
-            assert p["val_gap"] == pytest.approx(top - p["val"]) and p["val_gap_ci95"][0] <= p["val_gap"] <= p["val_gap_ci95"][1]
-    assert isinstance(ch["finalists_within_noise"], list)
-    assert all(any(p["skeleton"] == k and p["val_gap_ci95"][0] <= 0 for p in pts) for k in ch["finalists_within_noise"])
+        if p.val_gap_ci95 is not None:
+            assert p.val_gap == pytest.approx(top - p.val) and p.val_gap_ci95[0] <= p.val_gap <= p.val_gap_ci95[1]
+    assert isinstance(ch.finalists_within_noise, list)
+    assert all(any(p.skeleton == k and p.val_gap_ci95[0] <= 0 for p in pts) for k in ch.finalists_within_noise)
     assert (out / "pareto.png").stat().st_size > 1000
     md = (out / "report.md").read_text()
     assert "## Student search" in md and "pareto.png" in md and "of the teacher's" in md
@@ -82,8 +85,8 @@ def test_trials_recorded_and_rerun_resumes(search_build, digits_task) -> None:
     assert time.perf_counter() - t0 < 60
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == n  # nothing retrained
-    assert rep2.search["chosen"]["candidate"] == rep.search["chosen"]["candidate"]
-    assert rep2.search["chosen"]["val"] == rep.search["chosen"]["val"]
+    assert rep2.search.chosen.candidate == rep.search.chosen.candidate
+    assert rep2.search.chosen.val == rep.search.chosen.val
     # the chosen student, loaded back from the build folder (what benchmarks evaluate)
     from adaptc.errors import AdaptcError
     from adaptc.search.trials import TrialStore
@@ -120,8 +123,8 @@ def test_same_seed_same_choice(search_build, tmp_path: Path) -> None:
     _, rep = search_build
     again = adaptc.build("digits", "pixel8", tmp_path / "again", formats=["onnx"], runs=10, search=FAST_OPTS, seed=3,
                          measure_host=False)
-    assert again.search["chosen"]["candidate"] == rep.search["chosen"]["candidate"]
-    assert again.search["scores"] == rep.search["scores"]
+    assert again.search.chosen.candidate == rep.search.chosen.candidate
+    assert again.search.scores == rep.search.scores
 
 
 def test_no_candidate_fits(tmp_path: Path) -> None:
@@ -166,14 +169,14 @@ def test_loss_weights_change_single_terms_over_the_task_defaults() -> None:
 
     from adaptc.distill import LossWeights
     from adaptc.errors import AdaptcError
-    from adaptc.search.halving import resolve_options
+    from adaptc.search import resolve_config as resolve_options
     from adaptc.tasks.minilm import SEARCH_DEFAULTS
 
     minilm = SimpleNamespace(search_defaults=SEARCH_DEFAULTS)
     assert resolve_options(minilm, True).distill.weights == LossWeights(0, 1, 0, 0, 0)
     w = resolve_options(minilm, {"loss_weights": {"hidden": 1, "attention": 0.5}}).distill.weights
     assert w == LossWeights(ce=0, kd=1, hidden=1, attention=0.5, relation=0)
-    plain = SimpleNamespace(search_defaults={})
+    plain = SimpleNamespace(search_defaults=None)
     assert resolve_options(plain, {"loss_weights": {"ce": 0}}).distill.weights == LossWeights(ce=0)
     with pytest.raises(AdaptcError, match="unknown loss term"):
         resolve_options(plain, {"loss_weights": {"magic": 1}})
@@ -186,7 +189,7 @@ def test_distill_options_dict_over_task_defaults_config_as_given() -> None:
 
     from adaptc.distill import DistillConfig, LossWeights
     from adaptc.errors import AdaptcError
-    from adaptc.search.halving import resolve_options
+    from adaptc.search import resolve_config as resolve_options
     from adaptc.tasks.minilm import SEARCH_DEFAULTS
 
     minilm = SimpleNamespace(search_defaults=SEARCH_DEFAULTS)
@@ -254,12 +257,12 @@ def test_cost_filter_skips_only_skeletons_that_break_a_size_budget(tmp_path: Pat
     """Skeletons at least as wide and deep as one whose every candidate breaks a FLOPs or model-size budget are
     not exported; costed anyway, each of them does break that budget, and every other skeleton is costed."""
     from adaptc.profiles import load_profile
-    from adaptc.search.halving import Search, SearchOptions
+    from adaptc.search import Search, SearchConfig
     from adaptc.store import BuildStore
 
     task = _tiny_embed_task(vocab=500)
     base = load_profile("pixel8")
-    opts = SearchOptions(widths=(1.0, 0.75, 0.5, 0.25), max_drop=1, plot=False)
+    opts = SearchConfig(widths=(1.0, 0.75, 0.5, 0.25), max_blocks_dropped=1, plot=False)
 
     def search(**budgets: float | None) -> Search:
         prof = base.model_copy(update={"budgets": base.budgets.model_copy(update=budgets)})
@@ -285,7 +288,7 @@ def test_embedding_search_narrows_hidden_size_only_when_nothing_else_fits(tmp_pa
     back to students with a narrower hidden size (and a projection back to the embedding size)."""
     from adaptc.distill import DistillConfig
     from adaptc.profiles import load_profile
-    from adaptc.search.halving import SearchOptions, run_search
+    from adaptc.search import SearchOptions, run_search
     from adaptc.slim import OutputProjection
     from adaptc.store import BuildStore
 
@@ -293,38 +296,39 @@ def test_embedding_search_narrows_hidden_size_only_when_nothing_else_fits(tmp_pa
     ids = task.train.inputs[0]
     profile = load_profile("pixel8").model_copy(update={"budgets": load_profile("pixel8").budgets.model_copy(
         update={"max_model_mb": 0.16})})
-    opts = SearchOptions(widths=(0.5,), max_drop=0, rung_epochs=(1,), final_epochs=1, plot=False, qat=False,
+    opts = SearchOptions(widths=(0.5,), max_blocks_dropped=0, rung_epochs=(1,), final_epochs=1, plot=False, qat=False,
                          distill=DistillConfig(epochs=1, batch_size=32, lr=1e-3))
     student, section = run_search(task, profile, store=BuildStore(tmp_path / "s.sqlite"), out_dir=tmp_path,
                                   options=opts)
-    assert section["options"]["keep_output_dim"] is False
-    assert section["candidates_keeping_hidden_size"] and not any(
-        c["feasible"] for c in section["candidates_keeping_hidden_size"])
-    assert "narrow the hidden size" in " ".join(section["log"])
+    assert section.options["keep_output_dim"] is False
+    assert section.candidates_keeping_hidden_size and not any(
+        c.feasible for c in section.candidates_keeping_hidden_size)
+    assert "narrow the hidden size" in " ".join(section.log)
     assert isinstance(student, OutputProjection)
     assert student(ids[:4]).shape == (4, 48)
 
 
 def test_epoch_estimate_scales_training_not_evaluation() -> None:
-    from adaptc.search.halving import _estimated_epoch_seconds
+    from adaptc.report.schema import RungRecord
+    from adaptc.search.halving import estimated_epoch_seconds
 
-    rung = {"rung": 0, "epochs": 1, "skeletons": ["a", "b"], "samples": 1000, "full_samples": 4000,
-            "seconds": 50.0, "train_s_per_sample": 0.02, "eval_s": 5.0}
-    assert _estimated_epoch_seconds(None, [rung]) == pytest.approx(0.02 * 4000 + 5.0)  # type: ignore[arg-type]
-    assert _estimated_epoch_seconds(None, [rung], full=False) == pytest.approx(0.02 * 1000 + 5.0)  # type: ignore[arg-type]
-    old = {k: v for k, v in rung.items() if k not in ("train_s_per_sample", "eval_s")}  # resumed older records
-    assert _estimated_epoch_seconds(None, [old]) == pytest.approx(25.0 * 4)  # type: ignore[arg-type]
-    assert _estimated_epoch_seconds(None, []) is None  # type: ignore[arg-type]
-    by_skeleton = [{**rung, "train_s_per_sample_by_skeleton": {"a": 0.01, "b": 0.03}}]
-    b = _estimated_epoch_seconds(None, by_skeleton, skeleton="b")  # type: ignore[arg-type]
-    c = _estimated_epoch_seconds(None, by_skeleton, skeleton="c")  # type: ignore[arg-type]  (not in the rung)
+    rung = RungRecord(rung=0, epochs=1, skeletons=["a", "b"], samples=1000, full_samples=4000, seconds=50.0,
+                      train_s_per_sample=0.02, eval_s=5.0)
+    assert estimated_epoch_seconds([rung]) == pytest.approx(0.02 * 4000 + 5.0)
+    assert estimated_epoch_seconds([rung], full=False) == pytest.approx(0.02 * 1000 + 5.0)
+    old = rung.model_copy(update={"train_s_per_sample": None, "eval_s": None})  # resumed older records
+    assert estimated_epoch_seconds([old]) == pytest.approx(25.0 * 4)
+    assert estimated_epoch_seconds([]) is None
+    by_skeleton = [rung.model_copy(update={"train_s_per_sample_by_skeleton": {"a": 0.01, "b": 0.03}})]
+    b = estimated_epoch_seconds(by_skeleton, skeleton="b")
+    c = estimated_epoch_seconds(by_skeleton, skeleton="c")  # not in the rung
     assert b == pytest.approx(0.03 * 4000 + 5.0) and c == pytest.approx(0.02 * 4000 + 5.0)
 
 
 def test_final_epochs_fit_the_time_left_first_estimated_then_measured() -> None:
     from types import SimpleNamespace
 
-    from adaptc.search.halving import _epochs_that_fit
+    from adaptc.search.final import _epochs_that_fit
 
     s = SimpleNamespace(remaining=lambda: 1000.0)
     fit = _epochs_that_fit(s, 200.0, 8, 0.2)  # type: ignore[arg-type]
@@ -342,23 +346,23 @@ def test_time_budgeted_final_fits_epochs_after_the_teachers_pass_and_resumes(tmp
     from adaptc.distill import DistillConfig
     from adaptc.distill import cache as tc
     from adaptc.profiles import load_profile
-    from adaptc.search.halving import SearchOptions, run_search
+    from adaptc.search import SearchOptions, run_search
     from adaptc.store import BuildStore
 
     task = _tiny_embed_task(vocab=500)
 
-    def search(budget_s: float) -> dict:
-        opts = SearchOptions(widths=(0.5,), max_drop=0, rung_epochs=(1,), final_epochs=3, plot=False, qat=False,
+    def search(budget_s: float) -> Any:
+        opts = SearchOptions(widths=(0.5,), max_blocks_dropped=0, rung_epochs=(1,), final_epochs=3, plot=False, qat=False,
                              time_budget_s=budget_s, distill=DistillConfig(epochs=1, batch_size=32, lr=1e-3))
         return run_search(task, load_profile("pixel8"), store=BuildStore(tmp_path / "s.sqlite"), out_dir=tmp_path,
                           options=opts)[1]
 
     tc._CACHES.clear()
     first = search(3600)
-    assert first["chosen"]["final_epochs"] == 3  # time to spare: all of them
+    assert first.chosen.final_epochs == 3  # time to spare: all of them
     with sqlite3.connect(tmp_path / "s.sqlite") as c:
         n = c.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
     again = search(1800)
     with sqlite3.connect(tmp_path / "s.sqlite") as c:
         assert c.execute("SELECT COUNT(*) FROM trials").fetchone()[0] == n
-    assert again["chosen"]["val"] == first["chosen"]["val"] and again["chosen"]["final_epochs"] == 3
+    assert again.chosen.val == first.chosen.val and again.chosen.final_epochs == 3

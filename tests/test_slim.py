@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from adaptc.errors import AdaptcError
-from adaptc.export.onnx import export_onnx_fp32
+from adaptc.exporters.onnx import export_onnx_fp32
 from adaptc.measure import open_runner
 from adaptc.slim import PruningError, block_importance, count_params, drop_blocks, extract_skeleton, prune_width
 from adaptc.tasks.digits import DigitsCNN

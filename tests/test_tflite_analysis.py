@@ -11,7 +11,7 @@ from torch import nn
 from adaptc import analyze
 from adaptc.analysis.tflite_graph import analyze_tflite
 from adaptc.errors import ModelFileError
-from adaptc.measure import microbench as mb
+from adaptc.predict import calibration as mb
 
 from .test_analysis import SmallCNN
 
@@ -68,7 +68,7 @@ def test_mlp_by_hand(tmp_path: Path) -> None:
 
 
 def test_same_counts_as_onnx(cnn_file: Path, tmp_path: Path) -> None:
-    from adaptc.export.onnx import export_onnx_fp32
+    from adaptc.exporters.onnx import export_onnx_fp32
 
     onnx_cost = analyze(export_onnx_fp32(SmallCNN().eval(), (torch.randn(1, 3, 16, 16),), tmp_path / "c.onnx"))
     tfl = analyze(cnn_file)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from adaptc.export.onnx import export_onnx_fp32
+from adaptc.exporters.onnx import export_onnx_fp32
 from adaptc.measure import open_runner
 from adaptc.tasks.docstrings import MAX_LEN, load_splits
 from adaptc.tasks.stdlib_corpus import load_docstrings
@@ -67,7 +67,7 @@ def test_minilm_pair_of_a_docstring() -> None:
 def test_package_docstrings_of_installed_packages() -> None:
     from adaptc.tasks.stdlib_corpus import package_docstrings
 
-    from adaptc._cache import cache_dir
+    from adaptc.core.cache import cache_dir
 
     docs = package_docstrings(("yaml", "no_such_package_here"))
     assert docs and all(d.text for d in docs)  # PyYAML is a dependency; a missing package gives nothing

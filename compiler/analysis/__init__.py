@@ -6,7 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .onnx_graph import CostReport, OpCost, analyze_onnx, op_class
+from .cost import CostReport, OpCost, op_class
+from .onnx_graph import analyze_onnx
 
 __all__ = ["CostReport", "OpCost", "analyze", "analyze_onnx", "op_class"]
 
@@ -34,7 +35,7 @@ def analyze(model: Any, example_inputs: Any = None, *, batch: int = 1) -> CostRe
     if isinstance(model, torch.nn.Module):
         if example_inputs is None:
             raise ValueError("analyze(nn.Module) needs example_inputs")
-        from ..export.onnx import export_onnx_fp32
+        from ..exporters.onnx import export_onnx_fp32
 
         with tempfile.TemporaryDirectory() as d:
             path = Path(d) / "model.onnx"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,239 +27,24 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper, shape_inference
 
-_DTYPE_BYTES = {
+# the report types and op tables live in .cost, shape completion in .onnx_shapes; imported here under their
+# old names too (``adaptc.analysis.onnx_graph.CostReport``, ``og._MAC_OPS``)
+from .cost import _ELEMENTWISE_FLOPS, _GLOBAL_POOL_OPS, _MAC_OPS, _POOL_OPS, _QPARAM_OPS, CostReport, OpCost, op_class
+from .onnx_shapes import _attrs, _complete_shapes, _fix_batch, _shape_of, load_onnx
+
+_DTYPE_BYTES: dict[int, float] = {
     TensorProto.FLOAT: 4, TensorProto.FLOAT16: 2, TensorProto.BFLOAT16: 2, TensorProto.DOUBLE: 8,
     TensorProto.INT8: 1, TensorProto.UINT8: 1, TensorProto.INT16: 2, TensorProto.UINT16: 2,
     TensorProto.INT32: 4, TensorProto.UINT32: 4, TensorProto.INT64: 8, TensorProto.UINT64: 8,
     TensorProto.BOOL: 1, TensorProto.INT4: 0.5, TensorProto.UINT4: 0.5,
 }
-_DTYPE_PRECISION = {
+_DTYPE_PRECISION: dict[int, str] = {
     TensorProto.FLOAT: "fp32", TensorProto.DOUBLE: "fp32", TensorProto.FLOAT16: "fp16", TensorProto.BFLOAT16: "fp16",
     TensorProto.INT8: "int8", TensorProto.UINT8: "int8", TensorProto.INT4: "int8", TensorProto.UINT4: "int8",
 }
 
-#: FLOPs per output element for ops that are not multiply-accumulate layers.
-_ELEMENTWISE_FLOPS: dict[str, float] = {
-    "Add": 1, "Sub": 1, "Mul": 1, "Div": 1, "Pow": 1, "Sqrt": 1, "Reciprocal": 1, "Neg": 1, "Abs": 1,
-    "Relu": 1, "LeakyRelu": 2, "PRelu": 2, "Clip": 1, "Max": 1, "Min": 1, "Where": 1,
-    "Sigmoid": 4, "Tanh": 4, "Exp": 1, "Log": 1, "Erf": 4, "Gelu": 8, "HardSigmoid": 3, "HardSwish": 4,
-    "Softmax": 5, "LogSoftmax": 5, "LayerNormalization": 8, "BatchNormalization": 2,
-    "InstanceNormalization": 8, "QuantizeLinear": 2, "DequantizeLinear": 2, "Cast": 1, "Equal": 1,
-    "Greater": 1, "Less": 1, "Not": 1, "And": 1, "Or": 1, "Mish": 6, "Softplus": 3, "Elu": 3,
-}
-_MAC_OPS = {"Conv", "ConvInteger", "QLinearConv", "ConvTranspose", "MatMul", "MatMulInteger", "QLinearMatMul",
-            "Gemm", "MatMulNBits"}
-_POOL_OPS = {"MaxPool", "AveragePool", "LpPool"}
-_GLOBAL_POOL_OPS = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin",
-                    "ReduceL2", "ReduceProd", "ReduceSumSquare"}
-_QPARAM_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 
-#: The op class each op belongs to (used by the predictor to pick an efficiency factor).
-def op_class(op_type: str, attrs: dict[str, Any] | None = None, in_channels: int | None = None) -> str:
-    if op_type in ("Conv", "ConvInteger", "QLinearConv", "ConvTranspose"):
-        group = (attrs or {}).get("group", 1)
-        if group > 1 and in_channels is not None and group == in_channels:
-            return "depthwise_conv"
-        return "conv"
-    if op_type in ("MatMul", "MatMulInteger", "QLinearMatMul", "Gemm", "MatMulNBits"):
-        return "matmul"
-    if op_type in _POOL_OPS or op_type in _GLOBAL_POOL_OPS:
-        return "pool"
-    if op_type in _QPARAM_OPS:
-        return "quant"
-    if op_type in _ELEMENTWISE_FLOPS:
-        return "elementwise"
-    return "data"
-
-
-@dataclass
-class OpCost:
-    name: str
-    op_type: str
-    op_class: str
-    precision: str  # fp32 | fp16 | int8: the arithmetic precision of the op
-    macs: int
-    flops: int
-    params: int
-    weight_bytes: int
-    input_bytes: int
-    output_bytes: int
-    output_shape: list[int] | None
-    #: a QuantizeLinear/DequantizeLinear pair between int8 kernels, which runtimes fuse into the kernels
-    fused: bool = False
-    #: names of the activation tensors the op reads (weights excluded) and writes: the predictor uses them to
-    #: find ops a runtime fuses (an activation right after a convolution)
-    inputs: list[str] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    #: (M, K, N) of the matrix product a multiply-accumulate op amounts to: a convolution is M = output pixels
-    #: (times batch), K = input channels per group x kernel area, N = output channels; a depthwise convolution
-    #: M = output pixels, K = kernel area, N = channels; None for other ops
-    gemm: tuple[int, int, int] | None = None
-    #: kernel height x width of a convolution (1 for a 1x1 convolution and for every other op): runtimes run
-    #: k x k convolutions with other kernels (indirect / im2col GEMM) than 1x1 ones (plain GEMM)
-    kernel_area: int = 1
-    #: dynamic-range int8: int8 weights, float activations that the kernel quantizes at run time (a TFLite
-    #: FULLY_CONNECTED with int8 weights on a float input; an ONNX MatMulInteger fed by DynamicQuantizeLinear)
-    dynamic: bool = False
-
-    @property
-    def bytes_moved(self) -> int:
-        return self.input_bytes + self.output_bytes + self.weight_bytes
-
-
-@dataclass
-class CostReport:
-    ops: list[OpCost]
-    macs: int
-    flops: int
-    params: int
-    #: bytes the weights take at each precision (what the model would weigh stored as fp32 / fp16 / int8)
-    weight_bytes_at: dict[str, int]
-    #: bytes of the weights as actually stored in this graph, and of the quantization parameters
-    stored_weight_bytes: int
-    quant_param_bytes: int
-    peak_activation_bytes: int
-    peak_at: str | None
-    input_bytes: int
-    output_bytes: int
-    op_counts: dict[str, int]
-    precision_macs: dict[str, int]
-    unknown_shapes: list[str] = field(default_factory=list)
-    #: "onnx" or "tflite": the graph this was computed from
-    format: str = "onnx"
-    #: element precision of the (first) graph input and output: fp32 | fp16 | int8
-    input_precision: str = "fp32"
-    output_precision: str = "fp32"
-    #: the file this was computed from (None for in-memory graphs)
-    source: str | None = None
-
-    @property
-    def mflops(self) -> float:
-        return self.flops / 1e6
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "macs": self.macs, "flops": self.flops, "params": self.params, "weight_bytes_at": self.weight_bytes_at,
-            "stored_weight_bytes": self.stored_weight_bytes, "quant_param_bytes": self.quant_param_bytes,
-            "peak_activation_bytes": self.peak_activation_bytes, "peak_at": self.peak_at,
-            "input_bytes": self.input_bytes, "output_bytes": self.output_bytes, "op_counts": self.op_counts,
-            "precision_macs": self.precision_macs,
-        }
-
-
-def _fix_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
-    """Replace symbolic (dynamic) input dims by concrete values: dim 0 by ``batch``, others by 1."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    inits = {i.name for i in m.graph.initializer}
-    for inp in m.graph.input:
-        if inp.name in inits:
-            continue
-        for k, d in enumerate(inp.type.tensor_type.shape.dim):
-            if not d.HasField("dim_value"):
-                d.Clear()
-                d.dim_value = batch if k == 0 else 1
-    # Drop stale value_info so shape inference recomputes it for the concrete shapes.
-    del m.graph.value_info[:]
-    return m
-
-
-def _shape_of(vi: onnx.ValueInfoProto) -> list[int] | None:
-    t = vi.type.tensor_type
-    if not t.HasField("shape"):
-        return None
-    dims = []
-    for d in t.shape.dim:
-        if d.HasField("dim_value"):
-            dims.append(int(d.dim_value))
-        else:
-            return None
-    return dims
-
-
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
-def load_onnx(model: "str | Path | onnx.ModelProto") -> onnx.ModelProto:
-    from ..errors import ModelFileError
-
-    if isinstance(model, onnx.ModelProto):
-        return model
-    p = Path(model)
-    if not p.is_file():
-        raise ModelFileError(f"model file {p} does not exist")
-    try:
-        return onnx.load(str(p))
-    except Exception as e:
-        raise ModelFileError(f"{p} is not a readable ONNX model: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
-
-
-def _missing_shapes(m: onnx.ModelProto) -> list[str]:
-    known = {vi.name for vi in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output)
-             if _shape_of(vi) is not None}
-    known |= {t.name for t in m.graph.initializer}
-    return [o for n in m.graph.node if n.op_type != "Constant" for o in n.output if o and o not in known]
-
-
-def _complete_shapes(m: onnx.ModelProto) -> onnx.ModelProto:
-    """Fill shapes ONNX's inference leaves unknown (it does not evaluate e.g. Range over computed bounds, as in
-    attention-mask construction). First onnxruntime's symbolic shape inference; then, for what is still
-    unknown, one run of the graph in onnxruntime on zero-valued inputs with those tensors exposed as outputs
-    (shapes only: the values are not used)."""
-    if not _missing_shapes(m):
-        return m
-    try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-        m2 = SymbolicShapeInference.infer_shapes(m, auto_merge=True, guess_output_rank=True)
-        if m2 is not None:
-            m = m2
-    except Exception:
-        pass
-    missing = _missing_shapes(m)
-    if not missing:
-        return m
-    try:
-        import numpy as np
-        import onnxruntime as ort
-
-        probe = onnx.ModelProto()
-        probe.CopyFrom(m)
-        del probe.graph.value_info[:]
-        have = {o.name for o in probe.graph.output}
-        for name in missing:
-            if name not in have:
-                probe.graph.output.append(helper.make_empty_tensor_value_info(name))
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        so.log_severity_level = 4
-        sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        inits = {t.name for t in m.graph.initializer}
-        feed = {}
-        for i in m.graph.input:
-            if i.name in inits:
-                continue
-            shape = _shape_of(i)
-            if shape is None:
-                return m
-            feed[i.name] = np.zeros(shape, dtype=helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
-        names = [o.name for o in sess.get_outputs()]
-        values = sess.run(names, feed)
-        by_name = {vi.name: vi for vi in m.graph.value_info}
-        for name, val in zip(names, values):
-            if name in missing and isinstance(val, np.ndarray):
-                vi = helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(val.dtype), list(val.shape))
-                if name in by_name:
-                    by_name[name].CopyFrom(vi)
-                else:
-                    m.graph.value_info.append(vi)
-    except Exception:
-        pass
-    return m
-
-
-def analyze_onnx(model: "str | Path | onnx.ModelProto", batch: int = 1) -> CostReport:
+def analyze_onnx(model: str | Path | onnx.ModelProto, batch: int = 1) -> CostReport:
     """Cost of one inference of an ONNX model at the given batch size (dynamic dims fixed)."""
     source = str(Path(model).resolve()) if isinstance(model, (str, Path)) else None
     m = _fix_batch(load_onnx(model), batch)
@@ -420,7 +204,8 @@ def analyze_onnx(model: "str | Path | onnx.ModelProto", batch: int = 1) -> CostR
                     params += ne
                     wbytes += nbytes(src)
                     counted_params.add(src)
-                src_prec = _DTYPE_PRECISION.get(dtypes.get(src))
+                src_dtype = dtypes.get(src)
+                src_prec = None if src_dtype is None else _DTYPE_PRECISION.get(src_dtype)
                 if src_prec is not None and (w_prec is None or src_prec == "int8"):
                     w_prec = src_prec
         if op in ("ConvInteger", "MatMulInteger", "QLinearConv", "QLinearMatMul"):
@@ -459,7 +244,7 @@ def analyze_onnx(model: "str | Path | onnx.ModelProto", batch: int = 1) -> CostR
         ops.append(OpCost(name, op, op_class(op, attrs, in_ch), precision, int(macs), int(flops), int(params),
                           int(wbytes), int(in_bytes), int(out_bytes), out_shape, fused,
                           inputs=list(data_inputs), outputs=[o for o in n.output if o],
-                          gemm=tuple(int(v) for v in gemm) if gemm else None, kernel_area=k_area, dynamic=dynamic))
+                          gemm=(int(gemm[0]), int(gemm[1]), int(gemm[2])) if gemm else None, kernel_area=k_area, dynamic=dynamic))
 
     # Parameters not reached through any compute op (rare) still count.
     stored_weight = 0

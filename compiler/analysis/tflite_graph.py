@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .onnx_graph import CostReport, OpCost
+from .cost import CostReport, OpCost
 
 #: bytes per element of each TensorType value (schema order: FLOAT32=0, FLOAT16, INT32, UINT8, INT64, STRING,
 #: BOOL, INT16, COMPLEX64, INT8, FLOAT64, COMPLEX128, UINT64, RESOURCE, VARIANT, UINT32, UINT16, INT4, BFLOAT16)
@@ -108,7 +108,7 @@ def tflite_op_class(op_type: str) -> str:
     return "data"
 
 
-def load_tflite(path: "str | Path") -> tuple[Any, bytes]:
+def load_tflite(path: str | Path) -> tuple[Any, bytes]:
     """The flatbuffer as a ``ModelT`` object tree (and the raw bytes); ``ModelFileError`` if it is not one."""
     from ..errors import ModelFileError
 
@@ -140,7 +140,7 @@ def _buffer_nbytes(model: Any, idx: int) -> int:
     return 0
 
 
-def analyze_tflite(path: "str | Path") -> CostReport:
+def analyze_tflite(path: str | Path) -> CostReport:
     """Cost of one inference of a ``.tflite`` file (at the batch size it was exported with)."""
     model, _ = load_tflite(path)
     names = _op_names()
@@ -304,9 +304,7 @@ def analyze_tflite(path: "str | Path") -> CostReport:
                 if p is not None and (w_prec is None or p == "int8"):
                     w_prec = p
         a_prec = _TYPE_PRECISION.get(int(tensors[data_in[0]].type), "fp32") if data_in else "fp32"
-        if ot in ("QUANTIZE", "DEQUANTIZE"):
-            precision = "int8"
-        elif macs and (a_prec == "int8" or (w_prec == "int8" and not w_dequantized)):
+        if ot in ("QUANTIZE", "DEQUANTIZE") or macs and (a_prec == "int8" or (w_prec == "int8" and not w_dequantized)):
             precision = "int8"
         else:
             precision = a_prec if a_prec in ("fp32", "fp16", "int8") else "fp32"
@@ -387,7 +385,7 @@ def _peak_activation(operators: list[Any], folded: set[int], constant: set[int],
     return peak, peak_at
 
 
-def tflite_io(path: "str | Path") -> list[tuple[str, list[int], np.dtype]]:
+def tflite_io(path: str | Path) -> list[tuple[str, list[int], np.dtype]]:
     """Name, shape and numpy dtype of each input of the main subgraph (for building example inputs)."""
     model, _ = load_tflite(path)
     sg = model.subgraphs[0]

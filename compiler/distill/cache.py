@@ -24,13 +24,14 @@ from __future__ import annotations
 import os
 import time
 import weakref
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Collection
+from typing import Any
 
 import torch
 from torch import nn
 
-from .. import progress
+from ..core import progress
 from ..errors import AdaptcError
 from ..tasks.base import Split
 from .taps import Captured, Taps
@@ -100,10 +101,10 @@ class Holding:
 
     @classmethod
     def of(cls, hidden_layers: Layers = None, attention_layers: Layers = None, attention_head_mean: bool = False,
-           features: bool = True, relations: bool = True) -> "Holding":
+           features: bool = True, relations: bool = True) -> Holding:
         return cls(_layers(hidden_layers), _layers(attention_layers), attention_head_mean, features, relations)
 
-    def every_layer(self) -> "Holding":
+    def every_layer(self) -> Holding:
         """Every layer with every head (what the cache holds when that fits its budget) of the kinds asked for:
         a caller that reads no hidden states (or no attention maps) reads none at any depth."""
         def every(x: frozenset[int] | None) -> frozenset[int] | None:
@@ -112,7 +113,7 @@ class Holding:
         return replace(self, hidden_layers=every(self.hidden_layers), attention_layers=every(self.attention_layers),
                        attention_head_mean=False)
 
-    def covers(self, wanted: "Holding") -> bool:
+    def covers(self, wanted: Holding) -> bool:
         def layers(held: frozenset[int] | None, w: frozenset[int] | None) -> bool:
             return held is None or (w is not None and w <= held)
 
@@ -121,7 +122,7 @@ class Holding:
                 and (wanted.attention_head_mean or not self.attention_head_mean or not wanted.attention_layers)
                 and (self.features or not wanted.features) and (self.relations or not wanted.relations))
 
-    def union(self, wanted: "Holding") -> "Holding":
+    def union(self, wanted: Holding) -> Holding:
         def layers(a: frozenset[int] | None, b: frozenset[int] | None) -> frozenset[int] | None:
             return None if a is None or b is None else a | b
 
@@ -272,19 +273,19 @@ class TeacherCache:
         out = torch.stack([self.out[i] for i in ids])
         h0, a0, n_q = self.hidden[ids[0]], self.attention[ids[0]], len(self.qkv[ids[0]])
         cap = Captured(
-            hidden=[self._pad_stack([self.hidden[i][k] for i in ids], length, (0,)) if h0[k] is not None else None
-                    for k in range(len(h0))],  # type: ignore[misc]
-            attention=[self._pad_stack([self.attention[i][k] for i in ids], length, (1, 2))
-                       if a0[k] is not None else None for k in range(len(a0))],  # type: ignore[misc]
+            hidden=[self._pad_stack([self.hidden[i][k] for i in ids], length, (0,)) if h0[k] is not None else None  # type: ignore[misc]
+                    for k in range(len(h0))],
+            attention=[self._pad_stack([self.attention[i][k] for i in ids], length, (1, 2))  # type: ignore[misc]
+                       if a0[k] is not None else None for k in range(len(a0))],
             qkv=[self._pad_stack([self.qkv[i][k] for i in ids], length, (0,)) for k in range(n_q)],
             features=(self._pad_stack([self.features[i] for i in ids], length if self.features[ids[0]].dim() >= 2
-                                      else None, (0,))  # type: ignore[union-attr]
+                                      else None, (0,))
                       if self.features[ids[0]] is not None else None),
         )
         return out, cap
 
 
-_CACHES: "weakref.WeakKeyDictionary[nn.Module, dict[int, TeacherCache]]" = weakref.WeakKeyDictionary()
+_CACHES: weakref.WeakKeyDictionary[nn.Module, dict[int, TeacherCache]] = weakref.WeakKeyDictionary()
 
 
 def teacher_cache(teacher: nn.Module, split: Split, example_inputs: tuple[torch.Tensor, ...],

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -28,7 +29,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .taps import Captured, layer_map
-
 
 
 def _masked_row_mean(kl: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -39,7 +39,7 @@ def _masked_row_mean(kl: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
     return kl.mean()
 
 
-def _detached(ts: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
+def _detached(ts: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
     """Teacher captures, detached; None stays None (a layer the teacher cache does not hold: no loss reads it)."""
     return [t.detach() if t is not None else None for t in ts]
 
@@ -88,7 +88,7 @@ class HiddenStateLoss(nn.Module):
                                   for s, t in zip(student_dims, self.mapping))
         for p, (s, t) in zip(self.proj, zip(student_dims, self.mapping)):
             if s == teacher_dims[t]:
-                nn.init.eye_(p.weight)
+                nn.init.eye_(p.weight)  # type: ignore[arg-type]
 
     def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], mask: torch.Tensor | None = None
                 ) -> torch.Tensor:

@@ -28,6 +28,11 @@ def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
 class ActObserver(nn.Module):
     """Per-tensor asymmetric int8 fake quantization with an EMA min/max range."""
 
+    # buffers (registered in __init__)
+    lo: torch.Tensor
+    hi: torch.Tensor
+    seen: torch.Tensor
+
     def __init__(self, momentum: float = 0.1):
         super().__init__()
         self.momentum = momentum

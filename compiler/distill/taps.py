@@ -18,7 +18,7 @@ from torch import nn
 
 from ..slim.adapters import find_attention, find_blocks, find_output_layer
 
-_ACTS = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish)
+_ACTS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Hardswish)
 
 
 @dataclass
@@ -102,7 +102,7 @@ class Taps:
             h.remove()
         self._hooks.clear()
 
-    def __enter__(self) -> "Taps":
+    def __enter__(self) -> Taps:
         return self
 
     def __exit__(self, *exc: object) -> None:

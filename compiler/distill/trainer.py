@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import copy
 import time
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
-from .. import progress
+from ..core import progress
 from ..tasks.base import Split, Task, predict_torch
-from ..training import seed_everything, torch_threads
+from ..tasks.training import seed_everything, torch_threads
 from .adversarial import AdversarialConfig, perturb
+from .batches import _n_batches, _token_mask, _train_batches  # (distill/cache.py imports _token_mask from here)
 from .losses import HybridLoss, LossWeights, TemperatureSchedule
+from .optim import _Optimizer, _set_embedding_update
 from .qat import prepare_qat, strip_qat
 from .schedule import ALL_TERMS, Schedule, progressive, single
 from .taps import Taps
@@ -114,154 +116,6 @@ def _dims(caps: list[torch.Tensor]) -> list[int]:
     return dims
 
 
-def _train_batches(task: Task, batch_size: int, g: torch.Generator):  # noqa: ANN202
-    """Shuffled training batches as (indices, inputs, targets). For token tasks that trim padding per batch
-    (``task.batch_transform``), batches are formed from samples of similar length (sorted with a little noise,
-    then the batch order is shuffled), so trimming removes most padding: much less compute on short texts."""
-    split = task.train
-    mask = _token_mask(split.inputs) if task.batch_transform is not None else None
-    if task.kind == "embedding" and split.targets is not None and bool((split.targets >= 0).any()):
-        yield from _pair_batches(split, mask, batch_size, g)
-        return
-    if mask is None:
-        order = torch.randperm(len(split), generator=g)
-        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    else:
-        lengths = mask.sum(1).float() + 4 * torch.rand(len(split), generator=g)
-        order = torch.argsort(lengths)
-        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        chunks = [chunks[j] for j in torch.randperm(len(chunks), generator=g).tolist()]
-    for idx in chunks:
-        yield idx, tuple(t[idx] for t in split.inputs), (split.targets[idx] if split.targets is not None else None)
-
-
-def _n_batches(task: Task, batch_size: int) -> int:
-    """How many batches ``_train_batches`` yields per epoch (to size the learning-rate schedule)."""
-    y = task.train.targets
-    if task.kind == "embedding" and y is not None and bool((y >= 0).any()):
-        # the same chunking as training, in one order; with groups of unequal size another order may give one
-        # batch more, so the schedule then has a batch to spare per epoch
-        sizes = torch.unique(y[y >= 0], return_counts=True)[1]
-        spare = int(bool((sizes != sizes[0]).any()))
-        return len(_pair_chunks(task.train, None, batch_size, torch.Generator().manual_seed(0))) + spare
-    return (len(task.train) + batch_size - 1) // batch_size
-
-
-def _pair_chunks(split: Split, mask: torch.Tensor | None, batch_size: int, g: torch.Generator) -> list[torch.Tensor]:
-    """The index batches of an embedding split with labelled pairs (targets >= 0 group a pair, -1 is
-    unlabelled): the members of a group always share a batch, so the in-batch contrastive term sees its
-    positives (groups fill a batch to at least ``batch_size``, never split); unlabelled samples fill their own
-    batches. Length-bucketed when ``mask`` is given."""
-    y = split.targets
-    assert y is not None
-    labelled = torch.nonzero(y >= 0).flatten()
-    groups: dict[int, list[int]] = {}
-    for i in labelled.tolist():
-        groups.setdefault(int(y[i]), []).append(i)
-    keys = list(groups)
-    if mask is not None:
-        # pairs of similar length share a batch (the longest member, with a little noise), so trimming the
-        # padding per batch still pays; the batch order is shuffled by the caller
-        lens = mask.sum(1).float()
-        longest = torch.tensor([float(lens[groups[k]].max()) for k in keys]) + 4 * torch.rand(len(keys), generator=g)
-        order = [keys[j] for j in torch.argsort(longest).tolist()]
-    else:
-        order = [keys[j] for j in torch.randperm(len(keys), generator=g).tolist()]
-    chunks: list[torch.Tensor] = []
-    cur: list[int] = []
-    for k in order:
-        cur.extend(groups[k])
-        if len(cur) >= batch_size:
-            chunks.append(torch.tensor(cur))
-            cur = []
-    if cur:
-        chunks.append(torch.tensor(cur))
-    rest = torch.nonzero(y < 0).flatten()
-    if len(rest):
-        if mask is not None:
-            lengths = mask[rest].sum(1).float() + 4 * torch.rand(len(rest), generator=g)
-            rest = rest[torch.argsort(lengths)]
-        else:
-            rest = rest[torch.randperm(len(rest), generator=g)]
-        chunks += [rest[i : i + batch_size] for i in range(0, len(rest), batch_size)]
-    return chunks
-
-
-def _pair_batches(split: Split, mask: torch.Tensor | None, batch_size: int, g: torch.Generator):  # noqa: ANN202
-    """The batches of :func:`_pair_chunks` in a shuffled order: (indices, inputs, targets)."""
-    chunks = _pair_chunks(split, mask, batch_size, g)
-    y = split.targets
-    for j in torch.randperm(len(chunks), generator=g).tolist():
-        idx = chunks[j]
-        yield idx, tuple(t[idx] for t in split.inputs), y[idx]
-
-
-def _token_mask(xs: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
-    """The batch's token mask, for token-level relations: an integer second input of the same shape as the
-    token ids (an attention mask), or else the non-zero (non-padding) ids."""
-    if xs[0].dim() != 2 or xs[0].is_floating_point():
-        return None
-    if len(xs) > 1 and xs[1].shape == xs[0].shape and not xs[1].is_floating_point():
-        return xs[1]
-    return (xs[0] != 0).long()
-
-
-def _embedding_tables(model: nn.Module) -> dict[str, nn.Embedding]:
-    """``model``'s trainable embedding tables whose weight no other module shares (a tied table gets dense
-    gradients), by module name."""
-    uses: dict[int, int] = {}
-    for _, p in model.named_parameters(remove_duplicate=False):
-        uses[id(p)] = uses.get(id(p), 0) + 1
-    return {n: m for n, m in model.named_modules()
-            if isinstance(m, nn.Embedding) and m.weight.requires_grad and uses.get(id(m.weight)) == 1}
-
-
-def _set_embedding_update(model: nn.Module, how: str, names: "list[str] | None" = None) -> list[str]:
-    """Make ``model``'s embedding tables (those named, else every one :func:`_embedding_tables` finds) train the
-    way ``how`` says (:attr:`DistillConfig.embeddings`); returns their names."""
-    names = list(_embedding_tables(model)) if names is None else names
-    for n in names:
-        m = model.get_submodule(n)
-        m.sparse = how == "lazy"
-        m.weight.requires_grad_(how != "frozen")
-    return names
-
-
-class _Optimizer:
-    """AdamW over the student's dense weights (and the loss's projections) plus SparseAdam over its embedding
-    tables when they train lazily (sparse gradients). Written here because no torch optimizer takes both: AdamW
-    rejects sparse gradients, SparseAdam dense ones. ``schedule`` makes one lr scheduler per optimizer (default
-    constant); :meth:`step` steps the optimizers, then the schedulers."""
-
-    def __init__(self, model: nn.Module, loss: nn.Module, lr: float, weight_decay: float,
-                 schedule: Callable[[torch.optim.Optimizer], Any] | None = None):
-        sparse = {id(m.weight): m.weight for m in _embedding_tables(model).values() if m.sparse}
-        dense = [p for p in [*model.parameters(), *loss.parameters()] if p.requires_grad and id(p) not in sparse]
-        self.parts: list[torch.optim.Optimizer] = [torch.optim.AdamW(dense, lr=lr, weight_decay=weight_decay)]
-        if sparse:
-            self.parts.append(torch.optim.SparseAdam(list(sparse.values()), lr=lr))
-        self.schedulers = [schedule(o) for o in self.parts] if schedule is not None else []
-
-    def reschedule(self, schedule: Callable[[torch.optim.Optimizer], Any], steps_done: int) -> None:
-        """New schedulers (e.g. over more or fewer steps), advanced to where ``steps_done`` steps left off."""
-        self.schedulers = [schedule(o) for o in self.parts]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # (stepping a scheduler with no optimizer step between)
-            for sch in self.schedulers:
-                for _ in range(steps_done):
-                    sch.step()
-
-    def zero_grad(self) -> None:
-        for o in self.parts:
-            o.zero_grad(set_to_none=True)
-
-    def step(self) -> None:
-        for o in self.parts:
-            o.step()
-        for s in self.schedulers:
-            s.step()
-
-
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A copy with every Conv -> BatchNorm pair folded into the conv (the BN becomes an Identity).
 
@@ -285,7 +139,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
                     and isinstance(mods.get(prev.target), nn.Conv2d) and len(prev.users) == 1):
                 pairs.append((str(prev.target), str(node.target)))
     for conv_name, bn_name in pairs:
-        conv, bn = m.get_submodule(conv_name), m.get_submodule(bn_name)
+        # (pairs holds Conv2d -> BatchNorm2d names)
+        conv, bn = cast(nn.Conv2d, m.get_submodule(conv_name)), cast(nn.BatchNorm2d, m.get_submodule(bn_name))
         m.set_submodule(conv_name, fuse_conv_bn_eval(conv, bn))
         m.set_submodule(bn_name, nn.Identity())
     return m
@@ -403,7 +258,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                         t_ref = _first(teacher(*xs))
                     t_taps.clear()
 
-                    def adv_loss(out: torch.Tensor) -> torch.Tensor:
+                    def adv_loss(out: torch.Tensor, t_ref: torch.Tensor = t_ref) -> torch.Tensor:
                         return loss.kd(_first(out), t_ref, 2.0)
 
                     xs, remove_adv = perturb(student, xs, adv_loss, cfg.adversarial)
@@ -423,6 +278,7 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                              stage_terms=terms - {"ce"})
                 total = parts.total
                 if "ce" in terms and y is not None and cfg.weights.ce > 0:
+                    assert labelled is not None  # (y is not None)
                     ce = cfg.weights.ce * task.train_loss(labelled, y)
                     total = total + ce
                     parts.parts["ce"] = float(ce.detach())
@@ -481,11 +337,11 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
 def train_from_scratch(model: nn.Module, task: Task, epochs: int, *, lr: float = 3e-3, batch_size: int = 64,
                        seed: int = 0, threads: int | None = 1) -> tuple[nn.Module, float]:
     """The baseline: the same student architecture, re-initialised, trained on labels only."""
-    from ..training import train_supervised
+    from ..tasks.training import train_supervised
 
     def reinit(m: nn.Module) -> None:
         if hasattr(m, "reset_parameters") and m is not model:
-            m.reset_parameters()
+            m.reset_parameters()  # type: ignore[operator]
 
     seed_everything(seed)
     model.apply(reinit)

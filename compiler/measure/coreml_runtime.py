@@ -1,6 +1,6 @@
 """CoreML runner (macOS only): ``coremltools.models.MLModel(...).predict`` on the CPU.
 
-CoreML prediction exists only on macOS. On any other host this module registers nothing, so
+CoreML prediction exists only on macOS. On any other host the runner is not available and registers nothing, so
 ``runtime_available("coreml")`` is False and a build flags CoreML parity and latency as not measured
 (the report keeps the device estimates only).
 """
@@ -8,18 +8,19 @@ CoreML prediction exists only on macOS. On any other host this module registers 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from .runtimes import Runner, register_runtime
+from .runtimes import Runner
 
 AVAILABLE = sys.platform == "darwin"
 
 
 class CoreMLRunner(Runner):
     runtime = "coreml"
+    available = AVAILABLE
 
     def __init__(self, path: Path, threads: int = 1):
         import coremltools as ct
@@ -49,11 +50,11 @@ class CoreMLRunner(Runner):
         res = self._model.predict(feed)
         return [np.asarray(res[k], dtype=np.float32) for k in self._outputs]
 
+    @classmethod
+    def preload(cls) -> None:
+        import coremltools  # noqa: F401
+
     def version(self) -> str:
         import coremltools
 
         return f"coremltools {coremltools.__version__} MLModel.predict (CoreML, CPU only)"
-
-
-if AVAILABLE:  # pragma: no cover - macOS only
-    register_runtime("coreml")(CoreMLRunner)

@@ -7,13 +7,13 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from ..versions import cpu_model
+from ..core.versions import cpu_model
 
 
 @dataclass
@@ -68,7 +68,7 @@ def measure(
     threads = host_threads(threads)
     with tempfile.TemporaryDirectory(prefix="adaptc-measure-") as d:
         npz = Path(d) / "inputs.npz"
-        np.savez(npz, **{f"input_{i}": np.asarray(a) for i, a in enumerate(example_inputs)})
+        np.savez(npz, **{f"input_{i}": np.asarray(a) for i, a in enumerate(example_inputs)})  # type: ignore[arg-type]
         env = dict(os.environ)
         # Keep math libraries from spawning extra threads the runtime did not ask for.
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):

@@ -1,21 +1,50 @@
 """Runtimes that run exported files: one small runner class per runtime, registered by name.
 
-Kept free of torch imports so that a measurement subprocess only loads the runtime it measures.
+A :class:`Runner` subclass that sets ``runtime`` (a name of :data:`adaptc.core.formats.RUNTIME_NAMES`)
+registers itself under it when its module is imported, unless it says it cannot run on this host
+(``available = False``: CoreML off macOS). The built-in runners live in the modules named after the runtimes
+of the format table (``adaptc.measure.<runtime>_runtime``: :mod:`.onnxruntime_runtime`,
+:mod:`.tflite_runtime`, :mod:`.coreml_runtime`), each imported only when its runtime is asked for, so a
+measurement subprocess loads the runtime it measures and no other; a runtime whose module cannot be
+imported (ImportError) is not available. :func:`register_runtime` stays for other runner factories.
+
+Kept free of torch imports (and of the runtimes' own packages until a runner is made).
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
+import importlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, ClassVar, Sequence
+from typing import Any, ClassVar, Protocol, cast
 
 import numpy as np
+
+from ..core.formats import RUNTIME_NAMES, require_in_table
 
 
 class Runner(abc.ABC):
     runtime: ClassVar[str]
+    #: whether the runtime can run on this host (a subclass that cannot does not register itself)
+    available: ClassVar[bool] = True
     #: largest batch a call accepts (None: any)
     max_batch: int | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("runtime")
+        if name is None:
+            return  # an intermediate base class
+        require_in_table("runtime", name, RUNTIME_NAMES)
+        if cls.available:
+            _RUNTIMES[name] = cast(RunnerFactory, cls)  # a concrete runner's __init__(path, threads)
+
+    @classmethod  # noqa: B027 - an optional hook (a no-op unless a runner overrides it)
+    def preload(cls) -> None:
+        """Import the runtime's own package (a measurement imports it before its memory baseline, so its code
+        pages are not counted as the model's)."""
 
     @abc.abstractmethod
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -37,85 +66,53 @@ class Runner(abc.ABC):
         return lambda: self.run(inputs)
 
 
-_RUNTIMES: dict[str, Callable[[Path, int], Runner]] = {}
+class RunnerFactory(Protocol):
+    """A runner class or factory: ``(path, threads) -> Runner``."""
+
+    def __call__(self, path: Path, threads: int) -> Runner: ...
 
 
-def register_runtime(name: str) -> Callable[[Callable[[Path, int], Runner]], Callable[[Path, int], Runner]]:
-    def deco(factory: Callable[[Path, int], Runner]) -> Callable[[Path, int], Runner]:
+_RUNTIMES: dict[str, RunnerFactory] = {}
+
+
+def register_runtime(name: str) -> Callable[[RunnerFactory], RunnerFactory]:
+    """Register a runner factory ``(path, threads) -> Runner`` under ``name`` (Runner subclasses that set
+    ``runtime`` need not: they register themselves)."""
+    def deco(factory: RunnerFactory) -> RunnerFactory:
         _RUNTIMES[name] = factory
         return factory
 
     return deco
 
 
-def _load_optional_runtimes() -> None:
-    try:
-        from . import litert_runtime  # noqa: F401  (registers "tflite")
-    except ImportError:
-        pass
-    try:
-        from . import coreml_runtime  # noqa: F401  (registers "coreml" on macOS only)
-    except ImportError:
-        pass
+def _load_runtime(runtime: str) -> None:
+    """Import the built-in runner module of ``runtime`` (``<runtime>_runtime``), which registers its runner;
+    nothing when it is registered already, not a built-in runtime, or its module cannot be imported."""
+    if runtime in _RUNTIMES or runtime not in RUNTIME_NAMES:
+        return
+    with contextlib.suppress(ImportError):
+        importlib.import_module(f"{__package__}.{runtime}_runtime")
 
 
-def open_runner(runtime: str, path: str | Path, threads: int = 1) -> Runner:
-    _load_optional_runtimes()
+def runner_class(runtime: str) -> RunnerFactory:
+    """The registered runner (class or factory) of ``runtime``. Raises AdaptcError when there is none here."""
+    _load_runtime(runtime)
     if runtime not in _RUNTIMES:
         from ..errors import AdaptcError
 
+        for rt in RUNTIME_NAMES:
+            _load_runtime(rt)
         raise AdaptcError(f"no runner for runtime {runtime!r} on this host (known: {', '.join(sorted(_RUNTIMES))})")
-    return _RUNTIMES[runtime](Path(path), threads)
+    return _RUNTIMES[runtime]
+
+
+def open_runner(runtime: str, path: str | Path, threads: int = 1) -> Runner:
+    return runner_class(runtime)(Path(path), threads)
 
 
 def runtime_available(runtime: str) -> bool:
-    _load_optional_runtimes()
+    _load_runtime(runtime)
     return runtime in _RUNTIMES
-
-
-@register_runtime("onnxruntime")
-class OrtRunner(Runner):
-    runtime = "onnxruntime"
-
-    def __init__(self, path: Path, threads: int = 1):
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        self._sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-        self._inputs = self._sess.get_inputs()
-        self._dtypes = [_ORT_TYPES.get(i.type, np.float32) for i in self._inputs]
-        first = self._inputs[0].shape[0] if self._inputs and self._inputs[0].shape else None
-        self.max_batch = first if isinstance(first, int) else None
-
-    @property
-    def input_names(self) -> list[str]:
-        return [i.name for i in self._inputs]
-
-    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        feed = {i.name: np.ascontiguousarray(x, dtype=dt) for i, x, dt in zip(self._inputs, inputs, self._dtypes)}
-        return self._sess.run(None, feed)
-
-    def timed_call(self, inputs: Sequence[np.ndarray]) -> Callable[[], object]:
-        feed = {i.name: np.ascontiguousarray(x, dtype=dt) for i, x, dt in zip(self._inputs, inputs, self._dtypes)}
-        sess = self._sess
-        return lambda: sess.run(None, feed)
-
-    def version(self) -> str:
-        import onnxruntime
-
-        return f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider)"
-
-
-_ORT_TYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
-    "tensor(bool)": np.bool_,
-}
 
 
 def run_batched(runner: Runner, arrays: Sequence[np.ndarray], batch: int = 256) -> np.ndarray:

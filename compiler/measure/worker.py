@@ -44,14 +44,12 @@ def main(argv: list[str]) -> int:
     threads_i, runs_i, warmup_i = int(threads), int(runs), int(warmup)
     import numpy as np
 
-    from adaptc.measure import runtimes  # registers onnxruntime (and LiteRT when installed)
-    # Import the runtime module before the reset so its code pages are not counted as the model's.
-    if runtime == "onnxruntime":
-        import onnxruntime  # noqa: F401
-    elif runtime == "tflite":
-        import ai_edge_litert.interpreter  # noqa: F401
-    elif runtime == "coreml":
-        import coremltools  # noqa: F401
+    from adaptc.measure import runtimes
+
+    # Import the runner and its runtime before the reset so their code pages are not counted as the model's.
+    preload = getattr(runtimes.runner_class(runtime), "preload", None)
+    if preload is not None:
+        preload()
     with np.load(inputs_path) as z:
         arrays = [z[k] for k in sorted(z.files, key=lambda s: int(s.split("_")[-1]))]
     before = _status()

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import types as _types
 from pathlib import Path
 from typing import Any
 
+from ..core.formats import FORMATS, RUNTIME_NAMES
 from ..errors import AdaptcError, ModelFileError
 from ..profiles import DeviceProfile, load_profile
+from .constants import sustained_throughput
+from .kinds import PRECISIONS
 from .roofline import PREDICTOR_VERSION, OpPrediction, Prediction, predict_from_cost
 
-__all__ = ["PREDICTOR_VERSION", "OpPrediction", "Prediction", "predict", "predict_from_cost"]
+__all__ = ["PREDICTOR_VERSION", "OpPrediction", "Prediction", "predict", "predict_from_cost", "sustained_throughput"]
 
-PRECISIONS = ("fp32", "fp16", "int8")
-RUNTIMES = ("tflite", "onnxruntime", "coreml")
+#: formats the cost analysis reads (a file of another format is refused before analysis)
+_ANALYZED_FORMATS = ("onnx", "tflite")
 
 
 def _check_model_file(p: Path) -> None:
@@ -20,16 +24,15 @@ def _check_model_file(p: Path) -> None:
         raise ModelFileError(f"model file {p} does not exist")
     with open(p, "rb") as f:
         head = f.read(8)
-    if p.suffix.lower() == ".tflite" or head[4:8] == b"TFL3":
+    if p.suffix.lower() in {FORMATS[f].suffix for f in _ANALYZED_FORMATS} or head[4:8] == b"TFL3":
         return
-    if p.suffix.lower() == ".onnx":
-        return
-    raise ModelFileError(f"{p} is neither an ONNX (.onnx) nor a TFLite (.tflite) model file")
+    onnx, tflite = FORMATS["onnx"].suffix, FORMATS["tflite"].suffix
+    raise ModelFileError(f"{p} is neither an ONNX ({onnx}) nor a TFLite ({tflite}) model file")
 
 
 def predict(
     model_or_path: Any,
-    device: "str | Path | DeviceProfile",
+    device: str | Path | DeviceProfile,
     precision: str | None = None,
     threads: int | None = None,
     runtime: str = "tflite",
@@ -48,8 +51,8 @@ def predict(
 
     if precision is not None and precision not in PRECISIONS:
         raise AdaptcError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
-    if runtime not in RUNTIMES:
-        raise AdaptcError(f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
+    if runtime not in RUNTIME_NAMES:  # (one without a model file uses the tflite constants)
+        raise AdaptcError(f"unknown runtime {runtime!r} (known: {', '.join(RUNTIME_NAMES)})")
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise AdaptcError(f"threads must be a positive integer (got {threads!r})")
     profile = load_profile(device)
@@ -71,7 +74,7 @@ def predict(
     return predict_from_cost(cost, profile, runtime=runtime, precision=precision, threads=threads)
 
 
-class _CallableModule(__import__("types").ModuleType):
+class _CallableModule(_types.ModuleType):
     """``adaptc.predict`` is both this package and the public function: importing the package sets the package
     attribute ``adaptc.predict`` to the module, so the module is made callable (``adaptc.predict(...)``)."""
 

@@ -232,12 +232,12 @@ def sustained_throughput(profile: DeviceProfile, precision: str, runtime: str = 
     name = {"fp32": "fp32_gflops", "fp16": "fp16_gflops", "int8": "int8_gops"}
     pname = {"fp32": "fp32_peak_gflops", "fp16": "fp16_peak_gflops", "int8": "int8_peak_gops"}
     for p in ([precision, "fp32"] if precision != "fp32" else ["fp32"]):
-        if sustained.get(p):
-            return float(sustained[p]), f"compute.{name[p]}"
-        if peak.get(p):
+        if s := sustained.get(p):
+            return float(s), f"compute.{name[p]}"
+        if pk := peak.get(p):
             consts = resolve(profile, runtime)
             ratio = consts.peak_to_sustained.get(p, consts.peak_to_sustained.get("fp32", 0.5))
-            return float(peak[p]) * ratio, f"compute.{pname[p]} x {ratio:.3g} ({consts.family} peak-to-sustained)"
+            return float(pk) * ratio, f"compute.{pname[p]} x {ratio:.3g} ({consts.family} peak-to-sustained)"
     raise AssertionError("profile without fp32 throughput (schema guarantees one)")  # pragma: no cover
 
 

@@ -4,7 +4,7 @@ Latency: non-linear least squares on log-latency (``scipy.optimize.least_squares
 within bounds), with a weak prior that pulls each constant toward its starting value so that constants the
 data cannot identify (e.g. int8 softmax when no sample has one) stay where they were. Every sample is a whole
 graph (a micro-benchmark chain or a model) with its measured median latency; its prediction is the sum of the
-per-op times of :func:`adaptc.predict.roofline.op_times`, so the constants are fitted through exactly the model
+per-op times of :func:`adaptc.predict.opcost.op_times`, so the constants are fitted through exactly the model
 that predicts real graphs.
 
 Memory: linear least squares with non-negative coefficients (``scipy.optimize.nnls``) on relative error:
@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .constants import Constants
-from .roofline import _FALLBACK_OF, Device, OpTable, fixed_time, op_times
+from .kinds import FALLBACK_OF
+from .opcost import Device, fixed_time, op_times
+from .table import OpTable
 
 #: constants fitted on latency, with (lower, upper) bounds
 LATENCY_PARAMS: dict[str, tuple[float, float]] = {
@@ -33,7 +36,7 @@ LATENCY_PARAMS: dict[str, tuple[float, float]] = {
     "gemm_k0": (0.25, 1024.0), "gemm_n0": (0.25, 512.0), "gemm_m0": (0.05, 512.0), "dw_c0": (0.25, 1024.0),
     "gemm_int8_k0": (0.25, 1024.0), "gemm_int8_n0": (0.25, 512.0), "spatial_cin0": (0.05, 512.0),
     "conv_k0": (0.25, 1024.0), "conv_n0": (0.25, 512.0),
-    # dynamic-range int8 products (own kernels, see roofline; the quantization of their inputs is costed as a float
+    # dynamic-range int8 products (own kernels, see kinds; the quantization of their inputs is costed as a float
     # binary pass, not fitted apart)
     "efficiency.matmul_dynamic.int8": (0.01, 5.0),
     "cache_kb": (16.0, 65536.0), "cache_penalty": (0.01, 20.0),
@@ -171,10 +174,10 @@ def with_starts(base: Constants, params: Sequence[str]) -> Constants:
     start: dict[str, float] = {}
     for p in params:
         kind = p.split(".")[1] if p.startswith("efficiency.") else ""
-        if kind in _FALLBACK_OF and kind not in d["efficiency"]:
-            start.update({f"efficiency.{kind}.{q}": v for q, v in d["efficiency"][_FALLBACK_OF[kind]].items()})
-        elif kind in _FALLBACK_OF and not _has(d, p):  # the kind has other precisions only: this one from its plain kind
-            start[p] = _get(d, f"efficiency.{_FALLBACK_OF[kind]}.{p.split('.')[2]}")
+        if kind in FALLBACK_OF and kind not in d["efficiency"]:
+            start.update({f"efficiency.{kind}.{q}": v for q, v in d["efficiency"][FALLBACK_OF[kind]].items()})
+        elif kind in FALLBACK_OF and not _has(d, p):  # the kind has other precisions only: this one from its plain kind
+            start[p] = _get(d, f"efficiency.{FALLBACK_OF[kind]}.{p.split('.')[2]}")
         elif p in _START_FROM and not _has(d, p):
             src = _START_FROM[p]
             start[p] = _get(d, src) if isinstance(src, str) else src

@@ -95,7 +95,8 @@ def _view(path: str, mtime: float) -> RuntimeView | None:
     for n in m.graph.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n.op_type)
-    wdq, mm_wdq = [], []
+    wdq: list[int] = []
+    mm_wdq: list[int] = []
     for n in m.graph.node:
         if n.op_type == "DequantizeLinear" and n.input and n.input[0] in inits and inits[n.input[0]] > 64:
             to_matmul = bool(n.output) and all(c in ("MatMul", "Gemm") for c in consumers.get(n.output[0], ["?"]))

@@ -1,5 +1,6 @@
 """Device profiles: the versioned schema and where profiles are found."""
 
+from ..core.formats import FORMAT_RUNTIME
 from .registry import (
     known_device_names,
     list_devices,
@@ -11,7 +12,7 @@ from .registry import (
     shipped_profile_dir,
     user_profile_dir,
 )
-from .schema import FORMAT_RUNTIME, SCHEMA_VERSION, DeviceProfile, Format, Kind
+from .schema import SCHEMA_VERSION, DeviceProfile, Format, Kind
 
 __all__ = [
     "DeviceProfile", "FORMAT_RUNTIME", "Format", "Kind", "SCHEMA_VERSION", "known_device_names", "list_devices",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..report.schema import BudgetVerdict, Quantity
+from ..core.quantity import BudgetVerdict, Quantity
 from .schema import DeviceProfile
 
 #: budget field -> (unit, what it is checked against)

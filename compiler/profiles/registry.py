@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from .._suggest import unknown_name_message
+from ..core.names import unknown_name_message
 from ..errors import ProfileError, UnknownDeviceError
 from .schema import SCHEMA_VERSION, DeviceProfile
 
@@ -141,7 +142,7 @@ def _looks_like_path(spec: str) -> bool:
     return os.sep in spec or "/" in spec or spec.endswith((".yaml", ".yml")) or Path(spec).is_file()
 
 
-def load_profile(device: "str | os.PathLike[str] | DeviceProfile") -> DeviceProfile:
+def load_profile(device: str | os.PathLike[str] | DeviceProfile) -> DeviceProfile:
     """A profile from a name (``pixel8``), a path to a YAML file, or a profile object."""
     if isinstance(device, DeviceProfile):
         return device

@@ -12,18 +12,21 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, field_validator,
-                      model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
-from ..quant.schemes import SchemeName
+from ..core.formats import Format, Runtime
+from ..core.schemes import SchemeName
 
 SCHEMA_VERSION = 1
-
-Format = Literal["onnx", "tflite", "coreml"]
-Runtime = Literal["onnxruntime", "tflite", "coreml"]
-
-#: The runtime each format runs on (the predictor and the host measurement use it).
-FORMAT_RUNTIME: dict[str, str] = {"onnx": "onnxruntime", "tflite": "tflite", "coreml": "coreml"}
 
 
 class Kind(str, Enum):
@@ -58,7 +61,7 @@ class CPU(_Strict):
         return sum(c.count for c in self.cores)
 
     @model_validator(mode="after")
-    def _threads_fit(self) -> "CPU":
+    def _threads_fit(self) -> CPU:
         if self.threads > self.total_cores:
             raise ValueError(f"threads ({self.threads}) is more than the {self.total_cores} cores listed")
         return self
@@ -245,20 +248,10 @@ class DeviceProfile(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _ram_holds_budget(self) -> "DeviceProfile":
+    def _ram_holds_budget(self) -> DeviceProfile:
         b = self.budgets.max_peak_memory_mb
         if b is not None and b > self.memory.ram_mb:
             raise ValueError(
                 f"budgets.max_peak_memory_mb ({b:g}) is more than memory.ram_mb ({self.memory.ram_mb:g})"
             )
         return self
-
-    def throughput_gops(self, precision: str) -> tuple[float, str]:
-        """Sustained throughput for a precision, and which figure it came from.
-
-        A missing fp16 figure falls back to fp32 (the runtime computes fp16 models in fp32 on CPUs
-        without fp16 arithmetic); a missing int8 figure falls back to fp32 too (no faster int8 path).
-        """
-        from ..predict.constants import sustained_throughput
-
-        return sustained_throughput(self, precision)

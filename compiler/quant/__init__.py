@@ -1,5 +1,11 @@
-"""Quantization schemes (names, meaning) and the per-format handlers that apply them."""
+"""Quantization schemes (names, meaning) and the per-format handlers that apply them.
 
-from .schemes import SCHEMES, Precision, Scheme, SchemeName, get_scheme, is_int8
+:mod:`.registry`: ``(format, scheme) -> handler`` (exporters register theirs with :func:`quantizer`);
+:mod:`.pt2e`: the static int8 PT2E recipe the TFLite and CoreML handlers share (imports torch: not loaded here).
+"""
 
-__all__ = ["SCHEMES", "Precision", "Scheme", "SchemeName", "get_scheme", "is_int8"]
+from ..core.schemes import SCHEMES, Precision, Scheme, SchemeName, get_scheme, is_int8
+from .registry import Handler, handler_for, quantizer, schemes_for
+
+__all__ = ["SCHEMES", "Handler", "Precision", "Scheme", "SchemeName", "get_scheme", "handler_for", "is_int8",
+           "quantizer", "schemes_for"]

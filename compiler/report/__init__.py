@@ -4,15 +4,14 @@ from .markdown import render
 from .schema import (
     REPORT_SCHEMA_VERSION,
     ArtifactReport,
-    BudgetVerdict,
     BuildReport,
     DeviceEstimate,
     HostReport,
     ParityReport,
-    Quantity,
+    SearchReport,
     TaskReport,
     TeacherReport,
 )
 
-__all__ = ["REPORT_SCHEMA_VERSION", "ArtifactReport", "BudgetVerdict", "BuildReport", "DeviceEstimate", "HostReport",
-           "ParityReport", "Quantity", "TaskReport", "TeacherReport", "render"]
+__all__ = ["REPORT_SCHEMA_VERSION", "ArtifactReport", "BuildReport", "DeviceEstimate", "HostReport",
+           "ParityReport", "SearchReport", "TaskReport", "TeacherReport", "render"]

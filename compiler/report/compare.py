@@ -30,8 +30,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..core.stats import drop_interval
 from ..errors import AdaptcError
-from ..measure.sampling import drop_interval
 from ..store import BuildStore, scores_key
 from .schema import ArtifactReport, BuildReport
 

@@ -25,7 +25,8 @@ def _point(a: ArtifactReport) -> tuple[float, float, tuple[float, float] | None]
     lat, metric = a.device.latency.value, a.parity.metric.value
     if lat is None or metric is None or lat <= 0:
         return None
-    return lat, 100 * metric, (tuple(100 * v for v in a.parity.metric.ci95) if a.parity.metric.ci95 else None)
+    ci = a.parity.metric.ci95
+    return lat, 100 * metric, ((100 * ci[0], 100 * ci[1]) if ci else None)
 
 
 def plot_comparison(baseline: str | Path, candidate: str | Path, dest: str | Path) -> Path:
@@ -36,7 +37,7 @@ def plot_comparison(baseline: str | Path, candidate: str | Path, dest: str | Pat
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    from .._io import atomic_path
+    from ..core.io import atomic_path
 
     (rb, _), (rc, _) = load_build(baseline), load_build(candidate)
     fig, ax = plt.subplots(figsize=(8.5, 4.8), dpi=120)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ..measure.sampling import bracket, percent
-from .schema import GATE_RULES, PREFER_RULES, ArtifactReport, BuildReport, ParityReport, Quantity
+from ..core.quantity import GATE_RULES, PREFER_RULES, Quantity
+from .schema import ArtifactReport, BuildReport, ParityReport
+from .text import bracket, percent
 
 _TAG = {"measured": "M", "counted": "C", "estimated": "E"}
 
@@ -88,7 +89,7 @@ def render(report: BuildReport) -> str:
         drop = "—"
         if p is not None:
             vs_fp32 = p.drop_vs_fp32_artifact is not None
-            ref = p.drop_vs_fp32_artifact if vs_fp32 else p.drop_vs_torch
+            ref = p.drop_vs_fp32_artifact if p.drop_vs_fp32_artifact is not None else p.drop_vs_torch
             ci = p.drop_vs_fp32_artifact_ci95 if vs_fp32 else p.drop_vs_torch_ci95
             drop = f"{100 * ref:+.2f} pt" + bracket(ci, signed=True)
         no_rt = a.status != "failed" and (a.runtime or "").startswith("none")
@@ -131,7 +132,7 @@ def render(report: BuildReport) -> str:
     if report.search:
         from .search_md import render_search
 
-        lines += render_search(report.search)
+        lines += render_search(report.search, report.device["name"], report.task.metric_name)
     if report.warnings:
         lines += ["## Warnings", ""] + [f"- {w}" for w in report.warnings] + [""]
     lines += ["## How the numbers were obtained", ""]

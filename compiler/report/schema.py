@@ -9,67 +9,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-REPORT_SCHEMA_VERSION = "1.6"
+from ..core.quantity import BudgetVerdict, Gate, Quantity
 
-Kind = Literal["measured", "counted", "estimated"]
-#: how the parity gate reads a drop (adaptc.export.parity.gate_verdict; one wording for report.md and the docs):
-#: "lenient" is for exploring on a small test split, where a point gate rejects noise; "strict" is a release gate
-Gate = Literal["point", "lenient", "strict"]
-GATE_RULES: dict[str, str] = {
-    "point": "decides on the drop itself",
-    "lenient": "rejects only a drop whose 95% interval lies wholly above the limit",
-    "strict": "accepts only a drop whose 95% interval lies wholly at or below the limit",
-}
-GATES: tuple[Gate, ...] = tuple(GATE_RULES)  # type: ignore[assignment]
-#: which artifact a format ships, among those that pass the gate (adaptc.pipeline; one wording for report.md):
-#: "first" trusts the profile's scheme order and stops there; the others make every scheme and rank them
-Prefer = Literal["first", "fastest", "smallest"]
-PREFER_RULES: dict[str, str] = {
-    "first": "the first scheme in the profile's order that passes the gate and fits the budgets",
-    "fastest": "of every scheme that passes the gate and fits the budgets, the fastest estimated on the device",
-    "smallest": "of every scheme that passes the gate and fits the budgets, the smallest file",
-}
-PREFERS: tuple[Prefer, ...] = tuple(PREFER_RULES)  # type: ignore[assignment]
-
+REPORT_SCHEMA_VERSION = "1.7"
 
 class _M(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class Quantity(_M):
-    value: float | None
-    unit: str
-    kind: Kind
-    method: str
-    #: (1.4) 95% interval of a measured task metric over the test split's samples (its sampling error; how it
-    #: was computed: ``method`` says, from ``adaptc.measure.sampling.method``), None for other numbers
-    ci95: tuple[float, float] | None = None
-
-    @classmethod
-    def measured(cls, value: float | None, unit: str, method: str) -> "Quantity":
-        return cls(value=value, unit=unit, kind="measured", method=method)
-
-    @classmethod
-    def counted(cls, value: float | None, unit: str, method: str) -> "Quantity":
-        return cls(value=value, unit=unit, kind="counted", method=method)
-
-    @classmethod
-    def estimated(cls, value: float | None, unit: str, method: str) -> "Quantity":
-        return cls(value=value, unit=unit, kind="estimated", method=method)
-
-
-class BudgetVerdict(_M):
-    budget: str
-    limit: float
-    value: float
-    unit: str
-    kind: Kind
-    fits: bool
-    #: (limit - value) / limit in percent: headroom when positive, overshoot when negative
-    margin_pct: float
-    message: str
 
 
 class ParityReport(_M):
@@ -163,6 +110,170 @@ class TaskReport(_M):
     test_fingerprint: str | None = None
 
 
+
+# ---- the student search (1.7: typed; earlier reports are read through SearchReport's migration) ----------------
+class CandidateKey(_M):
+    width: float
+    drop: int
+    scheme: str
+    key: str
+
+    @property
+    def skeleton(self) -> str:
+        """The skeleton's key (``w0.5-d1``; adaptc.search.space.SkeletonSpec.key)."""
+        return f"w{self.width:g}-d{self.drop}"
+
+
+class CandidateRecord(_M):
+    """One candidate (skeleton x scheme) of the cost filter: its counted cost, device estimate and budget verdicts."""
+
+    candidate: CandidateKey
+    params: int
+    macs: int
+    mflops: float
+    size_mb: float
+    peak_activation_mb: float
+    latency_ms: float
+    memory_mb: float
+    predictor: str
+    verdicts: list[BudgetVerdict] = Field(default_factory=list)
+    feasible: bool
+    reason: str
+
+    @property
+    def broken(self) -> list[BudgetVerdict]:
+        """The budgets it breaks."""
+        return [v for v in self.verdicts if not v.fits]
+
+    @property
+    def worst_overshoot(self) -> float:
+        """How far beyond its worst budget (0 when feasible): max(value / limit) - 1."""
+        return max([v.value / v.limit - 1 for v in self.verdicts if v.limit > 0] + [0.0])
+
+
+class NotCosted(_M):
+    skeleton: str
+    reason: str
+
+
+class RungRecord(_M):
+    rung: int
+    epochs: int
+    skeletons: list[str]
+    samples: int
+    full_samples: int
+    seconds: float
+    #: measured per trial: training seconds per sample (mean, and by skeleton) and per-epoch evaluation seconds
+    train_s_per_sample: float | None = None
+    train_s_per_sample_by_skeleton: dict[str, float] = Field(default_factory=dict)
+    eval_s: float | None = None
+
+
+class RungScore(_M):
+    rung: int
+    val: float
+
+
+class SearchPoint(_M):
+    """A trained candidate: its validation metric (at the last rung its skeleton reached) against its estimated
+    latency and size."""
+
+    key: str
+    skeleton: str
+    scheme: str
+    val: float
+    rung: int
+    latency_ms: float
+    size_mb: float
+    params: int
+    feasible: bool
+    label: str
+    pareto: bool = False
+    chosen: bool = False
+    val_ci95: list[float] | None = None
+    #: the best finalist, and each other finalist's paired gap to it (best minus this one, validation samples)
+    best_finalist: bool | None = None
+    val_gap: float | None = None
+    val_gap_ci95: list[float] | None = None
+
+
+class CostPoint(_M):
+    """When no candidate fits: a candidate of the cost-only Pareto set (nothing trained: ``val`` 0) and the
+    budgets it breaks."""
+
+    key: str
+    val: float
+    latency_ms: float
+    size_mb: float
+    broken: list[str]
+
+
+class ChosenStudent(_M):
+    candidate: str
+    skeleton: str
+    width: float
+    drop: int
+    scheme: str
+    final_epochs: int
+    qat: bool
+    val: float
+    test: float
+    test_ci95: list[float] | None = None
+    #: the student's test metric over the teacher's, with the paired interval
+    test_retention: float | None = None
+    test_retention_ci95: list[float] | None = None
+    val_ci95: list[float] | None = None
+    #: finalists whose validation metric the split cannot tell from the best one's (paired interval of the gap
+    #: reaches 0); None without per-sample scores
+    finalists_within_noise: list[str] | None = None
+    #: what each figure was measured on (with QAT the validation figure is the best QAT epoch's, fake-quantized)
+    val_measured: str
+    test_measured: str
+    params: int | None = None
+    assistant: dict[str, Any] | None = None
+    compression: float
+
+
+class SearchReport(_M):
+    """The student search: candidates and their costs, the rungs, the trained points and the Pareto set, the
+    chosen student. Data only: :mod:`adaptc.report.search_md` writes the prose."""
+
+    method: str
+    #: the configuration the search ran with (adaptc.search.config.config_record)
+    options: dict[str, Any]
+    teacher_params: int
+    block_importance: dict[str, float] = Field(default_factory=dict)
+    candidates: list[CandidateRecord] = Field(default_factory=list)
+    #: skeletons the cost filter did not export: larger than one that already breaks a size budget
+    not_costed: list[NotCosted] = Field(default_factory=list)
+    #: embedding models that had to narrow their hidden size: the candidates that kept it (none fitted)
+    candidates_keeping_hidden_size: list[CandidateRecord] | None = None
+    rungs: list[RungRecord] = Field(default_factory=list)
+    scores: dict[str, RungScore] = Field(default_factory=dict)
+    pareto: list[SearchPoint | CostPoint] = Field(default_factory=list)
+    points: list[SearchPoint] = Field(default_factory=list)
+    chosen: ChosenStudent | None = None
+    seconds: float | None = None
+    log: list[str] = Field(default_factory=list)
+    plot: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_older_schema(cls, data: Any) -> Any:
+        """Reports before 1.7 stored prose (``summary``, ``chosen.why``; now rendered from the data) and called
+        the most blocks dropped ``options.max_drop`` (the name of the metric-drop limit elsewhere)."""
+        if not isinstance(data, dict):
+            return data
+        data = {k: v for k, v in data.items() if k != "summary"}
+        if isinstance(data.get("options"), dict) and "max_drop" in data["options"]:
+            opts = dict(data["options"])
+            opts["max_blocks_dropped"] = opts.pop("max_drop")
+            data["options"] = opts
+        if isinstance(data.get("chosen"), dict):
+            data["chosen"] = {k: v for k, v in data["chosen"].items() if k != "why"}
+        return data
+
+
 class BuildReport(_M):
     schema_version: str = REPORT_SCHEMA_VERSION
     adaptc_version: str
@@ -181,7 +292,7 @@ class BuildReport(_M):
     chosen: str | None = None
     chosen_per_format: dict[str, str] = Field(default_factory=dict)
     #: the student search (candidates, Pareto set, trials) when a search ran
-    search: dict[str, Any] | None = None
+    search: SearchReport | None = None
     warnings: list[str] = Field(default_factory=list)
 
     def artifact(self, file: str) -> ArtifactReport:

@@ -1,8 +1,12 @@
-"""Student search: candidate space, cost filter, successive halving, trial store, Pareto set."""
+"""Student search: configuration, candidate space and cost filter, successive halving, selection, final
+training, trial store, Pareto set."""
 
-from .halving import Search, SearchOptions, resolve_options, run_search
+from ..core.search_options import SearchOptions
+from .config import DEFAULT_WIDTHS, SearchConfig, as_options, resolve_config, validate_widths
 from .pareto import pareto_front, plot_pareto
-from .space import DEFAULT_WIDTHS, Candidate, CandidateCost, SkeletonSpec, validate_widths
+from .run import run_search
+from .space import SkeletonSpec
+from .state import Search
 
-__all__ = ["DEFAULT_WIDTHS", "Candidate", "CandidateCost", "Search", "SearchOptions", "SkeletonSpec", "resolve_options", "pareto_front",
-           "plot_pareto", "run_search", "validate_widths"]
+__all__ = ["DEFAULT_WIDTHS", "Search", "SearchConfig", "SearchOptions", "SkeletonSpec",
+           "as_options", "pareto_front", "plot_pareto", "resolve_config", "run_search", "validate_widths"]

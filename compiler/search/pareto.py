@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 
 def pareto_front(points: Sequence[dict[str, Any]], *, quality: str = "val", latency: str = "latency_ms",
@@ -33,7 +34,7 @@ def plot_pareto(points: Sequence[dict[str, Any]], front: Sequence[int], chosen: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .._io import atomic_path
+    from ..core.io import atomic_path
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     xs = [p["latency_ms"] for p in points]

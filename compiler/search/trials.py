@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._io import atomic_path
+from ..core.io import atomic_path
 from ..store import BuildStore
 
 

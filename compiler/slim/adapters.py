@@ -10,8 +10,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -46,30 +46,30 @@ def update_attention_after_pruning(info: AttentionInfo, heads: int) -> None:
     m = info.module
     setattr(m, info.heads_attr, int(heads))
     if hasattr(m, "all_head_size"):  # Hugging Face BERT
-        m.all_head_size = info.q.out_features
+        m.all_head_size = info.q.out_features  # type: ignore[assignment]
     if hasattr(m, "attention_head_size"):
-        m.attention_head_size = info.q.out_features // int(heads)
+        m.attention_head_size = info.q.out_features // int(heads)  # type: ignore[assignment]
 
 
 _BLOCK_PATHS = ("blocks", "layers", "encoder.layer")
 
 
-def find_blocks(model: nn.Module) -> tuple[str, nn.Module] | None:
+def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList | nn.Sequential] | None:
     """(path, container) of the model's repeated blocks (an nn.ModuleList / nn.Sequential), if any.
 
     The container is the shallowest module whose path ends in ``blocks``, ``layers`` or ``encoder.layer``
     (so wrapped models, e.g. a student with an output projection, are found too)."""
-    best: tuple[str, nn.Module] | None = None
+    best: tuple[str, nn.ModuleList | nn.Sequential] | None = None
     for name, m in model.named_modules():
         if not isinstance(m, (nn.ModuleList, nn.Sequential)) or len(m) == 0:
             continue
-        if any(name == s or name.endswith("." + s) for s in _BLOCK_PATHS):
-            if best is None or name.count(".") < best[0].count("."):
-                best = (name, m)
+        if any(name == s or name.endswith("." + s) for s in _BLOCK_PATHS) and (
+                best is None or name.count(".") < best[0].count(".")):
+            best = (name, m)
     return best
 
 
-def removable_indices(container: nn.Module) -> list[int]:
+def removable_indices(container: nn.ModuleList | nn.Sequential) -> list[int]:
     return [i for i, b in enumerate(container) if getattr(b, "removable", True)]
 
 
@@ -90,7 +90,7 @@ def find_output_layer(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]
                 out = out[0]
             if isinstance(out, dict):
                 out = next(iter(out.values()))
-            weights = [getattr(m, "weight", None) if not hasattr(m, "inner") else m.inner.weight for m in order]
+            weights = [getattr(m, "weight", None) if not hasattr(m, "inner") else m.inner.weight for m in order]  # type: ignore[union-attr]
             live = [w for w in weights if isinstance(w, torch.Tensor) and w.requires_grad]
             grads = torch.autograd.grad(out.float().sum(), live, allow_unused=True) if live and out.requires_grad else []
     finally:
@@ -99,7 +99,7 @@ def find_output_layer(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]
         model.train(was_training)
     used = {id(w) for w, g in zip(live, grads) if g is not None} if grads else None
     for m in reversed(order):
-        w = m.inner.weight if hasattr(m, "inner") else getattr(m, "weight", None)
+        w = m.inner.weight if hasattr(m, "inner") else getattr(m, "weight", None)  # type: ignore[union-attr]
         if used is None or id(w) in used:
             return m
     return order[-1] if order else None

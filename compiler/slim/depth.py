@@ -8,7 +8,7 @@ Importance of a block = KL divergence between the model's output distribution wi
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

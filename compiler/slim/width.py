@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Callable, Literal
+from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import nn

@@ -20,11 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import progress
-from .._cache import cache_dir
-from .._io import atomic_path, atomic_write_json
+from ..core import progress
+from ..core.cache import cache_dir
+from ..core.io import atomic_path, atomic_write_json
 from ..errors import TaskError
 from .base import Split, Task, accuracy, evaluate_torch
+from .registry import register_task
 from .zoo import TinyResNet
 
 TEACHER_WIDTHS = (64, 128, 256)
@@ -93,6 +94,7 @@ def _cache_key() -> str:
     return hashlib.sha256(spec.encode()).hexdigest()[:12]
 
 
+@register_task("animal-mnist")
 def make_task() -> Task:
     train, val, test = load_splits()
     model = TinyResNet(in_channels=1, num_classes=10, widths=TEACHER_WIDTHS, blocks_per_stage=2, stem_stride=2)
@@ -105,7 +107,7 @@ def make_task() -> Task:
         except Exception:
             path.unlink(missing_ok=True)
     if not loaded:
-        from ..training import train_supervised
+        from .training import train_supervised
 
         model, best = train_supervised(model, train, val, metric=accuracy, loss_fn=nn.functional.cross_entropy,
                                        epochs=TEACHER_EPOCHS, lr=3e-3, batch_size=128, seed=0, augment=flip_augment,

@@ -2,19 +2,22 @@
 
 A task bundles the trained teacher, an example input, the train/val/test data and the quality metric.
 A user's own model comes in through ``--task package.module:factory``, where ``factory()`` returns a
-:class:`Task`. See the README ("Bring your own model").
+:class:`Task`. See docs/tasks.md.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
+
+from ..core.search_options import SearchOptions
 
 
 @dataclass
@@ -46,7 +49,7 @@ class Split:
             idx = order[i : i + batch_size]
             yield tuple(t[idx] for t in self.inputs), (self.targets[idx] if self.targets is not None else None)
 
-    def subset(self, idx: Sequence[int] | torch.Tensor | slice) -> "Split":
+    def subset(self, idx: Sequence[int] | torch.Tensor | slice) -> Split:
         if isinstance(idx, slice):
             return Split(tuple(t[idx] for t in self.inputs), self.targets[idx] if self.targets is not None else None)
         idx = torch.as_tensor(idx, dtype=torch.long)
@@ -60,7 +63,7 @@ class Split:
 #: over the whole split, stacked along the batch dimension, as a NumPy array.
 Metric = Callable[[np.ndarray, Split], float]
 #: sample_scores(outputs, split) -> one score per sample (per query for retrieval) whose mean is the metric;
-#: reports resample them for the metric's sampling error (``adaptc.measure.sampling``)
+#: reports resample them for the metric's sampling error (``adaptc.core.stats``)
 SampleScores = Callable[[np.ndarray, Split], np.ndarray]
 
 
@@ -118,9 +121,9 @@ class Task:
     #: trimming all-padding token columns (exported artifacts always see the full example shape)
     batch_transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None = None
     description: str = ""
-    #: defaults of the student search for this task (fields of adaptc.search.SearchOptions; ``distill`` holds
-    #: DistillConfig fields such as lr or batch_size); what the user sets explicitly wins
-    search_defaults: dict[str, Any] = field(default_factory=dict)
+    #: defaults of the student search for this task (``distill`` holds DistillConfig fields such as lr or
+    #: batch_size); what the user sets explicitly wins
+    search_defaults: SearchOptions = field(default_factory=SearchOptions)
     #: free-form facts about the teacher for the report (e.g. training epochs, cache file)
     info: dict[str, object] = field(default_factory=dict)
 
@@ -206,7 +209,7 @@ def trim_padding(xs: tuple[torch.Tensor, ...], mask_index: int = 1) -> tuple[tor
     return tuple(x[:, :keep] if x.dim() >= 2 and x.shape[1] == mask.shape[1] else x for x in xs)
 
 
-def load_domain_data(path: "str | os.PathLike[str]", task: Task) -> Split:
+def load_domain_data(path: str | os.PathLike[str], task: Task) -> Split:
     """Unlabelled in-domain inputs for data mixing: a ``.npz`` with one array per model input, named like the
     task's inputs (``image``, ``ids``, ...) or ``input_0``, ``input_1``, ...; batch first, same per-sample shape
     as the task's example inputs."""

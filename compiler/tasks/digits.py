@@ -14,10 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import progress
-from .._cache import cache_dir
-from .._io import atomic_path, atomic_write_json
+from ..core import progress
+from ..core.cache import cache_dir
+from ..core.io import atomic_path, atomic_write_json
 from .base import Split, Task, accuracy, evaluate_torch
+from .registry import register_task
 
 SPLIT_SEED = 0
 TEACHER_SEED = 0
@@ -88,6 +89,7 @@ def _cache_key() -> str:
     return hashlib.sha256(spec.encode()).hexdigest()[:12]
 
 
+@register_task("digits")
 def make_task() -> Task:
     train, val, test = load_splits()
     model = DigitsCNN()
@@ -101,7 +103,7 @@ def make_task() -> Task:
         except Exception:  # a corrupt cache entry is retrained, never trusted
             path.unlink(missing_ok=True)
     if not loaded:
-        from ..training import train_supervised
+        from .training import train_supervised
 
         model, best_val = train_supervised(
             model, train, val, metric=accuracy, loss_fn=nn.functional.cross_entropy,

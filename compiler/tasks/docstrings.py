@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import progress
-from .._cache import cache_dir
-from .._io import atomic_path, atomic_write_json
+from ..core import progress
+from ..core.cache import cache_dir
+from ..core.io import atomic_path, atomic_write_json
 from .base import Split, Task, accuracy, evaluate_torch
+from .registry import register_task
 from .stdlib_corpus import load_docstrings, stable_bucket
 from .zoo import TransformerClassifier
 
@@ -79,6 +80,7 @@ def _cache_key() -> str:
     return hashlib.sha256(spec.encode()).hexdigest()[:12]
 
 
+@register_task("docstrings")
 def make_task() -> Task:
     train, val, test, classes = load_splits()
     model = TransformerClassifier(num_classes=len(classes), **TEACHER_CONFIG)
@@ -91,7 +93,7 @@ def make_task() -> Task:
         except Exception:
             path.unlink(missing_ok=True)
     if not loaded:
-        from ..training import train_supervised
+        from .training import train_supervised
 
         model, best = train_supervised(model, train, val, metric=accuracy, loss_fn=nn.functional.cross_entropy,
                                        epochs=TEACHER_EPOCHS, lr=1e-3, weight_decay=0.05, batch_size=32, seed=0,

@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..distill.losses import LossWeights
+from ..core.search_options import SearchOptions
 from ..errors import TaskError
 from .base import Split, Task, paired_contrastive_loss, trim_padding
+from .registry import register_task
 from .stdlib_corpus import load_docstrings, package_docstrings, stable_bucket
 
 MAX_LEN = 128
@@ -176,7 +177,7 @@ def recall_at_1_named(outputs: np.ndarray, split: Split) -> float:
 #: texts capped by the time budget. Fine-tuning a pretrained model wants a small learning rate and weight
 #: decay (lr 3e-4; 3e-3 destroys the pretrained weights).
 #: The loss is the embedding term alone (cosine to the teacher's embedding) over every training text, the
-#: third-party docstrings included. In experiments from the pixel8 skeleton (README, benchmarks/results/
+#: third-party docstrings included. In experiments from the pixel8 skeleton (docs/benchmarks/minilm.md, benchmarks/results/
 #: minilm_extra_text.json) it kept 81% of the teacher's test R@1 and 77% out of domain, against 76% / 66% with
 #: in-batch InfoNCE on the train pairs added (which wins validation, a quarter of it one module); the pixel8
 #: build went from 72.8% / 55.7% (int8 artifact, full hybrid on the stdlib texts, 8 epochs) to 88.5% / 79.5%,
@@ -187,21 +188,22 @@ def recall_at_1_named(outputs: np.ndarray, split: Split) -> float:
 #: buys 15,000 third-party docstrings instead of 10,000 (more text lifted test R@1 more than more epochs did in
 #: the mimicry experiments; with 20,000 the pixel8 build had time for 2 epochs only).
 #: Batches of 32: with 16 the pixel8 build gained validation R@1 (0.373 against 0.359) but not test or out-of-domain
-#: R@1 (0.287 / 0.498 against 0.292 / 0.512 on the int8 artifact; README, MiniLM section).
-SEARCH_DEFAULTS = {
-    "widths": (0.75, 0.5, 0.25),
-    "max_drop": 4,
-    "rung_epochs": (1,),
-    "rung_samples": 2000,
-    "final_epochs": 8,
-    "time_budget_s": 25 * 60,
+#: R@1 (0.287 / 0.498 against 0.292 / 0.512 on the int8 artifact; docs/benchmarks/minilm.md).
+SEARCH_DEFAULTS = SearchOptions(
+    widths=(0.75, 0.5, 0.25),
+    max_blocks_dropped=4,
+    rung_epochs=(1,),
+    rung_samples=2000,
+    final_epochs=8,
+    time_budget_s=25 * 60,
     # threads: every core (a 2-layer MiniLM student trains 1.6x faster per step on 2 threads than on 1)
-    "distill": {"lr": 3e-4, "batch_size": 32, "weight_decay": 0.01, "eval_every": 1, "align_fraction": 0.0,
-                "threads": None, "embeddings": "lazy",
-                "weights": LossWeights(ce=0.0, kd=1.0, hidden=0.0, attention=0.0, relation=0.0)},
-}
+    distill={"lr": 3e-4, "batch_size": 32, "weight_decay": 0.01, "eval_every": 1, "align_fraction": 0.0,
+             "threads": None, "embeddings": "lazy"},
+    loss_weights={"ce": 0.0, "kd": 1.0, "hidden": 0.0, "attention": 0.0, "relation": 0.0},
+)
 
 
+@register_task("minilm")
 def make_task(max_length: int = MAX_LEN) -> Task:
     """``max_length``: tokens per text (truncated and padded to it; 8..512, the teacher's position table). The
     model's input length, so every cost and estimate follows it: a device that only embeds short texts (a

@@ -6,20 +6,26 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import inspect
+import pkgutil
 import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from .._suggest import unknown_name_message
+from ..core.names import unknown_name_message
 from ..errors import AdaptcError, TaskError
 from .base import Task
 
-_BUILTIN: dict[str, Callable[[], Task]] = {}
+_TASKS: dict[str, Callable[..., Task]] = {}
+_builtins_loaded = False
 
 
-def register_task(name: str) -> Callable[[Callable[[], Task]], Callable[[], Task]]:
-    def deco(factory: Callable[[], Task]) -> Callable[[], Task]:
-        _BUILTIN[name] = factory
+def register_task(name: str) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
+    """Register a task factory under ``name`` (``--task NAME``). The built-in tasks register this way too: each is
+    a module of this package whose ``make_task`` is decorated (its docstring's first line is the summary)."""
+    def deco(factory: Callable[..., Task]) -> Callable[..., Task]:
+        _TASKS[name] = factory
         return factory
 
     return deco
@@ -27,11 +33,7 @@ def register_task(name: str) -> Callable[[Callable[[], Task]], Callable[[], Task
 
 def builtin_tasks() -> list[str]:
     _load_builtins()
-    return sorted(_BUILTIN)
-
-
-#: the built-in tasks' modules (``make_task`` is the factory; the docstring's first line is the summary)
-_MODULES = {"digits": "digits", "docstrings": "docstrings", "animal-mnist": "animal_mnist", "minilm": "minilm"}
+    return sorted(_TASKS)
 
 
 @dataclass(frozen=True)
@@ -62,21 +64,29 @@ def list_tasks(pattern: str = "*") -> list[TaskInfo]:
     (nothing is loaded: no data, no teacher)."""
     _load_builtins()
     out = []
-    for name in sorted(n for n in _BUILTIN if fnmatch.fnmatchcase(n, pattern)):
-        factory = _BUILTIN[name]
-        doc = (importlib.import_module(f"{__package__}.{_MODULES[name]}").__doc__ if name in _MODULES
-               else factory.__doc__) or ""
-        first = doc.strip().split("\n")[0] if doc.strip() else ""
-        out.append(TaskInfo(name, re.sub(r"^Built-in task ``[^`]+``:\s*", "", first), factory_options(factory)))
+    for name in sorted(n for n in _TASKS if fnmatch.fnmatchcase(n, pattern)):
+        factory = _TASKS[name]
+        out.append(TaskInfo(name, _summary(factory), factory_options(factory)))
     return out
 
 
 def _load_builtins() -> None:
-    if _BUILTIN:
+    """Import every module of this package once: the built-in tasks register themselves. (The minilm module imports
+    without its optional [text] extra; its factory says how to install it.)"""
+    global _builtins_loaded
+    if _builtins_loaded:
         return
-    # the minilm module imports without its optional [text] extra; its factory says how to install it
-    for name, module in _MODULES.items():
-        _BUILTIN[name] = importlib.import_module(f"{__package__}.{module}").make_task
+    _builtins_loaded = True
+    for mod in pkgutil.iter_modules(sys.modules[__package__].__path__):
+        importlib.import_module(f"{__package__}.{mod.name}")
+
+
+def _summary(factory: Callable[..., Task]) -> str:
+    """A task's one-line summary: its module's docstring for the built-ins, else the factory's."""
+    module = sys.modules.get(factory.__module__)
+    builtin = factory.__module__.startswith(f"{__package__}.")
+    doc = ((module.__doc__ if builtin and module is not None else factory.__doc__) or "").strip()
+    return re.sub(r"^Built-in task ``[^`]+``:\s*", "", doc.split("\n")[0]) if doc else ""
 
 
 def _coerce(value: Any, default: Any) -> Any:
@@ -114,7 +124,7 @@ def _call_factory(spec: str, factory: Callable[..., Task], options: dict[str, An
         raise TaskError(f"task {spec!r}: the factory raised {type(e).__name__}: {e}") from None
 
 
-def get_task(spec: "str | Task", **options: Any) -> Task:
+def get_task(spec: str | Task, **options: Any) -> Task:
     """A :class:`Task` from a built-in name or ``package.module:factory`` (``factory(**options)`` returns a Task).
     ``options``: keyword arguments of the factory (``minilm``: ``max_length``, the tokens per text, default 128);
     strings are converted to the type of the parameter's default, so CLI values work as they are."""
@@ -127,11 +137,11 @@ def get_task(spec: "str | Task", **options: Any) -> Task:
     spec = spec.strip()
     _load_builtins()
     if ":" not in spec:
-        if spec not in _BUILTIN:
+        if spec not in _TASKS:
             raise TaskError(
-                unknown_name_message("task", spec, _BUILTIN) + "; a custom task is given as package.module:factory"
+                unknown_name_message("task", spec, _TASKS) + "; a custom task is given as package.module:factory"
             )
-        return _call_factory(spec, _BUILTIN[spec], options)
+        return _call_factory(spec, _TASKS[spec], options)
     mod_name, _, attr = spec.partition(":")
     if not mod_name or not attr:
         raise TaskError(f"task {spec!r} must look like package.module:factory")
@@ -141,7 +151,7 @@ def get_task(spec: "str | Task", **options: Any) -> Task:
         raise TaskError(f"task {spec!r}: cannot import module {mod_name!r}: {e}") from None
     except Exception as e:  # the user's module raised while importing
         raise TaskError(f"task {spec!r}: importing {mod_name!r} failed: {type(e).__name__}: {e}") from None
-    factory = mod
+    factory: Any = mod
     for part in attr.split("."):
         factory = getattr(factory, part, None)
         if factory is None:

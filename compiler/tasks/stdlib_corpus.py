@@ -14,11 +14,11 @@ import json
 import os
 import sys
 import sysconfig
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .._cache import cache_dir
-from .._io import atomic_write_json
+from ..core.cache import cache_dir
+from ..core.io import atomic_write_json
 
 _SKIP = {"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__", "ensurepip",
          "turtledemo", "__phello__"}
@@ -97,7 +97,7 @@ def load_docstrings() -> list[Doc]:
     return _cached_scan(root, "stdlib-docstrings", f"{sys.version}{root}")
 
 
-def _installed_version(pkg: str, dists_of: dict[str, list[str]]) -> str | None:
+def _installed_version(pkg: str, dists_of: Mapping[str, list[str]]) -> str | None:
     """The version(s) of the distribution(s) that install top-level package ``pkg`` (None if unknown);
     ``dists_of``: ``importlib.metadata.packages_distributions()``."""
     from importlib import metadata

@@ -1,0 +1,124 @@
+"""Concrete shapes for an ONNX graph before it is costed: dynamic dims fixed (:func:`_fix_batch`), files loaded
+with a clear error (:func:`load_onnx`), and the shapes ONNX's own inference leaves unknown filled in
+(:func:`_complete_shapes`: onnxruntime's symbolic inference, then one run on zero inputs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import onnx
+from onnx import helper
+
+
+def _fix_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
+    """Replace symbolic (dynamic) input dims by concrete values: dim 0 by ``batch``, others by 1."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    inits = {i.name for i in m.graph.initializer}
+    for inp in m.graph.input:
+        if inp.name in inits:
+            continue
+        for k, d in enumerate(inp.type.tensor_type.shape.dim):
+            if not d.HasField("dim_value"):
+                d.Clear()
+                d.dim_value = batch if k == 0 else 1
+    # Drop stale value_info so shape inference recomputes it for the concrete shapes.
+    del m.graph.value_info[:]
+    return m
+
+
+def _shape_of(vi: onnx.ValueInfoProto) -> list[int] | None:
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    dims = []
+    for d in t.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        else:
+            return None
+    return dims
+
+
+def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def load_onnx(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
+    from ..errors import ModelFileError
+
+    if isinstance(model, onnx.ModelProto):
+        return model
+    p = Path(model)
+    if not p.is_file():
+        raise ModelFileError(f"model file {p} does not exist")
+    try:
+        return onnx.load(str(p))
+    except Exception as e:
+        raise ModelFileError(f"{p} is not a readable ONNX model: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+
+
+def _missing_shapes(m: onnx.ModelProto) -> list[str]:
+    known = {vi.name for vi in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output)
+             if _shape_of(vi) is not None}
+    known |= {t.name for t in m.graph.initializer}
+    return [o for n in m.graph.node if n.op_type != "Constant" for o in n.output if o and o not in known]
+
+
+def _complete_shapes(m: onnx.ModelProto) -> onnx.ModelProto:
+    """Fill shapes ONNX's inference leaves unknown (it does not evaluate e.g. Range over computed bounds, as in
+    attention-mask construction). First onnxruntime's symbolic shape inference; then, for what is still
+    unknown, one run of the graph in onnxruntime on zero-valued inputs with those tensors exposed as outputs
+    (shapes only: the values are not used)."""
+    if not _missing_shapes(m):
+        return m
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        m2 = SymbolicShapeInference.infer_shapes(m, auto_merge=True, guess_output_rank=True)
+        if m2 is not None:
+            m = m2
+    except Exception:
+        pass
+    missing = _missing_shapes(m)
+    if not missing:
+        return m
+    try:
+        import numpy as np
+        import onnxruntime as ort
+
+        probe = onnx.ModelProto()
+        probe.CopyFrom(m)
+        del probe.graph.value_info[:]
+        have = {o.name for o in probe.graph.output}
+        for name in missing:
+            if name not in have:
+                probe.graph.output.append(helper.make_empty_tensor_value_info(name))
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        so.log_severity_level = 4
+        sess = ort.InferenceSession(probe.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        inits = {t.name for t in m.graph.initializer}
+        feed = {}
+        for i in m.graph.input:
+            if i.name in inits:
+                continue
+            shape = _shape_of(i)
+            if shape is None:
+                return m
+            feed[i.name] = np.zeros(shape, dtype=helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
+        names = [o.name for o in sess.get_outputs()]
+        values = sess.run(names, feed)
+        by_name = {vi.name: vi for vi in m.graph.value_info}
+        for name, val in zip(names, values):
+            if name in missing and isinstance(val, np.ndarray):
+                vi = helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(val.dtype), list(val.shape))
+                if name in by_name:
+                    by_name[name].CopyFrom(vi)
+                else:
+                    m.graph.value_info.append(vi)
+    except Exception:
+        pass
+    return m

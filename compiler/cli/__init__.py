@@ -1,0 +1,149 @@
+"""The ``adaptc`` command line: a thin layer over the public API (commands in :mod:`.build`, :mod:`.catalog`,
+:mod:`.inspect`; this module holds the app, the shared helpers and the exit codes).
+
+Exit codes: 0 ok; 2 bad input (one-line message, no traceback unless ``--debug``), a model that no format
+can export, or no artifact that meets the budgets; 3 partial build (some formats failed, the others were
+emitted; one line names each failed format and op); 4 ``compare --fail-on-regression`` found a regression;
+1 internal failure; 130 interrupted (finished work is kept; rerunning resumes).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from typing import Any
+
+import click
+import typer
+
+from ..core import __version__
+from ..errors import AdaptcError
+
+try:  # typer >= 0.25 vendors its own click: its exceptions are separate classes from click's
+    from typer._click.exceptions import ClickException as _TyperClickException
+    from typer.exceptions import Abort as _TyperAbort
+    from typer.exceptions import Exit as _TyperExit
+except ImportError:  # pragma: no cover - older typer re-exports click's
+    _TyperClickException, _TyperAbort, _TyperExit = click.ClickException, click.exceptions.Abort, click.exceptions.Exit  # type: ignore[misc, assignment]
+
+_EXIT = (click.exceptions.Exit, _TyperExit)
+_ABORT = (click.exceptions.Abort, _TyperAbort)
+_USAGE = (click.ClickException, _TyperClickException)
+
+app = typer.Typer(
+    name="adaptc",
+    help="Hardware-adaptive model compiler: derive device-sized students from a PyTorch teacher and emit "
+    "measured ONNX / TFLite / CoreML artifacts with a report.\n\n"
+    "Exit codes: 0 ok; 2 bad input, a model no format can export, or no artifact meets the budgets; "
+    "3 partial build (some formats failed, the rest were emitted and the report says which); "
+    "4 compare --fail-on-regression found a regression; 1 internal error; 130 interrupted (a rerun resumes).",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state: dict[str, Any] = {"quiet": False, "verbose": 0, "debug": False}
+
+
+def _version_cb(value: bool) -> None:
+    if value:
+        typer.echo(f"adaptc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version_cb, is_eager=True, help="Print the version and exit."),
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (repeat for debug logs)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and the final result."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+) -> None:
+    _state.update(quiet=quiet, verbose=verbose, debug=debug)
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not verbose:
+        # torchao's import-time notes about optional CUDA kernels (mxfp8, cutlass, triton) do not concern a
+        # CPU build; -v shows them
+        logging.getLogger("torchao").setLevel(logging.ERROR)
+        logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao's enum registration notes
+
+
+def _reporter():
+    from ..core.progress import NullReporter, RichReporter
+
+    return NullReporter() if _state["quiet"] else RichReporter()
+
+
+def _console():
+    from rich.console import Console
+
+    # Piped output (CI logs, `| less`) gets a wide console instead of rich's 80-column default.
+    return Console(width=None if sys.stdout.isatty() else 200, soft_wrap=False)
+
+
+def _task_options(items: list[str] | None) -> dict[str, str]:
+    """``KEY=VALUE`` items of --task-option as a dict (the task's factory converts the values)."""
+    opts: dict[str, str] = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise AdaptcError(f"--task-option wants KEY=VALUE, e.g. max_length=64; got {item!r}")
+        opts[key.strip()] = value.strip()
+    return opts
+
+
+def _parse_formats(formats: str | None) -> list[str] | None:
+    if not formats:
+        return None
+    return [f.strip() for f in formats.split(",") if f.strip()]
+
+
+def _maybe_live(rep: Any):
+    import contextlib
+
+    return rep if hasattr(rep, "__enter__") else contextlib.nullcontext()
+
+
+# the commands register on `app` in this order (the order of `adaptc --help`)
+from . import build as _build_cmds  # noqa: E402,F401
+from . import catalog as _catalog_cmds  # noqa: E402,F401
+from . import inspect as _inspect_cmds  # noqa: E402,F401
+
+
+# ------------------------------------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    cmd = typer.main.get_command(app)
+    try:
+        rv = cmd.main(args=argv, prog_name="adaptc", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except _EXIT as e:
+        return int(getattr(e, "exit_code", 0) or 0)
+    except _ABORT:
+        click.echo("adaptc: aborted", err=True)
+        return 130
+    except _USAGE as e:
+        e.show()
+        return int(getattr(e, "exit_code", 2) or 2)
+    except AdaptcError as e:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"adaptc: error: {e}", err=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        click.echo("adaptc: interrupted; finished work is kept and a rerun resumes", err=True)
+        return 130
+    except Exception as e:  # internal failure
+        if debug:
+            traceback.print_exc()
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        click.echo(f"adaptc: internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)", err=True)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

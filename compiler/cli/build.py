@@ -1,0 +1,218 @@
+"""``adaptc build`` and ``adaptc export``: the two commands that make artifacts, and their summary table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+import click
+import typer
+
+from ..core.quantity import Gate, Prefer
+from ..core.search_options import SearchOptions
+from ..errors import AdaptcError
+from . import _console, _maybe_live, _parse_formats, _reporter, _state, _task_options, app
+
+# options shared by `build` and `export` (one definition each, so their help texts cannot drift apart)
+DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="Profile name (see `adaptc devices`) or path to a profile YAML.")]
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help="Built-in task (digits, animal-mnist, docstrings, minilm; see `adaptc tasks`) or package.module:factory.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output folder [default: adaptc-out/<device>].")]
+FormatsOpt = Annotated[str | None, typer.Option("--formats", help="Comma-separated formats, overriding the profile (onnx,tflite,coreml).")]
+MaxDropOpt = Annotated[float, typer.Option("--max-drop", help="Largest accepted metric drop of an artifact, in points.")]
+GateOpt = Annotated[str, typer.Option("--gate", help="How the parity gate reads an artifact's drop: point (the drop itself), lenient (reject only a drop whose 95% interval over the test samples lies wholly above --max-drop), strict (accept only a drop whose interval lies wholly at or below it).")]
+PreferOpt = Annotated[str, typer.Option("--prefer", help="Which artifact a format ships among those that pass the gate and fit: first (the first scheme in the profile's order; later ones are not made), fastest (every scheme made, the fastest estimated on the device), smallest (every scheme made, the smallest file).")]
+TaskOptionOpt = Annotated[list[str] | None, typer.Option("--task-option", "-O", help="An option of the task's factory, KEY=VALUE (repeatable), e.g. -O max_length=64 for minilm.")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="Host threads for measurement [default: the profile's].")]
+RunsOpt = Annotated[int, typer.Option("--runs", min=5, help="Timed runs per latency measurement (after warm-up).")]
+NoResumeOpt = Annotated[bool, typer.Option("--no-resume", help="Redo finished work instead of resuming.")]
+
+@app.command()
+def build(
+    device: DeviceOpt = "host",
+    task: TaskOpt = "digits",
+    task_option: TaskOptionOpt = None,
+    out: OutOpt = None,
+    formats: FormatsOpt = None,
+    max_drop: MaxDropOpt = 1.0,
+    gate: GateOpt = "point",
+    prefer: PreferOpt = "first",
+    threads: ThreadsOpt = None,
+    runs: RunsOpt = 100,
+    no_resume: NoResumeOpt = False,
+    seed: int = typer.Option(0, "--seed", help="Random seed (search and training): the same seed gives the same choice."),
+    no_search: bool = typer.Option(False, "--no-search", help="Export the teacher as it is (no student search)."),
+    widths: str | None = typer.Option(None, "--widths", help="Width multipliers to search, e.g. 1,0.5,0.25 [default: 1,0.75,0.5,0.35,0.25,0.125]."),
+    max_blocks_dropped: int | None = typer.Option(None, "--max-drop-blocks", min=0, help="Most residual blocks / layers to drop [default: half]."),
+    time_budget: float | None = typer.Option(None, "--time-budget", help="Seconds the student search may take."),
+    quality_tolerance: float = typer.Option(1.0, "--quality-tolerance", min=0.0, help="Points within the best candidate's quality where a faster one is preferred."),
+    rung_epochs: str | None = typer.Option(None, "--rung-epochs", help="Distillation epochs per successive-halving rung, e.g. 6,18."),
+    final_epochs: int | None = typer.Option(None, "--final-epochs", min=1, help="Epochs of the chosen student's final distillation."),
+    ablate: str | None = typer.Option(None, "--ablate", help="Switch loss terms off: comma-separated of ce,kd,hidden,attention,relation."),
+    loss_weights: str | None = typer.Option(None, "--loss-weights", help="Set loss terms' weights over the task's defaults, e.g. hidden=1,attention=1 (terms: ce,kd,hidden,attention,relation)."),
+    progressive: float | None = typer.Option(None, "--progressive", min=0.0, max=0.9, help="Progressive schedule: the fraction of epochs that align hidden states, attention and relations before the logit terms join [default: 0.3 for teachers with attention maps, 0 (one joint stage) otherwise]."),
+    assistant: str = typer.Option("off", "--assistant", help="Teacher assistant: off | on | auto (when the teacher has >= 12x the student's parameters)."),
+    no_qat: bool = typer.Option(False, "--no-qat", help="No quantization-aware training for int8 students."),
+    domain_data: Path | None = typer.Option(None, "--domain-data", help="Unlabelled in-domain inputs (.npz) mixed into each batch."),
+    domain_ratio: float = typer.Option(0.2, "--domain-ratio", min=0.0, max=0.9, help="Fraction of each batch from --domain-data."),
+    adversarial: str | None = typer.Option(None, "--adversarial", help="Adversarial fine-tuning: fgsm | pgd."),
+    adv_eps: float = typer.Option(0.03, "--adv-eps", min=0.0, help="Adversarial radius (relative to the input / embedding scale)."),
+) -> None:
+    """Build artifacts for a device: search a student, distil it, export, check parity, measure, estimate."""
+    from ..build.run import build as run_build
+
+    search: SearchOptions | bool = False
+    if not no_search:
+        search = _search_options(task, widths, max_blocks_dropped, time_budget, quality_tolerance, final_epochs,
+                                 rung_epochs, ablate, loss_weights, progressive, assistant, no_qat, domain_data,
+                                 domain_ratio, adversarial, adv_eps)
+    # gate / prefer: plain strings from the command line, checked by the build (gate in GATES, prefer in PREFERS)
+    _run(lambda: run_build(task, device, out, formats=_parse_formats(formats), max_drop=max_drop / 100.0,
+                           gate=cast(Gate, gate), prefer=cast(Prefer, prefer), threads=threads, runs=runs,
+                           resume=not no_resume, seed=seed, search=search, task_options=_task_options(task_option)))
+
+
+def _run(make: Callable[[], Any]) -> None:
+    """Make a build (with progress), print its summary table (also when it failed with a report written) and exit
+    as its status says."""
+    from ..core.progress import using
+
+    with using(_reporter()) as rep, _maybe_live(rep):
+        try:
+            report = make()
+        except AdaptcError as e:
+            r = getattr(e, "report", None)
+            if r is not None:
+                _print_build_summary(r)
+            raise
+    _print_build_summary(report)
+    _exit_for_status(report)
+
+
+#: exit code of a partial build: some formats failed, the others were emitted (README, docs/cli.md)
+EXIT_PARTIAL = 3
+
+
+def _exit_for_status(report: Any) -> None:
+    """Partial builds exit 3 with one line naming each failed format and op; builds with nothing usable, 2."""
+    if report.status == "partial":
+        click.echo(f"adaptc: {report.status_reason}", err=True)
+        raise typer.Exit(code=EXIT_PARTIAL)
+    if report.status == "failed":
+        errs = [a.error for a in report.artifacts if a.error]
+        detail = f" ({errs[0]})" if errs else ""
+        raise AdaptcError(f"{report.status_reason or 'no artifact was emitted'}{detail}")
+
+
+# --------------------------------------------------------------------------------------------- export
+@app.command("export")
+def export_cmd(
+    device: DeviceOpt = "host",
+    task: TaskOpt = "digits",
+    task_option: TaskOptionOpt = None,
+    out: OutOpt = None,
+    formats: FormatsOpt = None,
+    max_drop: MaxDropOpt = 1.0,
+    gate: GateOpt = "point",
+    prefer: PreferOpt = "first",
+    threads: ThreadsOpt = None,
+    runs: RunsOpt = 100,
+    no_resume: NoResumeOpt = False,
+) -> None:
+    """Export a task's model as is (no student search): artifacts per format, parity, measurements, report."""
+    from ..build.export import export_model
+
+    _run(lambda: export_model(task, device, out, formats=_parse_formats(formats), max_drop=max_drop / 100.0,
+                              gate=cast(Gate, gate), prefer=cast(Prefer, prefer), threads=threads, runs=runs,
+                              resume=not no_resume, task_options=_task_options(task_option)))
+
+
+def _search_options(task: str, widths: str | None, max_blocks: int | None, time_budget: float | None,
+                    tolerance: float, final_epochs: int | None, rung_epochs: str | None, ablate: str | None,
+                    loss_weights: str | None, progressive: float | None, assistant: str, no_qat: bool,
+                    domain_data: Path | None, domain_ratio: float, adversarial: str | None,
+                    adv_eps: float) -> SearchOptions:
+    """The search options the command line sets (the task's defaults stay under the fields it leaves unset)."""
+    from ..distill import AdversarialConfig
+    from ..search import validate_widths
+
+    grid: tuple[float, ...] | None = None
+    if widths:
+        try:
+            grid = tuple(float(w) for w in widths.split(",") if w.strip())
+        except ValueError:
+            raise AdaptcError(f"--widths must be comma-separated numbers, got {widths!r}") from None
+        validate_widths(grid)
+    rungs: tuple[int, ...] | None = None
+    if rung_epochs:
+        try:
+            rungs = tuple(int(e) for e in rung_epochs.split(",") if e.strip())
+        except ValueError:
+            raise AdaptcError(f"--rung-epochs must be comma-separated integers, got {rung_epochs!r}") from None
+        if not rungs or min(rungs) < 1:
+            raise AdaptcError(f"--rung-epochs must be positive integers, got {rung_epochs!r}")
+    if time_budget is not None and time_budget <= 0:
+        raise AdaptcError(f"--time-budget must be positive, got {time_budget:g}")
+    if assistant not in ("auto", "on", "off"):
+        raise AdaptcError(f"--assistant must be auto, on or off (got {assistant!r})")
+    # changes to single terms, applied (and checked) over the task's own weights by adaptc.search.resolve_config
+    terms: dict[str, float] = {}
+    for item in (t.strip() for t in (loss_weights or "").split(",") if t.strip()):
+        name, _, value = item.partition("=")
+        try:
+            terms[name.strip()] = float(value)
+        except ValueError:
+            raise AdaptcError(f"--loss-weights wants term=weight pairs, e.g. hidden=1,attention=0.5; got {item!r}") from None
+    for term in (t.strip() for t in (ablate or "").split(",") if t.strip()):
+        terms[term] = 0.0
+    # only the fields the command line sets: the task's distillation defaults stay under them
+    cfg: dict[str, Any] = {"domain_ratio": domain_ratio}
+    if progressive is not None:
+        cfg["align_fraction"] = progressive
+    if adversarial is not None:
+        if adversarial not in ("fgsm", "pgd"):
+            raise AdaptcError(f"--adversarial must be fgsm or pgd (got {adversarial!r})")
+        cfg["adversarial"] = AdversarialConfig(method=adversarial, eps=adv_eps)  # type: ignore[arg-type]
+    if domain_data is not None:
+        from ..tasks import get_task
+        from ..tasks.base import load_domain_data
+
+        if not domain_data.exists():
+            raise AdaptcError(f"domain data file {domain_data} does not exist")
+        cfg["domain_data"] = load_domain_data(domain_data, get_task(task))
+    return SearchOptions(widths=grid, max_blocks_dropped=max_blocks, rung_epochs=rungs, final_epochs=final_epochs,
+                         quality_tolerance=tolerance / 100.0, time_budget_s=time_budget,
+                         assistant=assistant,  # type: ignore[arg-type]
+                         qat=not no_qat, distill=cfg, loss_weights=terms or None)
+
+
+def _metric_cell(q: Any) -> str:
+    """The task metric, and its 95% interval over the test samples where the task has per-sample scores."""
+    return f"{q.value:.4f}" + (f" [{q.ci95[0]:.3f}, {q.ci95[1]:.3f}]" if q.ci95 else "")
+
+
+def _print_build_summary(report: Any) -> None:
+    from rich.table import Table
+
+    con = _console()
+    t = Table(title=f"{report.task.name} → {report.device['name']}: {report.status}", show_lines=False)
+    for col in ("artifact", "scheme", "status", "size", report.task.metric_name, "host p50 (M)", "device (E)", "budgets"):
+        t.add_column(col)
+    for a in report.artifacts:
+        budgets = "—" if not a.budgets else ("fit" if all(b.fits for b in a.budgets) else
+                                             ", ".join(b.budget for b in a.budgets if not b.fits) + " ✘")
+        t.add_row(
+            ("→ " if a.chosen else "") + a.file, a.scheme, a.status,
+            f"{(a.size.value or 0) / 1024:.1f} KB" if a.size else "—",
+            _metric_cell(a.parity.metric) if a.parity else ("not run here" if a.status != "failed" else "—"),
+            f"{a.host.latency_median.value:.3f} ms" if a.host else ("not measured" if a.status != "failed" else "—"),
+            f"{a.device.latency.value:.3f} ms" if a.device else "—",
+            budgets,
+        )
+    if not _state["quiet"]:
+        con.print(t)
+        for w in report.warnings:
+            con.print(f"[yellow]warning:[/yellow] {w}")
+    out = Path(report.out_dir)
+    con.print(f"report: {out / 'report.md'} (and report.json); chosen: {report.chosen or 'none'}")
+

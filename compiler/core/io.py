@@ -1,0 +1,138 @@
+"""Atomic file output and hashing.
+
+Every file adaptc writes goes through these helpers: the content is written to a temporary file in
+the same directory, flushed and fsynced, then renamed over the destination with ``os.replace``
+(atomic on POSIX). A crash or Ctrl-C leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import OutputError
+
+_TMP_PREFIX = ".adaptc-tmp-"
+
+
+def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` (and parents) and check that files can be written there."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=_TMP_PREFIX, delete=True):
+            pass
+    except OSError as e:
+        raise OutputError(f"output directory {str(p)!r} cannot be written: {e.strerror or e}") from None
+    return p
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``dest``; on success it is renamed to ``dest``.
+
+    For tools that insist on writing a file (or a directory, e.g. a CoreML ``.mlpackage``) themselves.
+    On an exception the temporary file or directory is removed and ``dest`` is untouched.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=dest.parent))
+    tmp = tmpdir / dest.name
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise OutputError(f"nothing was written for {dest}")
+        if tmp.is_file():
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        if dest.is_dir() and not dest.is_symlink():
+            # Directories cannot be replaced atomically over a non-empty one: move the old one aside
+            # first, then swap, then delete the old one.
+            old = dest.parent / f"{_TMP_PREFIX}old-{dest.name}-{os.getpid()}"
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def atomic_write_bytes(dest: str | os.PathLike[str], data: bytes) -> Path:
+    with atomic_path(dest) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(dest)
+
+
+def atomic_write_text(dest: str | os.PathLike[str], text: str) -> Path:
+    return atomic_write_bytes(dest, text.encode("utf-8"))
+
+
+def atomic_write_json(dest: str | os.PathLike[str], obj: Any) -> Path:
+    return atomic_write_text(dest, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def clean_stale_temporaries(directory: str | os.PathLike[str]) -> int:
+    """Remove temporaries left behind by a killed process (they are never valid outputs)."""
+    n = 0
+    d = Path(directory)
+    if not d.is_dir():
+        return 0
+    for p in d.glob(_TMP_PREFIX + "*"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                p.unlink()
+        n += 1
+    return n
+
+
+def sha256_path(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, or of a directory (e.g. ``.mlpackage``: over sorted relative paths and contents)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    if p.is_dir():
+        for f in sorted(x for x in p.rglob("*") if x.is_file()):
+            h.update(str(f.relative_to(p)).encode())
+            h.update(b"\0")
+            _hash_file_into(f, h)
+    else:
+        _hash_file_into(p, h)
+    return h.hexdigest()
+
+
+def _hash_file_into(path: Path, h: hashlib._Hash) -> None:
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+
+
+def path_size(path: str | os.PathLike[str]) -> int:
+    p = Path(path)
+    if p.is_dir():
+        return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    return p.stat().st_size
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

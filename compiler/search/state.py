@@ -1,0 +1,237 @@
+"""One search's state: the skeletons derived from the teacher, their costs (the cost filter) and the trials that
+distil them (resumed from the trial store). Seeds are derived from the build seed and the skeleton, so the same
+seed reproduces the same trials."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..core import progress
+from ..distill import DistillConfig, distill
+from ..distill.schedule import assistant_width, needs_assistant
+from ..profiles import DeviceProfile
+from ..report.schema import CandidateRecord
+from ..slim import block_importance, extract_skeleton, max_droppable
+from ..store import BuildStore, data_fingerprint, model_fingerprint, stable_hash
+from ..tasks.base import Task
+from ..tasks.training import torch_threads
+from .config import SearchConfig, validate_widths
+from .space import SkeletonSpec, candidate_costs, search_schemes, skeleton_cost
+from .trials import TrialStore
+
+#: budgets whose value only grows with a skeleton's width and depth: FLOPs (counted) and the model size
+#: (parameters x bytes per weight). Latency and memory are predicted, with no such guarantee.
+MONOTONE_BUDGETS = ("max_mflops", "max_model_mb")
+
+
+def _seed_for(seed: int, key: str) -> int:
+    return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16)
+
+
+class Search:
+    def __init__(self, task: Task, profile: DeviceProfile, store: BuildStore, out_dir: Path, seed: int,
+                 opts: SearchConfig):
+        self.task, self.profile, self.out_dir, self.seed, self.opts = task, profile, out_dir, seed, opts
+        self.trials = TrialStore(store, out_dir)
+        self.store = store
+        self.teacher = task.model.eval()
+        self.teacher_fp = model_fingerprint(self.teacher, task.example_inputs)
+        #: trials learn from the training split and are selected (and blocks ranked) on the validation split
+        self.data_fp = data_fingerprint(task.train, task.val)
+        self.teacher_params = sum(p.numel() for p in self.teacher.parameters())
+        self.t_start = time.perf_counter()
+        self.log: list[str] = []
+        self._importance: dict[int, float] | None = None
+        self._skeletons: dict[str, nn.Module] = {}
+        self._rung_task: Task | None = None
+        self.keep_output = opts.keep_output_dim if opts.keep_output_dim is not None else True
+        #: skeletons the cost filter skipped (see :meth:`costs`): key -> why
+        self.not_costed: dict[str, str] = {}
+        #: embedding models may fall back to narrowing their hidden size when no candidate keeping it fits
+        self.may_narrow = opts.keep_output_dim is None and task.kind == "embedding"
+
+    # ------------------------------------------------------------------ skeletons and their cost
+    def importance(self) -> dict[int, float]:
+        if self._importance is None:
+            cal = self.task.val.subset(slice(0, 256))
+            with torch_threads(1):
+                self._importance = block_importance(self.teacher, cal.inputs)
+        return self._importance
+
+    def importance_if_ranked(self) -> dict[int, float] | None:
+        """The blocks' importance, where some skeleton needed it (None: no block was dropped)."""
+        return self._importance
+
+    def narrow_output(self) -> None:
+        """From now on skeletons narrow the model's output size too (see ``keep_output_dim``): the skeletons
+        derived so far and what the cost filter skipped are forgotten."""
+        self.keep_output = False
+        self._skeletons.clear()
+        self.not_costed.clear()
+
+    def calibration_inputs(self) -> tuple[torch.Tensor, ...]:
+        cal = self.task.val.subset(slice(0, 256)).inputs
+        return self.task.batch_transform(cal) if self.task.batch_transform is not None else cal
+
+    def skeleton(self, spec: SkeletonSpec) -> nn.Module:
+        """A fresh copy of the skeleton (derived once per search, then copied)."""
+        if spec.key not in self._skeletons:
+            with torch_threads(None):
+                sk = extract_skeleton(self.teacher, self.task.example_inputs, width=spec.width, drop=spec.drop,
+                                      channel_multiple=self.profile.channel_multiple,
+                                      importance=self.importance() if spec.drop else None,
+                                      prune_importance=self.opts.importance, keep_output_dim=self.keep_output,
+                                      calibration_inputs=None if self.keep_output else self.calibration_inputs())
+            self._skeletons[spec.key] = sk.model
+        return copy.deepcopy(self._skeletons[spec.key])
+
+    def specs(self) -> list[SkeletonSpec]:
+        widths = validate_widths(self.opts.widths)
+        md = max_droppable(self.teacher)
+        limit = self.opts.max_blocks_dropped if self.opts.max_blocks_dropped is not None else md // 2
+        drops = range(0, max(0, min(limit, md)) + 1)
+        return [SkeletonSpec(w, d) for d in drops for w in widths]
+
+    def costs(self, specs: list[SkeletonSpec]) -> dict[str, list[CandidateRecord]]:
+        """Each skeleton's candidates (one per scheme) with their costs and budget verdicts, by skeleton key.
+        Skeletons are costed smallest first (most blocks dropped, narrowest); one at least as wide and as deep
+        as a skeleton whose every candidate breaks a budget that only grows with size
+        (:data:`MONOTONE_BUDGETS`) breaks it too, and is not exported: it is left out of the result, its reason
+        in :attr:`not_costed`."""
+        schemes = search_schemes(self.profile)
+        out: dict[str, list[CandidateRecord]] = {}
+        breakers: list[tuple[SkeletonSpec, str]] = []  # (skeleton, the monotone budgets its candidates break)
+        step = progress.current().step("cost filter: skeletons x schemes against the budgets", total=len(specs))
+        for spec in sorted(specs, key=lambda sp: (-sp.drop, sp.width)):
+            over = next(((b, why) for b, why in breakers if b.width <= spec.width and b.drop >= spec.drop), None)
+            if over is not None:
+                self.not_costed[spec.key] = (f"at least as wide and as deep as {over[0].key}, whose every candidate "
+                                             f"breaks {over[1]}")
+                step.advance(1, note=f"{spec.key}: not costed (dominates {over[0].key})")
+                continue
+            key = stable_hash({"cost": 3, "teacher": self.teacher_fp, "data": self.data_fp, "spec": spec.key,
+                               "mult": self.profile.channel_multiple, "imp": self.opts.importance,
+                               "keep_output": self.keep_output})
+            rec = self.store.get(key)
+            if rec is None:
+                cost = skeleton_cost(self.skeleton(spec), self.task.example_inputs)
+                rec = {"cost": cost_to_dict(cost)}
+                self.store.put(key, "skeleton_cost", rec)
+            out[spec.key] = candidate_costs(spec, cost_from_dict(rec["cost"]), self.profile, schemes)
+            broken = [{v.budget for v in c.broken if v.budget in MONOTONE_BUDGETS} for c in out[spec.key]]
+            if all(broken):
+                breakers.append((spec, " or ".join(sorted(set().union(*broken)))))
+            step.advance(1, note=spec.key)
+        skipped = len(specs) - len(out)
+        step.done(f"{len(out)} skeletons x {len(schemes)} schemes" + (
+            f" ({skipped} larger ones not costed: they break the FLOPs or model-size budget too)" if skipped else ""))
+        return {sp.key: out[sp.key] for sp in specs if sp.key in out}
+
+    # ------------------------------------------------------------------ trials
+    def _cfg(self, epochs: int, spec: SkeletonSpec, **over: Any) -> DistillConfig:
+        return replace(self.opts.distill, epochs=epochs, seed=_seed_for(self.seed, spec.key), **over)
+
+    def trial(self, spec: SkeletonSpec, rung: str, epochs: int, *, final: bool = False, qat: bool = False,
+              index: str = "", fit_epochs: Callable[[float | None, int], int] | None = None
+              ) -> tuple[float, nn.Module | None, dict[str, Any]]:
+        """One distillation of ``spec`` (resumed from the store when done before). ``fit_epochs``: up to
+        ``epochs``, as many as it says once the teacher's pass is done and after the first epoch (see
+        :func:`distill`); such a trial is stored without its epoch count, so a rerun with more or less time left
+        resumes it instead of retraining."""
+        cfg = self._cfg(epochs, spec, qat=qat)
+        key = stable_hash({"trial": 4, "rung_samples": None if final else self.opts.rung_samples,
+                           "keep_output": self.keep_output, "teacher": self.teacher_fp, "data": self.data_fp,
+                           "task": self.task.name, "spec": spec.key, "mult": self.profile.channel_multiple,
+                           "epochs": "fitted" if fit_epochs else epochs, "seed": self.seed, "final": final,
+                           "cfg": repr(replace(cfg, epochs=0) if fit_epochs else cfg),
+                           "assistant": (self.opts.assistant, self.opts.assistant_threshold) if final else None,
+                           "imp": self.opts.importance})
+        rec = self.trials.get(key)
+        if rec is not None:
+            progress.current().message(f"[dim]resume: trial {spec.key} {rung} ({rec['epochs']} epochs) already "
+                                       f"done: val {rec['val']:.4f}[/dim]")
+            return rec["val"], (self.trials.load_model(rec) if final else None), rec["info"]
+        t0 = time.perf_counter()
+        student = self.skeleton(spec)
+        teacher: nn.Module = self.teacher
+        info: dict[str, Any] = {"params": sum(p.numel() for p in student.parameters())}
+        if final and self._use_assistant(info["params"], spec):
+            ta_spec = SkeletonSpec(assistant_width(spec.width), spec.drop)
+            ta = self.skeleton(ta_spec)
+            ta_res = distill(ta, self.teacher, self.task, self._cfg(max(2, epochs // 2), ta_spec),
+                             description=f"teacher assistant {ta_spec.key} ({max(2, epochs // 2)} epochs)")
+            teacher = ta_res.model
+            info["assistant"] = {"skeleton": ta_spec.key, "val": ta_res.best_val,
+                                 "params": sum(p.numel() for p in ta.parameters())}
+        task = self.task
+        if not final and self.opts.rung_samples and len(task.train) > self.opts.rung_samples:
+            if self._rung_task is None:  # one subset object for all rung trials: the teacher cache is reused
+                g = torch.Generator().manual_seed(self.seed)
+                sub = torch.randperm(len(task.train), generator=g)[: self.opts.rung_samples].sort().values
+                self._rung_task = replace(task, train=task.train.subset(sub))
+            task = self._rung_task
+        res = distill(student, teacher, task, cfg, fit_epochs=fit_epochs,
+                      description=f"trial {index}{spec.key} {rung} ("
+                                  f"{f'up to {epochs}' if fit_epochs else epochs} epochs{', QAT' if qat else ''})")
+        timed = [h for h in res.history if "train_seconds" in h and h.get("stage") != "qat"]
+        info.update(history=res.history[-3:], qat=res.qat, seconds=res.seconds, samples=len(task.train),
+                    epochs=res.epochs,
+                    teacher_s_per_sample=res.teacher_s_per_sample,
+                    epoch_train_s=sum(h["train_seconds"] for h in timed) / max(1, len(timed)),
+                    eval_s=sum(h.get("eval_seconds", 0.0) for h in timed) / max(1, len(timed)))
+        if res.best_val_scores is not None:  # the best epoch's per-sample validation scores (sampling error)
+            info["val_scores"] = [float(v) for v in res.best_val_scores]
+        self.trials.put(key, skeleton=spec.key, rung=rung, epochs=res.epochs, seed=self.seed, val=res.best_val,
+                        seconds=time.perf_counter() - t0, model=res.model, info=info)
+        return res.best_val, res.model, info
+
+    def _use_assistant(self, student_params: int, spec: SkeletonSpec) -> bool:
+        if self.opts.assistant == "off" or spec.width >= 1.0:
+            return False
+        if self.opts.assistant == "on":
+            return True
+        return needs_assistant(self.teacher_params, student_params, self.opts.assistant_threshold)
+
+    def remaining(self) -> float:
+        if self.opts.time_budget_s is None:
+            return math.inf
+        return self.opts.time_budget_s - (time.perf_counter() - self.t_start)
+
+    def epoch_seconds(self, spec: SkeletonSpec) -> float:
+        """A quick estimate of one distillation epoch of a skeleton (a few timed steps)."""
+        student = self.skeleton(spec)
+        cfg = self._cfg(1, spec)
+        sub = self.task.train.subset(slice(0, min(len(self.task.train), cfg.batch_size * 3)))
+        probe = replace(self.task, train=sub, val=self.task.val.subset(slice(0, min(64, len(self.task.val)))))
+        t0 = time.perf_counter()
+        with progress.using(progress.NullReporter()):
+            distill(student, self.teacher, probe, cfg, description="probe")
+        per_batch = (time.perf_counter() - t0) / 3
+        return per_batch * math.ceil(len(self.task.train) / cfg.batch_size)
+
+
+def cost_to_dict(c: Any) -> dict[str, Any]:
+    d = c.summary()
+    d["ops"] = [o.__dict__ for o in c.ops]
+    d["unknown_shapes"] = c.unknown_shapes
+    return d
+
+
+def cost_from_dict(d: dict[str, Any]) -> Any:
+    from ..analysis.onnx_graph import CostReport, OpCost
+
+    return CostReport(ops=[OpCost(**o) for o in d["ops"]], macs=d["macs"], flops=d["flops"], params=d["params"],
+                      weight_bytes_at=d["weight_bytes_at"], stored_weight_bytes=d["stored_weight_bytes"],
+                      quant_param_bytes=d["quant_param_bytes"], peak_activation_bytes=d["peak_activation_bytes"],
+                      peak_at=d["peak_at"], input_bytes=d["input_bytes"], output_bytes=d["output_bytes"],
+                      op_counts=d["op_counts"], precision_macs=d["precision_macs"], unknown_shapes=d["unknown_shapes"])
