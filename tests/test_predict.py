@@ -233,10 +233,13 @@ def test_nchwc_fallback_convolutions_cost_more(tmp_path: Path) -> None:
 
     odd, even = block(11, 66), block(16, 96)
     v_odd, v_even = layout_view(str(odd)), layout_view(str(even))
-    assert v_odd is not None and v_odd.fallback_nodes and v_odd.reorder_tensors
+    assert v_odd is not None and v_odd.fallback_nodes
     assert v_even is not None and not v_even.fallback_nodes
     p_odd = predict(odd, "host", runtime="onnxruntime")
-    assert any("NCHWc reorder" in o.name for o in p_odd.ops)
+    # where onnxruntime blocks some of the convolutions and not the others (AVX-512: 16-channel blocks), the
+    # layout copies between them are costed; with AVX2's 8-channel blocks every convolution of the odd block
+    # falls back to NCHW and there is nothing to reorder
+    assert any("NCHWc reorder" in o.name for o in p_odd.ops) == bool(v_odd.reorder_tensors)
     # fewer MACs, yet not predicted faster in proportion: grouped depthwise kernels and layout copies
     p_even = predict(even, "host", runtime="onnxruntime")
     macs_ratio = (11 * 66) / (16 * 96)

@@ -22,7 +22,7 @@ class CoreMLRunner(Runner):
     runtime = "coreml"
     available = AVAILABLE
 
-    def __init__(self, path: Path, threads: int = 1):
+    def __init__(self, path: Path, threads: int = 1, timing: bool = False):
         import coremltools as ct
 
         self._model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)

@@ -39,7 +39,7 @@ class Runner(abc.ABC):
             return  # an intermediate base class
         require_in_table("runtime", name, RUNTIME_NAMES)
         if cls.available:
-            _RUNTIMES[name] = cast(RunnerFactory, cls)  # a concrete runner's __init__(path, threads)
+            _RUNTIMES[name] = cast(RunnerFactory, cls)  # a concrete runner's __init__(path, threads, timing)
 
     @classmethod  # noqa: B027 - an optional hook (a no-op unless a runner overrides it)
     def preload(cls) -> None:
@@ -67,16 +67,16 @@ class Runner(abc.ABC):
 
 
 class RunnerFactory(Protocol):
-    """A runner class or factory: ``(path, threads) -> Runner``."""
+    """A runner class or factory: ``(path, threads, timing=...) -> Runner`` (``timing``: see :func:`open_runner`)."""
 
-    def __call__(self, path: Path, threads: int) -> Runner: ...
+    def __call__(self, path: Path, threads: int, *, timing: bool = ...) -> Runner: ...
 
 
 _RUNTIMES: dict[str, RunnerFactory] = {}
 
 
 def register_runtime(name: str) -> Callable[[RunnerFactory], RunnerFactory]:
-    """Register a runner factory ``(path, threads) -> Runner`` under ``name`` (Runner subclasses that set
+    """Register a runner factory ``(path, threads, timing=False) -> Runner`` under ``name`` (Runner subclasses that set
     ``runtime`` need not: they register themselves)."""
     def deco(factory: RunnerFactory) -> RunnerFactory:
         _RUNTIMES[name] = factory
@@ -106,8 +106,10 @@ def runner_class(runtime: str) -> RunnerFactory:
     return _RUNTIMES[runtime]
 
 
-def open_runner(runtime: str, path: str | Path, threads: int = 1) -> Runner:
-    return runner_class(runtime)(Path(path), threads)
+def open_runner(runtime: str, path: str | Path, threads: int = 1, *, timing: bool = False) -> Runner:
+    """A runner for ``path``. ``timing``: for latency measurements, the runtime's default kernels (what runs);
+    otherwise for numerics, as the graph specifies (see :mod:`.onnxruntime_runtime`)."""
+    return runner_class(runtime)(Path(path), threads, timing=timing)
 
 
 def runtime_available(runtime: str) -> bool:

@@ -18,7 +18,7 @@ from .runtimes import Runner
 class LiteRTRunner(Runner):
     runtime = "tflite"
 
-    def __init__(self, path: Path, threads: int = 1):
+    def __init__(self, path: Path, threads: int = 1, timing: bool = False):
         from ai_edge_litert.interpreter import Interpreter
 
         self._it = Interpreter(model_path=str(path), num_threads=threads)

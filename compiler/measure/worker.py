@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
     before = _status()
     reset = _reset_peak()
     before_reset = _status()
-    runner = runtimes.open_runner(runtime, model, threads_i)
+    runner = runtimes.open_runner(runtime, model, threads_i, timing=True)
     runner.run(arrays)
     after = _status()
     call = runner.timed_call(arrays)  # inputs bound once: the runtime call is what is timed

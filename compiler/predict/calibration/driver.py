@@ -104,12 +104,12 @@ def reference_figures(workdir: Path, quick: bool) -> dict[str, float]:
     x = onnx_input(ref)
     # the fastest of a few short rounds: a shared machine's neighbours slow some rounds, never speed one up
     budget, rounds = (0.3, 1) if quick else (0.35, 3)
-    r32, r8 = open_runner("onnxruntime", f32, 1), open_runner("onnxruntime", i8, 1)
+    r32, r8 = open_runner("onnxruntime", f32, 1, timing=True), open_runner("onnxruntime", i8, 1, timing=True)
     t32 = min(_time_runner(r32, x, budget)[0] for _ in range(rounds))
     t8 = min(_time_runner(r8, x, budget)[0] for _ in range(rounds))
     t32_2 = t32
     if len(os.sched_getaffinity(0)) >= 2:
-        r32_2 = open_runner("onnxruntime", f32, 2)
+        r32_2 = open_runner("onnxruntime", f32, 2, timing=True)
         t32_2 = min(_time_runner(r32_2, x, budget)[0] for _ in range(rounds))
     return {"fp32_gflops": 2 * macs / (t32 * 1e-3) / 1e9, "int8_gops": 2 * macs / (t8 * 1e-3) / 1e9,
             "fp32_gflops_2t": 2 * macs / (t32_2 * 1e-3) / 1e9, "bandwidth_gbps": _bandwidth_gbps(5 if quick else 15)}
@@ -175,7 +175,7 @@ def run_micro(workdir: Path, runtimes: list[str], quick: bool) -> list[MicroResu
                     thread_list = [1, 2] if (two and m.name in _THREAD_SUBSET) else [1]
                     for th in thread_list:
                         try:
-                            ms, n = _time_runner(open_runner(rt, path, th), x, budget, max_runs)
+                            ms, n = _time_runner(open_runner(rt, path, th, timing=True), x, budget, max_runs)
                         except Exception as e:  # a kernel this runtime build lacks: skip, do not fail calibration
                             progress.log.warning("calibrate: %s %s %s skipped: %s", m.name, rt, prec, e)
                             continue
