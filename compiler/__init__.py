@@ -47,9 +47,28 @@ _LAZY: dict[str, tuple[str, str]] = {
 }
 
 # spelled out (same names and order as ``["__version__", *_LAZY]``) so that linters see the re-exports below
-__all__ = ["__version__", "build", "export", "export_model", "analyze", "predict", "calibrate", "load_profile",
-           "list_devices", "DeviceProfile", "SearchOptions", "Task", "Split", "get_task", "list_tasks", "compare",
-           "measure_file", "BuildReport", "BuildResult", "AdaptcError"]
+__all__ = [
+    "__version__",
+    "build",
+    "export",
+    "export_model",
+    "analyze",
+    "predict",
+    "calibrate",
+    "load_profile",
+    "list_devices",
+    "DeviceProfile",
+    "SearchOptions",
+    "Task",
+    "Split",
+    "get_task",
+    "list_tasks",
+    "compare",
+    "measure_file",
+    "BuildReport",
+    "BuildResult",
+    "AdaptcError",
+]
 
 
 def __getattr__(name: str) -> Any:

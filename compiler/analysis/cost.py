@@ -11,19 +11,73 @@ from typing import Any
 
 #: FLOPs per output element for ops that are not multiply-accumulate layers.
 _ELEMENTWISE_FLOPS: dict[str, float] = {
-    "Add": 1, "Sub": 1, "Mul": 1, "Div": 1, "Pow": 1, "Sqrt": 1, "Reciprocal": 1, "Neg": 1, "Abs": 1,
-    "Relu": 1, "LeakyRelu": 2, "PRelu": 2, "Clip": 1, "Max": 1, "Min": 1, "Where": 1,
-    "Sigmoid": 4, "Tanh": 4, "Exp": 1, "Log": 1, "Erf": 4, "Gelu": 8, "HardSigmoid": 3, "HardSwish": 4,
-    "Softmax": 5, "LogSoftmax": 5, "LayerNormalization": 8, "BatchNormalization": 2,
-    "InstanceNormalization": 8, "QuantizeLinear": 2, "DequantizeLinear": 2, "Cast": 1, "Equal": 1,
-    "Greater": 1, "Less": 1, "Not": 1, "And": 1, "Or": 1, "Mish": 6, "Softplus": 3, "Elu": 3,
+    "Add": 1,
+    "Sub": 1,
+    "Mul": 1,
+    "Div": 1,
+    "Pow": 1,
+    "Sqrt": 1,
+    "Reciprocal": 1,
+    "Neg": 1,
+    "Abs": 1,
+    "Relu": 1,
+    "LeakyRelu": 2,
+    "PRelu": 2,
+    "Clip": 1,
+    "Max": 1,
+    "Min": 1,
+    "Where": 1,
+    "Sigmoid": 4,
+    "Tanh": 4,
+    "Exp": 1,
+    "Log": 1,
+    "Erf": 4,
+    "Gelu": 8,
+    "HardSigmoid": 3,
+    "HardSwish": 4,
+    "Softmax": 5,
+    "LogSoftmax": 5,
+    "LayerNormalization": 8,
+    "BatchNormalization": 2,
+    "InstanceNormalization": 8,
+    "QuantizeLinear": 2,
+    "DequantizeLinear": 2,
+    "Cast": 1,
+    "Equal": 1,
+    "Greater": 1,
+    "Less": 1,
+    "Not": 1,
+    "And": 1,
+    "Or": 1,
+    "Mish": 6,
+    "Softplus": 3,
+    "Elu": 3,
 }
-_MAC_OPS = {"Conv", "ConvInteger", "QLinearConv", "ConvTranspose", "MatMul", "MatMulInteger", "QLinearMatMul",
-            "Gemm", "MatMulNBits"}
+_MAC_OPS = {
+    "Conv",
+    "ConvInteger",
+    "QLinearConv",
+    "ConvTranspose",
+    "MatMul",
+    "MatMulInteger",
+    "QLinearMatMul",
+    "Gemm",
+    "MatMulNBits",
+}
 _POOL_OPS = {"MaxPool", "AveragePool", "LpPool"}
-_GLOBAL_POOL_OPS = {"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin",
-                    "ReduceL2", "ReduceProd", "ReduceSumSquare"}
+_GLOBAL_POOL_OPS = {
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceL2",
+    "ReduceProd",
+    "ReduceSumSquare",
+}
 _QPARAM_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+
 
 #: The op class each op belongs to (used by the predictor to pick an efficiency factor).
 def op_class(op_type: str, attrs: dict[str, Any] | None = None, in_channels: int | None = None) -> str:
@@ -110,9 +164,16 @@ class CostReport:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "macs": self.macs, "flops": self.flops, "params": self.params, "weight_bytes_at": self.weight_bytes_at,
-            "stored_weight_bytes": self.stored_weight_bytes, "quant_param_bytes": self.quant_param_bytes,
-            "peak_activation_bytes": self.peak_activation_bytes, "peak_at": self.peak_at,
-            "input_bytes": self.input_bytes, "output_bytes": self.output_bytes, "op_counts": self.op_counts,
+            "macs": self.macs,
+            "flops": self.flops,
+            "params": self.params,
+            "weight_bytes_at": self.weight_bytes_at,
+            "stored_weight_bytes": self.stored_weight_bytes,
+            "quant_param_bytes": self.quant_param_bytes,
+            "peak_activation_bytes": self.peak_activation_bytes,
+            "peak_at": self.peak_at,
+            "input_bytes": self.input_bytes,
+            "output_bytes": self.output_bytes,
+            "op_counts": self.op_counts,
             "precision_macs": self.precision_macs,
         }

@@ -33,14 +33,31 @@ from .cost import _ELEMENTWISE_FLOPS, _GLOBAL_POOL_OPS, _MAC_OPS, _POOL_OPS, _QP
 from .onnx_shapes import _attrs, _complete_shapes, _fix_batch, _shape_of, load_onnx
 
 _DTYPE_BYTES: dict[int, float] = {
-    TensorProto.FLOAT: 4, TensorProto.FLOAT16: 2, TensorProto.BFLOAT16: 2, TensorProto.DOUBLE: 8,
-    TensorProto.INT8: 1, TensorProto.UINT8: 1, TensorProto.INT16: 2, TensorProto.UINT16: 2,
-    TensorProto.INT32: 4, TensorProto.UINT32: 4, TensorProto.INT64: 8, TensorProto.UINT64: 8,
-    TensorProto.BOOL: 1, TensorProto.INT4: 0.5, TensorProto.UINT4: 0.5,
+    TensorProto.FLOAT: 4,
+    TensorProto.FLOAT16: 2,
+    TensorProto.BFLOAT16: 2,
+    TensorProto.DOUBLE: 8,
+    TensorProto.INT8: 1,
+    TensorProto.UINT8: 1,
+    TensorProto.INT16: 2,
+    TensorProto.UINT16: 2,
+    TensorProto.INT32: 4,
+    TensorProto.UINT32: 4,
+    TensorProto.INT64: 8,
+    TensorProto.UINT64: 8,
+    TensorProto.BOOL: 1,
+    TensorProto.INT4: 0.5,
+    TensorProto.UINT4: 0.5,
 }
 _DTYPE_PRECISION: dict[int, str] = {
-    TensorProto.FLOAT: "fp32", TensorProto.DOUBLE: "fp32", TensorProto.FLOAT16: "fp16", TensorProto.BFLOAT16: "fp16",
-    TensorProto.INT8: "int8", TensorProto.UINT8: "int8", TensorProto.INT4: "int8", TensorProto.UINT4: "int8",
+    TensorProto.FLOAT: "fp32",
+    TensorProto.DOUBLE: "fp32",
+    TensorProto.FLOAT16: "fp16",
+    TensorProto.BFLOAT16: "fp16",
+    TensorProto.INT8: "int8",
+    TensorProto.UINT8: "int8",
+    TensorProto.INT4: "int8",
+    TensorProto.UINT4: "int8",
 }
 
 
@@ -212,15 +229,22 @@ def analyze_onnx(model: str | Path | onnx.ModelProto, batch: int = 1) -> CostRep
             precision = "int8"
         elif op in _MAC_OPS and data_inputs:
             a_prec = act_precision(data_inputs[0])
-            precision = "int8" if (a_prec == "int8" and w_prec == "int8") else (
-                "fp16" if "fp16" in (a_prec, w_prec) and w_prec != "int8" else "fp32")
+            precision = (
+                "int8"
+                if (a_prec == "int8" and w_prec == "int8")
+                else ("fp16" if "fp16" in (a_prec, w_prec) and w_prec != "int8" else "fp32")
+            )
         elif data_inputs:
             precision = act_precision(data_inputs[0])
         else:
             precision = "fp32"
         # Bytes a fused int8 kernel really reads and writes: the int8 tensors around its Q/DQ wrappers.
-        in_bytes = sum(nbytes(producers[x].input[0]) if x in producers and producers[x].op_type == "DequantizeLinear"
-                       else nbytes(x) for x in data_inputs)
+        in_bytes = sum(
+            nbytes(producers[x].input[0])
+            if x in producers and producers[x].op_type == "DequantizeLinear"
+            else nbytes(x)
+            for x in data_inputs
+        )
         out_bytes = 0
         for o in n.output:
             if not o:
@@ -236,15 +260,37 @@ def analyze_onnx(model: str | Path | onnx.ModelProto, batch: int = 1) -> CostRep
             fused = n.input[0] not in graph_inputs and bool(cons) and all(c.op_type == "DequantizeLinear" for c in cons)
         elif op == "DequantizeLinear":
             p_ = producers.get(n.input[0])
-            fused = p_ is not None and p_.op_type == "QuantizeLinear" and out0 not in graph_outputs and \
-                p_.input[0] not in graph_inputs
+            fused = (
+                p_ is not None
+                and p_.op_type == "QuantizeLinear"
+                and out0 not in graph_outputs
+                and p_.input[0] not in graph_inputs
+            )
         a_src = producers.get(n.input[0]) if n.input else None
-        dynamic = op in ("MatMulInteger", "ConvInteger") and a_src is not None and \
-            a_src.op_type == "DynamicQuantizeLinear"
-        ops.append(OpCost(name, op, op_class(op, attrs, in_ch), precision, int(macs), int(flops), int(params),
-                          int(wbytes), int(in_bytes), int(out_bytes), out_shape, fused,
-                          inputs=list(data_inputs), outputs=[o for o in n.output if o],
-                          gemm=(int(gemm[0]), int(gemm[1]), int(gemm[2])) if gemm else None, kernel_area=k_area, dynamic=dynamic))
+        dynamic = (
+            op in ("MatMulInteger", "ConvInteger") and a_src is not None and a_src.op_type == "DynamicQuantizeLinear"
+        )
+        ops.append(
+            OpCost(
+                name,
+                op,
+                op_class(op, attrs, in_ch),
+                precision,
+                int(macs),
+                int(flops),
+                int(params),
+                int(wbytes),
+                int(in_bytes),
+                int(out_bytes),
+                out_shape,
+                fused,
+                inputs=list(data_inputs),
+                outputs=[o for o in n.output if o],
+                gemm=(int(gemm[0]), int(gemm[1]), int(gemm[2])) if gemm else None,
+                kernel_area=k_area,
+                dynamic=dynamic,
+            )
+        )
 
     # Parameters not reached through any compute op (rare) still count.
     stored_weight = 0

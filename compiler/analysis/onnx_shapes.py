@@ -57,12 +57,17 @@ def load_onnx(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
     try:
         return onnx.load(str(p))
     except Exception as e:
-        raise ModelFileError(f"{p} is not a readable ONNX model: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        raise ModelFileError(
+            f"{p} is not a readable ONNX model: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        ) from None
 
 
 def _missing_shapes(m: onnx.ModelProto) -> list[str]:
-    known = {vi.name for vi in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output)
-             if _shape_of(vi) is not None}
+    known = {
+        vi.name
+        for vi in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output)
+        if _shape_of(vi) is not None
+    }
     known |= {t.name for t in m.graph.initializer}
     return [o for n in m.graph.node if n.op_type != "Constant" for o in n.output if o and o not in known]
 

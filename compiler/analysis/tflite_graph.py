@@ -39,6 +39,7 @@ from .cost import CostReport, OpCost
 
 #: bytes per element of each TensorType value (schema order: FLOAT32=0, FLOAT16, INT32, UINT8, INT64, STRING,
 #: BOOL, INT16, COMPLEX64, INT8, FLOAT64, COMPLEX128, UINT64, RESOURCE, VARIANT, UINT32, UINT16, INT4, BFLOAT16)
+# fmt: off
 _TYPE_BYTES: dict[int, float] = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 5: 1, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8,
                                  13: 0, 14: 0, 15: 4, 16: 2, 17: 0.5, 18: 2, 19: 0.25, 20: 0.5, 21: 1, 22: 1}
 _FLOAT_TYPES = {0, 1, 10, 18}
@@ -78,6 +79,7 @@ _METADATA_OPS = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SHAPE", "RANK"}
 KNOWN_OPS = (_CONV_OPS | _MATMUL_OPS | _POOL_OPS | _REDUCE_OPS | set(ELEMENTWISE_FLOPS) | DATA_OPS
              | {"DEPTHWISE_CONV_2D"})
 
+# fmt: on
 _OPNAMES: dict[int, str] | None = None
 
 
@@ -183,7 +185,7 @@ def analyze_tflite(path: str | Path) -> CostReport:
             folded.add(k)
     producer: dict[int, int] = {}
     for k, op in enumerate(operators):
-        for o in (op.outputs if op.outputs is not None else []):
+        for o in op.outputs if op.outputs is not None else []:
             producer[int(o)] = k
 
     def source_weight(t: int) -> int | None:
@@ -243,8 +245,13 @@ def analyze_tflite(path: str | Path) -> CostReport:
         w_src = [source_weight(i) for i in ins if i >= 0 and i in constant]
         # int8 weights behind a DEQUANTIZE (weight-only int8, fp16 weights): the runtime folds the dequantize when it
         # prepares the graph, so the op itself computes in float
-        w_dequantized = any(i >= 0 and i in constant and i not in weights and
-                            _TYPE_PRECISION.get(int(tensors[i].type)) in ("fp32", "fp16") for i in ins)
+        w_dequantized = any(
+            i >= 0
+            and i in constant
+            and i not in weights
+            and _TYPE_PRECISION.get(int(tensors[i].type)) in ("fp32", "fp16")
+            for i in ins
+        )
         wshape = shape(ins[1]) if len(ins) > 1 and ins[1] >= 0 else None
         if ot == "CONV_2D" and wshape and out_shape and len(wshape) == 4 and len(out_shape) == 4:
             kk = wshape[1] * wshape[2] * wshape[3]
@@ -308,14 +315,26 @@ def analyze_tflite(path: str | Path) -> CostReport:
             precision = "int8"
         else:
             precision = a_prec if a_prec in ("fp32", "fp16", "int8") else "fp32"
-        ops.append(OpCost(
-            name=f"{ot.lower()}_{k}:{tname(out0) if out0 >= 0 else ''}"[:120], op_type=ot,
-            op_class=tflite_op_class(ot), precision=precision, macs=int(macs), flops=int(flops),
-            params=int(params), weight_bytes=int(wbytes), input_bytes=int(sum(nbytes(i) for i in data_in)),
-            output_bytes=int(sum(nbytes(o) for o in outs)), output_shape=out_shape,
-            inputs=[str(i) for i in data_in], outputs=[str(o) for o in outs], gemm=gemm, kernel_area=int(k_area),
-            dynamic=bool(macs) and w_prec == "int8" and not w_dequantized and a_prec in ("fp32", "fp16"),
-        ))
+        ops.append(
+            OpCost(
+                name=f"{ot.lower()}_{k}:{tname(out0) if out0 >= 0 else ''}"[:120],
+                op_type=ot,
+                op_class=tflite_op_class(ot),
+                precision=precision,
+                macs=int(macs),
+                flops=int(flops),
+                params=int(params),
+                weight_bytes=int(wbytes),
+                input_bytes=int(sum(nbytes(i) for i in data_in)),
+                output_bytes=int(sum(nbytes(o) for o in outs)),
+                output_shape=out_shape,
+                inputs=[str(i) for i in data_in],
+                outputs=[str(o) for o in outs],
+                gemm=gemm,
+                kernel_area=int(k_area),
+                dynamic=bool(macs) and w_prec == "int8" and not w_dequantized and a_prec in ("fp32", "fp16"),
+            )
+        )
 
     total_params = 0
     stored = 0
@@ -330,8 +349,9 @@ def analyze_tflite(path: str | Path) -> CostReport:
             for arr, size in ((q.scale, 4), (q.zeroPoint, 8)):
                 if arr is not None:
                     qparam_bytes += int(len(arr)) * size
-    peak, peak_at = _peak_activation(operators, folded, constant, graph_inputs, graph_outputs, nbytes,
-                                     [o.name for o in ops])
+    peak, peak_at = _peak_activation(
+        operators, folded, constant, graph_inputs, graph_outputs, nbytes, [o.name for o in ops]
+    )
     prec_macs: Counter[str] = Counter()
     for o in ops:
         if o.macs:
@@ -354,23 +374,32 @@ def analyze_tflite(path: str | Path) -> CostReport:
         format="tflite",
         source=str(Path(path).resolve()),
         input_precision=_TYPE_PRECISION.get(int(tensors[int(sg.inputs[0])].type), "fp32") if graph_inputs else "fp32",
-        output_precision=_TYPE_PRECISION.get(int(tensors[int(sg.outputs[0])].type), "fp32") if graph_outputs else "fp32",
+        output_precision=_TYPE_PRECISION.get(int(tensors[int(sg.outputs[0])].type), "fp32")
+        if graph_outputs
+        else "fp32",
     )
 
 
-def _peak_activation(operators: list[Any], folded: set[int], constant: set[int], graph_inputs: set[int],
-                     graph_outputs: set[int], nbytes: Any, op_names: list[str]) -> tuple[int, str | None]:
+def _peak_activation(
+    operators: list[Any],
+    folded: set[int],
+    constant: set[int],
+    graph_inputs: set[int],
+    graph_outputs: set[int],
+    nbytes: Any,
+    op_names: list[str],
+) -> tuple[int, str | None]:
     run = [(k, op) for k, op in enumerate(operators) if k not in folded]
     last_use: dict[int, int] = {}
     for i, (_, op) in enumerate(run):
-        for x in (op.inputs if op.inputs is not None else []):
+        for x in op.inputs if op.inputs is not None else []:
             if x >= 0:
                 last_use[int(x)] = i
     live: dict[int, int] = {t: nbytes(t) for t in graph_inputs if t not in constant}
     cur = sum(live.values())
     peak, peak_at = cur, None
     for i, (_, op) in enumerate(run):
-        for o in (op.outputs if op.outputs is not None else []):
+        for o in op.outputs if op.outputs is not None else []:
             o = int(o)
             if o >= 0 and o not in live and o not in constant:
                 live[o] = nbytes(o)
@@ -389,8 +418,17 @@ def tflite_io(path: str | Path) -> list[tuple[str, list[int], np.dtype]]:
     """Name, shape and numpy dtype of each input of the main subgraph (for building example inputs)."""
     model, _ = load_tflite(path)
     sg = model.subgraphs[0]
-    np_types = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_, 7: np.int16,
-                9: np.int8, 10: np.float64}
+    np_types = {
+        0: np.float32,
+        1: np.float16,
+        2: np.int32,
+        3: np.uint8,
+        4: np.int64,
+        6: np.bool_,
+        7: np.int16,
+        9: np.int8,
+        10: np.float64,
+    }
     out = []
     for i in sg.inputs:
         t = sg.tensors[int(i)]

@@ -56,13 +56,17 @@ def _version_cb(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version_cb, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_cb, is_eager=True, help="Print the version and exit."
+    ),
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log output (repeat for debug logs)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and the final result."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
 ) -> None:
     _state.update(quiet=quiet, verbose=verbose, debug=debug)
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    level = (
+        logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    )
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not verbose:
         # torchao's import-time notes about optional CUDA kernels (mxfp8, cutlass, triton) do not concern a
@@ -141,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        click.echo(f"adaptc: internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)", err=True)
+        click.echo(
+            f"adaptc: internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)", err=True
+        )
         return 1
 
 

@@ -15,17 +15,52 @@ from ..errors import AdaptcError
 from . import _console, _maybe_live, _parse_formats, _reporter, _state, _task_options, app
 
 # options shared by `build` and `export` (one definition each, so their help texts cannot drift apart)
-DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="Profile name (see `adaptc devices`) or path to a profile YAML.")]
-TaskOpt = Annotated[str, typer.Option("--task", "-t", help="Built-in task (digits, animal-mnist, docstrings, minilm; see `adaptc tasks`) or package.module:factory.")]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", "-d", help="Profile name (see `adaptc devices`) or path to a profile YAML.")
+]
+TaskOpt = Annotated[
+    str,
+    typer.Option(
+        "--task",
+        "-t",
+        help="Built-in task (digits, animal-mnist, docstrings, minilm; see `adaptc tasks`) or package.module:factory.",
+    ),
+]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output folder [default: adaptc-out/<device>].")]
-FormatsOpt = Annotated[str | None, typer.Option("--formats", help="Comma-separated formats, overriding the profile (onnx,tflite,coreml).")]
-MaxDropOpt = Annotated[float, typer.Option("--max-drop", help="Largest accepted metric drop of an artifact, in points.")]
-GateOpt = Annotated[str, typer.Option("--gate", help="How the parity gate reads an artifact's drop: point (the drop itself), lenient (reject only a drop whose 95% interval over the test samples lies wholly above --max-drop), strict (accept only a drop whose interval lies wholly at or below it).")]
-PreferOpt = Annotated[str, typer.Option("--prefer", help="Which artifact a format ships among those that pass the gate and fit: first (the first scheme in the profile's order; later ones are not made), fastest (every scheme made, the fastest estimated on the device), smallest (every scheme made, the smallest file).")]
-TaskOptionOpt = Annotated[list[str] | None, typer.Option("--task-option", "-O", help="An option of the task's factory, KEY=VALUE (repeatable), e.g. -O max_length=64 for minilm.")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="Host threads for measurement [default: the profile's].")]
+FormatsOpt = Annotated[
+    str | None, typer.Option("--formats", help="Comma-separated formats, overriding the profile (onnx,tflite,coreml).")
+]
+MaxDropOpt = Annotated[
+    float, typer.Option("--max-drop", help="Largest accepted metric drop of an artifact, in points.")
+]
+GateOpt = Annotated[
+    str,
+    typer.Option(
+        "--gate",
+        help="How the parity gate reads an artifact's drop: point (the drop itself), lenient (reject only a drop whose 95% interval over the test samples lies wholly above --max-drop), strict (accept only a drop whose interval lies wholly at or below it).",
+    ),
+]
+PreferOpt = Annotated[
+    str,
+    typer.Option(
+        "--prefer",
+        help="Which artifact a format ships among those that pass the gate and fit: first (the first scheme in the profile's order; later ones are not made), fastest (every scheme made, the fastest estimated on the device), smallest (every scheme made, the smallest file).",
+    ),
+]
+TaskOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--task-option",
+        "-O",
+        help="An option of the task's factory, KEY=VALUE (repeatable), e.g. -O max_length=64 for minilm.",
+    ),
+]
+ThreadsOpt = Annotated[
+    int | None, typer.Option("--threads", min=1, help="Host threads for measurement [default: the profile's].")
+]
 RunsOpt = Annotated[int, typer.Option("--runs", min=5, help="Timed runs per latency measurement (after warm-up).")]
 NoResumeOpt = Annotated[bool, typer.Option("--no-resume", help="Redo finished work instead of resuming.")]
+
 
 @app.command()
 def build(
@@ -40,36 +75,102 @@ def build(
     threads: ThreadsOpt = None,
     runs: RunsOpt = 100,
     no_resume: NoResumeOpt = False,
-    seed: int = typer.Option(0, "--seed", help="Random seed (search and training): the same seed gives the same choice."),
+    seed: int = typer.Option(
+        0, "--seed", help="Random seed (search and training): the same seed gives the same choice."
+    ),
     no_search: bool = typer.Option(False, "--no-search", help="Export the teacher as it is (no student search)."),
-    widths: str | None = typer.Option(None, "--widths", help="Width multipliers to search, e.g. 1,0.5,0.25 [default: 1,0.75,0.5,0.35,0.25,0.125]."),
-    max_blocks_dropped: int | None = typer.Option(None, "--max-drop-blocks", min=0, help="Most residual blocks / layers to drop [default: half]."),
+    widths: str | None = typer.Option(
+        None, "--widths", help="Width multipliers to search, e.g. 1,0.5,0.25 [default: 1,0.75,0.5,0.35,0.25,0.125]."
+    ),
+    max_blocks_dropped: int | None = typer.Option(
+        None, "--max-drop-blocks", min=0, help="Most residual blocks / layers to drop [default: half]."
+    ),
     time_budget: float | None = typer.Option(None, "--time-budget", help="Seconds the student search may take."),
-    quality_tolerance: float = typer.Option(1.0, "--quality-tolerance", min=0.0, help="Points within the best candidate's quality where a faster one is preferred."),
-    rung_epochs: str | None = typer.Option(None, "--rung-epochs", help="Distillation epochs per successive-halving rung, e.g. 6,18."),
-    final_epochs: int | None = typer.Option(None, "--final-epochs", min=1, help="Epochs of the chosen student's final distillation."),
-    ablate: str | None = typer.Option(None, "--ablate", help="Switch loss terms off: comma-separated of ce,kd,hidden,attention,relation."),
-    loss_weights: str | None = typer.Option(None, "--loss-weights", help="Set loss terms' weights over the task's defaults, e.g. hidden=1,attention=1 (terms: ce,kd,hidden,attention,relation)."),
-    progressive: float | None = typer.Option(None, "--progressive", min=0.0, max=0.9, help="Progressive schedule: the fraction of epochs that align hidden states, attention and relations before the logit terms join [default: 0.3 for teachers with attention maps, 0 (one joint stage) otherwise]."),
-    assistant: str = typer.Option("off", "--assistant", help="Teacher assistant: off | on | auto (when the teacher has >= 12x the student's parameters)."),
+    quality_tolerance: float = typer.Option(
+        1.0,
+        "--quality-tolerance",
+        min=0.0,
+        help="Points within the best candidate's quality where a faster one is preferred.",
+    ),
+    rung_epochs: str | None = typer.Option(
+        None, "--rung-epochs", help="Distillation epochs per successive-halving rung, e.g. 6,18."
+    ),
+    final_epochs: int | None = typer.Option(
+        None, "--final-epochs", min=1, help="Epochs of the chosen student's final distillation."
+    ),
+    ablate: str | None = typer.Option(
+        None, "--ablate", help="Switch loss terms off: comma-separated of ce,kd,hidden,attention,relation."
+    ),
+    loss_weights: str | None = typer.Option(
+        None,
+        "--loss-weights",
+        help="Set loss terms' weights over the task's defaults, e.g. hidden=1,attention=1 (terms: ce,kd,hidden,attention,relation).",
+    ),
+    progressive: float | None = typer.Option(
+        None,
+        "--progressive",
+        min=0.0,
+        max=0.9,
+        help="Progressive schedule: the fraction of epochs that align hidden states, attention and relations before the logit terms join [default: 0.3 for teachers with attention maps, 0 (one joint stage) otherwise].",
+    ),
+    assistant: str = typer.Option(
+        "off",
+        "--assistant",
+        help="Teacher assistant: off | on | auto (when the teacher has >= 12x the student's parameters).",
+    ),
     no_qat: bool = typer.Option(False, "--no-qat", help="No quantization-aware training for int8 students."),
-    domain_data: Path | None = typer.Option(None, "--domain-data", help="Unlabelled in-domain inputs (.npz) mixed into each batch."),
-    domain_ratio: float = typer.Option(0.2, "--domain-ratio", min=0.0, max=0.9, help="Fraction of each batch from --domain-data."),
+    domain_data: Path | None = typer.Option(
+        None, "--domain-data", help="Unlabelled in-domain inputs (.npz) mixed into each batch."
+    ),
+    domain_ratio: float = typer.Option(
+        0.2, "--domain-ratio", min=0.0, max=0.9, help="Fraction of each batch from --domain-data."
+    ),
     adversarial: str | None = typer.Option(None, "--adversarial", help="Adversarial fine-tuning: fgsm | pgd."),
-    adv_eps: float = typer.Option(0.03, "--adv-eps", min=0.0, help="Adversarial radius (relative to the input / embedding scale)."),
+    adv_eps: float = typer.Option(
+        0.03, "--adv-eps", min=0.0, help="Adversarial radius (relative to the input / embedding scale)."
+    ),
 ) -> None:
     """Build artifacts for a device: search a student, distil it, export, check parity, measure, estimate."""
     from ..build.run import build as run_build
 
     search: SearchOptions | bool = False
     if not no_search:
-        search = _search_options(task, widths, max_blocks_dropped, time_budget, quality_tolerance, final_epochs,
-                                 rung_epochs, ablate, loss_weights, progressive, assistant, no_qat, domain_data,
-                                 domain_ratio, adversarial, adv_eps)
+        search = _search_options(
+            task,
+            widths,
+            max_blocks_dropped,
+            time_budget,
+            quality_tolerance,
+            final_epochs,
+            rung_epochs,
+            ablate,
+            loss_weights,
+            progressive,
+            assistant,
+            no_qat,
+            domain_data,
+            domain_ratio,
+            adversarial,
+            adv_eps,
+        )
     # gate / prefer: plain strings from the command line, checked by the build (gate in GATES, prefer in PREFERS)
-    _run(lambda: run_build(task, device, out, formats=_parse_formats(formats), max_drop=max_drop / 100.0,
-                           gate=cast(Gate, gate), prefer=cast(Prefer, prefer), threads=threads, runs=runs,
-                           resume=not no_resume, seed=seed, search=search, task_options=_task_options(task_option)))
+    _run(
+        lambda: run_build(
+            task,
+            device,
+            out,
+            formats=_parse_formats(formats),
+            max_drop=max_drop / 100.0,
+            gate=cast(Gate, gate),
+            prefer=cast(Prefer, prefer),
+            threads=threads,
+            runs=runs,
+            resume=not no_resume,
+            seed=seed,
+            search=search,
+            task_options=_task_options(task_option),
+        )
+    )
 
 
 def _run(make: Callable[[], Any]) -> None:
@@ -122,16 +223,41 @@ def export_cmd(
     """Export a task's model as is (no student search): artifacts per format, parity, measurements, report."""
     from ..build.export import export_model
 
-    _run(lambda: export_model(task, device, out, formats=_parse_formats(formats), max_drop=max_drop / 100.0,
-                              gate=cast(Gate, gate), prefer=cast(Prefer, prefer), threads=threads, runs=runs,
-                              resume=not no_resume, task_options=_task_options(task_option)))
+    _run(
+        lambda: export_model(
+            task,
+            device,
+            out,
+            formats=_parse_formats(formats),
+            max_drop=max_drop / 100.0,
+            gate=cast(Gate, gate),
+            prefer=cast(Prefer, prefer),
+            threads=threads,
+            runs=runs,
+            resume=not no_resume,
+            task_options=_task_options(task_option),
+        )
+    )
 
 
-def _search_options(task: str, widths: str | None, max_blocks: int | None, time_budget: float | None,
-                    tolerance: float, final_epochs: int | None, rung_epochs: str | None, ablate: str | None,
-                    loss_weights: str | None, progressive: float | None, assistant: str, no_qat: bool,
-                    domain_data: Path | None, domain_ratio: float, adversarial: str | None,
-                    adv_eps: float) -> SearchOptions:
+def _search_options(
+    task: str,
+    widths: str | None,
+    max_blocks: int | None,
+    time_budget: float | None,
+    tolerance: float,
+    final_epochs: int | None,
+    rung_epochs: str | None,
+    ablate: str | None,
+    loss_weights: str | None,
+    progressive: float | None,
+    assistant: str,
+    no_qat: bool,
+    domain_data: Path | None,
+    domain_ratio: float,
+    adversarial: str | None,
+    adv_eps: float,
+) -> SearchOptions:
     """The search options the command line sets (the task's defaults stay under the fields it leaves unset)."""
     from ..distill import AdversarialConfig
     from ..search import validate_widths
@@ -162,7 +288,9 @@ def _search_options(task: str, widths: str | None, max_blocks: int | None, time_
         try:
             terms[name.strip()] = float(value)
         except ValueError:
-            raise AdaptcError(f"--loss-weights wants term=weight pairs, e.g. hidden=1,attention=0.5; got {item!r}") from None
+            raise AdaptcError(
+                f"--loss-weights wants term=weight pairs, e.g. hidden=1,attention=0.5; got {item!r}"
+            ) from None
     for term in (t.strip() for t in (ablate or "").split(",") if t.strip()):
         terms[term] = 0.0
     # only the fields the command line sets: the task's distillation defaults stay under them
@@ -180,10 +308,18 @@ def _search_options(task: str, widths: str | None, max_blocks: int | None, time_
         if not domain_data.exists():
             raise AdaptcError(f"domain data file {domain_data} does not exist")
         cfg["domain_data"] = load_domain_data(domain_data, get_task(task))
-    return SearchOptions(widths=grid, max_blocks_dropped=max_blocks, rung_epochs=rungs, final_epochs=final_epochs,
-                         quality_tolerance=tolerance / 100.0, time_budget_s=time_budget,
-                         assistant=assistant,  # type: ignore[arg-type]
-                         qat=not no_qat, distill=cfg, loss_weights=terms or None)
+    return SearchOptions(
+        widths=grid,
+        max_blocks_dropped=max_blocks,
+        rung_epochs=rungs,
+        final_epochs=final_epochs,
+        quality_tolerance=tolerance / 100.0,
+        time_budget_s=time_budget,
+        assistant=assistant,  # type: ignore[arg-type]
+        qat=not no_qat,
+        distill=cfg,
+        loss_weights=terms or None,
+    )
 
 
 def _metric_cell(q: Any) -> str:
@@ -196,13 +332,29 @@ def _print_build_summary(report: Any) -> None:
 
     con = _console()
     t = Table(title=f"{report.task.name} → {report.device['name']}: {report.status}", show_lines=False)
-    for col in ("artifact", "scheme", "status", "size", report.task.metric_name, "host p50 (M)", "device (E)", "budgets"):
+    for col in (
+        "artifact",
+        "scheme",
+        "status",
+        "size",
+        report.task.metric_name,
+        "host p50 (M)",
+        "device (E)",
+        "budgets",
+    ):
         t.add_column(col)
     for a in report.artifacts:
-        budgets = "—" if not a.budgets else ("fit" if all(b.fits for b in a.budgets) else
-                                             ", ".join(b.budget for b in a.budgets if not b.fits) + " ✘")
+        budgets = (
+            "—"
+            if not a.budgets
+            else (
+                "fit" if all(b.fits for b in a.budgets) else ", ".join(b.budget for b in a.budgets if not b.fits) + " ✘"
+            )
+        )
         t.add_row(
-            ("→ " if a.chosen else "") + a.file, a.scheme, a.status,
+            ("→ " if a.chosen else "") + a.file,
+            a.scheme,
+            a.status,
             f"{(a.size.value or 0) / 1024:.1f} KB" if a.size else "—",
             _metric_cell(a.parity.metric) if a.parity else ("not run here" if a.status != "failed" else "—"),
             f"{a.host.latency_median.value:.3f} ms" if a.host else ("not measured" if a.status != "failed" else "—"),
@@ -215,4 +367,3 @@ def _print_build_summary(report: Any) -> None:
             con.print(f"[yellow]warning:[/yellow] {w}")
     out = Path(report.out_dir)
     con.print(f"report: {out / 'report.md'} (and report.json); chosen: {report.chosen or 'none'}")
-

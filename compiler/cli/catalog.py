@@ -49,8 +49,15 @@ def devices(
     from ..predict.constants import sustained_throughput
 
     t = Table(title="device profiles", title_justify="left")
-    for col in ("name", "kind", "SoC", "fp32 / int8 GOP/s @threads", "budgets: latency · memory · size · MFLOPs",
-                "formats", "sources"):
+    for col in (
+        "name",
+        "kind",
+        "SoC",
+        "fp32 / int8 GOP/s @threads",
+        "budgets: latency · memory · size · MFLOPs",
+        "formats",
+        "sources",
+    ):
         t.add_column(col, no_wrap=col != "SoC", overflow="fold")
     for p in profs:
         b = p.budgets
@@ -61,10 +68,22 @@ def devices(
         fp32_s, _ = sustained_throughput(p, "fp32")
         int8 = f"{sustained_throughput(p, 'int8')[0]:.4g}" if (p.compute.int8_gops or p.compute.int8_peak_gops) else "—"
         peak = " (from peak)" if p.compute.fp32_gflops is None else ""
-        t.add_row(p.name, p.kind.value, p.soc, f"{fp32_s:.4g} / {int8} @{p.cpu.threads}{peak}",
-                  " · ".join((fmt(b.max_latency_ms, "ms"), fmt(b.max_peak_memory_mb, "MB"), fmt(b.max_model_mb, "MB"),
-                              fmt(b.max_mflops, ""))),
-                  ",".join(p.formats), str(len(p.sources)))
+        t.add_row(
+            p.name,
+            p.kind.value,
+            p.soc,
+            f"{fp32_s:.4g} / {int8} @{p.cpu.threads}{peak}",
+            " · ".join(
+                (
+                    fmt(b.max_latency_ms, "ms"),
+                    fmt(b.max_peak_memory_mb, "MB"),
+                    fmt(b.max_model_mb, "MB"),
+                    fmt(b.max_mflops, ""),
+                )
+            ),
+            ",".join(p.formats),
+            str(len(p.sources)),
+        )
     _console().print(t)
 
 
@@ -101,20 +120,41 @@ EXIT_REGRESSION = 4
 def compare(
     baseline: Path = typer.Argument(..., help="The build to compare against: its folder or report.json."),
     candidate: Path = typer.Argument(..., help="The new build: its folder or report.json."),
-    max_drop: float = typer.Option(1.0, "--max-drop", help="Largest metric drop of a shipped artifact that is not a regression, in points."),
-    latency_tolerance: float = typer.Option(10.0, "--latency-tolerance", help="Largest slow-down of the device estimate that is not a regression, in percent."),
-    host_tolerance: float | None = typer.Option(None, "--host-tolerance", help="Largest slow-down of the host measurement (same CPU, runtime, threads) that is not a regression, in percent [default: host changes are shown, not judged; medians drift 10-20% between runs on shared machines]."),
-    fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit with code 4 when the candidate regressed (for release pipelines)."),
+    max_drop: float = typer.Option(
+        1.0, "--max-drop", help="Largest metric drop of a shipped artifact that is not a regression, in points."
+    ),
+    latency_tolerance: float = typer.Option(
+        10.0,
+        "--latency-tolerance",
+        help="Largest slow-down of the device estimate that is not a regression, in percent.",
+    ),
+    host_tolerance: float | None = typer.Option(
+        None,
+        "--host-tolerance",
+        help="Largest slow-down of the host measurement (same CPU, runtime, threads) that is not a regression, in percent [default: host changes are shown, not judged; medians drift 10-20% between runs on shared machines].",
+    ),
+    fail_on_regression: bool = typer.Option(
+        False, "--fail-on-regression", help="Exit with code 4 when the candidate regressed (for release pipelines)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    plot: Path | None = typer.Option(None, "--plot", help="Also draw every artifact of both builds, metric against estimated device latency, to this PNG."),
+    plot: Path | None = typer.Option(
+        None,
+        "--plot",
+        help="Also draw every artifact of both builds, metric against estimated device latency, to this PNG.",
+    ),
 ) -> None:
     """Compare what two builds ship (overall and per format): metric with its interval, size, device estimate,
     host measurement, budgets; says which changes are regressions."""
     from ..report.compare import compare as run_compare
     from ..report.compare import describe
 
-    cmp = run_compare(baseline, candidate, max_drop=max_drop / 100.0, latency_tolerance=latency_tolerance / 100.0,
-                      host_tolerance=None if host_tolerance is None else host_tolerance / 100.0)
+    cmp = run_compare(
+        baseline,
+        candidate,
+        max_drop=max_drop / 100.0,
+        latency_tolerance=latency_tolerance / 100.0,
+        host_tolerance=None if host_tolerance is None else host_tolerance / 100.0,
+    )
     if plot is not None:
         from ..core.io import ensure_writable_dir
         from ..report.compare_plot import plot_comparison
@@ -144,4 +184,3 @@ def compare(
             con.print(f"plot: {plot}")
     if fail_on_regression and cmp.regressions:
         raise typer.Exit(code=EXIT_REGRESSION)
-

@@ -11,12 +11,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 SchemeName = Literal[
-    "int8_static_per_channel",
-    "int8_static_per_tensor",
-    "int8_dynamic",
-    "int8_weight_only",
-    "fp16",
-    "fp32",
+    "int8_static_per_channel", "int8_static_per_tensor", "int8_dynamic", "int8_weight_only", "fp16", "fp32"
 ]
 Precision = Literal["fp32", "fp16", "int8"]
 
@@ -48,20 +43,36 @@ SCHEMES: dict[str, Scheme] = {
     s.name: s
     for s in (
         Scheme(
-            "int8_static_per_channel", "int8", "int8", True, True,
+            "int8_static_per_channel",
+            "int8",
+            "int8",
+            True,
+            True,
             "int8 weights (symmetric, per output channel) and int8 activations (asymmetric, per tensor, "
             "ranges calibrated on task data)",
         ),
         Scheme(
-            "int8_static_per_tensor", "int8", "int8", False, True,
+            "int8_static_per_tensor",
+            "int8",
+            "int8",
+            False,
+            True,
             "int8 weights and activations, one scale per tensor, calibrated on task data",
         ),
         Scheme(
-            "int8_dynamic", "int8", "int8", True, False,
+            "int8_dynamic",
+            "int8",
+            "int8",
+            True,
+            False,
             "int8 weights; activation ranges computed at run time for each input (no calibration)",
         ),
         Scheme(
-            "int8_weight_only", "int8", "fp32", True, False,
+            "int8_weight_only",
+            "int8",
+            "fp32",
+            True,
+            False,
             "int8 weights dequantized to float at load or run time; float arithmetic",
         ),
         Scheme("fp16", "fp16", "fp16", False, False, "half-precision weights and arithmetic"),

@@ -63,7 +63,15 @@ class SearchOptions:
         merged: dict[str, Any] = {}
         for f in fields(self):
             mine, theirs = getattr(self, f.name), getattr(base, f.name)
-            if f.name == "distill" and isinstance(mine, Mapping) and isinstance(theirs, Mapping) or f.name == "loss_weights" and mine is not None and theirs is not None and not _given_config(self):
+            if (
+                f.name == "distill"
+                and isinstance(mine, Mapping)
+                and isinstance(theirs, Mapping)
+                or f.name == "loss_weights"
+                and mine is not None
+                and theirs is not None
+                and not _given_config(self)
+            ):
                 merged[f.name] = {**theirs, **mine}
             elif f.name == "loss_weights" and _given_config(self):
                 merged[f.name] = mine  # a DistillConfig given as is: only the weights set alongside it change

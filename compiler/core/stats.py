@@ -22,15 +22,18 @@ DRAWS = 2000
 
 def method(samples: int) -> str:
     """How reports describe the intervals (``samples``: the scored samples, e.g. queries for retrieval)."""
-    return (f"95% intervals over the {samples} scored samples of the test split: Wilson score interval for a "
-            f"proportion, else percentile bootstrap ({DRAWS:,} draws, fixed seed); drops: paired bootstrap")
+    return (
+        f"95% intervals over the {samples} scored samples of the test split: Wilson score interval for a "
+        f"proportion, else percentile bootstrap ({DRAWS:,} draws, fixed seed); drops: paired bootstrap"
+    )
 
 
 Statistic = Callable[..., np.ndarray]
 
 
-def bootstrap_interval(stat: Statistic, *samples: np.ndarray, draws: int = DRAWS, seed: int = 0,
-                       level: float = 0.95, chunk: int = 250) -> tuple[float, float]:
+def bootstrap_interval(
+    stat: Statistic, *samples: np.ndarray, draws: int = DRAWS, seed: int = 0, level: float = 0.95, chunk: int = 250
+) -> tuple[float, float]:
     """``level`` percentile interval of ``stat`` over ``draws`` resamplings of the samples with replacement.
 
     ``samples`` are aligned per-sample arrays (the same length); every draw resamples all of them with the same

@@ -33,8 +33,12 @@ def _embedding(model: nn.Module) -> nn.Embedding | None:
     return None
 
 
-def perturb(model: nn.Module, inputs: tuple[torch.Tensor, ...], loss_fn: Callable[[torch.Tensor], torch.Tensor],
-            cfg: AdversarialConfig) -> tuple[tuple[torch.Tensor, ...], Callable[[], None] | None]:
+def perturb(
+    model: nn.Module,
+    inputs: tuple[torch.Tensor, ...],
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    cfg: AdversarialConfig,
+) -> tuple[tuple[torch.Tensor, ...], Callable[[], None] | None]:
     """Adversarial version of ``inputs``. For token models returns the ids and a hook-installer undo function:
     the returned ``remove`` must be called after the student's forward on the adversarial batch."""
     x = inputs[0]

@@ -100,36 +100,53 @@ class Holding:
     relations: bool = True
 
     @classmethod
-    def of(cls, hidden_layers: Layers = None, attention_layers: Layers = None, attention_head_mean: bool = False,
-           features: bool = True, relations: bool = True) -> Holding:
+    def of(
+        cls,
+        hidden_layers: Layers = None,
+        attention_layers: Layers = None,
+        attention_head_mean: bool = False,
+        features: bool = True,
+        relations: bool = True,
+    ) -> Holding:
         return cls(_layers(hidden_layers), _layers(attention_layers), attention_head_mean, features, relations)
 
     def every_layer(self) -> Holding:
         """Every layer with every head (what the cache holds when that fits its budget) of the kinds asked for:
         a caller that reads no hidden states (or no attention maps) reads none at any depth."""
+
         def every(x: frozenset[int] | None) -> frozenset[int] | None:
             return x if x == frozenset() else None
 
-        return replace(self, hidden_layers=every(self.hidden_layers), attention_layers=every(self.attention_layers),
-                       attention_head_mean=False)
+        return replace(
+            self,
+            hidden_layers=every(self.hidden_layers),
+            attention_layers=every(self.attention_layers),
+            attention_head_mean=False,
+        )
 
     def covers(self, wanted: Holding) -> bool:
         def layers(held: frozenset[int] | None, w: frozenset[int] | None) -> bool:
             return held is None or (w is not None and w <= held)
 
-        return (layers(self.hidden_layers, wanted.hidden_layers)
-                and layers(self.attention_layers, wanted.attention_layers)
-                and (wanted.attention_head_mean or not self.attention_head_mean or not wanted.attention_layers)
-                and (self.features or not wanted.features) and (self.relations or not wanted.relations))
+        return (
+            layers(self.hidden_layers, wanted.hidden_layers)
+            and layers(self.attention_layers, wanted.attention_layers)
+            and (wanted.attention_head_mean or not self.attention_head_mean or not wanted.attention_layers)
+            and (self.features or not wanted.features)
+            and (self.relations or not wanted.relations)
+        )
 
     def union(self, wanted: Holding) -> Holding:
         def layers(a: frozenset[int] | None, b: frozenset[int] | None) -> frozenset[int] | None:
             return None if a is None or b is None else a | b
 
-        return Holding(layers(self.hidden_layers, wanted.hidden_layers),
-                       layers(self.attention_layers, wanted.attention_layers),
-                       self.attention_head_mean and wanted.attention_head_mean, self.features or wanted.features,
-                       self.relations or wanted.relations)
+        return Holding(
+            layers(self.hidden_layers, wanted.hidden_layers),
+            layers(self.attention_layers, wanted.attention_layers),
+            self.attention_head_mean and wanted.attention_head_mean,
+            self.features or wanted.features,
+            self.relations or wanted.relations,
+        )
 
 
 def _head_mean(a: torch.Tensor) -> torch.Tensor:
@@ -138,9 +155,17 @@ def _head_mean(a: torch.Tensor) -> torch.Tensor:
 
 
 class TeacherCache:
-    def __init__(self, teacher: nn.Module, split: Split, example_inputs: tuple[torch.Tensor, ...], *,
-                 transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None, batch_size: int = 64,
-                 wanted: Holding = Holding(), budget_bytes: int | None = None):
+    def __init__(
+        self,
+        teacher: nn.Module,
+        split: Split,
+        example_inputs: tuple[torch.Tensor, ...],
+        *,
+        transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None,
+        batch_size: int = 64,
+        wanted: Holding = Holding(),
+        budget_bytes: int | None = None,
+    ):
         t0 = time.perf_counter()
         self.n = len(split)
         self.out: list[torch.Tensor] = []
@@ -159,10 +184,16 @@ class TeacherCache:
         self.holding = wanted.every_layer() if full <= budget else wanted
         self.estimated_bytes = full if full <= budget else kept
         hold = self.holding
-        what = "" if full <= budget else (f", {self._describe()} (all layers: {full / 2**30:.1f} GiB, over the "
-                                          f"{budget / 2**30:.1f} GiB budget)")
-        step = progress.current().step(f"teacher outputs over the training split (cached for all trials{what})",
-                                       total=self.n)
+        what = (
+            ""
+            if full <= budget
+            else (
+                f", {self._describe()} (all layers: {full / 2**30:.1f} GiB, over the {budget / 2**30:.1f} GiB budget)"
+            )
+        )
+        step = progress.current().step(
+            f"teacher outputs over the training split (cached for all trials{what})", total=self.n
+        )
         order = torch.argsort(lengths) if lengths is not None else torch.arange(self.n)
         slots: list[Any] = [None] * self.n
         keep_h = [hold.hidden_layers is None or k in hold.hidden_layers for k in range(self._n_hidden)]
@@ -183,11 +214,18 @@ class TeacherCache:
                         slots[k] = (
                             out[j].clone(),
                             [self._cut(h[j], L, 0) if k_ else None for h, k_ in zip(cap.hidden, keep_h)],
-                            [self._cut(_head_mean(a[j]) if hold.attention_head_mean else a[j], L, 1, 2) if k_ else None
-                             for a, k_ in zip(cap.attention, keep_a)],
+                            [
+                                self._cut(_head_mean(a[j]) if hold.attention_head_mean else a[j], L, 1, 2)
+                                if k_
+                                else None
+                                for a, k_ in zip(cap.attention, keep_a)
+                            ],
                             [self._cut(q[j], L, 0) for q in cap.qkv] if hold.relations else [],
-                            (self._cut(cap.features[j], L if cap.features.dim() >= 3 else None, 0)
-                             if cap.features is not None else None),
+                            (
+                                self._cut(cap.features[j], L if cap.features.dim() >= 3 else None, 0)
+                                if cap.features is not None
+                                else None
+                            ),
                         )
                     step.advance(len(idx))
         finally:
@@ -202,9 +240,15 @@ class TeacherCache:
         self.build_seconds = time.perf_counter() - t0
         step.done()
 
-    def _estimate(self, teacher: nn.Module, taps: Taps, example_inputs: tuple[torch.Tensor, ...],
-                  transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None,
-                  lengths: torch.Tensor | None, wanted: Holding) -> tuple[int, int]:
+    def _estimate(
+        self,
+        teacher: nn.Module,
+        taps: Taps,
+        example_inputs: tuple[torch.Tensor, ...],
+        transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None,
+        lengths: torch.Tensor | None,
+        wanted: Holding,
+    ) -> tuple[int, int]:
         """Bytes of the cache with every layer and with only the requested ones (float16; see
         :meth:`Holding.every_layer`), from the shapes the taps read on the example input: per token for hidden
         states and projections, per token pair for attention maps."""
@@ -220,7 +264,7 @@ class TeacherCache:
             if lengths is None or dims == 0 or t.dim() < 3:
                 return torch.full((self.n,), float(n))
             tokens = t.shape[1] if dims == 1 else t.shape[-1]  # (B, T, D) / (B, H, T, T)
-            return lengths.double() ** dims * (n / tokens ** dims)
+            return lengths.double() ** dims * (n / tokens**dims)
 
         def size(ts: list[torch.Tensor], dims: int, keep: Layers) -> float:
             return float(sum(per_sample(t, dims).sum() for k, t in enumerate(ts) if keep is None or k in keep))
@@ -241,10 +285,17 @@ class TeacherCache:
     def _describe(self) -> str:
         def one(name: str, held: frozenset[int] | None, n: int) -> str:
             return f"{name} of teacher layers {sorted(held)} of {n}" if held is not None else f"all {name}"
+
         h = self.holding
-        return (one("hidden states", h.hidden_layers, self._n_hidden) + ", " +
-                one("head-averaged attention maps" if h.attention_head_mean else "attention maps",
-                    h.attention_layers, self._n_attention))
+        return (
+            one("hidden states", h.hidden_layers, self._n_hidden)
+            + ", "
+            + one(
+                "head-averaged attention maps" if h.attention_head_mean else "attention maps",
+                h.attention_layers,
+                self._n_attention,
+            )
+        )
 
     @staticmethod
     def _cut(t: torch.Tensor, length: int | None, *dims: int) -> torch.Tensor:
@@ -273,14 +324,24 @@ class TeacherCache:
         out = torch.stack([self.out[i] for i in ids])
         h0, a0, n_q = self.hidden[ids[0]], self.attention[ids[0]], len(self.qkv[ids[0]])
         cap = Captured(
-            hidden=[self._pad_stack([self.hidden[i][k] for i in ids], length, (0,)) if h0[k] is not None else None  # type: ignore[misc]
-                    for k in range(len(h0))],
-            attention=[self._pad_stack([self.attention[i][k] for i in ids], length, (1, 2))  # type: ignore[misc]
-                       if a0[k] is not None else None for k in range(len(a0))],
+            hidden=[
+                self._pad_stack([self.hidden[i][k] for i in ids], length, (0,)) if h0[k] is not None else None  # type: ignore[misc]
+                for k in range(len(h0))
+            ],
+            attention=[
+                self._pad_stack([self.attention[i][k] for i in ids], length, (1, 2))  # type: ignore[misc]
+                if a0[k] is not None
+                else None
+                for k in range(len(a0))
+            ],
             qkv=[self._pad_stack([self.qkv[i][k] for i in ids], length, (0,)) for k in range(n_q)],
-            features=(self._pad_stack([self.features[i] for i in ids], length if self.features[ids[0]].dim() >= 2
-                                      else None, (0,))
-                      if self.features[ids[0]] is not None else None),
+            features=(
+                self._pad_stack(
+                    [self.features[i] for i in ids], length if self.features[ids[0]].dim() >= 2 else None, (0,)
+                )
+                if self.features[ids[0]] is not None
+                else None
+            ),
         )
         return out, cap
 
@@ -288,9 +349,15 @@ class TeacherCache:
 _CACHES: weakref.WeakKeyDictionary[nn.Module, dict[int, TeacherCache]] = weakref.WeakKeyDictionary()
 
 
-def teacher_cache(teacher: nn.Module, split: Split, example_inputs: tuple[torch.Tensor, ...],
-                  transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None,
-                  wanted: Holding = Holding(), *, budget_bytes: int | None = None) -> TeacherCache:
+def teacher_cache(
+    teacher: nn.Module,
+    split: Split,
+    example_inputs: tuple[torch.Tensor, ...],
+    transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None,
+    wanted: Holding = Holding(),
+    *,
+    budget_bytes: int | None = None,
+) -> TeacherCache:
     """The cache for (teacher, split), built on first use and shared by later calls in this process.
 
     ``wanted``: what the caller's losses read (see :class:`Holding`). A cache that does not hold it is rebuilt
@@ -303,6 +370,7 @@ def teacher_cache(teacher: nn.Module, split: Split, example_inputs: tuple[torch.
             wanted = old.holding.union(wanted)
         del old
         per.clear()  # one split at a time: caches are large (the old one is freed before the new pass)
-        per[key] = TeacherCache(teacher, split, example_inputs, transform=transform, wanted=wanted,
-                                budget_bytes=budget_bytes)
+        per[key] = TeacherCache(
+            teacher, split, example_inputs, transform=transform, wanted=wanted, budget_bytes=budget_bytes
+        )
     return per[key]

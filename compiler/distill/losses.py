@@ -45,8 +45,9 @@ def _detached(ts: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
 
 
 class LogitKD(nn.Module):
-    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: torch.Tensor | float
-                ) -> torch.Tensor:
+    def forward(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: torch.Tensor | float
+    ) -> torch.Tensor:
         t = temperature
         log_p_s = F.log_softmax(student_logits / t, dim=-1)
         log_p_t = F.log_softmax(teacher_logits / t, dim=-1)
@@ -84,14 +85,14 @@ class HiddenStateLoss(nn.Module):
     def __init__(self, student_dims: list[int], teacher_dims: list[int]):
         super().__init__()
         self.mapping = layer_map(len(student_dims), len(teacher_dims))
-        self.proj = nn.ModuleList(nn.Linear(s, teacher_dims[t], bias=False)
-                                  for s, t in zip(student_dims, self.mapping))
+        self.proj = nn.ModuleList(nn.Linear(s, teacher_dims[t], bias=False) for s, t in zip(student_dims, self.mapping))
         for p, (s, t) in zip(self.proj, zip(student_dims, self.mapping)):
             if s == teacher_dims[t]:
                 nn.init.eye_(p.weight)  # type: ignore[arg-type]
 
-    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], mask: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(
+        self, student: list[torch.Tensor], teacher: list[torch.Tensor], mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``mask`` (B, T): token positions that count (padding does not)."""
         losses = []
         for i, (hs, p) in enumerate(zip(student, self.proj)):
@@ -114,8 +115,9 @@ class AttentionLoss(nn.Module):
         super().__init__()
         self.mapping = layer_map(n_student, n_teacher)
 
-    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], mask: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(
+        self, student: list[torch.Tensor], teacher: list[torch.Tensor], mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``mask`` (B, T): query rows that count (rows of padding tokens do not)."""
         losses = []
         for i, a_s in enumerate(student):
@@ -171,14 +173,15 @@ class MiniLMRelationLoss(nn.Module):
 
     def _rel(self, x: torch.Tensor, heads: int, mask: torch.Tensor | None) -> torch.Tensor:
         b, t, d = x.shape
-        x = x.float().view(b, t, heads, d // heads).transpose(1, 2)          # (B, R, T, d/R)
+        x = x.float().view(b, t, heads, d // heads).transpose(1, 2)  # (B, R, T, d/R)
         att = x @ x.transpose(-1, -2) / math.sqrt(d // heads)
         if mask is not None:
             att = att.masked_fill(~mask[:, None, None, :t].bool(), -1e4)
         return F.log_softmax(att, dim=-1)
 
-    def forward(self, student: list[torch.Tensor], teacher: list[torch.Tensor], mask: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(
+        self, student: list[torch.Tensor], teacher: list[torch.Tensor], mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         losses = []
         for s, t in zip(student, teacher):
             r = self.heads
@@ -225,9 +228,16 @@ class LossParts:
 class HybridLoss(nn.Module):
     """Weighted sum of the distillation terms for one stage of the schedule."""
 
-    def __init__(self, weights: LossWeights, student_hidden_dims: list[int], teacher_hidden_dims: list[int],
-                 n_student_attn: int, n_teacher_attn: int, temperature: TemperatureSchedule | None = None,
-                 embedding: bool = False):
+    def __init__(
+        self,
+        weights: LossWeights,
+        student_hidden_dims: list[int],
+        teacher_hidden_dims: list[int],
+        n_student_attn: int,
+        n_teacher_attn: int,
+        temperature: TemperatureSchedule | None = None,
+        embedding: bool = False,
+    ):
         super().__init__()
         self.weights = weights
         self.embedding = embedding
@@ -235,14 +245,30 @@ class HybridLoss(nn.Module):
         self.emb = EmbeddingLoss()
         self.minilm = MiniLMRelationLoss()
         self.temperature = temperature or TemperatureSchedule()
-        self.hidden = HiddenStateLoss(student_hidden_dims, teacher_hidden_dims) if (
-            weights.hidden > 0 and student_hidden_dims and teacher_hidden_dims) else None
-        self.attention = AttentionLoss(n_student_attn, n_teacher_attn) if (
-            weights.attention > 0 and n_student_attn and n_teacher_attn) else None
+        self.hidden = (
+            HiddenStateLoss(student_hidden_dims, teacher_hidden_dims)
+            if (weights.hidden > 0 and student_hidden_dims and teacher_hidden_dims)
+            else None
+        )
+        self.attention = (
+            AttentionLoss(n_student_attn, n_teacher_attn)
+            if (weights.attention > 0 and n_student_attn and n_teacher_attn)
+            else None
+        )
         self.relation = RelationLoss() if weights.relation > 0 else None
 
-    def forward(self, s_out: torch.Tensor, t_out: torch.Tensor, s: Captured, t: Captured, targets: torch.Tensor | None,
-                *, progress: float, stage_terms: set[str], label_loss=None) -> LossParts:  # noqa: ANN001
+    def forward(
+        self,
+        s_out: torch.Tensor,
+        t_out: torch.Tensor,
+        s: Captured,
+        t: Captured,
+        targets: torch.Tensor | None,
+        *,
+        progress: float,
+        stage_terms: set[str],
+        label_loss=None,
+    ) -> LossParts:  # noqa: ANN001
         w = self.weights
         terms: dict[str, torch.Tensor] = {}
         if "ce" in stage_terms and w.ce > 0 and targets is not None:

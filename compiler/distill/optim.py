@@ -17,8 +17,11 @@ def _embedding_tables(model: nn.Module) -> dict[str, nn.Embedding]:
     uses: dict[int, int] = {}
     for _, p in model.named_parameters(remove_duplicate=False):
         uses[id(p)] = uses.get(id(p), 0) + 1
-    return {n: m for n, m in model.named_modules()
-            if isinstance(m, nn.Embedding) and m.weight.requires_grad and uses.get(id(m.weight)) == 1}
+    return {
+        n: m
+        for n, m in model.named_modules()
+        if isinstance(m, nn.Embedding) and m.weight.requires_grad and uses.get(id(m.weight)) == 1
+    }
 
 
 def _set_embedding_update(model: nn.Module, how: str, names: list[str] | None = None) -> list[str]:
@@ -38,8 +41,14 @@ class _Optimizer:
     rejects sparse gradients, SparseAdam dense ones. ``schedule`` makes one lr scheduler per optimizer (default
     constant); :meth:`step` steps the optimizers, then the schedulers."""
 
-    def __init__(self, model: nn.Module, loss: nn.Module, lr: float, weight_decay: float,
-                 schedule: Callable[[torch.optim.Optimizer], Any] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: nn.Module,
+        lr: float,
+        weight_decay: float,
+        schedule: Callable[[torch.optim.Optimizer], Any] | None = None,
+    ):
         sparse = {id(m.weight): m.weight for m in _embedding_tables(model).values() if m.sparse}
         dense = [p for p in [*model.parameters(), *loss.parameters()] if p.requires_grad and id(p) not in sparse]
         self.parts: list[torch.optim.Optimizer] = [torch.optim.AdamW(dense, lr=lr, weight_decay=weight_decay)]

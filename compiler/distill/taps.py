@@ -42,8 +42,15 @@ class Captured:
 class Taps:
     """Registers hooks on a model; ``captured`` is filled by each forward pass (cleared by :meth:`clear`)."""
 
-    def __init__(self, model: nn.Module, example_inputs: tuple[torch.Tensor, ...], *, hidden: bool = True,
-                 attention: bool = True, features: bool = True):
+    def __init__(
+        self,
+        model: nn.Module,
+        example_inputs: tuple[torch.Tensor, ...],
+        *,
+        hidden: bool = True,
+        attention: bool = True,
+        features: bool = True,
+    ):
         self.captured = Captured()
         self._hooks: list[torch.utils.hooks.RemovableHandle] = []
         out_layer = find_output_layer(model, example_inputs)
@@ -72,8 +79,9 @@ class Taps:
         if found is not None:
             return list(found[1])
         head_modules = set(out_layer.modules()) if out_layer is not None else set()
-        return [m for m in model.modules() if isinstance(m, _ACTS) and m not in head_modules][:-1] or \
-            [m for m in model.modules() if isinstance(m, _ACTS)]
+        return [m for m in model.modules() if isinstance(m, _ACTS) and m not in head_modules][:-1] or [
+            m for m in model.modules() if isinstance(m, _ACTS)
+        ]
 
     def _on_hidden(self, mod: nn.Module, inp: object, out: object) -> None:
         if isinstance(out, (tuple, list)):

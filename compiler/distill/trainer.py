@@ -78,8 +78,9 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         if self.embeddings not in EMBEDDING_UPDATES:
-            raise ValueError(f"DistillConfig.embeddings must be one of {', '.join(EMBEDDING_UPDATES)}, "
-                             f"got {self.embeddings!r}")
+            raise ValueError(
+                f"DistillConfig.embeddings must be one of {', '.join(EMBEDDING_UPDATES)}, got {self.embeddings!r}"
+            )
 
     def resolved_align_fraction(self, attention: bool) -> float:
         return self.align_fraction if self.align_fraction is not None else (0.3 if attention else 0.0)
@@ -135,8 +136,12 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     for node in gm.graph.nodes:
         if node.op == "call_module" and isinstance(mods.get(node.target), nn.BatchNorm2d):
             prev = node.args[0]
-            if (isinstance(prev, torch.fx.Node) and prev.op == "call_module"
-                    and isinstance(mods.get(prev.target), nn.Conv2d) and len(prev.users) == 1):
+            if (
+                isinstance(prev, torch.fx.Node)
+                and prev.op == "call_module"
+                and isinstance(mods.get(prev.target), nn.Conv2d)
+                and len(prev.users) == 1
+            ):
                 pairs.append((str(prev.target), str(node.target)))
     for conv_name, bn_name in pairs:
         # (pairs holds Conv2d -> BatchNorm2d names)
@@ -146,9 +151,16 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return m
 
 
-def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConfig, *,
-            description: str = "distill", on_epoch: Callable[[int, float], None] | None = None,
-            fit_epochs: Callable[[float | None, int], int] | None = None) -> DistillResult:
+def distill(
+    student: nn.Module,
+    teacher: nn.Module,
+    task: Task,
+    cfg: DistillConfig,
+    *,
+    description: str = "distill",
+    on_epoch: Callable[[int, float], None] | None = None,
+    fit_epochs: Callable[[float | None, int], int] | None = None,
+) -> DistillResult:
     """Distil ``teacher`` into ``student`` on ``task`` with ``cfg``. ``fit_epochs(epoch_seconds, done)`` gives
     the number of distillation epochs in place of ``cfg.epochs`` -- how a time budget is filled without guessing
     the one-off costs: it is asked once the teacher's cached pass over the training split is done
@@ -182,8 +194,10 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
 
         in_qat = False
         fixed_inputs = task.augment is None and cfg.adversarial is None and domain is None
-        use_cache = fixed_inputs and (cfg.cache_teacher is True or (
-            cfg.cache_teacher == "auto" and _token_mask(task.train.inputs[:2]) is not None))
+        use_cache = fixed_inputs and (
+            cfg.cache_teacher is True
+            or (cfg.cache_teacher == "auto" and _token_mask(task.train.inputs[:2]) is not None)
+        )
         cache = None
         if use_cache:
             from .cache import Holding, teacher_cache
@@ -193,14 +207,21 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
             t_taps.remove()
             # only the teacher layers this student's losses read need to be held (see the cache's budget rule)
             amap = loss.attention.mapping if loss.attention is not None else []
-            cache = teacher_cache(teacher, task.train, ex, task.batch_transform, Holding.of(
-                hidden_layers=loss.hidden.mapping if loss.hidden is not None else (),
-                attention_layers=amap,
-                # the attention loss compares head means where the head counts differ
-                attention_head_mean=all(s_heads[i] != t_heads[t] for i, t in enumerate(amap)),
-                # an embedding task's relation term compares the output embeddings
-                features=task.kind != "embedding" and loss.relation is not None,
-                relations=loss.relation is not None))
+            cache = teacher_cache(
+                teacher,
+                task.train,
+                ex,
+                task.batch_transform,
+                Holding.of(
+                    hidden_layers=loss.hidden.mapping if loss.hidden is not None else (),
+                    attention_layers=amap,
+                    # the attention loss compares head means where the head counts differ
+                    attention_head_mean=all(s_heads[i] != t_heads[t] for i, t in enumerate(amap)),
+                    # an embedding task's relation term compares the output embeddings
+                    features=task.kind != "embedding" and loss.relation is not None,
+                    relations=loss.relation is not None,
+                ),
+            )
         if fit_epochs is not None:
             cfg = replace(cfg, epochs=max(1, fit_epochs(None, 0)))
 
@@ -211,14 +232,16 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
 
         qat_start, total_epochs = plan(cfg)
         refit = ""
-        step = progress.current().step(f"{description}: {cfg.epochs} epochs" if fit_epochs else description,
-                                       total=total_epochs)
+        step = progress.current().step(
+            f"{description}: {cfg.epochs} epochs" if fit_epochs else description, total=total_epochs
+        )
         tables = _set_embedding_update(student, cfg.embeddings) if cfg.embeddings != "dense" else []
         per_epoch = _n_batches(task, cfg.batch_size)
 
         def one_cycle(o: torch.optim.Optimizer) -> Any:
-            return torch.optim.lr_scheduler.OneCycleLR(o, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * per_epoch),
-                                                       pct_start=0.1)
+            return torch.optim.lr_scheduler.OneCycleLR(
+                o, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * per_epoch), pct_start=0.1
+            )
 
         opt = _Optimizer(student, loss, cfg.lr, cfg.weight_decay, one_cycle)
         epoch = -1
@@ -274,8 +297,15 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                 if remove_adv is not None:
                     remove_adv()
                 labelled = s_out[: len(y)] if y is not None else None
-                parts = loss(s_out, t_out, s_taps.captured, t_cap, None, progress=epoch / max(cfg.epochs, 1),
-                             stage_terms=terms - {"ce"})
+                parts = loss(
+                    s_out,
+                    t_out,
+                    s_taps.captured,
+                    t_cap,
+                    None,
+                    progress=epoch / max(cfg.epochs, 1),
+                    stage_terms=terms - {"ce"},
+                )
                 total = parts.total
                 if "ce" in terms and y is not None and cfg.weights.ce > 0:
                     assert labelled is not None  # (y is not None)
@@ -290,10 +320,13 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
                 for k, v in parts.parts.items():
                     sums[k] = sums.get(k, 0.0) + v
                 nb += 1
-            rec: dict[str, Any] = {"epoch": epoch, "stage": "qat" if in_qat else stage.name,  # type: ignore[union-attr]
-                                   "temperature": float(temp(epoch / max(cfg.epochs, 1))),
-                                   **{k: v / max(nb, 1) for k, v in sums.items()},
-                                   "train_seconds": time.perf_counter() - t_epoch}
+            rec: dict[str, Any] = {
+                "epoch": epoch,
+                "stage": "qat" if in_qat else stage.name,  # type: ignore[union-attr]
+                "temperature": float(temp(epoch / max(cfg.epochs, 1))),
+                **{k: v / max(nb, 1) for k, v in sums.items()},
+                "train_seconds": time.perf_counter() - t_epoch,
+            }
             last = epoch == total_epochs - 1
             t_eval = time.perf_counter()
             if (epoch + 1) % cfg.eval_every == 0 or last or epoch + 1 == qat_start:
@@ -330,12 +363,28 @@ def distill(student: nn.Module, teacher: nn.Module, task: Task, cfg: DistillConf
     for p in teacher.parameters():
         p.requires_grad_(True)
     _set_embedding_update(student, "dense", tables)  # (the QAT stage's copy has the same module names)
-    return DistillResult(student, best_val, history, time.perf_counter() - t0, in_qat,
-                         cache.build_seconds / max(1, cache.n) if cache is not None else None, cfg.epochs, best_scores)
+    return DistillResult(
+        student,
+        best_val,
+        history,
+        time.perf_counter() - t0,
+        in_qat,
+        cache.build_seconds / max(1, cache.n) if cache is not None else None,
+        cfg.epochs,
+        best_scores,
+    )
 
 
-def train_from_scratch(model: nn.Module, task: Task, epochs: int, *, lr: float = 3e-3, batch_size: int = 64,
-                       seed: int = 0, threads: int | None = 1) -> tuple[nn.Module, float]:
+def train_from_scratch(
+    model: nn.Module,
+    task: Task,
+    epochs: int,
+    *,
+    lr: float = 3e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    threads: int | None = 1,
+) -> tuple[nn.Module, float]:
     """The baseline: the same student architecture, re-initialised, trained on labels only."""
     from ..tasks.training import train_supervised
 
@@ -345,9 +394,20 @@ def train_from_scratch(model: nn.Module, task: Task, epochs: int, *, lr: float =
 
     seed_everything(seed)
     model.apply(reinit)
-    return train_supervised(model, task.train, task.val, metric=task.metric, loss_fn=task.train_loss, epochs=epochs,
-                            lr=lr, batch_size=batch_size, seed=seed, augment=task.augment, description="from scratch",
-                            threads=threads)
+    return train_supervised(
+        model,
+        task.train,
+        task.val,
+        metric=task.metric,
+        loss_fn=task.train_loss,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        augment=task.augment,
+        description="from scratch",
+        threads=threads,
+    )
 
 
 def evaluate(model: nn.Module, task: Task, split: str = "test") -> float:
@@ -359,5 +419,4 @@ def numpy_outputs(model: nn.Module, split: Split) -> np.ndarray:
     return predict_torch(model, split)
 
 
-__all__ = ["ALL_TERMS", "DistillConfig", "DistillResult", "distill", "evaluate", "fold_batchnorm",
-           "train_from_scratch"]
+__all__ = ["ALL_TERMS", "DistillConfig", "DistillResult", "distill", "evaluate", "fold_batchnorm", "train_from_scratch"]

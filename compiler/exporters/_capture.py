@@ -17,8 +17,22 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 
-_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "torch._dynamo", "torch.fx", "onnxscript", "root",
-            "coremltools", "absl", "litert_torch", "ai_edge_quantizer", "torchao", "jax", "tensorflow")
+_LOGGERS = (
+    "torch.onnx",
+    "torch.export",
+    "torch._export",
+    "torch._dynamo",
+    "torch.fx",
+    "onnxscript",
+    "root",
+    "coremltools",
+    "absl",
+    "litert_torch",
+    "ai_edge_quantizer",
+    "torchao",
+    "jax",
+    "tensorflow",
+)
 
 
 class Captured:

@@ -115,8 +115,9 @@ class Exporter(abc.ABC):
         from ..measure.runtimes import open_runner, runtime_available
 
         if not runtime_available(self.runtime):
-            raise AdaptcError(f"{self.format}: no {self.runtime} runtime on this host "
-                              f"({runtime_unavailable_reason(self.runtime)})")
+            raise AdaptcError(
+                f"{self.format}: no {self.runtime} runtime on this host ({runtime_unavailable_reason(self.runtime)})"
+            )
         return open_runner(self.runtime, path, threads)
 
     def run(self, path: Path, inputs: Sequence[np.ndarray], threads: int = 1) -> list[np.ndarray]:

@@ -56,18 +56,24 @@ def _convert_error(scheme: str, err: BaseException, log: str = "") -> ExportErro
 def _int32_inputs(example_inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """CoreML has no int64 tensors: integer inputs (token ids) are exported as int32. Inputs are made
     contiguous in the default dim order (coremltools rejects others, e.g. a (1, 1, H, W) slice)."""
-    return tuple((x.to(torch.int32) if x.dtype == torch.int64 else x).clone(memory_format=torch.contiguous_format)
-                 for x in example_inputs)
+    return tuple(
+        (x.to(torch.int32) if x.dtype == torch.int64 else x).clone(memory_format=torch.contiguous_format)
+        for x in example_inputs
+    )
 
 
 def _int8_weights(mlmodel: Any, only_op: str | None = None) -> Any:
     """int8 symmetric per-channel weights (``linear_quantize_weights``) for every op, or for ``only_op``'s."""
     from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
 
-    op_cfg = OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
-                                     weight_threshold=WEIGHT_THRESHOLD)
-    cfg = (OptimizationConfig(global_config=op_cfg) if only_op is None
-           else OptimizationConfig(op_type_configs={only_op: op_cfg}))
+    op_cfg = OpLinearQuantizerConfig(
+        mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=WEIGHT_THRESHOLD
+    )
+    cfg = (
+        OptimizationConfig(global_config=op_cfg)
+        if only_op is None
+        else OptimizationConfig(op_type_configs={only_op: op_cfg})
+    )
     return linear_quantize_weights(mlmodel, config=cfg)
 
 
@@ -105,7 +111,7 @@ class CoreMLExporter(Exporter):
         example = _int32_inputs(tuple(request.example_inputs))
         recipe: dict[str, Any] = {
             "converter": f"coremltools {_ct_version()} via torch.export (torch {torch.__version__}), mlprogram, "
-                         f"minimum_deployment_target={self.deployment_target}",
+            f"minimum_deployment_target={self.deployment_target}"
         }
         cap = None
         try:
@@ -139,7 +145,9 @@ class CoreMLExporter(Exporter):
             ep = ep.run_decompositions() if default_decompositions else ep.run_decompositions({})
             _drop_aliases(ep)
             return ct.convert(
-                ep, convert_to="mlprogram", inputs=_ct_inputs(request, example),
+                ep,
+                convert_to="mlprogram",
+                inputs=_ct_inputs(request, example),
                 outputs=[ct.TensorType(name=n) for n in request.output_names],
                 compute_precision=ct.precision.FLOAT32 if fp32 else ct.precision.FLOAT16,
                 minimum_deployment_target=getattr(ct.target, self.deployment_target),
@@ -165,27 +173,44 @@ class CoreMLExporter(Exporter):
 # -- one handler per scheme, best first: handler(exporter, request, scheme, int32 example, recipe) -> (ML program,
 # arithmetic precision where it differs from the scheme's); the exporter saves the program
 @quantizer("coreml", "fp16")
-def _fp16(exporter: CoreMLExporter, request: ExportRequest, scheme: str, example: tuple[torch.Tensor, ...],
-          recipe: dict[str, Any]) -> tuple[Any, str | None]:
+def _fp16(
+    exporter: CoreMLExporter,
+    request: ExportRequest,
+    scheme: str,
+    example: tuple[torch.Tensor, ...],
+    recipe: dict[str, Any],
+) -> tuple[Any, str | None]:
     recipe["compute_precision"] = "float16"
     return exporter._convert(request.model.eval(), request, example, fp32=False), None
 
 
 @quantizer("coreml", "int8_weight_only")
-def _int8_weight_only(exporter: CoreMLExporter, request: ExportRequest, scheme: str,
-                      example: tuple[torch.Tensor, ...], recipe: dict[str, Any]) -> tuple[Any, str | None]:
+def _int8_weight_only(
+    exporter: CoreMLExporter,
+    request: ExportRequest,
+    scheme: str,
+    example: tuple[torch.Tensor, ...],
+    recipe: dict[str, Any],
+) -> tuple[Any, str | None]:
     recipe["compute_precision"] = "float16"
     mlmodel = _int8_weights(exporter._convert(request.model.eval(), request, example, fp32=False))
-    recipe.update(quantizer=f"coremltools.optimize.coreml.linear_quantize_weights ({_ct_version()})",
-                  weights=f"int8 symmetric per channel (weights under {WEIGHT_THRESHOLD} elements stay float16)",
-                  activations="float16")
+    recipe.update(
+        quantizer=f"coremltools.optimize.coreml.linear_quantize_weights ({_ct_version()})",
+        weights=f"int8 symmetric per channel (weights under {WEIGHT_THRESHOLD} elements stay float16)",
+        activations="float16",
+    )
     return mlmodel, "fp16"
 
 
 # revision 1: W8A8 programs store their embedding tables in int8
 @quantizer("coreml", "int8_static_per_channel", "int8_static_per_tensor", revision=1)
-def _w8a8(exporter: CoreMLExporter, request: ExportRequest, scheme: str, example: tuple[torch.Tensor, ...],
-          recipe: dict[str, Any]) -> tuple[Any, str | None]:
+def _w8a8(
+    exporter: CoreMLExporter,
+    request: ExportRequest,
+    scheme: str,
+    example: tuple[torch.Tensor, ...],
+    recipe: dict[str, Any],
+) -> tuple[Any, str | None]:
     recipe["compute_precision"] = "float16"
     from ..quant.pt2e import pt2e_quantize
 
@@ -194,25 +219,42 @@ def _w8a8(exporter: CoreMLExporter, request: ExportRequest, scheme: str, example
     # captured with the int32 token ids CoreML takes: a graph captured with int64 ones asserts that dtype when
     # it is exported again for ct.convert
     model, _, qrecipe = pt2e_quantize(
-        request.model, example, request.calibration, per_channel=get_scheme(scheme).per_channel,
-        keep_float=request.keep_float, samples=exporter.calibration_samples, fold_quantize=True,
+        request.model,
+        example,
+        request.calibration,
+        per_channel=get_scheme(scheme).per_channel,
+        keep_float=request.keep_float,
+        samples=exporter.calibration_samples,
+        fold_quantize=True,
     )
     recipe.update(qrecipe)
     recipe["method"] = "W8A8: the PT2E-quantized graph (int8 weights folded) through ct.convert"
     mlmodel = exporter._convert(model, request, example, fp32=False)
     if any(isinstance(m, nn.Embedding) for m in request.model.modules()):
         mlmodel = _int8_weights(mlmodel, only_op="gather")
-        recipe["embedding_tables"] = (f"int8 symmetric per row: coremltools linear_quantize_weights on "
-                                      f"gather after conversion ({_ct_version()})")
+        recipe["embedding_tables"] = (
+            f"int8 symmetric per row: coremltools linear_quantize_weights on gather after conversion ({_ct_version()})"
+        )
     return mlmodel, "int8"
 
 
 @quantizer("coreml", "fp32")
-def _fp32(exporter: CoreMLExporter, request: ExportRequest, scheme: str, example: tuple[torch.Tensor, ...],
-          recipe: dict[str, Any]) -> tuple[Any, str | None]:
+def _fp32(
+    exporter: CoreMLExporter,
+    request: ExportRequest,
+    scheme: str,
+    example: tuple[torch.Tensor, ...],
+    recipe: dict[str, Any],
+) -> tuple[Any, str | None]:
     recipe["compute_precision"] = "float32"
     return exporter._convert(request.model.eval(), request, example, fp32=True), None
 
 
-__all__ = ["WEIGHT_FILE", "WEIGHT_THRESHOLD", "CoreMLExporter", "describe_mlpackage", "structure_check",
-           "torch_structure"]
+__all__ = [
+    "WEIGHT_FILE",
+    "WEIGHT_THRESHOLD",
+    "CoreMLExporter",
+    "describe_mlpackage",
+    "structure_check",
+    "torch_structure",
+]

@@ -18,8 +18,21 @@ from ._capture import captured_output
 WEIGHT_FILE = Path("Data/com.apple.CoreML/weights/weight.bin")
 #: coremltools' default: smaller weights are not quantized by linear_quantize_weights
 WEIGHT_THRESHOLD = 2048
-_DTYPE_SIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1, "uint8": 1, "int32": 4, "int16": 2,
-               "uint16": 2, "int4": 0.5, "uint4": 0.5, "bool": 1, "int64": 8, "float64": 8}
+_DTYPE_SIZE = {
+    "float32": 4,
+    "float16": 2,
+    "bfloat16": 2,
+    "int8": 1,
+    "uint8": 1,
+    "int32": 4,
+    "int16": 2,
+    "uint16": 2,
+    "int4": 0.5,
+    "uint4": 0.5,
+    "bool": 1,
+    "int64": 8,
+    "float64": 8,
+}
 #: MIL ops that pass a weight through unchanged in kind (a weight behind them is still that weight)
 _PASS_THROUGH = {"cast", "dequantize", "transpose", "reshape", "expand_dims", "squeeze"}
 _WEIGHT_INPUT = {"conv": "weight", "conv_transpose": "weight", "linear": "weight", "gather": "x"}
@@ -183,21 +196,33 @@ def torch_structure(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) 
     weights: Counter[str] = Counter()
     sizes: dict[str, list[int]] = {}
     for m in model.modules():
-        wkind = ("conv" if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) else "linear" if isinstance(m, nn.Linear)
-                 else "embedding" if isinstance(m, nn.Embedding) else None)
+        wkind = (
+            "conv"
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
+            else "linear"
+            if isinstance(m, nn.Linear)
+            else "embedding"
+            if isinstance(m, nn.Embedding)
+            else None
+        )
         if wkind is not None:
             weights[wkind] += m.weight.numel()  # type: ignore[operator]
             sizes.setdefault(wkind, []).append(m.weight.numel())  # type: ignore[operator]
-    return {"op_counts": dict(counts), "weight_elements": dict(weights), "weight_sizes": sizes,
-            "params": sum(p.numel() for p in model.parameters())}
+    return {
+        "op_counts": dict(counts),
+        "weight_elements": dict(weights),
+        "weight_sizes": sizes,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def _expected_weight_dtype(scheme: str) -> str:
     return {"fp32": "float32", "fp16": "float16"}.get(scheme, "int8")
 
 
-def structure_check(model: nn.Module, example_inputs: tuple[torch.Tensor, ...], described: dict[str, Any],
-                    scheme: str) -> dict[str, Any]:
+def structure_check(
+    model: nn.Module, example_inputs: tuple[torch.Tensor, ...], described: dict[str, Any], scheme: str
+) -> dict[str, Any]:
     """Compare the MIL program with the torch model: what can be checked on a host without CoreML.
 
     - conv / linear / matmul op counts equal the torch graph's (BatchNorm is folded into conv, so it is not
@@ -240,18 +265,30 @@ def structure_check(model: nn.Module, example_inputs: tuple[torch.Tensor, ...], 
         if weight_only:
             # linear_quantize_weights leaves tensors of at most WEIGHT_THRESHOLD elements in float16
             exp = sum(n for n in ts["weight_sizes"].get(kind, []) if n > WEIGHT_THRESHOLD)
-            add(f"{kind} weight elements stored as int8 (layers over {WEIGHT_THRESHOLD} elements)", exp,
-                by.get("int8", 0), by.get("int8", 0) == exp)
-            add(f"{kind} weight elements stored as float16 (smaller layers)", total - exp, by.get("float16", 0),
-                by.get("float16", 0) == total - exp)
+            add(
+                f"{kind} weight elements stored as int8 (layers over {WEIGHT_THRESHOLD} elements)",
+                exp,
+                by.get("int8", 0),
+                by.get("int8", 0) == exp,
+            )
+            add(
+                f"{kind} weight elements stored as float16 (smaller layers)",
+                total - exp,
+                by.get("float16", 0),
+                by.get("float16", 0) == total - exp,
+            )
         else:
             add(f"{kind} weight elements stored as {want}", total, by.get(want, 0), by.get(want, 0) == total)
     if w8a8:
         q, dq = mil_ops.get("quantize", 0), mil_ops.get("dequantize", 0)
         add("activation quantize/dequantize ops (W8A8)", "> 0", {"quantize": q, "dequantize": dq}, q > 0 and dq > 0)
     if "embedding" in ts["weight_elements"]:
-        add("embedding table elements (informative: constant lookups are folded)", ts["weight_elements"]["embedding"],
-            lw.get("embedding", {}).get("elements", 0), True)
+        add(
+            "embedding table elements (informative: constant lookups are folded)",
+            ts["weight_elements"]["embedding"],
+            lw.get("embedding", {}).get("elements", 0),
+            True,
+        )
     failed = [c["check"] for c in checks if not c["ok"]]
     return {
         "method": "MIL program read with coremltools (skip_model_load=True) against torch.export of the model",

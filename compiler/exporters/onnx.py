@@ -56,8 +56,11 @@ def _unsupported_op(err: BaseException) -> str | None:
     import re
 
     text = str(err)
-    for pat in (r"aten[.:]{1,2}([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?)", r"operator[: ]+'?([A-Za-z0-9_.:]+)'?",
-                r"op(?:erator)? type[: ]+'?([A-Za-z0-9_.:]+)'?"):
+    for pat in (
+        r"aten[.:]{1,2}([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?)",
+        r"operator[: ]+'?([A-Za-z0-9_.:]+)'?",
+        r"op(?:erator)? type[: ]+'?([A-Za-z0-9_.:]+)'?",
+    ):
         m = re.search(pat, text)
         if m:
             return m.group(0) if pat.startswith("aten") else m.group(1)
@@ -82,8 +85,14 @@ def export_onnx_fp32(
         try:
             with _quiet(), torch.no_grad():
                 torch.onnx.export(
-                    model, tuple(example_inputs), str(tmp), dynamo=True, input_names=list(input_names),
-                    output_names=list(output_names), dynamic_axes=dynamic_axes, external_data=False,
+                    model,
+                    tuple(example_inputs),
+                    str(tmp),
+                    dynamo=True,
+                    input_names=list(input_names),
+                    output_names=list(output_names),
+                    dynamic_axes=dynamic_axes,
+                    external_data=False,
                 )
         except Exception as e:
             op = _unsupported_op(e)
@@ -119,7 +128,8 @@ def _onnx_input_dtypes(path: Path) -> dict[str, np.dtype]:
     inits = {i.name for i in m.graph.initializer}
     return {
         i.name: onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
-        for i in m.graph.input if i.name not in inits
+        for i in m.graph.input
+        if i.name not in inits
     }
 
 
@@ -141,8 +151,9 @@ def _looks_like_transformer(path: Path) -> bool:
     """An attention softmax, or a Gather from a weight (an embedding table), in the graph."""
     m = onnx.load(str(path), load_external_data=False)
     inits = {i.name for i in m.graph.initializer}
-    return any(n.op_type == "Softmax" or (n.op_type == "Gather" and n.input and n.input[0] in inits)
-               for n in m.graph.node)
+    return any(
+        n.op_type == "Softmax" or (n.op_type == "Gather" and n.input and n.input[0] in inits) for n in m.graph.node
+    )
 
 
 # -- one handler per scheme, best first: handler(exporter, request, scheme, fp32 file, work dir, dest, recipe) ----
@@ -153,8 +164,15 @@ def _ort_quantizer() -> str:
 
 
 @quantizer("onnx", "int8_static_per_channel", "int8_static_per_tensor")
-def _int8_static(exporter: OnnxExporter, request: ExportRequest, scheme: str, fp32: Path, work: Path, dest: Path,
-                 recipe: dict[str, Any]) -> ExportedFile:
+def _int8_static(
+    exporter: OnnxExporter,
+    request: ExportRequest,
+    scheme: str,
+    fp32: Path,
+    work: Path,
+    dest: Path,
+    recipe: dict[str, Any],
+) -> ExportedFile:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     recipe["quantizer"] = _ort_quantizer()
@@ -179,22 +197,40 @@ def _int8_static(exporter: OnnxExporter, request: ExportRequest, scheme: str, fp
         act = QuantType.QUInt8
     with atomic_path(dest) as tmp, _quiet():
         quantize_static(
-            str(pre), str(tmp), CalibrationReader(names, arrays), quant_format=QuantFormat.QDQ,
-            per_channel=per_channel, activation_type=act, weight_type=QuantType.QInt8,
+            str(pre),
+            str(tmp),
+            CalibrationReader(names, arrays),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=act,
+            weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True}, **kw,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            **kw,
         )
-    recipe.update(method="quantize_static", format="QDQ", per_channel=per_channel,
-                  activations=f"{'QUInt8' if transformer else 'QInt8'} asymmetric",
-                  weights="QInt8 symmetric", calibration=f"MinMax over {len(cal)} train samples")
+    recipe.update(
+        method="quantize_static",
+        format="QDQ",
+        per_channel=per_channel,
+        activations=f"{'QUInt8' if transformer else 'QInt8'} asymmetric",
+        weights="QInt8 symmetric",
+        calibration=f"MinMax over {len(cal)} train samples",
+    )
     if transformer:
         recipe["op_types_to_quantize"] = list(_TRANSFORMER_OPS)
     return ExportedFile(dest, exporter.format, scheme, recipe)
 
 
 @quantizer("onnx", "int8_dynamic")
-def _int8_dynamic(exporter: OnnxExporter, request: ExportRequest, scheme: str, fp32: Path, work: Path, dest: Path,
-                  recipe: dict[str, Any]) -> ExportedFile:
+def _int8_dynamic(
+    exporter: OnnxExporter,
+    request: ExportRequest,
+    scheme: str,
+    fp32: Path,
+    work: Path,
+    dest: Path,
+    recipe: dict[str, Any],
+) -> ExportedFile:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     recipe["quantizer"] = _ort_quantizer()
@@ -207,8 +243,15 @@ def _int8_dynamic(exporter: OnnxExporter, request: ExportRequest, scheme: str, f
 
 
 @quantizer("onnx", "fp16")
-def _fp16(exporter: OnnxExporter, request: ExportRequest, scheme: str, fp32: Path, work: Path, dest: Path,
-          recipe: dict[str, Any]) -> ExportedFile:
+def _fp16(
+    exporter: OnnxExporter,
+    request: ExportRequest,
+    scheme: str,
+    fp32: Path,
+    work: Path,
+    dest: Path,
+    recipe: dict[str, Any],
+) -> ExportedFile:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     with _quiet():
@@ -220,8 +263,15 @@ def _fp16(exporter: OnnxExporter, request: ExportRequest, scheme: str, fp32: Pat
 
 
 @quantizer("onnx", "fp32")
-def _fp32(exporter: OnnxExporter, request: ExportRequest, scheme: str, fp32: Path, work: Path, dest: Path,
-          recipe: dict[str, Any]) -> ExportedFile:
+def _fp32(
+    exporter: OnnxExporter,
+    request: ExportRequest,
+    scheme: str,
+    fp32: Path,
+    work: Path,
+    dest: Path,
+    recipe: dict[str, Any],
+) -> ExportedFile:
     with atomic_path(dest) as tmp:
         tmp.write_bytes(fp32.read_bytes())
     return ExportedFile(dest, exporter.format, scheme, recipe)
@@ -260,13 +310,17 @@ class OnnxExporter(Exporter):
                     continue
                 tt = v.type.tensor_type
                 dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim]
-                out.append({"name": v.name, "dtype": onnx.TensorProto.DataType.Name(tt.elem_type).lower(), "shape": dims})
+                out.append(
+                    {"name": v.name, "dtype": onnx.TensorProto.DataType.Name(tt.elem_type).lower(), "shape": dims}
+                )
             return out
 
         # embedding tables: initializers that are the data input of a Gather (directly or through a
         # DequantizeLinear), reported apart because they dominate small text models
-        init_bytes = {t.name: (len(t.raw_data) if t.HasField("raw_data") else onnx.numpy_helper.to_array(t).nbytes)
-                      for t in m.graph.initializer}
+        init_bytes = {
+            t.name: (len(t.raw_data) if t.HasField("raw_data") else onnx.numpy_helper.to_array(t).nbytes)
+            for t in m.graph.initializer
+        }
         producer = {o: n for n in m.graph.node for o in n.output}
         emb: set[str] = set()
         for n in m.graph.node:

@@ -57,8 +57,6 @@ class ParityResult:
         return d
 
 
-
-
 @dataclass(frozen=True)
 class GateVerdict:
     passed: bool
@@ -68,8 +66,13 @@ class GateVerdict:
     note: str | None = None
 
 
-def gate_verdict(metric_name: str, drops: Sequence[tuple[str, float, tuple[float, float] | None]], max_drop: float,
-                 gate: Gate = "point", scored_samples: int = 0) -> GateVerdict:
+def gate_verdict(
+    metric_name: str,
+    drops: Sequence[tuple[str, float, tuple[float, float] | None]],
+    max_drop: float,
+    gate: Gate = "point",
+    scored_samples: int = 0,
+) -> GateVerdict:
     """Decide the parity gate over ``drops``: (what the drop is against, drop, its 95% interval or None), all
     fractions. Every comparison must pass. Without an interval an interval gate decides on the drop itself,
     and says so in ``note``. Hand-written: NNCF's and Olive's accuracy criteria compare the point value only."""
@@ -91,15 +94,22 @@ def gate_verdict(metric_name: str, drops: Sequence[tuple[str, float, tuple[float
     which, drop, ci = decisive
     passed = statistic(drop, ci) <= max_drop + 1e-9
     limit = f"the {pt(max_drop)}-point limit"
-    interval = "" if ci is None else (f"95% interval of the drop {pt(ci[0])}..{pt(ci[1])} points over the "
-                                      f"{scored_samples} scored test samples")
+    interval = (
+        ""
+        if ci is None
+        else (f"95% interval of the drop {pt(ci[0])}..{pt(ci[1])} points over the {scored_samples} scored test samples")
+    )
     note = None
     if gate != "point" and any(c is None for _, _, c in drops):
-        note = (f"the {gate} parity gate decided on the drop itself: the task gives no per-sample scores, "
-                "so the drop has no interval")
+        note = (
+            f"the {gate} parity gate decided on the drop itself: the task gives no per-sample scores, "
+            "so the drop has no interval"
+        )
     elif gate == "lenient" and passed and drop > max_drop + 1e-9:
-        note = (f"passed the lenient parity gate: {metric_name} drops {pt(drop)} points against {which}, more than "
-                f"{limit}, but the {interval} reaches below it")
+        note = (
+            f"passed the lenient parity gate: {metric_name} drops {pt(drop)} points against {which}, more than "
+            f"{limit}, but the {interval} reaches below it"
+        )
     if passed:
         return GateVerdict(True, None, note)
     head = f"{metric_name} drops {pt(drop)} points against {which}"
@@ -111,8 +121,11 @@ def gate_verdict(metric_name: str, drops: Sequence[tuple[str, float, tuple[float
         return GateVerdict(False, f"{head} (more than {limit}){noise}", note)
     if gate == "lenient":
         return GateVerdict(False, f"{head}; the {interval} lies wholly above {limit} (lenient gate)", note)
-    return GateVerdict(False, f"{head}; the {interval} reaches above {limit}, so the drop is not shown to be "
-                              "within it (strict gate)", note)
+    return GateVerdict(
+        False,
+        f"{head}; the {interval} reaches above {limit}, so the drop is not shown to be within it (strict gate)",
+        note,
+    )
 
 
 def agreement(out: np.ndarray, ref: np.ndarray, classification: bool) -> tuple[float, float, float, float | None]:
@@ -126,8 +139,14 @@ def agreement(out: np.ndarray, ref: np.ndarray, classification: bool) -> tuple[f
     return float(diff.max()), float(diff.mean()), cos, top1
 
 
-def check_parity(runner: Runner, task: Task, reference_outputs: np.ndarray, split: Split | None = None,
-                 batch: int | None = None, teacher_outputs: np.ndarray | None = None) -> ParityResult:
+def check_parity(
+    runner: Runner,
+    task: Task,
+    reference_outputs: np.ndarray,
+    split: Split | None = None,
+    batch: int | None = None,
+    teacher_outputs: np.ndarray | None = None,
+) -> ParityResult:
     """Run ``runner`` over the split (default: test) and compare with the torch reference outputs (and the
     teacher's, when given). ``batch``: samples per call (1 for dynamically quantized files, whose activation
     scales depend on the whole batch: a device runs them one input at a time)."""
@@ -153,7 +172,9 @@ def check_parity(runner: Runner, task: Task, reference_outputs: np.ndarray, spli
         teacher_top1_agreement=t_top1,
         metric_ci95=mean_interval(scores) if scores is not None else None,
         reference_ci95=mean_interval(ref_scores) if ref_scores is not None else None,
-        drop_ci95=drop_interval(ref_scores, scores) if paired and scores is not None and ref_scores is not None else None,
+        drop_ci95=drop_interval(ref_scores, scores)
+        if paired and scores is not None and ref_scores is not None
+        else None,
         scored_samples=len(scores) if scores is not None else len(ref_scores) if ref_scores is not None else 0,
         scores=scores,
     )

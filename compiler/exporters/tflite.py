@@ -95,8 +95,9 @@ class TFLiteExporter(Exporter):
 # -- one handler per scheme, best first: handler(exporter, request, scheme, dest, recipe) -------------------
 # revision 1: static int8 files quantize their embedding tables
 @quantizer("tflite", "int8_static_per_channel", "int8_static_per_tensor", revision=1)
-def _int8_static(exporter: TFLiteExporter, request: ExportRequest, scheme: str, dest: Path,
-                 recipe: dict[str, Any]) -> ExportedFile:
+def _int8_static(
+    exporter: TFLiteExporter, request: ExportRequest, scheme: str, dest: Path, recipe: dict[str, Any]
+) -> ExportedFile:
     """PT2E static int8, converted with ``QuantConfig(pt2e_quantizer=...)``."""
     if request.calibration is None:
         raise ExportError(f"tflite: {scheme} needs calibration data (the task's train split)")
@@ -110,12 +111,17 @@ def _int8_static(exporter: TFLiteExporter, request: ExportRequest, scheme: str, 
                 from ..quant.pt2e import pt2e_quantize
 
                 gm, q, qrecipe = pt2e_quantize(
-                    request.model, tuple(request.example_inputs), request.calibration,
-                    per_channel=get_scheme(scheme).per_channel, keep_float=request.keep_float,
-                    samples=exporter.calibration_samples, fold_quantize=False,
+                    request.model,
+                    tuple(request.example_inputs),
+                    request.calibration,
+                    per_channel=get_scheme(scheme).per_channel,
+                    keep_float=request.keep_float,
+                    samples=exporter.calibration_samples,
+                    fold_quantize=False,
                 )
-                litert_torch.convert(gm, tuple(request.example_inputs),
-                                     quant_config=QuantConfig(pt2e_quantizer=q)).export(str(tmp))
+                litert_torch.convert(
+                    gm, tuple(request.example_inputs), quant_config=QuantConfig(pt2e_quantizer=q)
+                ).export(str(tmp))
                 if _has_embedding(request.model):
                     qrecipe["embedding_tables"] = _int8_embedding_tables(tmp)
         except ExportError:
@@ -136,8 +142,9 @@ def _on_fp32_file(configure: AeqRecipe) -> Callable[..., ExportedFile]:
     has one): ``configure(quantizer)`` loads the scheme's recipe into an ``ai_edge_quantizer.Quantizer`` of that
     file and returns what the report says about it."""
 
-    def handler(exporter: TFLiteExporter, request: ExportRequest, scheme: str, dest: Path,
-                recipe: dict[str, Any]) -> ExportedFile:
+    def handler(
+        exporter: TFLiteExporter, request: ExportRequest, scheme: str, dest: Path, recipe: dict[str, Any]
+    ) -> ExportedFile:
         fp32 = request.fp32_artifact
         have_fp32 = fp32 is not None and Path(fp32).is_file()
         with tempfile.TemporaryDirectory(prefix="adaptc-tflite-") as d:
@@ -174,9 +181,11 @@ def _int8_dynamic(qz: Any) -> dict[str, Any]:
     from ai_edge_quantizer import recipe
 
     qz.load_quantization_recipe(recipe.dynamic_wi8_afp32())
-    return {"method": "ai_edge_quantizer recipe dynamic_wi8_afp32",
-            "weights": "int8 symmetric per channel (embedding tables included)",
-            "activations": "float32, quantized to int8 at run time per input"}
+    return {
+        "method": "ai_edge_quantizer recipe dynamic_wi8_afp32",
+        "weights": "int8 symmetric per channel (embedding tables included)",
+        "activations": "float32, quantized to int8 at run time per input",
+    }
 
 
 @quantizer("tflite", "int8_weight_only")
@@ -186,8 +195,11 @@ def _int8_weight_only(qz: Any) -> dict[str, Any]:
     from ai_edge_quantizer import recipe
 
     qz.load_quantization_recipe(recipe.weight_only_wi8_afp32())
-    return {"method": "ai_edge_quantizer recipe weight_only_wi8_afp32",
-            "weights": "int8 symmetric per channel", "activations": "float32"}
+    return {
+        "method": "ai_edge_quantizer recipe weight_only_wi8_afp32",
+        "weights": "int8 symmetric per channel",
+        "activations": "float32",
+    }
 
 
 @quantizer("tflite", "fp16")
@@ -200,20 +212,26 @@ def _fp16(qz: Any) -> dict[str, Any]:
     ops = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE", "EMBEDDING_LOOKUP")
     for op in ops:
         qz.update_quantization_recipe(
-            regex=".*", operation_name=getattr(qtyping.TFLOperationName, op),
+            regex=".*",
+            operation_name=getattr(qtyping.TFLOperationName, op),
             algorithm_key=aeq.AlgorithmName.FLOAT_CASTING,
             op_config=qtyping.OpQuantizationConfig(
-                weight_tensor_config=qtyping.TensorQuantizationConfig(
-                    num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
-                compute_precision=qtyping.ComputePrecision.FLOAT, explicit_dequantize=True),
+                weight_tensor_config=qtyping.TensorQuantizationConfig(num_bits=16, dtype=qtyping.TensorDataType.FLOAT),
+                compute_precision=qtyping.ComputePrecision.FLOAT,
+                explicit_dequantize=True,
+            ),
         )
-    return {"method": "ai_edge_quantizer FLOAT_CASTING (float16 weights) on " + ", ".join(ops),
-            "weights": "float16", "activations": "float32 on CPU kernels (float16 on GPU delegates)"}
+    return {
+        "method": "ai_edge_quantizer FLOAT_CASTING (float16 weights) on " + ", ".join(ops),
+        "weights": "float16",
+        "activations": "float32 on CPU kernels (float16 on GPU delegates)",
+    }
 
 
 @quantizer("tflite", "fp32")
-def _fp32(exporter: TFLiteExporter, request: ExportRequest, scheme: str, dest: Path,
-          recipe: dict[str, Any]) -> ExportedFile:
+def _fp32(
+    exporter: TFLiteExporter, request: ExportRequest, scheme: str, dest: Path, recipe: dict[str, Any]
+) -> ExportedFile:
     """litert-torch's conversion (or the request's fp32 file, copied)."""
     fp32 = request.fp32_artifact
     have_fp32 = fp32 is not None and Path(fp32).is_file()
@@ -232,19 +250,25 @@ def _int8_embedding_tables(path: Path) -> str:
 
     qz = aeq.Quantizer(str(path))
     qz.update_quantization_recipe(
-        regex=".*", operation_name=qtyping.TFLOperationName.EMBEDDING_LOOKUP,
+        regex=".*",
+        operation_name=qtyping.TFLOperationName.EMBEDDING_LOOKUP,
         algorithm_key=aeq.AlgorithmName.MIN_MAX_UNIFORM_QUANT,
         op_config=qtyping.OpQuantizationConfig(
             weight_tensor_config=qtyping.TensorQuantizationConfig(
-                num_bits=8, symmetric=True, granularity=qtyping.QuantGranularity.CHANNELWISE),
-            compute_precision=qtyping.ComputePrecision.INTEGER, explicit_dequantize=False),
+                num_bits=8, symmetric=True, granularity=qtyping.QuantGranularity.CHANNELWISE
+            ),
+            compute_precision=qtyping.ComputePrecision.INTEGER,
+            explicit_dequantize=False,
+        ),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "already partially quantized": the PT2E tensors are meant to stay
         data = bytes(qz.quantize().quantized_model)
     Path(path).write_bytes(data)
-    return (f"int8 weight-only, symmetric, one scale per row, dequantized by EMBEDDING_LOOKUP "
-            f"(ai-edge-quantizer {_versions().get('ai-edge-quantizer', '?')}, after PT2E)")
+    return (
+        f"int8 weight-only, symmetric, one scale per row, dequantized by EMBEDDING_LOOKUP "
+        f"(ai-edge-quantizer {_versions().get('ai-edge-quantizer', '?')}, after PT2E)"
+    )
 
 
 def _has_embedding(model: torch.nn.Module) -> bool:
@@ -274,10 +298,10 @@ def describe_tflite(path: str | Path) -> dict[str, Any]:
     for k, op in enumerate(sg.operators):
         name = code_name(op.opcodeIndex)
         ops[name] += 1
-        for i in (op.inputs if op.inputs is not None else []):
+        for i in op.inputs if op.inputs is not None else []:
             if i >= 0:
                 consumers[int(i)].append((name, k))
-        for o in (op.outputs if op.outputs is not None else []):
+        for o in op.outputs if op.outputs is not None else []:
             producers[int(o)] = (name, k)
 
     def final_consumers(ti: int, depth: int = 0) -> set[str]:

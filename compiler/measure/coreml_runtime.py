@@ -27,8 +27,9 @@ class CoreMLRunner(Runner):
 
         self._model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.CPU_ONLY)
         spec = self._model.get_spec()
-        self._inputs = [(f.name, f.type.multiArrayType.dataType, list(f.type.multiArrayType.shape))
-                        for f in spec.description.input]
+        self._inputs = [
+            (f.name, f.type.multiArrayType.dataType, list(f.type.multiArrayType.shape)) for f in spec.description.input
+        ]
         self._outputs = [f.name for f in spec.description.output]
         first = self._inputs[0][2] if self._inputs else []
         self.max_batch = int(first[0]) if first else 1
@@ -45,8 +46,10 @@ class CoreMLRunner(Runner):
         if self.max_batch and n != self.max_batch:
             outs = [self.run([a[i : i + self.max_batch] for a in inputs]) for i in range(0, n, self.max_batch)]
             return [np.concatenate([o[k] for o in outs], axis=0) for k in range(len(outs[0]))]
-        feed = {name: np.ascontiguousarray(x, dtype=np.int32 if dt == int32 else np.float32)
-                for (name, dt, _), x in zip(self._inputs, inputs)}
+        feed = {
+            name: np.ascontiguousarray(x, dtype=np.int32 if dt == int32 else np.float32)
+            for (name, dt, _), x in zip(self._inputs, inputs)
+        }
         res = self._model.predict(feed)
         return [np.asarray(res[k], dtype=np.float32) for k in self._outputs]
 

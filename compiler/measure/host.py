@@ -37,8 +37,10 @@ class HostMeasurement:
     cpu: str
 
     def method(self) -> str:
-        return (f"measured on this host ({self.cpu}) with {self.runtime_version}, {self.threads} thread(s), batch 1, "
-                f"median of {self.runs} runs after {self.warmup} warm-up runs (inputs bound once; the runtime call timed)")
+        return (
+            f"measured on this host ({self.cpu}) with {self.runtime_version}, {self.threads} thread(s), batch 1, "
+            f"median of {self.runs} runs after {self.warmup} warm-up runs (inputs bound once; the runtime call timed)"
+        )
 
     def memory_method(self) -> str:
         how = "VmHWM after a clear_refs peak reset" if self.peak_reset else "VmHWM (no peak reset possible)"
@@ -73,8 +75,17 @@ def measure(
         # Keep math libraries from spawning extra threads the runtime did not ask for.
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env[var] = str(threads)
-        cmd = [sys.executable, "-m", "adaptc.measure.worker", runtime, str(path), str(npz), str(threads), str(runs),
-               str(warmup)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "adaptc.measure.worker",
+            runtime,
+            str(path),
+            str(npz),
+            str(threads),
+            str(runs),
+            str(warmup),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]

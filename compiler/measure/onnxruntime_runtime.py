@@ -47,11 +47,15 @@ class OrtRunner(Runner):
         return [i.name for i in self._inputs]
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        feed: dict[str, np.ndarray] = {i.name: np.ascontiguousarray(x, dtype=dt) for i, x, dt in zip(self._inputs, inputs, self._dtypes)}
+        feed: dict[str, np.ndarray] = {
+            i.name: np.ascontiguousarray(x, dtype=dt) for i, x, dt in zip(self._inputs, inputs, self._dtypes)
+        }
         return self._sess.run(None, feed)
 
     def timed_call(self, inputs: Sequence[np.ndarray]) -> Callable[[], object]:
-        feed: dict[str, np.ndarray] = {i.name: np.ascontiguousarray(x, dtype=dt) for i, x, dt in zip(self._inputs, inputs, self._dtypes)}
+        feed: dict[str, np.ndarray] = {
+            i.name: np.ascontiguousarray(x, dtype=dt) for i, x, dt in zip(self._inputs, inputs, self._dtypes)
+        }
         sess = self._sess
         return lambda: sess.run(None, feed)
 
@@ -81,7 +85,12 @@ def saturating_int8_kernels() -> bool:
 
 
 _ORT_TYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(int8)": np.int8,
+    "tensor(uint8)": np.uint8,
     "tensor(bool)": np.bool_,
 }

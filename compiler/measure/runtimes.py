@@ -78,6 +78,7 @@ _RUNTIMES: dict[str, RunnerFactory] = {}
 def register_runtime(name: str) -> Callable[[RunnerFactory], RunnerFactory]:
     """Register a runner factory ``(path, threads, timing=False) -> Runner`` under ``name`` (Runner subclasses that set
     ``runtime`` need not: they register themselves)."""
+
     def deco(factory: RunnerFactory) -> RunnerFactory:
         _RUNTIMES[name] = factory
         return factory

@@ -67,14 +67,18 @@ def main(argv: list[str]) -> int:
         call()
         times.append((time.perf_counter_ns() - t0) / 1e6)
     after_runs = _status()
-    print(json.dumps({
-        "times_ms": times,
-        "peak_reset": reset,
-        "baseline": before_reset if reset else before,
-        "after_first_run": after,
-        "after_runs": after_runs,
-        "runtime_version": runner.version(),
-    }))
+    print(
+        json.dumps(
+            {
+                "times_ms": times,
+                "peak_reset": reset,
+                "baseline": before_reset if reset else before,
+                "after_first_run": after,
+                "after_runs": after_runs,
+                "runtime_version": runner.version(),
+            }
+        )
+    )
     return 0
 
 

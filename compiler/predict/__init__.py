@@ -64,8 +64,10 @@ def predict(
         import torch
 
         if not isinstance(model_or_path, torch.nn.Module):
-            raise AdaptcError(f"predict() takes an nn.Module or a path to an .onnx / .tflite file, "
-                              f"not a {type(model_or_path).__name__}")
+            raise AdaptcError(
+                f"predict() takes an nn.Module or a path to an .onnx / .tflite file, "
+                f"not a {type(model_or_path).__name__}"
+            )
         if example_input is None:
             raise AdaptcError("predict(nn.Module) needs example_input (one example per model input, batch 1)")
         if isinstance(example_input, torch.Tensor):

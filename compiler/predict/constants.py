@@ -26,8 +26,18 @@ from ..profiles.schema import DeviceProfile
 MODEL_RUNTIMES = ("onnxruntime", "tflite")
 FAMILIES = ("x86_64", "arm64", "arm64-inorder")
 #: cores without out-of-order execution (their sustained / peak ratio is far lower, device_specs.md section 0)
-IN_ORDER_CORES = ("cortex-a5", "cortex-a7", "cortex-a8", "cortex-a9", "cortex-a32", "cortex-a35", "cortex-a53",
-                  "cortex-a55", "cortex-a510", "cortex-a520")
+IN_ORDER_CORES = (
+    "cortex-a5",
+    "cortex-a7",
+    "cortex-a8",
+    "cortex-a9",
+    "cortex-a32",
+    "cortex-a35",
+    "cortex-a53",
+    "cortex-a55",
+    "cortex-a510",
+    "cortex-a520",
+)
 
 
 def models_dir() -> Path:
@@ -58,8 +68,9 @@ def family_for(profile: DeviceProfile) -> str:
     if arch.startswith(("x86", "amd64", "i686")) or "x86" in arch:
         return "x86_64"
     names = [c.name.lower().replace(" ", "-") for c in profile.cpu.cores]
-    if names and all(any(n.startswith(ino) and not n[len(ino):len(ino) + 1].isdigit() for ino in IN_ORDER_CORES)
-                     for n in names):
+    if names and all(
+        any(n.startswith(ino) and not n[len(ino) : len(ino) + 1].isdigit() for ino in IN_ORDER_CORES) for n in names
+    ):
         return "arm64-inorder"
     return "arm64"
 
@@ -126,43 +137,77 @@ class Constants:
     def to_dict(self) -> dict[str, Any]:
         """The constants as a ``RuntimeConstants`` mapping (for profiles and model files)."""
         return {
-            "efficiency": self.efficiency, "gemm_k0": self.gemm_k0, "gemm_n0": self.gemm_n0, "gemm_m0": self.gemm_m0,
-            "dw_c0": self.dw_c0, "n_tile": self.n_tile, "bw_efficiency": self.bw_efficiency, "data_bw_efficiency": self.data_bw_efficiency,
-            "dw_bw_efficiency": self.dw_bw_efficiency, "cache_kb": self.cache_kb,
+            "efficiency": self.efficiency,
+            "gemm_k0": self.gemm_k0,
+            "gemm_n0": self.gemm_n0,
+            "gemm_m0": self.gemm_m0,
+            "dw_c0": self.dw_c0,
+            "n_tile": self.n_tile,
+            "bw_efficiency": self.bw_efficiency,
+            "data_bw_efficiency": self.data_bw_efficiency,
+            "dw_bw_efficiency": self.dw_bw_efficiency,
+            "cache_kb": self.cache_kb,
             "cache_penalty": self.cache_penalty,
-            "op_overhead_us": self.op_overhead_us, "mac_overhead_us": self.mac_overhead_us,
+            "op_overhead_us": self.op_overhead_us,
+            "mac_overhead_us": self.mac_overhead_us,
             "invoke_overhead_us": self.invoke_overhead_us,
-            "io_ns_per_element": self.io_ns_per_element, "io_fixed_us": self.io_fixed_us,
+            "io_ns_per_element": self.io_ns_per_element,
+            "io_fixed_us": self.io_fixed_us,
             "thread_efficiency": self.thread_efficiency,
-            "thread_overhead": self.thread_overhead, "ref_ghz": self.ref_ghz,
-            "peak_to_sustained": self.peak_to_sustained, "memory": self.memory, "fitted": self.fitted,
+            "thread_overhead": self.thread_overhead,
+            "ref_ghz": self.ref_ghz,
+            "peak_to_sustained": self.peak_to_sustained,
+            "memory": self.memory,
+            "fitted": self.fitted,
             **{k: getattr(self, k) for k in _OPTIONAL_DIMS if getattr(self, k) is not None},
             **({"dw_group_overhead_us": self.dw_group_overhead_us} if self.dw_group_overhead_us else {}),
             **({"bmm_item_overhead_us": dict(self.bmm_item_overhead_us)} if self.bmm_item_overhead_us else {}),
             **({"spatial_cin0": self.spatial_cin0} if self.spatial_cin0 is not None else {}),
-            **({"weight_cache_mb": self.weight_cache_mb, "weight_cache_penalty": self.weight_cache_penalty}
-               if self.weight_cache_mb is not None else {}),
+            **(
+                {"weight_cache_mb": self.weight_cache_mb, "weight_cache_penalty": self.weight_cache_penalty}
+                if self.weight_cache_mb is not None
+                else {}
+            ),
         }
 
 
-def constants_from_dict(d: dict[str, Any], runtime: str, family: str, source: str = "",
-                        validation: dict[str, Any] | None = None, notes: list[str] | None = None) -> Constants:
+def constants_from_dict(
+    d: dict[str, Any],
+    runtime: str,
+    family: str,
+    source: str = "",
+    validation: dict[str, Any] | None = None,
+    notes: list[str] | None = None,
+) -> Constants:
     """A :class:`Constants` from a ``RuntimeConstants``-shaped mapping (a model file family, merged overrides)."""
     return Constants(
-        runtime=runtime, family=family,
+        runtime=runtime,
+        family=family,
         efficiency={k: {p: float(x) for p, x in v.items()} for k, v in d["efficiency"].items()},
-        gemm_k0=float(d["gemm_k0"]), gemm_n0=float(d["gemm_n0"]), gemm_m0=float(d["gemm_m0"]),
-        dw_c0=float(d["dw_c0"]), n_tile=float(d.get("n_tile", 1.0)), bw_efficiency=float(d["bw_efficiency"]),
+        gemm_k0=float(d["gemm_k0"]),
+        gemm_n0=float(d["gemm_n0"]),
+        gemm_m0=float(d["gemm_m0"]),
+        dw_c0=float(d["dw_c0"]),
+        n_tile=float(d.get("n_tile", 1.0)),
+        bw_efficiency=float(d["bw_efficiency"]),
         data_bw_efficiency=float(d["data_bw_efficiency"]),
         dw_bw_efficiency=float(d.get("dw_bw_efficiency", d["bw_efficiency"])),
-        cache_kb=float(d.get("cache_kb", 1024.0)), cache_penalty=float(d.get("cache_penalty", 0.0)), op_overhead_us=float(d["op_overhead_us"]),
-        mac_overhead_us=float(d.get("mac_overhead_us", 0.0)), invoke_overhead_us=float(d["invoke_overhead_us"]),
+        cache_kb=float(d.get("cache_kb", 1024.0)),
+        cache_penalty=float(d.get("cache_penalty", 0.0)),
+        op_overhead_us=float(d["op_overhead_us"]),
+        mac_overhead_us=float(d.get("mac_overhead_us", 0.0)),
+        invoke_overhead_us=float(d["invoke_overhead_us"]),
         io_ns_per_element={k: float(v) for k, v in d.get("io_ns_per_element", {}).items()},
         io_fixed_us={k: float(v) for k, v in d.get("io_fixed_us", {}).items()},
-        thread_efficiency=float(d["thread_efficiency"]), thread_overhead=float(d.get("thread_overhead", 0.0)),
-        ref_ghz=float(d["ref_ghz"]), peak_to_sustained={k: float(v) for k, v in d["peak_to_sustained"].items()},
-        memory=copy.deepcopy(d["memory"]), fitted=str(d.get("fitted", "")), source=source,
-        validation=dict(validation or {}), notes=list(notes or []),
+        thread_efficiency=float(d["thread_efficiency"]),
+        thread_overhead=float(d.get("thread_overhead", 0.0)),
+        ref_ghz=float(d["ref_ghz"]),
+        peak_to_sustained={k: float(v) for k, v in d["peak_to_sustained"].items()},
+        memory=copy.deepcopy(d["memory"]),
+        fitted=str(d.get("fitted", "")),
+        source=source,
+        validation=dict(validation or {}),
+        notes=list(notes or []),
         **{k: float(d[k]) for k in _OPTIONAL_DIMS if d.get(k) is not None},
         dw_group_overhead_us=float(d.get("dw_group_overhead_us") or 0.0),
         bmm_item_overhead_us={k: float(v) for k, v in (d.get("bmm_item_overhead_us") or {}).items()},
@@ -189,8 +234,10 @@ def family_constants(runtime: str, family: str) -> tuple[dict[str, Any], str, li
     notes: list[str] = []
     rt = runtime if runtime in MODEL_RUNTIMES else "tflite"
     if rt != runtime:
-        notes.append(f"no {runtime} constants are shipped: the tflite constants of family {family} are used "
-                     f"(CPU execution assumed)")
+        notes.append(
+            f"no {runtime} constants are shipped: the tflite constants of family {family} are used "
+            f"(CPU execution assumed)"
+        )
     data = _load_file(rt)
     fams = data.get("families", {})
     if family in fams:
@@ -216,8 +263,10 @@ def resolve(profile: DeviceProfile, runtime: str) -> Constants:
         base = _merge(base, over)
         source += f" + profile {profile.name} predictor.runtimes.{runtime}"
     if runtime == "onnxruntime" and family.startswith("arm64"):
-        notes.append("no published phone measurements of onnxruntime: its arm64 latency constants are the tflite "
-                     "ones (memory constants are onnxruntime's own, from the host)")
+        notes.append(
+            "no published phone measurements of onnxruntime: its arm64 latency constants are the tflite "
+            "ones (memory constants are onnxruntime's own, from the host)"
+        )
     validation = _load_file(runtime if runtime in MODEL_RUNTIMES else "tflite").get("validation", {})
     return constants_from_dict(base, runtime, family, source, validation, notes)
 
@@ -231,7 +280,7 @@ def sustained_throughput(profile: DeviceProfile, precision: str, runtime: str = 
     peak = {"fp32": c.fp32_peak_gflops, "fp16": c.fp16_peak_gflops, "int8": c.int8_peak_gops}
     name = {"fp32": "fp32_gflops", "fp16": "fp16_gflops", "int8": "int8_gops"}
     pname = {"fp32": "fp32_peak_gflops", "fp16": "fp16_peak_gflops", "int8": "int8_peak_gops"}
-    for p in ([precision, "fp32"] if precision != "fp32" else ["fp32"]):
+    for p in [precision, "fp32"] if precision != "fp32" else ["fp32"]:
         if s := sustained.get(p):
             return float(s), f"compute.{name[p]}"
         if pk := peak.get(p):

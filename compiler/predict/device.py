@@ -32,9 +32,16 @@ class DeviceCost:
         return all(v.fits for v in self.verdicts) if self.verdicts else None
 
 
-def estimate_on_device(cost: Any, profile: DeviceProfile, *, runtime: str, size: Quantity | None,
-                       precision: str | None = None, method_note: str = "",
-                       flops_method: str = FLOPS_METHOD) -> DeviceCost:
+def estimate_on_device(
+    cost: Any,
+    profile: DeviceProfile,
+    *,
+    runtime: str,
+    size: Quantity | None,
+    precision: str | None = None,
+    method_note: str = "",
+    flops_method: str = FLOPS_METHOD,
+) -> DeviceCost:
     """Estimate ``cost`` (an :class:`adaptc.analysis.CostReport`, or None when no analysis exists) on ``profile``
     with ``runtime`` at ``precision`` (None: the graph's own), and check the budgets: latency and peak memory
     (estimated), model size (``size``, in MB: counted for a file, estimated for a candidate) and FLOPs (counted).
@@ -48,6 +55,9 @@ def estimate_on_device(cost: Any, profile: DeviceProfile, *, runtime: str, size:
     method = pred.method + method_note
     latency = Quantity.estimated(pred.latency_ms, "ms", method)
     memory = Quantity.estimated(pred.peak_memory_mb, "MB", method)
-    values.update(max_latency_ms=latency, max_peak_memory_mb=memory,
-                  max_mflops=Quantity.counted(cost.flops / 1e6, "MFLOPs", flops_method))
+    values.update(
+        max_latency_ms=latency,
+        max_peak_memory_mb=memory,
+        max_mflops=Quantity.counted(cost.flops / 1e6, "MFLOPs", flops_method),
+    )
     return DeviceCost(latency, memory, pred.version, check_budgets(profile, values))

@@ -28,38 +28,66 @@ from .table import OpTable
 
 #: constants fitted on latency, with (lower, upper) bounds
 LATENCY_PARAMS: dict[str, tuple[float, float]] = {
-    **{f"efficiency.{c}.{p}": (0.01, 5.0) for c in ("conv", "conv_spatial", "depthwise_conv", "matmul")
-       for p in ("fp32", "int8")},
-    **{f"efficiency.{g}.{p}": (1e-4, 5.0) for g in ("binary", "binary_broadcast", "activation", "hardswish", "softmax",
-                                                     "reduce", "quant") for p in ("fp32", "int8")},
+    **{
+        f"efficiency.{c}.{p}": (0.01, 5.0)
+        for c in ("conv", "conv_spatial", "depthwise_conv", "matmul")
+        for p in ("fp32", "int8")
+    },
+    **{
+        f"efficiency.{g}.{p}": (1e-4, 5.0)
+        for g in ("binary", "binary_broadcast", "activation", "hardswish", "softmax", "reduce", "quant")
+        for p in ("fp32", "int8")
+    },
     **{f"efficiency.{g}.{p}": (1e-3, 50.0) for g in ("transpose", "pad", "data") for p in ("fp32", "int8")},
-    "gemm_k0": (0.25, 1024.0), "gemm_n0": (0.25, 512.0), "gemm_m0": (0.05, 512.0), "dw_c0": (0.25, 1024.0),
-    "gemm_int8_k0": (0.25, 1024.0), "gemm_int8_n0": (0.25, 512.0), "spatial_cin0": (0.05, 512.0),
-    "conv_k0": (0.25, 1024.0), "conv_n0": (0.25, 512.0),
+    "gemm_k0": (0.25, 1024.0),
+    "gemm_n0": (0.25, 512.0),
+    "gemm_m0": (0.05, 512.0),
+    "dw_c0": (0.25, 1024.0),
+    "gemm_int8_k0": (0.25, 1024.0),
+    "gemm_int8_n0": (0.25, 512.0),
+    "spatial_cin0": (0.05, 512.0),
+    "conv_k0": (0.25, 1024.0),
+    "conv_n0": (0.25, 512.0),
     # dynamic-range int8 products (own kernels, see kinds; the quantization of their inputs is costed as a float
     # binary pass, not fitted apart)
     "efficiency.matmul_dynamic.int8": (0.01, 5.0),
-    "cache_kb": (16.0, 65536.0), "cache_penalty": (0.01, 20.0),
-    "weight_cache_mb": (0.25, 1024.0), "weight_cache_penalty": (1e-3, 20.0),
-    "bw_efficiency": (0.01, 20.0), "data_bw_efficiency": (0.005, 20.0), "dw_bw_efficiency": (0.005, 20.0),
-    "op_overhead_us": (0.01, 200.0), "mac_overhead_us": (0.01, 200.0), "invoke_overhead_us": (0.05, 2000.0),
-    "io_ns_per_element.fp32": (1e-3, 100.0), "io_ns_per_element.int8": (1e-3, 100.0),
+    "cache_kb": (16.0, 65536.0),
+    "cache_penalty": (0.01, 20.0),
+    "weight_cache_mb": (0.25, 1024.0),
+    "weight_cache_penalty": (1e-3, 20.0),
+    "bw_efficiency": (0.01, 20.0),
+    "data_bw_efficiency": (0.005, 20.0),
+    "dw_bw_efficiency": (0.005, 20.0),
+    "op_overhead_us": (0.01, 200.0),
+    "mac_overhead_us": (0.01, 200.0),
+    "invoke_overhead_us": (0.05, 2000.0),
+    "io_ns_per_element.fp32": (1e-3, 100.0),
+    "io_ns_per_element.int8": (1e-3, 100.0),
     "io_fixed_us.int8": (1e-3, 500.0),
 }
 THREAD_PARAMS: dict[str, tuple[float, float]] = {"thread_efficiency": (0.01, 1.0), "thread_overhead": (1e-3, 10.0)}
 #: onnxruntime on x86: float convolutions outside its NCHWc layout, also those kept float in QDQ graphs (see
 #: adaptc.predict.ort_view.layout_view)
 ORT_LAYOUT_PARAMS: dict[str, tuple[float, float]] = {
-    "efficiency.conv_fallback.fp32": (0.01, 5.0), "efficiency.depthwise_conv_fallback.fp32": (0.01, 5.0),
-    "efficiency.conv_dequantized.fp32": (0.01, 5.0), "efficiency.qgemm.int8": (0.01, 5.0),
+    "efficiency.conv_fallback.fp32": (0.01, 5.0),
+    "efficiency.depthwise_conv_fallback.fp32": (0.01, 5.0),
+    "efficiency.conv_dequantized.fp32": (0.01, 5.0),
+    "efficiency.qgemm.int8": (0.01, 5.0),
     "efficiency.weight_dequant.int8": (1e-5, 5.0),
-    "qgemm_k0": (0.25, 4096.0), "qgemm_n0": (0.25, 2048.0), "qgemm_m0": (0.05, 2048.0),
+    "qgemm_k0": (0.25, 4096.0),
+    "qgemm_n0": (0.25, 2048.0),
+    "qgemm_m0": (0.05, 2048.0),
     # batched products of two activations (attention heads): onnxruntime runs a GEMM per head, packing its second
     # operand each time (per-node profile of an int8 encoder: 9 us per 4-head QLinearMatMul, 2.7 us costed without)
-    "bmm_item_overhead_us.fp32": (1e-3, 20.0), "bmm_item_overhead_us.int8": (1e-3, 20.0),
-    "efficiency.conv_fallback.int8": (0.01, 5.0), "efficiency.depthwise_conv_fallback.int8": (0.001, 5.0),
-    "efficiency.skip_layernorm.fp32": (1e-4, 5.0), "efficiency.skip_layernorm.int8": (1e-4, 5.0),
-    "dw_group_overhead_us": (1e-3, 20.0), "efficiency.reorder.fp32": (1e-3, 50.0)}
+    "bmm_item_overhead_us.fp32": (1e-3, 20.0),
+    "bmm_item_overhead_us.int8": (1e-3, 20.0),
+    "efficiency.conv_fallback.int8": (0.01, 5.0),
+    "efficiency.depthwise_conv_fallback.int8": (0.001, 5.0),
+    "efficiency.skip_layernorm.fp32": (1e-4, 5.0),
+    "efficiency.skip_layernorm.int8": (1e-4, 5.0),
+    "dw_group_overhead_us": (1e-3, 20.0),
+    "efficiency.reorder.fp32": (1e-3, 50.0),
+}
 
 
 @dataclass
@@ -129,16 +157,32 @@ class _Stack:
 
         self.seg = np.concatenate([np.full(len(s.table.kind), i) for i, s in enumerate(samples)]).astype(np.int64)
         self.threads = np.concatenate([np.full(len(s.table.kind), s.threads, float) for s in samples])
-        self.table = OpTable(names=[], op_types=[], kind=cat("kind"), prec=cat("prec"), flops=cat("flops"),
-                             bytes=cat("bytes"), m=cat("m"), k=cat("k"), n=cat("n"), run=cat("run"), reason=[],
-                             unknown=[], io_elems={}, weight_bytes=0.0, activation_bytes=0.0, weight_precision="fp32",
-                             area=np.concatenate([s.table.area if s.table.area is not None
-                                                  else np.ones(len(s.table.kind)) for s in samples]),
-                             items=np.concatenate([s.table.items if s.table.items is not None
-                                                   else np.ones(len(s.table.kind)) for s in samples]),
-                             op_weights=np.concatenate([_op_weights(s.table) for s in samples]),
-                             graph_weights=np.concatenate([np.full(len(s.table.kind), _op_weights(s.table).sum())
-                                                           for s in samples]))
+        self.table = OpTable(
+            names=[],
+            op_types=[],
+            kind=cat("kind"),
+            prec=cat("prec"),
+            flops=cat("flops"),
+            bytes=cat("bytes"),
+            m=cat("m"),
+            k=cat("k"),
+            n=cat("n"),
+            run=cat("run"),
+            reason=[],
+            unknown=[],
+            io_elems={},
+            weight_bytes=0.0,
+            activation_bytes=0.0,
+            weight_precision="fp32",
+            area=np.concatenate(
+                [s.table.area if s.table.area is not None else np.ones(len(s.table.kind)) for s in samples]
+            ),
+            items=np.concatenate(
+                [s.table.items if s.table.items is not None else np.ones(len(s.table.kind)) for s in samples]
+            ),
+            op_weights=np.concatenate([_op_weights(s.table) for s in samples]),
+            graph_weights=np.concatenate([np.full(len(s.table.kind), _op_weights(s.table).sum()) for s in samples]),
+        )
         self.samples = samples
         self.n = len(samples)
 
@@ -152,19 +196,32 @@ class _Stack:
 def error_stats(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:
     rel = pred / meas - 1.0
     a = np.abs(rel)
-    return {"n": int(len(meas)), "median_abs_error_pct": float(np.median(a) * 100) if len(a) else float("nan"),
-            "within_20pct": float(np.mean(a <= 0.2) * 100) if len(a) else float("nan"),
-            "rms_log_error": float(np.sqrt(np.mean(np.log(pred / meas) ** 2))) if len(a) else float("nan")}
+    return {
+        "n": int(len(meas)),
+        "median_abs_error_pct": float(np.median(a) * 100) if len(a) else float("nan"),
+        "within_20pct": float(np.mean(a <= 0.2) * 100) if len(a) else float("nan"),
+        "rms_log_error": float(np.sqrt(np.mean(np.log(pred / meas) ** 2))) if len(a) else float("nan"),
+    }
 
 
 #: where a constant a family does not have yet starts a fit: another constant's value, or a number
-_START_FROM: dict[str, str | float] = {"gemm_int8_k0": "gemm_k0", "gemm_int8_n0": "gemm_n0", "spatial_cin0": 4.0,
-                                       "qgemm_k0": "gemm_int8_k0", "qgemm_n0": "gemm_int8_n0", "qgemm_m0": "gemm_m0",
-                                       "conv_k0": "gemm_k0", "conv_n0": "gemm_n0",
-                                       "dw_group_overhead_us": 0.1, "bmm_item_overhead_us.fp32": 0.2,
-                                       "bmm_item_overhead_us.int8": 0.2, "efficiency.data.fp32": "data_bw_efficiency",
-                                       "efficiency.data.int8": "data_bw_efficiency",
-                                       "weight_cache_mb": 16.0, "weight_cache_penalty": 1.0}
+_START_FROM: dict[str, str | float] = {
+    "gemm_int8_k0": "gemm_k0",
+    "gemm_int8_n0": "gemm_n0",
+    "spatial_cin0": 4.0,
+    "qgemm_k0": "gemm_int8_k0",
+    "qgemm_n0": "gemm_int8_n0",
+    "qgemm_m0": "gemm_m0",
+    "conv_k0": "gemm_k0",
+    "conv_n0": "gemm_n0",
+    "dw_group_overhead_us": 0.1,
+    "bmm_item_overhead_us.fp32": 0.2,
+    "bmm_item_overhead_us.int8": 0.2,
+    "efficiency.data.fp32": "data_bw_efficiency",
+    "efficiency.data.int8": "data_bw_efficiency",
+    "weight_cache_mb": 16.0,
+    "weight_cache_penalty": 1.0,
+}
 
 
 def with_starts(base: Constants, params: Sequence[str]) -> Constants:
@@ -184,8 +241,14 @@ def with_starts(base: Constants, params: Sequence[str]) -> Constants:
     return with_values(base, start) if start else base
 
 
-def fit_latency(samples: Sequence[LatencySample], base: Constants, dev: Device, params: Sequence[str] | None = None,
-                prior_weight: float = 0.05, bounds: dict[str, tuple[float, float]] | None = None) -> FitResult:
+def fit_latency(
+    samples: Sequence[LatencySample],
+    base: Constants,
+    dev: Device,
+    params: Sequence[str] | None = None,
+    prior_weight: float = 0.05,
+    bounds: dict[str, tuple[float, float]] | None = None,
+) -> FitResult:
     """Fit ``params`` (dotted constant names) to the samples' measured latencies."""
     from scipy.optimize import least_squares
 
@@ -216,9 +279,15 @@ def fit_latency(samples: Sequence[LatencySample], base: Constants, dev: Device, 
             if "fp32" in c.efficiency[cls]:
                 c.efficiency[cls]["fp16"] = c.efficiency[cls]["fp32"]
     pred = stack.predict_s(c, dev)
-    stats = {"before": before, "after": error_stats(pred, meas), "params": params,
-             "per_sample": [{"name": s.name, "threads": s.threads, "measured_ms": s.measured_ms,
-                             "predicted_ms": float(p * 1e3)} for s, p in zip(samples, pred)]}
+    stats = {
+        "before": before,
+        "after": error_stats(pred, meas),
+        "params": params,
+        "per_sample": [
+            {"name": s.name, "threads": s.threads, "measured_ms": s.measured_ms, "predicted_ms": float(p * 1e3)}
+            for s, p in zip(samples, pred)
+        ],
+    }
     return FitResult(c, stats)
 
 
@@ -228,8 +297,15 @@ def fit_memory(samples: Sequence[MemorySample], base: Constants) -> FitResult:
     from scipy.optimize import nnls
 
     mb = 1 / 2**20
-    cols = ["base_mb", "weight_factor.fp32", "weight_factor.int8", "conv_weight_factor.fp32",
-            "conv_weight_factor.int8", "activation_factor", "node_kb"]
+    cols = [
+        "base_mb",
+        "weight_factor.fp32",
+        "weight_factor.int8",
+        "conv_weight_factor.fp32",
+        "conv_weight_factor.int8",
+        "activation_factor",
+        "node_kb",
+    ]
     A = np.zeros((len(samples), 7))
     y = np.zeros(len(samples))
     for i, s in enumerate(samples):
@@ -269,15 +345,32 @@ def fit_memory(samples: Sequence[MemorySample], base: Constants) -> FitResult:
     mem["conv_weight_factor"] = cwf
     c = copy.deepcopy(base)
     c.memory = mem
-    pred = A @ np.array([mem.get("base_mb", 0.0), wf.get("fp32", 1.0), wf.get("int8", 1.0), cwf.get("fp32", 1.0),
-                         cwf.get("int8", 1.0), mem.get("activation_factor", 1.0), mem.get("node_kb", 0.0)])
-    return FitResult(c, {"after": error_stats(np.maximum(pred, 1e-6), y), "columns": cols,
-                         "per_sample": [{"name": s.name, "measured_mb": s.measured_mb, "predicted_mb": float(p)}
-                                        for s, p in zip(samples, pred)]})
+    pred = A @ np.array(
+        [
+            mem.get("base_mb", 0.0),
+            wf.get("fp32", 1.0),
+            wf.get("int8", 1.0),
+            cwf.get("fp32", 1.0),
+            cwf.get("int8", 1.0),
+            mem.get("activation_factor", 1.0),
+            mem.get("node_kb", 0.0),
+        ]
+    )
+    return FitResult(
+        c,
+        {
+            "after": error_stats(np.maximum(pred, 1e-6), y),
+            "columns": cols,
+            "per_sample": [
+                {"name": s.name, "measured_mb": s.measured_mb, "predicted_mb": float(p)} for s, p in zip(samples, pred)
+            ],
+        },
+    )
 
 
 def round_constants(d: dict[str, Any], digits: int = 4) -> dict[str, Any]:
     """Constants rounded to ``digits`` significant digits (for files people read)."""
+
     def r(v: Any) -> Any:
         if isinstance(v, float):
             if v == 0 or not math.isfinite(v):

@@ -56,38 +56,185 @@ K_MM_DYN, K_DYNQ = 20, 21
 #: blocks, several times faster per byte than a transpose that moves small strided pieces (an attention head split:
 #: [1, 128, 12, 32] -> [1, 12, 128, 32], ~20 us per 196 KB here); one efficiency for both fitted neither
 K_REORDER = 22
-KIND_NAMES = ("conv", "depthwise_conv", "matmul", "binary", "activation", "hardswish", "softmax", "reduce", "quant",
-              "transpose", "pad", "data", "conv_fallback", "depthwise_conv_fallback", "skip_layernorm",
-              "conv_spatial", "conv_dequantized", "qgemm", "binary_broadcast", "weight_dequant", "matmul_dynamic",
-              "dynamic_quant", "reorder")
+KIND_NAMES = (
+    "conv",
+    "depthwise_conv",
+    "matmul",
+    "binary",
+    "activation",
+    "hardswish",
+    "softmax",
+    "reduce",
+    "quant",
+    "transpose",
+    "pad",
+    "data",
+    "conv_fallback",
+    "depthwise_conv_fallback",
+    "skip_layernorm",
+    "conv_spatial",
+    "conv_dequantized",
+    "qgemm",
+    "binary_broadcast",
+    "weight_dequant",
+    "matmul_dynamic",
+    "dynamic_quant",
+    "reorder",
+)
 #: a kind without its own fitted efficiency uses that of another
-FALLBACK_OF = {"conv_fallback": "conv", "depthwise_conv_fallback": "depthwise_conv", "skip_layernorm": "softmax",
-               "conv_spatial": "conv", "conv_dequantized": "conv", "qgemm": "matmul",
-               "binary_broadcast": "binary", "weight_dequant": "quant", "matmul_dynamic": "matmul",
-               "dynamic_quant": "binary", "reorder": "transpose"}
+FALLBACK_OF = {
+    "conv_fallback": "conv",
+    "depthwise_conv_fallback": "depthwise_conv",
+    "skip_layernorm": "softmax",
+    "conv_spatial": "conv",
+    "conv_dequantized": "conv",
+    "qgemm": "matmul",
+    "binary_broadcast": "binary",
+    "weight_dequant": "quant",
+    "matmul_dynamic": "matmul",
+    "dynamic_quant": "binary",
+    "reorder": "transpose",
+}
 #: data-movement kinds: their "efficiency" is a fraction of the memory bandwidth (no arithmetic)
 MOVE_KINDS = (K_TRANS, K_PAD, K_DATA, K_REORDER)
 
-_ONNX_BINARY = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "Where", "Equal", "Greater", "Less", "And", "Or",
-                "Mod", "GreaterOrEqual", "LessOrEqual", "Sum", "Mean"}
-_ONNX_ACTIVATION = {"Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "Tanh", "Exp", "Log", "Erf", "Gelu",
-                    "HardSigmoid", "HardSwish", "Mish", "Softplus", "Elu", "Selu", "Sqrt", "Reciprocal", "Neg",
-                    "Abs", "Cast", "Floor", "Ceil", "Round", "Not", "Sin", "Cos", "Sign", "IsNaN", "IsInf"}
-_ONNX_SOFTMAX = {"Softmax", "LogSoftmax", "LayerNormalization", "InstanceNormalization", "BatchNormalization",
-                 "GroupNormalization", "RMSNormalization", "SimplifiedLayerNormalization", "SkipLayerNormalization"}
-_ONNX_DATA = {"Transpose", "Concat", "Split", "Slice", "Gather", "GatherElements", "GatherND", "Pad", "Expand",
-              "Tile", "Resize", "Upsample", "DepthToSpace", "SpaceToDepth", "Range", "ConstantOfShape", "Size",
-              "ScatterND", "ScatterElements", "TopK", "ArgMax", "ArgMin", "NonZero", "OneHot", "Trilu", "CumSum",
-              "EyeLike", "ReverseSequence", "Compress", "MaxUnpool"}
+_ONNX_BINARY = {
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Max",
+    "Min",
+    "Where",
+    "Equal",
+    "Greater",
+    "Less",
+    "And",
+    "Or",
+    "Mod",
+    "GreaterOrEqual",
+    "LessOrEqual",
+    "Sum",
+    "Mean",
+}
+_ONNX_ACTIVATION = {
+    "Relu",
+    "LeakyRelu",
+    "PRelu",
+    "Clip",
+    "Sigmoid",
+    "Tanh",
+    "Exp",
+    "Log",
+    "Erf",
+    "Gelu",
+    "HardSigmoid",
+    "HardSwish",
+    "Mish",
+    "Softplus",
+    "Elu",
+    "Selu",
+    "Sqrt",
+    "Reciprocal",
+    "Neg",
+    "Abs",
+    "Cast",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Not",
+    "Sin",
+    "Cos",
+    "Sign",
+    "IsNaN",
+    "IsInf",
+}
+_ONNX_SOFTMAX = {
+    "Softmax",
+    "LogSoftmax",
+    "LayerNormalization",
+    "InstanceNormalization",
+    "BatchNormalization",
+    "GroupNormalization",
+    "RMSNormalization",
+    "SimplifiedLayerNormalization",
+    "SkipLayerNormalization",
+}
+_ONNX_DATA = {
+    "Transpose",
+    "Concat",
+    "Split",
+    "Slice",
+    "Gather",
+    "GatherElements",
+    "GatherND",
+    "Pad",
+    "Expand",
+    "Tile",
+    "Resize",
+    "Upsample",
+    "DepthToSpace",
+    "SpaceToDepth",
+    "Range",
+    "ConstantOfShape",
+    "Size",
+    "ScatterND",
+    "ScatterElements",
+    "TopK",
+    "ArgMax",
+    "ArgMin",
+    "NonZero",
+    "OneHot",
+    "Trilu",
+    "CumSum",
+    "EyeLike",
+    "ReverseSequence",
+    "Compress",
+    "MaxUnpool",
+}
 ONNX_META = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Shape", "Dropout", "Constant"}
-_TFL_BINARY = {"ADD", "SUB", "MUL", "DIV", "POW", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "SELECT", "SELECT_V2",
-               "EQUAL", "NOT_EQUAL", "GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL", "LOGICAL_AND", "LOGICAL_OR",
-               "ADD_N", "FLOOR_DIV", "FLOOR_MOD"}
+_TFL_BINARY = {
+    "ADD",
+    "SUB",
+    "MUL",
+    "DIV",
+    "POW",
+    "MAXIMUM",
+    "MINIMUM",
+    "SQUARED_DIFFERENCE",
+    "SELECT",
+    "SELECT_V2",
+    "EQUAL",
+    "NOT_EQUAL",
+    "GREATER",
+    "GREATER_EQUAL",
+    "LESS",
+    "LESS_EQUAL",
+    "LOGICAL_AND",
+    "LOGICAL_OR",
+    "ADD_N",
+    "FLOOR_DIV",
+    "FLOOR_MOD",
+}
 _TFL_SOFTMAX = {"SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION", "LOCAL_RESPONSE_NORMALIZATION"}
 TFL_META = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SHAPE", "RANK"}
 #: data ops that select part of their input
-SELECT_OPS = {"Gather", "GatherElements", "GatherND", "Slice", "Split", "GATHER", "GATHER_ND", "SLICE",
-              "STRIDED_SLICE", "SPLIT", "SPLIT_V", "UNPACK", "EMBEDDING_LOOKUP"}
+SELECT_OPS = {
+    "Gather",
+    "GatherElements",
+    "GatherND",
+    "Slice",
+    "Split",
+    "GATHER",
+    "GATHER_ND",
+    "SLICE",
+    "STRIDED_SLICE",
+    "SPLIT",
+    "SPLIT_V",
+    "UNPACK",
+    "EMBEDDING_LOOKUP",
+}
 #: ops onnxruntime fuses into the convolution / matmul that produces their input
 ORT_FUSABLE = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "BatchNormalization", "Add", "Mul"}
 
@@ -95,8 +242,18 @@ ORT_FUSABLE = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "B
 def known_onnx() -> set[str]:
     from ..analysis import onnx_graph as og
 
-    return (set(og._ELEMENTWISE_FLOPS) | og._MAC_OPS | og._POOL_OPS | og._GLOBAL_POOL_OPS | og._QPARAM_OPS
-            | _ONNX_DATA | ONNX_META | _ONNX_BINARY | _ONNX_ACTIVATION | _ONNX_SOFTMAX)
+    return (
+        set(og._ELEMENTWISE_FLOPS)
+        | og._MAC_OPS
+        | og._POOL_OPS
+        | og._GLOBAL_POOL_OPS
+        | og._QPARAM_OPS
+        | _ONNX_DATA
+        | ONNX_META
+        | _ONNX_BINARY
+        | _ONNX_ACTIVATION
+        | _ONNX_SOFTMAX
+    )
 
 
 def known_tflite() -> set[str]:

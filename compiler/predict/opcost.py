@@ -29,7 +29,7 @@ REFERENCE_GEMM = (784, 1152, 128)
 class Device:
     """The device figures the predictor needs (from a profile)."""
 
-    sustained: dict[str, float]   # GFLOP/s (GOP/s) per precision at the profile's thread count
+    sustained: dict[str, float]  # GFLOP/s (GOP/s) per precision at the profile's thread count
     bandwidth_gbps: float
     profile_threads: int
     max_threads: int
@@ -39,8 +39,10 @@ class Device:
     def from_profile(cls, profile: DeviceProfile, runtime: str) -> Device:
         return cls(
             sustained={p: sustained_throughput(profile, p, runtime)[0] for p in k.PRECISIONS},
-            bandwidth_gbps=profile.memory.bandwidth_gbps, profile_threads=profile.cpu.threads,
-            max_threads=profile.cpu.total_cores, ghz=device_ghz(profile),
+            bandwidth_gbps=profile.memory.bandwidth_gbps,
+            profile_threads=profile.cpu.threads,
+            max_threads=profile.cpu.total_cores,
+            ghz=device_ghz(profile),
         )
 
 
@@ -50,12 +52,15 @@ def _smooth_max(a: np.ndarray, b: np.ndarray, q: float = 4.0) -> np.ndarray:
     return np.where(m > 0, safe * ((a / safe) ** q + (b / safe) ** q) ** (1.0 / q), 0.0)
 
 
-def op_times(t: OpTable, c: Constants, dev: Device, threads: int | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def op_times(
+    t: OpTable, c: Constants, dev: Device, threads: int | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-op seconds (0 for ops that do not run), compute seconds and memory seconds. ``threads`` may be an
     array with one thread count per op (the fit evaluates many graphs at once)."""
     n_thr = np.clip(np.asarray(threads, dtype=float), 1, dev.max_threads)
     tf = (1.0 + (n_thr - 1) * c.thread_efficiency) / (
-        1.0 + (max(1, min(dev.profile_threads, dev.max_threads)) - 1) * c.thread_efficiency)
+        1.0 + (max(1, min(dev.profile_threads, dev.max_threads)) - 1) * c.thread_efficiency
+    )
     S = np.array([dev.sustained[p] for p in k.PRECISIONS]) * 1e9
     eff = np.ones((len(k.KIND_NAMES), 3))
     # slices, concatenations, gathers: a fitted efficiency per precision where the constants have one ("data"),
@@ -77,11 +82,14 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: int | np.ndarray) -
     k0, n0, m0, c0 = c.gemm_k0, c.gemm_n0, c.gemm_m0, c.dw_c0
     # kernels with their own half-efficiency dimensions where the constants give them (a later row wins): int8
     # kernels tile K and N differently, 1x1 convolutions keep their speed at small K / N, QGemm follows M x N
-    for mask, own_k0, own_n0, own_m0 in ((t.prec == 2, c.gemm_int8_k0, c.gemm_int8_n0, None),
-                                         (kind == k.K_CONV, c.conv_k0, c.conv_n0, None),
-                                         (kind == k.K_QGEMM, c.qgemm_k0, c.qgemm_n0, c.qgemm_m0)):
-        k0, n0, m0 = (v if own is None else np.where(mask, own, v)
-                      for v, own in ((k0, own_k0), (n0, own_n0), (m0, own_m0)))
+    for mask, own_k0, own_n0, own_m0 in (
+        (t.prec == 2, c.gemm_int8_k0, c.gemm_int8_n0, None),
+        (kind == k.K_CONV, c.conv_k0, c.conv_n0, None),
+        (kind == k.K_QGEMM, c.qgemm_k0, c.qgemm_n0, c.qgemm_m0),
+    ):
+        k0, n0, m0 = (
+            v if own is None else np.where(mask, own, v) for v, own in ((k0, own_k0), (n0, own_n0), (m0, own_m0))
+        )
     rm, rk, rn = REFERENCE_GEMM
     # shape factors relative to the reference convolution (where efficiency = 1 by the definition of "sustained")
     # output channels are computed in SIMD tiles of n_tile lanes: a partial last tile wastes lanes
@@ -95,8 +103,7 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: int | np.ndarray) -
         kfac = np.where(kind == k.K_CONV_SP, (cin / (cin + s0)) / (rc / (rc + s0)), kfac)
     items = t.items if t.items is not None else np.ones_like(t.m)
     rows = t.m / items  # a batched product's GEMMs are each M / items rows
-    gemm_shape = (kfac * (t.n / (t.n + n0)) * (rows / (rows + m0)) * tile
-                  / ((rn / (rn + n0)) * (rm / (rm + m0))))
+    gemm_shape = kfac * (t.n / (t.n + n0)) * (rows / (rows + m0)) * tile / ((rn / (rn + n0)) * (rm / (rm + m0)))
     dw_shape = (t.n / (t.n + c0)) * (t.m / (t.m + m0)) * tile / ((rn / (rn + c0)) * (rm / (rm + m0)))
     shape = np.where(is_dw, dw_shape, np.where(is_mac, gemm_shape, 1.0))
     # non-MAC kernels are rated against the fp32 figure (their int8 speed is in eff[group]["int8"])
@@ -104,8 +111,9 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: int | np.ndarray) -
     rate = rate_base * eff[kind, prec] * shape * tf
     move = np.isin(kind, k.MOVE_KINDS)
     compute = np.where(move, 0.0, t.flops / np.maximum(rate, 1e-9))
-    bw_eff = np.where((kind == k.K_DATA) & (not data_fitted), c.data_bw_efficiency,
-                      np.where(move, eff[kind, prec], c.bw_efficiency))
+    bw_eff = np.where(
+        (kind == k.K_DATA) & (not data_fitted), c.data_bw_efficiency, np.where(move, eff[kind, prec], c.bw_efficiency)
+    )
     bw_eff = np.where(is_dw, c.dw_bw_efficiency, bw_eff)
     # working sets beyond the cache stream slower: x (1 + penalty x bytes / (bytes + cache))
     cache = max(c.cache_kb, 1.0) * 1024.0
@@ -124,8 +132,9 @@ def op_times(t: OpTable, c: Constants, dev: Device, threads: int | np.ndarray) -
         # Small per MAC for convolutions (each weight serves many pixels), large for token matrices
         w_graph = t.graph_weights if t.graph_weights is not None else float(t.op_weights.sum())
         beyond = np.maximum(0.0, 1.0 - c.weight_cache_mb * 2**20 / np.maximum(w_graph, 1.0))
-        total = total + np.where(t.run, c.weight_cache_penalty * beyond * t.op_weights
-                                 / (dev.bandwidth_gbps * 1e9 * tf), 0.0)
+        total = total + np.where(
+            t.run, c.weight_cache_penalty * beyond * t.op_weights / (dev.bandwidth_gbps * 1e9 * tf), 0.0
+        )
     return total, np.where(t.run, compute, 0.0), np.where(t.run, memory, 0.0)
 
 

@@ -32,8 +32,15 @@ from pathlib import Path
 from typing import Any
 
 #: onnxruntime ops that are quantized multiply-accumulate kernels (an op fused into one of these is free)
-QLINEAR_MAC = {"QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul",
-               "MatMulIntegerToFloat"}
+QLINEAR_MAC = {
+    "QLinearConv",
+    "QGemm",
+    "QLinearMatMul",
+    "MatMulInteger",
+    "ConvInteger",
+    "DynamicQuantizeMatMul",
+    "MatMulIntegerToFloat",
+}
 
 
 @dataclass
@@ -102,8 +109,13 @@ def _view(path: str, mtime: float) -> RuntimeView | None:
             to_matmul = bool(n.output) and all(c in ("MatMul", "Gemm") for c in consumers.get(n.output[0], ["?"]))
             (mm_wdq if to_matmul else wdq).append(inits[n.input[0]])
     transposes = max(0, full.op_counts["Transpose"] - ext["Transpose"])
-    quant = max(0, full.op_counts["QuantizeLinear"] + full.op_counts["DequantizeLinear"]
-                - ext["QuantizeLinear"] - ext["DequantizeLinear"])
+    quant = max(
+        0,
+        full.op_counts["QuantizeLinear"]
+        + full.op_counts["DequantizeLinear"]
+        - ext["QuantizeLinear"]
+        - ext["DequantizeLinear"],
+    )
     return RuntimeView(produced, wdq, mm_wdq, transposes, quant, {n.name: n.op_type for n in m.graph.node if n.name})
 
 
@@ -145,8 +157,13 @@ def nchwc_available() -> bool:
 
         w = numpy_helper.from_array(np.zeros((16, 16, 3, 3), np.float32), "w")
         node = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1], name="conv")
-        g = helper.make_graph([node], "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 8, 8])], [w])
+        g = helper.make_graph(
+            [node],
+            "probe",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 8, 8])],
+            [w],
+        )
         model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
         model.ir_version = 8
         with tempfile.TemporaryDirectory(prefix="adaptc-ortprobe-") as d:
@@ -177,10 +194,14 @@ def _layout(path: str, mtime: float) -> LayoutView | None:
     if not nchwc_available():
         return LayoutView(set(), [], producer, extra_meta, split_of, counts)
     # a plain-layout convolution keeps its weight initializer; an NCHWc one gets a reordered copy
-    plain_weights = {n.input[1] for n in opt.graph.node
-                     if n.op_type in ("Conv", "FusedConv") and n.domain in ("", "ai.onnx", "com.microsoft")
-                     and len(n.input) > 1}
-    fallback = {n.name for n in src.graph.node if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in plain_weights}
+    plain_weights = {
+        n.input[1]
+        for n in opt.graph.node
+        if n.op_type in ("Conv", "FusedConv") and n.domain in ("", "ai.onnx", "com.microsoft") and len(n.input) > 1
+    }
+    fallback = {
+        n.name for n in src.graph.node if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in plain_weights
+    }
     reorders = [n.output[0] for n in opt.graph.node if n.op_type == "ReorderOutput" and n.output]
     reorders += [n.input[0] for n in opt.graph.node if n.op_type == "ReorderInput" and n.input]
     return LayoutView(fallback, reorders, producer, extra_meta, split_of, counts)

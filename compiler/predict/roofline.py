@@ -87,11 +87,21 @@ class Prediction:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "device": self.device, "runtime": self.runtime, "precision": self.precision, "threads": self.threads,
-            "latency_ms": self.latency_ms, "peak_memory_mb": self.peak_memory_mb, "weights_mb": self.weights_mb,
-            "activations_mb": self.activations_mb, "runtime_overhead_mb": self.runtime_overhead_mb,
-            "fixed_ms": self.fixed_ms, "method": self.method, "version": self.version, "notes": self.notes,
-            "unknown_ops": self.unknown_ops, "constants_source": self.constants_source,
+            "device": self.device,
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "threads": self.threads,
+            "latency_ms": self.latency_ms,
+            "peak_memory_mb": self.peak_memory_mb,
+            "weights_mb": self.weights_mb,
+            "activations_mb": self.activations_mb,
+            "runtime_overhead_mb": self.runtime_overhead_mb,
+            "fixed_ms": self.fixed_ms,
+            "method": self.method,
+            "version": self.version,
+            "notes": self.notes,
+            "unknown_ops": self.unknown_ops,
+            "constants_source": self.constants_source,
             "validation": self.validation,
         }
 
@@ -101,9 +111,11 @@ def _validation_phrase(c: Constants) -> str:
     host = v.get("host", {}).get(c.runtime) or v.get("host", {}).get("all")
     bits = []
     if host:
-        bits.append(f"measured host error ({host.get('n', '?')} {c.runtime} rows): median |error| "
-                    f"{host.get('median_abs_error_pct', float('nan')):.1f}%, "
-                    f"{host.get('within_20pct', float('nan')):.0f}% within +-20%")
+        bits.append(
+            f"measured host error ({host.get('n', '?')} {c.runtime} rows): median |error| "
+            f"{host.get('median_abs_error_pct', float('nan')):.1f}%, "
+            f"{host.get('within_20pct', float('nan')):.0f}% within +-20%"
+        )
     phones = v.get("phones", {})
     if c.family.startswith("arm64") and phones:
         maes = ", ".join(f"{k} {d.get('median_abs_error_pct', float('nan')):.0f}%" for k, d in sorted(phones.items()))
@@ -135,8 +147,10 @@ def predict_from_cost(
     peak, w_mb, a_mb, base = memory_mb(table, c)
     notes = list(c.notes)
     if table.unknown:
-        msg = (f"no cost model for op(s) {', '.join(table.unknown)}: estimated as data movement "
-               f"(bytes / bandwidth + per-op overhead)")
+        msg = (
+            f"no cost model for op(s) {', '.join(table.unknown)}: estimated as data movement "
+            f"(bytes / bandwidth + per-op overhead)"
+        )
         notes.append(msg)
         log.warning("adaptc.predict: %s", msg)
     if precision == "fp16" and not (profile.compute.fp16_gflops or profile.compute.fp16_peak_gflops):
@@ -144,8 +158,10 @@ def predict_from_cost(
     if precision == "int8" and not (profile.compute.int8_gops or profile.compute.int8_peak_gops):
         notes.append("no int8 figure in the profile: int8 arithmetic estimated at the fp32 throughput")
     if profile.compute.fp32_gflops is None:
-        notes.append(f"spec-sheet profile: sustained throughput = peak x {c.family} peak-to-sustained ratio "
-                     f"({', '.join(f'{k} {v:.2f}' for k, v in sorted(c.peak_to_sustained.items()))})")
+        notes.append(
+            f"spec-sheet profile: sustained throughput = peak x {c.family} peak-to-sustained ratio "
+            f"({', '.join(f'{k} {v:.2f}' for k, v in sorted(c.peak_to_sustained.items()))})"
+        )
     if precision is not None:
         notes.append(f"what-if estimate: ops costed at {precision} regardless of the graph's own precision")
     ops: list[OpPrediction] = []
@@ -158,19 +174,43 @@ def predict_from_cost(
             ov = total[i] - max(comp[i], mem[i])
             bound = "compute" if comp[i] >= mem[i] and comp[i] > ov else ("memory" if mem[i] > ov else "overhead")
         cls = cost.ops[i].op_class if i < len(cost.ops) else ("data" if table.op_types[i] == "Transpose" else "quant")
-        ops.append(OpPrediction(table.names[i], table.op_types[i], cls, PRECISIONS[int(table.prec[i])],
-                                int(table.flops[i]), int(table.bytes[i]), float(total[i] * 1e3), bound))
+        ops.append(
+            OpPrediction(
+                table.names[i],
+                table.op_types[i],
+                cls,
+                PRECISIONS[int(table.prec[i])],
+                int(table.flops[i]),
+                int(table.bytes[i]),
+                float(total[i] * 1e3),
+                bound,
+            )
+        )
     latency = float(total.sum() + fixed) * 1e3
-    method = (f"estimated by adaptc predictor {PREDICTOR_VERSION} ({runtime}, {c.family} constants: {c.source}): "
-              f"per-op roofline smooth-max(FLOPs / (sustained throughput x fitted op-class efficiency x GEMM-shape "
-              f"factor), bytes / bandwidth) + {c.op_overhead_us * c.ref_ghz / dev.ghz:.2f} us per op + "
-              f"{fixed * 1e6:.1f} us per inference; memory = {base:.1f} MB runtime + weight copies + activation "
-              f"arena (liveness); {_validation_phrase(c)}")
+    method = (
+        f"estimated by adaptc predictor {PREDICTOR_VERSION} ({runtime}, {c.family} constants: {c.source}): "
+        f"per-op roofline smooth-max(FLOPs / (sustained throughput x fitted op-class efficiency x GEMM-shape "
+        f"factor), bytes / bandwidth) + {c.op_overhead_us * c.ref_ghz / dev.ghz:.2f} us per op + "
+        f"{fixed * 1e6:.1f} us per inference; memory = {base:.1f} MB runtime + weight copies + activation "
+        f"arena (liveness); {_validation_phrase(c)}"
+    )
     return Prediction(
-        device=profile.name, runtime=runtime, precision=precision or "as-graph", threads=threads,
-        latency_ms=latency, peak_memory_mb=float(peak), weights_mb=float(w_mb), activations_mb=float(a_mb),
-        runtime_overhead_mb=float(base), method=method, ops=ops, notes=notes, unknown_ops=table.unknown,
-        fixed_ms=float(fixed * 1e3), constants_source=c.source, validation=dict(c.validation),
+        device=profile.name,
+        runtime=runtime,
+        precision=precision or "as-graph",
+        threads=threads,
+        latency_ms=latency,
+        peak_memory_mb=float(peak),
+        weights_mb=float(w_mb),
+        activations_mb=float(a_mb),
+        runtime_overhead_mb=float(base),
+        method=method,
+        ops=ops,
+        notes=notes,
+        unknown_ops=table.unknown,
+        fixed_ms=float(fixed * 1e3),
+        constants_source=c.source,
+        validation=dict(c.validation),
     )
 
 

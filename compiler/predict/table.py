@@ -51,15 +51,15 @@ class OpTable:
 
     names: list[str]
     op_types: list[str]
-    kind: np.ndarray      # kind code (see KIND_NAMES)
-    prec: np.ndarray      # 0 fp32, 1 fp16, 2 int8
+    kind: np.ndarray  # kind code (see KIND_NAMES)
+    prec: np.ndarray  # 0 fp32, 1 fp16, 2 int8
     flops: np.ndarray
     bytes: np.ndarray
     m: np.ndarray
     k: np.ndarray
     n: np.ndarray
-    run: np.ndarray       # executed (not fused, not metadata-only)
-    reason: list[str]     # why an op does not run ("" when it runs)
+    run: np.ndarray  # executed (not fused, not metadata-only)
+    reason: list[str]  # why an op does not run ("" when it runs)
     unknown: list[str]
     io_elems: dict[str, float]
     weight_bytes: float
@@ -102,8 +102,12 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
         if o.op_type == "QuantizeLinear" and o.inputs and o.outputs:
             q_of[o.inputs[0]] = o.outputs[0]
     view = None
-    if (runtime == "onnxruntime" and fmt == "onnx" and precision is None
-            and any(o.op_class == "quant" for o in cost.ops)):
+    if (
+        runtime == "onnxruntime"
+        and fmt == "onnx"
+        and precision is None
+        and any(o.op_class == "quant" for o in cost.ops)
+    ):
         from .ort_view import runtime_view
 
         view = runtime_view(cost.source)
@@ -127,8 +131,11 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
     unknown: list[str] = []
     fused_into: set[int] = set()
     dyn_inputs: list[tuple[str, float, float]] = []  # (name, flops, bytes) of run-time input quantizations
-    tr_gone = (max(0, sum(o.op_type == "Transpose" for o in cost.ops) - layout.op_counts["Transpose"])
-               if layout is not None else 0)
+    tr_gone = (
+        max(0, sum(o.op_type == "Transpose" for o in cost.ops) - layout.op_counts["Transpose"])
+        if layout is not None
+        else 0
+    )
     for i, o in enumerate(cost.ops):
         kd = kernel_kind(o.op_type, o.op_class)
         p = o.precision if o.precision in PRECISIONS else "fp32"
@@ -152,8 +159,13 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
                 kd = K_CONV_FB if kd == K_CONV else K_DW_FB
             elif o.op_type == "LayerNormalization" and made_by and made_by[0] == "SkipLayerNormalization":
                 kd = K_SKIPLN
-            elif (view is None and o.op_type == "Transpose" and o.outputs and tr_gone > 0
-                  and (made_by is None or made_by[0] != "Transpose")):
+            elif (
+                view is None
+                and o.op_type == "Transpose"
+                and o.outputs
+                and tr_gone > 0
+                and (made_by is None or made_by[0] != "Transpose")
+            ):
                 # onnxruntime's transpose optimizer cancels transposes that undo each other (an Identity may be left
                 # to write the graph output) and folds a swap of the last two axes into a MatMul (FusedMatMul): no
                 # transpose runs (the exported graph's count minus the optimized graph's bounds how many)
@@ -185,8 +197,13 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
                 kd = K_DW_FB
             elif kd in (K_CONV, K_CONV_SP) and cin % 2:
                 kd = K_CONV_FB
-        if view is not None and run and p == "int8" and kd == K_MM and "QGemm" in (
-                view.nodes.get(o.name), view.produced.get(q_of.get(o.outputs[0], "") if o.outputs else "")):
+        if (
+            view is not None
+            and run
+            and p == "int8"
+            and kd == K_MM
+            and "QGemm" in (view.nodes.get(o.name), view.produced.get(q_of.get(o.outputs[0], "") if o.outputs else ""))
+        ):
             kd = K_QGEMM
         if o.dynamic and kd in (K_MM, K_CONV, K_CONV_SP) and p == "int8":
             kd = K_MM_DYN
@@ -207,8 +224,12 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
             run, reason[i] = False, f"what-if {precision}: quantization ops not counted"
         elif runtime == "onnxruntime" and o.op_type in ORT_FUSABLE and len(o.inputs) == 1:
             src = producers.get(o.inputs[0])
-            if src is not None and cost.ops[src].op_class in ("conv", "depthwise_conv", "matmul") \
-                    and consumers.get(o.inputs[0], 0) == 1 and src not in fused_into:
+            if (
+                src is not None
+                and cost.ops[src].op_class in ("conv", "depthwise_conv", "matmul")
+                and consumers.get(o.inputs[0], 0) == 1
+                and src not in fused_into
+            ):
                 run, reason[i] = False, f"fused into {cost.ops[src].op_type} by onnxruntime"
                 if o.op_type not in ("Add", "Mul", "BatchNormalization"):
                     fused_into.add(src)  # one activation per kernel
@@ -224,6 +245,7 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
         area_l.append(float(o.kernel_area))
         items_l.append(_batch_items(o))
         run_l.append(run)
+
     def add(name: str, op_type: str, kd: int, prec: int, flops: float, nbytes: float) -> None:
         """An op the runtime runs that the exported graph does not have (layout copies, added dispatches)."""
         names.append(name)
@@ -257,10 +279,20 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
             add("Reshape added by onnxruntime's optimizer", "Reshape", K_DATA, 0, 0.0, 0.0)
         out_bytes = {o.outputs[0]: float(o.output_bytes) for o in cost.ops if len(o.outputs) == 1}
         for tname in layout.reorder_tensors:
-            add(f"NCHWc reorder of {tname} (onnxruntime)", "Transpose", K_REORDER, 0, 0.0,
-                2.0 * out_bytes.get(tname, float(cost.input_bytes)))
+            add(
+                f"NCHWc reorder of {tname} (onnxruntime)",
+                "Transpose",
+                K_REORDER,
+                0,
+                0.0,
+                2.0 * out_bytes.get(tname, float(cost.input_bytes)),
+            )
     in_el, out_el = _io_elements(cost)
-    if precision is not None and precision != "fp32" and cost.stored_weight_bytes >= cost.weight_bytes_at.get("fp32", 0):
+    if (
+        precision is not None
+        and precision != "fp32"
+        and cost.stored_weight_bytes >= cost.weight_bytes_at.get("fp32", 0)
+    ):
         wbytes = float(cost.weight_bytes_at.get(precision, cost.stored_weight_bytes))
         wprec = precision
     else:
@@ -273,17 +305,30 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
         act *= BYTES.get(precision, 4) / BYTES.get(_dominant_precision(cost), 4)
     arr = np.array(mkn, dtype=float).reshape(-1, 3)
     return OpTable(
-        names=names, op_types=types, kind=np.array(kind_l, np.int64), prec=np.array(prec_l, np.int64),
-        flops=np.array(flops_l, float), bytes=np.array(bytes_l, float), m=arr[:, 0], k=arr[:, 1], n=arr[:, 2],
-        run=np.array(run_l, bool), reason=reason, unknown=sorted(set(unknown)),
+        names=names,
+        op_types=types,
+        kind=np.array(kind_l, np.int64),
+        prec=np.array(prec_l, np.int64),
+        flops=np.array(flops_l, float),
+        bytes=np.array(bytes_l, float),
+        m=arr[:, 0],
+        k=arr[:, 1],
+        n=arr[:, 2],
+        run=np.array(run_l, bool),
+        reason=reason,
+        unknown=sorted(set(unknown)),
         io_elems={"in": in_el[0], "in_int8": in_el[1], "out": out_el[0], "out_int8": out_el[1]},
-        weight_bytes=wbytes, activation_bytes=act, weight_precision=wprec,
+        weight_bytes=wbytes,
+        activation_bytes=act,
+        weight_precision=wprec,
         conv_weight_bytes=float(sum(o.weight_bytes for o in cost.ops if o.op_class in ("conv", "depthwise_conv")))
         * (wbytes / max(1.0, float(cost.stored_weight_bytes + cost.quant_param_bytes))),
-        area=np.array(area_l, float), items=np.array(items_l, float),
+        area=np.array(area_l, float),
+        items=np.array(items_l, float),
         kernels=float(sum(layout.op_counts.values())) if layout is not None else float(sum(run_l)),
-        op_weights=np.array([float(o.weight_bytes) if o.macs else 0.0 for o in cost.ops]
-                            + [0.0] * (len(names) - len(cost.ops))),
+        op_weights=np.array(
+            [float(o.weight_bytes) if o.macs else 0.0 for o in cost.ops] + [0.0] * (len(names) - len(cost.ops))
+        ),
     )
 
 
@@ -313,15 +358,15 @@ def _batch_items(o: Any) -> float:
     return float(max(1, int(np.prod(shp[:-2]))))
 
 
-def _ort_decision(o: Any, kd: int, p: str, b: float, view: Any, q_of: dict[str, str]
-                  ) -> tuple[bool, str, float, str]:
+def _ort_decision(o: Any, kd: int, p: str, b: float, view: Any, q_of: dict[str, str]) -> tuple[bool, str, float, str]:
     """(runs, precision, bytes, reason) of an op of a QDQ graph in onnxruntime's optimized graph."""
     from .ort_view import QLINEAR_MAC
 
     outs = o.outputs
     if kd == K_QUANT:
         if any(view.produced.get(t) in ("QuantizeLinear", "DequantizeLinear") for t in outs) or view.nodes.get(
-                o.name) in ("QuantizeLinear", "DequantizeLinear"):
+            o.name
+        ) in ("QuantizeLinear", "DequantizeLinear"):
             # (by node name too: onnxruntime's int8 -> uint8 conversion on x86 renames the outputs of the
             # quantize nodes it keeps, qdq_s8_to_u8_quant_*)
             return True, p, b, ""

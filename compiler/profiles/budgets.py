@@ -23,8 +23,9 @@ def verdict(budget: str, limit: float, q: Quantity) -> BudgetVerdict:
         msg = f"{budget}: {what} {value:.4g} {unit} ({q.kind}) fits {limit:g} {unit} ({margin:.0f}% headroom)"
     else:
         msg = f"{budget}: {what} {value:.4g} {unit} ({q.kind}) exceeds {limit:g} {unit} by {-margin:.0f}%"
-    return BudgetVerdict(budget=budget, limit=limit, value=value, unit=unit, kind=q.kind, fits=fits,
-                         margin_pct=margin, message=msg)
+    return BudgetVerdict(
+        budget=budget, limit=limit, value=value, unit=unit, kind=q.kind, fits=fits, margin_pct=margin, message=msg
+    )
 
 
 def check_budgets(profile: DeviceProfile, values: dict[str, Quantity]) -> list[BudgetVerdict]:

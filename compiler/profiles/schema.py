@@ -90,8 +90,10 @@ class Compute(_Strict):
     def _need_fp32(cls, data: object) -> object:
         if isinstance(data, dict) and data.get("fp32_gflops") is None and data.get("fp32_peak_gflops") is None:
             # reported as a missing field at compute.fp32_gflops (the usual one-line message)
-            raise ValueError("compute.fp32_gflops is missing: give fp32_gflops (sustained GFLOP/s) or fp32_peak_gflops "
-                             "(spec-sheet peak GFLOP/s)")
+            raise ValueError(
+                "compute.fp32_gflops is missing: give fp32_gflops (sustained GFLOP/s) or fp32_peak_gflops "
+                "(spec-sheet peak GFLOP/s)"
+            )
         return data
 
 
@@ -104,10 +106,31 @@ Precision = Literal["fp32", "fp16", "int8"]
 
 #: op classes (multiply-accumulate) and kernel groups (the rest) the predictor keeps efficiencies for
 #: conv_fallback / depthwise_conv_fallback: float convolutions onnxruntime keeps out of its NCHWc layout on x86
-PREDICTOR_CLASSES = ("conv", "depthwise_conv", "matmul", "binary", "activation", "hardswish", "softmax", "reduce",
-                     "quant", "transpose", "pad", "conv_fallback", "depthwise_conv_fallback", "skip_layernorm",
-                     "conv_spatial", "data", "conv_dequantized", "qgemm", "binary_broadcast",
-                     "weight_dequant", "matmul_dynamic", "dynamic_quant", "reorder")
+PREDICTOR_CLASSES = (
+    "conv",
+    "depthwise_conv",
+    "matmul",
+    "binary",
+    "activation",
+    "hardswish",
+    "softmax",
+    "reduce",
+    "quant",
+    "transpose",
+    "pad",
+    "conv_fallback",
+    "depthwise_conv_fallback",
+    "skip_layernorm",
+    "conv_spatial",
+    "data",
+    "conv_dequantized",
+    "qgemm",
+    "binary_broadcast",
+    "weight_dequant",
+    "matmul_dynamic",
+    "dynamic_quant",
+    "reorder",
+)
 
 
 class MemoryConstants(_Strict):
@@ -251,7 +274,5 @@ class DeviceProfile(_Strict):
     def _ram_holds_budget(self) -> DeviceProfile:
         b = self.budgets.max_peak_memory_mb
         if b is not None and b > self.memory.ram_mb:
-            raise ValueError(
-                f"budgets.max_peak_memory_mb ({b:g}) is more than memory.ram_mb ({self.memory.ram_mb:g})"
-            )
+            raise ValueError(f"budgets.max_peak_memory_mb ({b:g}) is more than memory.ram_mb ({self.memory.ram_mb:g})")
         return self

@@ -7,5 +7,15 @@
 from ..core.schemes import SCHEMES, Precision, Scheme, SchemeName, get_scheme, is_int8
 from .registry import Handler, handler_for, quantizer, schemes_for
 
-__all__ = ["SCHEMES", "Handler", "Precision", "Scheme", "SchemeName", "get_scheme", "handler_for", "is_int8",
-           "quantizer", "schemes_for"]
+__all__ = [
+    "SCHEMES",
+    "Handler",
+    "Precision",
+    "Scheme",
+    "SchemeName",
+    "get_scheme",
+    "handler_for",
+    "is_int8",
+    "quantizer",
+    "schemes_for",
+]

@@ -78,8 +78,9 @@ def _keep_float_filter(keep: Sequence[str]) -> Callable[[torch.fx.Node], bool]:
     return ok
 
 
-def _export_for_calibration(model: nn.Module, example_inputs: tuple[torch.Tensor, ...], calibration: Split,
-                            batch: int) -> tuple[torch.fx.GraphModule, int, bool]:
+def _export_for_calibration(
+    model: nn.Module, example_inputs: tuple[torch.Tensor, ...], calibration: Split, batch: int
+) -> tuple[torch.fx.GraphModule, int, bool]:
     """``torch.export`` with a dynamic batch dimension when the model allows it (calibration then runs in
     batches: the HistogramObserver costs per call, 25x less time than one sample at a time); otherwise at
     the example's batch size. Returns the graph module, the calibration batch size and whether it is dynamic."""
@@ -131,7 +132,7 @@ def pt2e_quantize(
     gm = convert_pt2e(gm, fold_quantize=fold_quantize)
     recipe = {
         "quantizer": "PT2E: torchao prepare_pt2e/convert_pt2e with litert_torch PT2EQuantizer "
-                     "(get_symmetric_quantization_config)",
+        "(get_symmetric_quantization_config)",
         "weights": "int8 symmetric " + ("per output channel" if per_channel else "per tensor"),
         "activations": "int8 per tensor (HistogramObserver ranges)",
         "calibration": f"{n} train samples, batches of {bs}",

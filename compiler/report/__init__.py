@@ -13,5 +13,15 @@ from .schema import (
     TeacherReport,
 )
 
-__all__ = ["REPORT_SCHEMA_VERSION", "ArtifactReport", "BuildReport", "DeviceEstimate", "HostReport",
-           "ParityReport", "SearchReport", "TaskReport", "TeacherReport", "render"]
+__all__ = [
+    "REPORT_SCHEMA_VERSION",
+    "ArtifactReport",
+    "BuildReport",
+    "DeviceEstimate",
+    "HostReport",
+    "ParityReport",
+    "SearchReport",
+    "TaskReport",
+    "TeacherReport",
+    "render",
+]

@@ -111,20 +111,32 @@ def _pct(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None or a == 0 else (b - a) / a
 
 
-def _metric(base: tuple[BuildReport, Path], cand: tuple[BuildReport, Path], a: ArtifactReport, b: ArtifactReport,
-            max_drop: float) -> Change:
+def _metric(
+    base: tuple[BuildReport, Path],
+    cand: tuple[BuildReport, Path],
+    a: ArtifactReport,
+    b: ArtifactReport,
+    max_drop: float,
+) -> Change:
     name = base[0].task.metric_name
     pa, pb = a.parity, b.parity
     if pa is None or pb is None:
-        return Change(quantity=name, unit="fraction", baseline=pa.metric.value if pa else None,
-                      candidate=pb.metric.value if pb else None, delta=None, verdict="n/a",
-                      note="no metric measured on this host for one of the files")
+        return Change(
+            quantity=name,
+            unit="fraction",
+            baseline=pa.metric.value if pa else None,
+            candidate=pb.metric.value if pb else None,
+            delta=None,
+            verdict="n/a",
+            note="no metric measured on this host for one of the files",
+        )
     va, vb = pa.metric.value or 0.0, pb.metric.value or 0.0
     delta = vb - va
     ci: tuple[float, float] | None = None
     how = ""
-    same_split = (base[0].task.test_fingerprint is not None
-                  and base[0].task.test_fingerprint == cand[0].task.test_fingerprint)
+    same_split = (
+        base[0].task.test_fingerprint is not None and base[0].task.test_fingerprint == cand[0].task.test_fingerprint
+    )
     sa, sb = (stored_scores(base[1], a), stored_scores(cand[1], b)) if same_split else (None, None)
     if sa is not None and sb is not None and len(sa) == len(sb):
         lo, hi = drop_interval(sa, sb)  # baseline - candidate, paired
@@ -132,8 +144,11 @@ def _metric(base: tuple[BuildReport, Path], cand: tuple[BuildReport, Path], a: A
     elif pa.metric.ci95 and pb.metric.ci95:
         half = math.hypot((pa.metric.ci95[1] - pa.metric.ci95[0]) / 2, (pb.metric.ci95[1] - pb.metric.ci95[0]) / 2)
         ci = (delta - half, delta + half)
-        how = ("unpaired, approximate (the two metrics' intervals; "
-               + ("per-sample scores not kept" if same_split else "not known to be the same test split") + ")")
+        how = (
+            "unpaired, approximate (the two metrics' intervals; "
+            + ("per-sample scores not kept" if same_split else "not known to be the same test split")
+            + ")"
+        )
     else:
         how = "no interval: a report without the metric's interval"
     if -delta > max_drop + 1e-12:
@@ -142,12 +157,27 @@ def _metric(base: tuple[BuildReport, Path], cand: tuple[BuildReport, Path], a: A
         verdict = "worse" if delta < 0 else "better" if delta > 0 else "same"
     within = ci is not None and ci[0] <= 0 <= ci[1]
     note = "; ".join(x for x in (how, "within the sampling error" if within and delta else "") if x)
-    return Change(quantity=name, unit="fraction", baseline=va, candidate=vb, delta=delta, delta_ci95=ci,
-                  verdict=verdict, note=note)
+    return Change(
+        quantity=name,
+        unit="fraction",
+        baseline=va,
+        candidate=vb,
+        delta=delta,
+        delta_ci95=ci,
+        verdict=verdict,
+        note=note,
+    )
 
 
-def _slower(quantity: str, unit: str, va: float | None, vb: float | None, tolerance: float | None, note: str = "",
-            comparable: bool = True) -> Change:
+def _slower(
+    quantity: str,
+    unit: str,
+    va: float | None,
+    vb: float | None,
+    tolerance: float | None,
+    note: str = "",
+    comparable: bool = True,
+) -> Change:
     d = None if va is None or vb is None else vb - va
     rel = _pct(va, vb)
     if not comparable or rel is None:
@@ -165,8 +195,14 @@ def _host_key(r: BuildReport, a: ArtifactReport) -> tuple[object, ...]:
     return (r.host.get("cpu"), r.host.get("usable_cores"), r.settings.get("host_threads"), a.runtime)
 
 
-def _pair(base: tuple[BuildReport, Path], cand: tuple[BuildReport, Path], scope: str, a: ArtifactReport | None,
-          b: ArtifactReport | None, opts: dict[str, float | None]) -> Shipped:
+def _pair(
+    base: tuple[BuildReport, Path],
+    cand: tuple[BuildReport, Path],
+    scope: str,
+    a: ArtifactReport | None,
+    b: ArtifactReport | None,
+    opts: dict[str, float | None],
+) -> Shipped:
     row = Shipped(scope=scope, baseline_file=a.file if a else None, candidate_file=b.file if b else None)
     if a is None or b is None:
         return row
@@ -175,53 +211,96 @@ def _pair(base: tuple[BuildReport, Path], cand: tuple[BuildReport, Path], scope:
     size_a = a.size.value if a.size else None
     size_b = b.size.value if b.size else None
     row.changes.append(_slower("size", "bytes", size_a, size_b, 0.01))
-    same_predictor = (a.device is not None and b.device is not None and a.device.predictor == b.device.predictor
-                      and rb.device.get("name") == rc.device.get("name"))
-    row.changes.append(_slower(
-        "device latency (estimated)", "ms", a.device.latency.value if a.device else None,
-        b.device.latency.value if b.device else None, opts["latency_tolerance"],
-        "" if same_predictor else "not compared: another device or predictor version", same_predictor))
+    same_predictor = (
+        a.device is not None
+        and b.device is not None
+        and a.device.predictor == b.device.predictor
+        and rb.device.get("name") == rc.device.get("name")
+    )
+    row.changes.append(
+        _slower(
+            "device latency (estimated)",
+            "ms",
+            a.device.latency.value if a.device else None,
+            b.device.latency.value if b.device else None,
+            opts["latency_tolerance"],
+            "" if same_predictor else "not compared: another device or predictor version",
+            same_predictor,
+        )
+    )
     same_host = _host_key(rb, a) == _host_key(rc, b)
-    host = _slower("host latency p50 (measured)", "ms", a.host.latency_median.value if a.host else None,
-                   b.host.latency_median.value if b.host else None, opts["host_tolerance"],
-                   "" if same_host else "not compared: another CPU, runtime or thread count", same_host)
+    host = _slower(
+        "host latency p50 (measured)",
+        "ms",
+        a.host.latency_median.value if a.host else None,
+        b.host.latency_median.value if b.host else None,
+        opts["host_tolerance"],
+        "" if same_host else "not compared: another CPU, runtime or thread count",
+        same_host,
+    )
     if same_host and a.sha256 is not None and a.sha256 == b.sha256 and host.verdict != "n/a":
         # one file measured twice: whatever moved is the machine, not the build
         host.verdict, host.note = "same", host.note + "; the same file (sha256): run-to-run noise"
     row.changes.append(host)
     met = {v.budget for v in a.budgets if v.fits}
     broke = sorted(v.budget for v in b.budgets if not v.fits and v.budget in met)
-    row.changes.append(Change(quantity="budgets", unit="", baseline=None, candidate=None, delta=None,
-                              verdict="regression" if broke else "same",
-                              note=("breaks " + ", ".join(broke) + " (met before)") if broke else ""))
+    row.changes.append(
+        Change(
+            quantity="budgets",
+            unit="",
+            baseline=None,
+            candidate=None,
+            delta=None,
+            verdict="regression" if broke else "same",
+            note=("breaks " + ", ".join(broke) + " (met before)") if broke else "",
+        )
+    )
     return row
 
 
-def compare(baseline: str | Path, candidate: str | Path, *, max_drop: float = 0.01,
-            latency_tolerance: float = 0.10, host_tolerance: float | None = None) -> Comparison:
+def compare(
+    baseline: str | Path,
+    candidate: str | Path,
+    *,
+    max_drop: float = 0.01,
+    latency_tolerance: float = 0.10,
+    host_tolerance: float | None = None,
+) -> Comparison:
     """Compare the artifacts two builds ship (folders or ``report.json`` files); see the module docstring for
     the rules. ``max_drop``: the largest metric drop that is not a regression (fraction); the tolerances: the
     largest relative slow-down of the device estimate and of the host measurement (None: host changes are
     shown, not judged). Raises
     :class:`adaptc.errors.AdaptcError` for a path without a report, or builds of different tasks."""
-    for name, v in (("max_drop", max_drop), ("latency_tolerance", latency_tolerance),
-                    ("host_tolerance", host_tolerance)):
+    for name, v in (
+        ("max_drop", max_drop),
+        ("latency_tolerance", latency_tolerance),
+        ("host_tolerance", host_tolerance),
+    ):
         if v is not None and not 0 <= v <= 10:
             raise AdaptcError(f"{name} must be a fraction between 0 and 10 (got {v})")
     base, cand = load_build(baseline), load_build(candidate)
     rb, rc = base[0], cand[0]
     if rb.task.name != rc.task.name or rb.task.metric_name != rc.task.metric_name:
-        raise AdaptcError(f"not comparable: the baseline built task {rb.task.name!r} ({rb.task.metric_name}), "
-                          f"the candidate {rc.task.name!r} ({rc.task.metric_name})")
-    opts: dict[str, float | None] = {"max_drop": max_drop, "latency_tolerance": latency_tolerance,
-                                     "host_tolerance": host_tolerance}
+        raise AdaptcError(
+            f"not comparable: the baseline built task {rb.task.name!r} ({rb.task.metric_name}), "
+            f"the candidate {rc.task.name!r} ({rc.task.metric_name})"
+        )
+    opts: dict[str, float | None] = {
+        "max_drop": max_drop,
+        "latency_tolerance": latency_tolerance,
+        "host_tolerance": host_tolerance,
+    }
     notes: list[str] = []
     if host_tolerance is None:
-        notes.append("host measurements are shown, not judged (no host tolerance: medians drift 10-20% between "
-                     "runs on a shared machine)")
+        notes.append(
+            "host measurements are shown, not judged (no host tolerance: medians drift 10-20% between "
+            "runs on a shared machine)"
+        )
     if rb.device.get("name") != rc.device.get("name"):
-        notes.append(f"different devices ({rb.device.get('name')} / {rc.device.get('name')}): device estimates "
-                     "and budgets are not those of one device")
+        notes.append(
+            f"different devices ({rb.device.get('name')} / {rc.device.get('name')}): device estimates "
+            "and budgets are not those of one device"
+        )
     if rb.settings.get("task_options", {}) != rc.settings.get("task_options", {}):
         notes.append(f"different task options ({rb.settings.get('task_options')} / {rc.settings.get('task_options')})")
     rows = [_pair(base, cand, "overall", rb.chosen_artifact, rc.chosen_artifact, opts)]
@@ -230,8 +309,9 @@ def compare(baseline: str | Path, candidate: str | Path, *, max_drop: float = 0.
         rows.append(_pair(base, cand, fmt, rb.artifact(fa) if fa else None, rc.artifact(fb) if fb else None, opts))
     regressions = []
     if _STATUS_RANK.get(rc.status, 3) > _STATUS_RANK.get(rb.status, 3):
-        regressions.append(f"build status: {rb.status} -> {rc.status}"
-                           + (f" ({rc.status_reason})" if rc.status_reason else ""))
+        regressions.append(
+            f"build status: {rb.status} -> {rc.status}" + (f" ({rc.status_reason})" if rc.status_reason else "")
+        )
     for row in rows:
         if row.baseline_file and not row.candidate_file:
             regressions.append(f"{row.scope}: the baseline ships {row.baseline_file}, the candidate nothing")
@@ -240,13 +320,22 @@ def compare(baseline: str | Path, candidate: str | Path, *, max_drop: float = 0.
         for c in row.changes:
             if c.verdict == "regression":
                 regressions.append(f"{row.scope} {c.quantity}: {describe(c)}")
-    return Comparison(baseline=str(base[1]), candidate=str(cand[1]), task=rc.task.name,
-                      device=str(rc.device.get("name")), status=(rb.status, rc.status), rows=rows,
-                      regressions=regressions, notes=notes, settings=opts)
+    return Comparison(
+        baseline=str(base[1]),
+        candidate=str(cand[1]),
+        task=rc.task.name,
+        device=str(rc.device.get("name")),
+        status=(rb.status, rc.status),
+        rows=rows,
+        regressions=regressions,
+        notes=notes,
+        settings=opts,
+    )
 
 
 def describe(c: Change) -> str:
     """One cell: baseline -> candidate, with the change."""
+
     def v(x: float | None) -> str:
         if x is None:
             return "—"

@@ -56,11 +56,27 @@ def plot_comparison(baseline: str | Path, candidate: str | Path, dest: str | Pat
             edge = "tab:gray" if which == "baseline" else colour
             if ci is not None:
                 ax.errorbar([x], [y], yerr=[[y - ci[0]], [ci[1] - y]], fmt="none", ecolor=edge, alpha=0.35, lw=1)
-            ax.scatter([x], [y], s=45, facecolors=face, edgecolors=edge, linewidths=1.2,
-                       marker="o" if a.status == "ok" else "x", zorder=3)
+            ax.scatter(
+                [x],
+                [y],
+                s=45,
+                facecolors=face,
+                edgecolors=edge,
+                linewidths=1.2,
+                marker="o" if a.status == "ok" else "x",
+                zorder=3,
+            )
             if a.file == rep.chosen:
-                ax.scatter([x], [y], marker="*", s=260, facecolors="none" if which == "baseline" else "tab:red",
-                           edgecolors="tab:red", linewidths=1.2, zorder=4)
+                ax.scatter(
+                    [x],
+                    [y],
+                    marker="*",
+                    s=260,
+                    facecolors="none" if which == "baseline" else "tab:red",
+                    edgecolors="tab:red",
+                    linewidths=1.2,
+                    zorder=4,
+                )
             if which == "candidate":
                 ax.annotate(a.file, (x, y), fontsize=6.5, xytext=(5, 3), textcoords="offset points")
     for name, (x1, y1) in placed["candidate"].items():
@@ -72,11 +88,16 @@ def plot_comparison(baseline: str | Path, candidate: str | Path, dest: str | Pat
     if budget:
         ax.axvline(budget, color="tab:red", ls="--", lw=1)
     # legend by proxy artists: what the marks mean, not one entry per file
-    handles = [plt.Line2D([], [], ls="", marker="o", mfc="none", mec="tab:gray", label="baseline"),
-               *[plt.Line2D([], [], ls="", marker="o", color=c, label=f"candidate {f}") for f, c in _COLOURS.items()
-                 if any(a.format == f for a in rc.artifacts)],
-               plt.Line2D([], [], ls="", marker="*", mfc="tab:red", mec="tab:red", ms=11, label="shipped"),
-               plt.Line2D([], [], ls="", marker="x", color="0.3", label="rejected by the gate")]
+    handles = [
+        plt.Line2D([], [], ls="", marker="o", mfc="none", mec="tab:gray", label="baseline"),
+        *[
+            plt.Line2D([], [], ls="", marker="o", color=c, label=f"candidate {f}")
+            for f, c in _COLOURS.items()
+            if any(a.format == f for a in rc.artifacts)
+        ],
+        plt.Line2D([], [], ls="", marker="*", mfc="tab:red", mec="tab:red", ms=11, label="shipped"),
+        plt.Line2D([], [], ls="", marker="x", color="0.3", label="rejected by the gate"),
+    ]
     if budget:
         handles.append(plt.Line2D([], [], color="tab:red", ls="--", lw=1, label=f"latency budget {budget:g} ms"))
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)

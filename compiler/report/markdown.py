@@ -51,8 +51,9 @@ def _gate_line(settings: dict) -> str:
     gate = settings.get("gate", "point")
     limit = settings.get("max_drop")
     limit_s = f"at most {100 * limit:.2f} points" if isinstance(limit, (int, float)) else "the limit"
-    return (f"- parity gate: {limit_s} below the torch model and the fp32 artifact, {gate} "
-            f"({GATE_RULES.get(gate, gate)})")
+    return (
+        f"- parity gate: {limit_s} below the torch model and the fp32 artifact, {gate} ({GATE_RULES.get(gate, gate)})"
+    )
 
 
 def _prefer_line(settings: dict) -> list[str]:
@@ -102,15 +103,21 @@ def render(report: BuildReport) -> str:
             f"{fmt_q(a.device.latency) if a.device else '—'} | {fmt_q(a.device.peak_memory) if a.device else '—'} | "
             f"{_budget_cell(a)} |"
         )
-    lines += ["", "## Converters and runtimes", "",
-              "| file | format | precision | converter | runtime (parity and host measurement) | structure check |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Converters and runtimes",
+        "",
+        "| file | format | precision | converter | runtime (parity and host measurement) | structure check |",
+        "|---|---|---|---|---|---|",
+    ]
     for a in report.artifacts:
         check = a.structure.get("check") if isinstance(a.structure, dict) else None
         cell = "—"
         if isinstance(check, dict):
             cell = "passed" if check.get("passed") else "failed: " + "; ".join(check.get("failed", []))
-        lines.append(f"| `{a.file}` | {a.format} | {a.precision} | {a.converter or '—'} | {a.runtime or '—'} | {cell} |")
+        lines.append(
+            f"| `{a.file}` | {a.format} | {a.precision} | {a.converter or '—'} | {a.runtime or '—'} | {cell} |"
+        )
     lines += ["", "## Budget verdicts", ""]
     for a in report.artifacts:
         if not a.budgets:
@@ -138,9 +145,17 @@ def render(report: BuildReport) -> str:
     lines += ["## How the numbers were obtained", ""]
     seen: set[str] = set()
     for a in report.artifacts:
-        for q in filter(None, [a.size, a.parity.metric if a.parity else None,
-                               a.host.latency_median if a.host else None, a.host.peak_memory if a.host else None,
-                               a.device.latency if a.device else None, a.device.peak_memory if a.device else None]):
+        for q in filter(
+            None,
+            [
+                a.size,
+                a.parity.metric if a.parity else None,
+                a.host.latency_median if a.host else None,
+                a.host.peak_memory if a.host else None,
+                a.device.latency if a.device else None,
+                a.device.peak_memory if a.device else None,
+            ],
+        ):
             if q.method not in seen:
                 seen.add(q.method)
                 lines.append(f"- ({_TAG[q.kind]}) {q.method}")

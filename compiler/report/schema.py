@@ -15,6 +15,7 @@ from ..core.quantity import BudgetVerdict, Gate, Quantity
 
 REPORT_SCHEMA_VERSION = "1.7"
 
+
 class _M(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -108,7 +109,6 @@ class TaskReport(_M):
     #: (1.6) hash of the test split (inputs and targets, adaptc.store.data_fingerprint): builds with the same
     #: one scored the same samples, so their artifacts' metrics compare paired (adaptc compare)
     test_fingerprint: str | None = None
-
 
 
 # ---- the student search (1.7: typed; earlier reports are read through SearchReport's migration) ----------------

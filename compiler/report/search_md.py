@@ -26,9 +26,11 @@ def why_text(search: SearchReport, device: str, metric_name: str) -> str:
     chosen = next(p for p in search.points if p.chosen)
     best_q, _ = _top_rung_best(search)
     tol = search.options.get("quality_tolerance", 0.0)
-    return (f"fastest (estimated {chosen.latency_ms:.3g} ms on {device}) of the candidates within "
-            f"{100 * tol:.1f} points of the best validation {metric_name} "
-            f"({100 * best_q:.2f}%) at the last rung, and fits every budget")
+    return (
+        f"fastest (estimated {chosen.latency_ms:.3g} ms on {device}) of the candidates within "
+        f"{100 * tol:.1f} points of the best validation {metric_name} "
+        f"({100 * best_q:.2f}%) at the last rung, and fits every budget"
+    )
 
 
 def summary_text(search: SearchReport, device: str, metric_name: str) -> str:
@@ -44,16 +46,24 @@ def summary_text(search: SearchReport, device: str, metric_name: str) -> str:
     top = max(s.rung for s in search.scores.values())
     finalists = sum(1 for s in search.scores.values() if s.rung == top)
     _, best_key = _top_rung_best(search)
-    return (f"{n} candidates ({costed} skeletons x {n // max(1, costed)} schemes"
-            + (f"; {len(search.not_costed)} larger skeletons not costed" if search.not_costed else "") + "); "
-            f"{feasible} fit the budgets before training; "
-            f"{len(search.scores)} skeletons trained over {len(search.rungs)} rung(s). Chosen: **{ch.candidate}** "
-            f"({ch.params:,} parameters, {search.teacher_params / max(1, params):.1f}x fewer than "
-            f"the teacher), test {metric_name} {percent(ch.test, ch.test_ci95)} in torch"
-            + retention_text(ch) + f" — {why_text(search, device, metric_name)}."
-            + (f" The validation split cannot separate {len(unresolved)} of the other {finalists - 1} "
-               f"finalist skeletons from the best one, {best_key} (paired 95% interval of the gap reaches 0): "
-               f"{', '.join(unresolved)}." if unresolved else ""))
+    return (
+        f"{n} candidates ({costed} skeletons x {n // max(1, costed)} schemes"
+        + (f"; {len(search.not_costed)} larger skeletons not costed" if search.not_costed else "")
+        + "); "
+        f"{feasible} fit the budgets before training; "
+        f"{len(search.scores)} skeletons trained over {len(search.rungs)} rung(s). Chosen: **{ch.candidate}** "
+        f"({ch.params:,} parameters, {search.teacher_params / max(1, params):.1f}x fewer than "
+        f"the teacher), test {metric_name} {percent(ch.test, ch.test_ci95)} in torch"
+        + retention_text(ch)
+        + f" — {why_text(search, device, metric_name)}."
+        + (
+            f" The validation split cannot separate {len(unresolved)} of the other {finalists - 1} "
+            f"finalist skeletons from the best one, {best_key} (paired 95% interval of the gap reaches 0): "
+            f"{', '.join(unresolved)}."
+            if unresolved
+            else ""
+        )
+    )
 
 
 def render_search(search: SearchReport, device: str, metric_name: str) -> list[str]:
@@ -69,27 +79,42 @@ def render_search(search: SearchReport, device: str, metric_name: str) -> list[s
             + (f", via teacher assistant {ch.assistant['skeleton']}" if ch.assistant else ""),
             f"- validation {percent(ch.val, ch.val_ci95)} ({ch.val_measured}), "
             f"test {percent(ch.test, ch.test_ci95)} ({ch.test_measured})"
-            + retention_text(ch) + "; measured" + ("; [a, b]: 95% interval over the split's samples (paired for the retention)"
-                                                   if ch.test_ci95 is not None else ""),
+            + retention_text(ch)
+            + "; measured"
+            + (
+                "; [a, b]: 95% interval over the split's samples (paired for the retention)"
+                if ch.test_ci95 is not None
+                else ""
+            ),
             f"- why: {why_text(search, device, metric_name)}",
             "",
         ]
     pts = search.points
     if pts:
         gap = any(p.val_gap_ci95 is not None for p in pts)
-        lines += ["| candidate | rung | val | " + ("gap to the best finalist | " if gap else "")
-                  + "est. latency (E) | size | params | Pareto | chosen |",
-                  "|---|---|---|" + ("---|" if gap else "") + "---|---|---|---|---|"]
+        lines += [
+            "| candidate | rung | val | "
+            + ("gap to the best finalist | " if gap else "")
+            + "est. latency (E) | size | params | Pareto | chosen |",
+            "|---|---|---|" + ("---|" if gap else "") + "---|---|---|---|---|",
+        ]
         for p in sorted(pts, key=lambda p: (-p.val, p.latency_ms)):
             g = ""
             if gap:
                 ci = p.val_gap_ci95
-                g = (f"{100 * (p.val_gap or 0.0):+.2f} pt{bracket(ci, signed=True)} | " if ci
-                     else "best | " if p.best_finalist else "— | ")
-            lines.append(f"| `{p.key}` | {p.rung} | {percent(p.val, p.val_ci95)} | {g}"
-                         f"{p.latency_ms:.3g} ms | "
-                         f"{p.size_mb * 1024:.1f} KB | {p.params:,} | {'●' if p.pareto else ''} | "
-                         f"{'✅' if p.chosen else ''} |")
+                g = (
+                    f"{100 * (p.val_gap or 0.0):+.2f} pt{bracket(ci, signed=True)} | "
+                    if ci
+                    else "best | "
+                    if p.best_finalist
+                    else "— | "
+                )
+            lines.append(
+                f"| `{p.key}` | {p.rung} | {percent(p.val, p.val_ci95)} | {g}"
+                f"{p.latency_ms:.3g} ms | "
+                f"{p.size_mb * 1024:.1f} KB | {p.params:,} | {'●' if p.pareto else ''} | "
+                f"{'✅' if p.chosen else ''} |"
+            )
         lines.append("")
     dropped = [c for c in search.candidates if not c.feasible]
     if dropped:
@@ -99,8 +124,11 @@ def render_search(search: SearchReport, device: str, metric_name: str) -> list[s
         lines.append("")
     skipped = search.not_costed
     if skipped:
-        lines += [f"Not costed ({len(skipped)} skeletons; every candidate of a smaller one breaks a budget that only "
-                  "grows with size):", ""]
+        lines += [
+            f"Not costed ({len(skipped)} skeletons; every candidate of a smaller one breaks a budget that only "
+            "grows with size):",
+            "",
+        ]
         lines += [f"- `{d.skeleton}`: {d.reason}" for d in skipped]
         lines.append("")
     return lines

@@ -8,5 +8,16 @@ from .run import run_search
 from .space import SkeletonSpec
 from .state import Search
 
-__all__ = ["DEFAULT_WIDTHS", "Search", "SearchConfig", "SearchOptions", "SkeletonSpec",
-           "as_options", "pareto_front", "plot_pareto", "resolve_config", "run_search", "validate_widths"]
+__all__ = [
+    "DEFAULT_WIDTHS",
+    "Search",
+    "SearchConfig",
+    "SearchOptions",
+    "SkeletonSpec",
+    "as_options",
+    "pareto_front",
+    "plot_pareto",
+    "resolve_config",
+    "run_search",
+    "validate_widths",
+]

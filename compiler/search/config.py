@@ -60,8 +60,9 @@ def as_options(user: SearchOptions | Mapping[str, Any] | bool | None) -> SearchO
         if unknown:
             from ..core.names import unknown_name_message
 
-            raise AdaptcError("unknown search option: " + "; ".join(unknown_name_message("search option", k, known)
-                                                                     for k in unknown))
+            raise AdaptcError(
+                "unknown search option: " + "; ".join(unknown_name_message("search option", k, known) for k in unknown)
+            )
         return SearchOptions(**dict(user))
     raise AdaptcError(f"search must be True, False, SearchOptions or a dict of its fields (got {type(user).__name__})")
 
@@ -111,8 +112,18 @@ def config_record(cfg: SearchConfig, seed: int, keep_output: bool) -> dict[str, 
     distill["weights"] = d.weights.__dict__
     distill["adversarial"] = d.adversarial.__dict__ if d.adversarial else None
     distill["domain_data"] = len(d.domain_data) if d.domain_data is not None else None
-    return {"widths": list(validate_widths(cfg.widths)), "max_blocks_dropped": cfg.max_blocks_dropped,
-            "rung_epochs": list(cfg.rung_epochs), "final_epochs": cfg.final_epochs, "eta": cfg.eta,
-            "quality_tolerance": cfg.quality_tolerance, "time_budget_s": cfg.time_budget_s,
-            "assistant": cfg.assistant, "assistant_threshold": cfg.assistant_threshold, "seed": seed,
-            "rung_samples": cfg.rung_samples, "keep_output_dim": keep_output, "distill": distill}
+    return {
+        "widths": list(validate_widths(cfg.widths)),
+        "max_blocks_dropped": cfg.max_blocks_dropped,
+        "rung_epochs": list(cfg.rung_epochs),
+        "final_epochs": cfg.final_epochs,
+        "eta": cfg.eta,
+        "quality_tolerance": cfg.quality_tolerance,
+        "time_budget_s": cfg.time_budget_s,
+        "assistant": cfg.assistant,
+        "assistant_threshold": cfg.assistant_threshold,
+        "seed": seed,
+        "rung_samples": cfg.rung_samples,
+        "keep_output_dim": keep_output,
+        "distill": distill,
+    }

@@ -21,30 +21,49 @@ from .space import SkeletonSpec
 from .state import Search
 
 
-def train_final(s: Search, spec: SkeletonSpec, scheme: str, halving: Halving, teacher_outputs: np.ndarray | None,
-                unresolved: list[str] | None) -> tuple[nn.Module, ChosenStudent]:
+def train_final(
+    s: Search,
+    spec: SkeletonSpec,
+    scheme: str,
+    halving: Halving,
+    teacher_outputs: np.ndarray | None,
+    unresolved: list[str] | None,
+) -> tuple[nn.Module, ChosenStudent]:
     opts = s.opts
     qat = get_scheme(scheme).weights == "int8" and opts.qat
-    est_epoch = (estimated_epoch_seconds(halving.rungs, skeleton=spec.key) if math.isfinite(s.remaining())
-                 else None)
-    fit = _epochs_that_fit(s, est_epoch, opts.final_epochs, opts.distill.qat_fraction if qat else None) \
-        if est_epoch else None
+    est_epoch = estimated_epoch_seconds(halving.rungs, skeleton=spec.key) if math.isfinite(s.remaining()) else None
+    fit = (
+        _epochs_that_fit(s, est_epoch, opts.final_epochs, opts.distill.qat_fraction if qat else None)
+        if est_epoch
+        else None
+    )
     val, student, info = s.trial(spec, "final", opts.final_epochs, final=True, qat=qat, fit_epochs=fit)
     assert student is not None
     quality = _test_quality(s.task, student, teacher_outputs)
     chosen = ChosenStudent(
-        candidate=f"{spec.key}-{scheme}", skeleton=spec.key, width=spec.width, drop=spec.drop, scheme=scheme,
-        final_epochs=info.get("epochs") or opts.final_epochs, qat=qat, val=val, **quality,
+        candidate=f"{spec.key}-{scheme}",
+        skeleton=spec.key,
+        width=spec.width,
+        drop=spec.drop,
+        scheme=scheme,
+        final_epochs=info.get("epochs") or opts.final_epochs,
+        qat=qat,
+        val=val,
+        **quality,
         val_ci95=list(mean_interval(np.asarray(info["val_scores"]))) if info.get("val_scores") else None,
         finalists_within_noise=unresolved,
         # what each figure was measured on: selection happens during training, so with QAT the validation
         # figure is the best QAT epoch's with fake quantization on; the test figure is the final student's
-        val_measured=("torch, best QAT epoch, fake-quantized (weights and activations)" if qat
-                      else "torch, best epoch"),
-        test_measured=("torch, final student (int8-grid weights, float activations)" if qat
-                       else "torch, final student"),
-        params=info.get("params"), assistant=info.get("assistant"),
-        compression=s.teacher_params / max(1, info.get("params") or 1))
+        val_measured=(
+            "torch, best QAT epoch, fake-quantized (weights and activations)" if qat else "torch, best epoch"
+        ),
+        test_measured=(
+            "torch, final student (int8-grid weights, float activations)" if qat else "torch, final student"
+        ),
+        params=info.get("params"),
+        assistant=info.get("assistant"),
+        compression=s.teacher_params / max(1, info.get("params") or 1),
+    )
     return student, chosen
 
 
@@ -68,13 +87,15 @@ def _test_quality(task: Task, student: nn.Module, teacher_outputs: np.ndarray | 
     return q
 
 
-def _epochs_that_fit(s: Search, epoch_s: float, most: int, qat_fraction: float | None
-                     ) -> Callable[[float | None, int], int]:
+def _epochs_that_fit(
+    s: Search, epoch_s: float, most: int, qat_fraction: float | None
+) -> Callable[[float | None, int], int]:
     """For the final training (see :func:`distill`): the most epochs (at most ``most``, at least one) whose time
     fits what is left of the budget -- QAT adds ``qat_fraction`` x epochs (at least one; None: no QAT) after
     the distillation epochs. Asked once the teacher's pass is done, with ``epoch_s`` (the rungs' epoch time of
     the skeleton, which runs high: a rung's few batches pay the per-shape warm-up), then after the first epoch
     with its measured time. 10% margin, and a QAT epoch counted as 1.25 (fake quantization)."""
+
     def fit(measured: float | None, done: int) -> int:
         epoch = measured or epoch_s
 
@@ -88,5 +109,3 @@ def _epochs_that_fit(s: Search, epoch_s: float, most: int, qat_fraction: float |
         return n
 
     return fit
-
-

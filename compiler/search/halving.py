@@ -66,19 +66,26 @@ def run_rungs(s: Search, feasible: Sequence[SkeletonSpec], costs: dict[str, list
             if tinfo.get("epoch_train_s") and tinfo.get("samples"):
                 per_sample[sp.key] = tinfo["epoch_train_s"] / tinfo["samples"]
                 eval_s.append(tinfo.get("eval_s", 0.0))
-        out.rungs.append(RungRecord(
-            rung=r, epochs=epochs, skeletons=[sp.key for sp in alive],
-            samples=min(len(task.train), opts.rung_samples or len(task.train)), full_samples=len(task.train),
-            seconds=time.perf_counter() - rung_t0,
-            # measured per trial: training seconds per sample and per-epoch evaluation seconds
-            train_s_per_sample=sum(per_sample.values()) / len(per_sample) if per_sample else None,
-            train_s_per_sample_by_skeleton=per_sample,
-            eval_s=sum(eval_s) / len(eval_s) if eval_s else None))
+        out.rungs.append(
+            RungRecord(
+                rung=r,
+                epochs=epochs,
+                skeletons=[sp.key for sp in alive],
+                samples=min(len(task.train), opts.rung_samples or len(task.train)),
+                full_samples=len(task.train),
+                seconds=time.perf_counter() - rung_t0,
+                # measured per trial: training seconds per sample and per-epoch evaluation seconds
+                train_s_per_sample=sum(per_sample.values()) / len(per_sample) if per_sample else None,
+                train_s_per_sample_by_skeleton=per_sample,
+                eval_s=sum(eval_s) / len(eval_s) if eval_s else None,
+            )
+        )
     return out
 
 
-def estimated_epoch_seconds(rungs: Sequence[RungRecord], full: bool = True, skeleton: str | None = None
-                            ) -> float | None:
+def estimated_epoch_seconds(
+    rungs: Sequence[RungRecord], full: bool = True, skeleton: str | None = None
+) -> float | None:
     """Seconds per epoch of ``skeleton`` (else the mean over the skeletons) seen in the last rung; ``full``: scaled
     to the whole training set (rungs may train on a subset, the final training does not)."""
     if not rungs:

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 
-def pareto_front(points: Sequence[dict[str, Any]], *, quality: str = "val", latency: str = "latency_ms",
-                 size: str = "size_mb") -> list[int]:
+def pareto_front(
+    points: Sequence[dict[str, Any]], *, quality: str = "val", latency: str = "latency_ms", size: str = "size_mb"
+) -> list[int]:
     """Indices of the points no other point dominates (>= quality, <= latency, <= size, one strictly)."""
     front = []
     for i, p in enumerate(points):
@@ -26,9 +27,17 @@ def pareto_front(points: Sequence[dict[str, Any]], *, quality: str = "val", late
     return front
 
 
-def plot_pareto(points: Sequence[dict[str, Any]], front: Sequence[int], chosen: int | None, dest: Path, *,
-                title: str, metric_name: str, budget_ms: float | None = None, teacher_metric: float | None = None
-                ) -> Path:
+def plot_pareto(
+    points: Sequence[dict[str, Any]],
+    front: Sequence[int],
+    chosen: int | None,
+    dest: Path,
+    *,
+    title: str,
+    metric_name: str,
+    budget_ms: float | None = None,
+    teacher_metric: float | None = None,
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -37,17 +37,26 @@ from .state import Search
 METHOD = "cost filter, then successive halving with distillation (see adaptc.search.halving)"
 
 
-def _tally(specs: list[SkeletonSpec], costs: dict[str, list[CandidateRecord]]
-           ) -> tuple[list[CandidateRecord], list[SkeletonSpec]]:
+def _tally(
+    specs: list[SkeletonSpec], costs: dict[str, list[CandidateRecord]]
+) -> tuple[list[CandidateRecord], list[SkeletonSpec]]:
     """Every candidate's cost, and the skeletons with at least one candidate that fits."""
-    return ([c for cs in costs.values() for c in cs],
-            [sp for sp in specs if any(c.feasible for c in costs.get(sp.key, []))])
+    return (
+        [c for cs in costs.values() for c in cs],
+        [sp for sp in specs if any(c.feasible for c in costs.get(sp.key, []))],
+    )
 
 
-def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir: Path, seed: int = 0,
-               teacher_outputs: np.ndarray | None = None,
-               options: SearchConfig | SearchOptions | Mapping[str, Any] | bool | None = None
-               ) -> tuple[nn.Module, SearchReport]:
+def run_search(
+    task: Task,
+    profile: DeviceProfile,
+    *,
+    store: BuildStore,
+    out_dir: Path,
+    seed: int = 0,
+    teacher_outputs: np.ndarray | None = None,
+    options: SearchConfig | SearchOptions | Mapping[str, Any] | bool | None = None,
+) -> tuple[nn.Module, SearchReport]:
     """Find and train the student; returns (student, the report's search section). ``options``: what the user
     set (over the task's ``search_defaults``), or a resolved :class:`SearchConfig`; ``teacher_outputs``: the teacher's on the test split, if the caller
     has them (for the chosen student's retention of its metric). Raises :class:`BudgetError` (with ``.search``,
@@ -62,9 +71,11 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
     if not feasible and s.may_narrow:
         # no student with the teacher's hidden size fits: narrow the hidden size too (see keep_output_dim)
         kept_hidden = flat
-        s.log.append("no candidate keeping the teacher's hidden size fits the budgets ("
-                     + nearest_message(profile, flat, 1).split("nearest: ")[-1]
-                     + "); candidates narrow the hidden size too, with a projection back to the embedding size")
+        s.log.append(
+            "no candidate keeping the teacher's hidden size fits the budgets ("
+            + nearest_message(profile, flat, 1).split("nearest: ")[-1]
+            + "); candidates narrow the hidden size too, with a projection back to the embedding size"
+        )
         progress.current().message(f"[yellow]{s.log[-1]}[/yellow]")
         s.narrow_output()
         all_costs = s.costs(specs)
@@ -78,7 +89,9 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
         specs = specs + extra
         flat, feasible = _tally(specs, all_costs)
     report = SearchReport(
-        method=METHOD, options=config_record(opts, seed, s.keep_output), teacher_params=s.teacher_params,
+        method=METHOD,
+        options=config_record(opts, seed, s.keep_output),
+        teacher_params=s.teacher_params,
         block_importance={str(k): v for k, v in (s.importance_if_ranked() or {}).items()},
         candidates=flat,
         not_costed=[NotCosted(skeleton=k, reason=why) for k, why in s.not_costed.items()],
@@ -99,7 +112,8 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
             raise AdaptcError(
                 f"the time budget of {opts.time_budget_s:g} s allows no trial: one distillation epoch of the "
                 f"smallest candidate ({small.key}) takes about {need:.1f} s and {max(0.0, s.remaining()):.1f} s "
-                f"are left after the cost filter")
+                f"are left after the cost filter"
+            )
 
     halving = run_rungs(s, feasible, all_costs)
     sel = select(flat, halving, opts.quality_tolerance)
@@ -114,9 +128,15 @@ def run_search(task: Task, profile: DeviceProfile, *, store: BuildStore, out_dir
     report.log = s.log
     if opts.plot:
         try:
-            plot_pareto(sel.points, sel.front, sel.points.index(sel.chosen), out_dir / "pareto.png",
-                        title=f"{task.name} -> {profile.name}: candidates after successive halving",
-                        metric_name=task.metric_name, budget_ms=profile.budgets.max_latency_ms)
+            plot_pareto(
+                sel.points,
+                sel.front,
+                sel.points.index(sel.chosen),
+                out_dir / "pareto.png",
+                title=f"{task.name} -> {profile.name}: candidates after successive halving",
+                metric_name=task.metric_name,
+                budget_ms=profile.budgets.max_latency_ms,
+            )
             report.plot = "pareto.png"
         except Exception as e:  # a plot is a convenience, never a failure
             s.log.append(f"plot failed: {e}")

@@ -35,10 +35,20 @@ def select(candidates: Sequence[CandidateRecord], halving: Halving, quality_tole
     for c in candidates:
         k = c.candidate.skeleton
         if k in scores and c.feasible:
-            points.append({"key": c.candidate.key, "skeleton": k, "scheme": c.candidate.scheme,
-                           "val": scores[k][1], "rung": scores[k][0], "latency_ms": c.latency_ms,
-                           "size_mb": c.size_mb, "params": c.params, "feasible": True,
-                           "label": f"{k} {c.candidate.scheme.replace('int8_static_per_channel', 'int8s')}"})
+            points.append(
+                {
+                    "key": c.candidate.key,
+                    "skeleton": k,
+                    "scheme": c.candidate.scheme,
+                    "val": scores[k][1],
+                    "rung": scores[k][0],
+                    "latency_ms": c.latency_ms,
+                    "size_mb": c.size_mb,
+                    "params": c.params,
+                    "feasible": True,
+                    "label": f"{k} {c.candidate.scheme.replace('int8_static_per_channel', 'int8s')}",
+                }
+            )
     final_pts = [p for p in points if p["skeleton"] in finalists]
     best_q = max(p["val"] for p in final_pts)
     eligible = [p for p in final_pts if p["val"] >= best_q - quality_tolerance]
@@ -52,15 +62,19 @@ def select(candidates: Sequence[CandidateRecord], halving: Halving, quality_tole
     return Selection(points, front, chosen, unresolved)
 
 
-def _validation_noise(points: list[dict[str, Any]], val_scores: dict[str, np.ndarray | None], finalists: list[str],
-                      best: str) -> list[str] | None:
+def _validation_noise(
+    points: list[dict[str, Any]], val_scores: dict[str, np.ndarray | None], finalists: list[str], best: str
+) -> list[str] | None:
     """Give each point its validation interval, and each finalist its paired gap to the best finalist
     (``val_gap_ci95``: best minus this one, on the same validation samples). Returns the finalists other than the
     best whose gap interval reaches 0 (the split cannot tell them apart), or None without per-sample scores."""
     ci = {k: mean_interval(v) for k, v in val_scores.items() if v is not None}
     ref = val_scores.get(best)
-    gaps = {k: drop_interval(ref, v) for k in finalists if k != best and (v := val_scores.get(k)) is not None
-            and ref is not None and len(v) == len(ref)}
+    gaps = {
+        k: drop_interval(ref, v)
+        for k in finalists
+        if k != best and (v := val_scores.get(k)) is not None and ref is not None and len(v) == len(ref)
+    }
     for p in points:
         if p["skeleton"] in ci:
             p["val_ci95"] = list(ci[p["skeleton"]])
@@ -76,8 +90,16 @@ def _validation_noise(points: list[dict[str, Any]], val_scores: dict[str, np.nda
 
 def cost_pareto(flat: Sequence[CandidateRecord]) -> list[dict[str, Any]]:
     """The Pareto set of the candidates by cost alone (nothing was trained: every ``val`` is 0)."""
-    pts = [{"key": c.candidate.key, "val": 0.0, "latency_ms": c.latency_ms, "size_mb": c.size_mb,
-            "broken": [v.budget for v in c.broken]} for c in flat]
+    pts = [
+        {
+            "key": c.candidate.key,
+            "val": 0.0,
+            "latency_ms": c.latency_ms,
+            "size_mb": c.size_mb,
+            "broken": [v.budget for v in c.broken],
+        }
+        for c in flat
+    ]
     return [pts[i] for i in pareto_front(pts)]
 
 
@@ -85,7 +107,6 @@ def nearest_message(profile: DeviceProfile, costs: Sequence[CandidateRecord], n:
     near = sorted(costs, key=lambda c: (c.worst_overshoot, c.latency_ms))[:n]
     parts = []
     for c in near:
-        broken = ", ".join(f"{v.budget} {v.value:.3g} > {v.limit:g} {v.unit} (+{-v.margin_pct:.0f}%)"
-                           for v in c.broken)
+        broken = ", ".join(f"{v.budget} {v.value:.3g} > {v.limit:g} {v.unit} (+{-v.margin_pct:.0f}%)" for v in c.broken)
         parts.append(f"{c.candidate.key}: {broken}")
     return f"no student candidate meets every budget of {profile.name}; nearest: " + "; ".join(parts)

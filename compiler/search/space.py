@@ -56,24 +56,41 @@ def skeleton_cost(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) ->
         return analyze_onnx(p)
 
 
-def candidate_costs(spec: SkeletonSpec, cost: Any, profile: DeviceProfile, schemes: Sequence[str]) -> list[CandidateRecord]:
+def candidate_costs(
+    spec: SkeletonSpec, cost: Any, profile: DeviceProfile, schemes: Sequence[str]
+) -> list[CandidateRecord]:
     runtime = search_runtime(profile)
     out = []
     for s in schemes:
         sch = get_scheme(s)
         # file size: the weights at the scheme's precision (+ small per-layer scales / graph overhead)
         size_mb = (cost.params * sch.weight_bytes_per_param + 4096) / 2**20
-        est = estimate_on_device(cost, profile, runtime=runtime,
-                                 precision=sch.precision if sch.precision != "fp32" else None,
-                                 size=Quantity.estimated(size_mb, "MB", "parameters x bytes per weight at the scheme"))
+        est = estimate_on_device(
+            cost,
+            profile,
+            runtime=runtime,
+            precision=sch.precision if sch.precision != "fp32" else None,
+            size=Quantity.estimated(size_mb, "MB", "parameters x bytes per weight at the scheme"),
+        )
         assert est.latency is not None and est.peak_memory is not None and est.predictor is not None
         verdicts = est.verdicts
         feasible = all(v.fits for v in verdicts)
-        out.append(CandidateRecord(
-            candidate=CandidateKey(width=spec.width, drop=spec.drop, scheme=s, key=f"{spec.key}-{s}"),
-            params=cost.params, macs=cost.macs, mflops=cost.flops / 1e6, size_mb=size_mb,
-            peak_activation_mb=cost.peak_activation_bytes / 2**20, latency_ms=float(est.latency.value or 0.0),
-            memory_mb=float(est.peak_memory.value or 0.0), predictor=est.predictor, verdicts=verdicts,
-            feasible=feasible, reason="fits every budget (estimated)" if feasible
-            else "; ".join(v.message for v in verdicts if not v.fits)))
+        out.append(
+            CandidateRecord(
+                candidate=CandidateKey(width=spec.width, drop=spec.drop, scheme=s, key=f"{spec.key}-{s}"),
+                params=cost.params,
+                macs=cost.macs,
+                mflops=cost.flops / 1e6,
+                size_mb=size_mb,
+                peak_activation_mb=cost.peak_activation_bytes / 2**20,
+                latency_ms=float(est.latency.value or 0.0),
+                memory_mb=float(est.peak_memory.value or 0.0),
+                predictor=est.predictor,
+                verdicts=verdicts,
+                feasible=feasible,
+                reason="fits every budget (estimated)"
+                if feasible
+                else "; ".join(v.message for v in verdicts if not v.fits),
+            )
+        )
     return out

@@ -39,8 +39,9 @@ def _seed_for(seed: int, key: str) -> int:
 
 
 class Search:
-    def __init__(self, task: Task, profile: DeviceProfile, store: BuildStore, out_dir: Path, seed: int,
-                 opts: SearchConfig):
+    def __init__(
+        self, task: Task, profile: DeviceProfile, store: BuildStore, out_dir: Path, seed: int, opts: SearchConfig
+    ):
         self.task, self.profile, self.out_dir, self.seed, self.opts = task, profile, out_dir, seed, opts
         self.trials = TrialStore(store, out_dir)
         self.store = store
@@ -87,11 +88,17 @@ class Search:
         """A fresh copy of the skeleton (derived once per search, then copied)."""
         if spec.key not in self._skeletons:
             with torch_threads(None):
-                sk = extract_skeleton(self.teacher, self.task.example_inputs, width=spec.width, drop=spec.drop,
-                                      channel_multiple=self.profile.channel_multiple,
-                                      importance=self.importance() if spec.drop else None,
-                                      prune_importance=self.opts.importance, keep_output_dim=self.keep_output,
-                                      calibration_inputs=None if self.keep_output else self.calibration_inputs())
+                sk = extract_skeleton(
+                    self.teacher,
+                    self.task.example_inputs,
+                    width=spec.width,
+                    drop=spec.drop,
+                    channel_multiple=self.profile.channel_multiple,
+                    importance=self.importance() if spec.drop else None,
+                    prune_importance=self.opts.importance,
+                    keep_output_dim=self.keep_output,
+                    calibration_inputs=None if self.keep_output else self.calibration_inputs(),
+                )
             self._skeletons[spec.key] = sk.model
         return copy.deepcopy(self._skeletons[spec.key])
 
@@ -115,13 +122,22 @@ class Search:
         for spec in sorted(specs, key=lambda sp: (-sp.drop, sp.width)):
             over = next(((b, why) for b, why in breakers if b.width <= spec.width and b.drop >= spec.drop), None)
             if over is not None:
-                self.not_costed[spec.key] = (f"at least as wide and as deep as {over[0].key}, whose every candidate "
-                                             f"breaks {over[1]}")
+                self.not_costed[spec.key] = (
+                    f"at least as wide and as deep as {over[0].key}, whose every candidate breaks {over[1]}"
+                )
                 step.advance(1, note=f"{spec.key}: not costed (dominates {over[0].key})")
                 continue
-            key = stable_hash({"cost": 3, "teacher": self.teacher_fp, "data": self.data_fp, "spec": spec.key,
-                               "mult": self.profile.channel_multiple, "imp": self.opts.importance,
-                               "keep_output": self.keep_output})
+            key = stable_hash(
+                {
+                    "cost": 3,
+                    "teacher": self.teacher_fp,
+                    "data": self.data_fp,
+                    "spec": spec.key,
+                    "mult": self.profile.channel_multiple,
+                    "imp": self.opts.importance,
+                    "keep_output": self.keep_output,
+                }
+            )
             rec = self.store.get(key)
             if rec is None:
                 cost = skeleton_cost(self.skeleton(spec), self.task.example_inputs)
@@ -133,33 +149,56 @@ class Search:
                 breakers.append((spec, " or ".join(sorted(set().union(*broken)))))
             step.advance(1, note=spec.key)
         skipped = len(specs) - len(out)
-        step.done(f"{len(out)} skeletons x {len(schemes)} schemes" + (
-            f" ({skipped} larger ones not costed: they break the FLOPs or model-size budget too)" if skipped else ""))
+        step.done(
+            f"{len(out)} skeletons x {len(schemes)} schemes"
+            + (f" ({skipped} larger ones not costed: they break the FLOPs or model-size budget too)" if skipped else "")
+        )
         return {sp.key: out[sp.key] for sp in specs if sp.key in out}
 
     # ------------------------------------------------------------------ trials
     def _cfg(self, epochs: int, spec: SkeletonSpec, **over: Any) -> DistillConfig:
         return replace(self.opts.distill, epochs=epochs, seed=_seed_for(self.seed, spec.key), **over)
 
-    def trial(self, spec: SkeletonSpec, rung: str, epochs: int, *, final: bool = False, qat: bool = False,
-              index: str = "", fit_epochs: Callable[[float | None, int], int] | None = None
-              ) -> tuple[float, nn.Module | None, dict[str, Any]]:
+    def trial(
+        self,
+        spec: SkeletonSpec,
+        rung: str,
+        epochs: int,
+        *,
+        final: bool = False,
+        qat: bool = False,
+        index: str = "",
+        fit_epochs: Callable[[float | None, int], int] | None = None,
+    ) -> tuple[float, nn.Module | None, dict[str, Any]]:
         """One distillation of ``spec`` (resumed from the store when done before). ``fit_epochs``: up to
         ``epochs``, as many as it says once the teacher's pass is done and after the first epoch (see
         :func:`distill`); such a trial is stored without its epoch count, so a rerun with more or less time left
         resumes it instead of retraining."""
         cfg = self._cfg(epochs, spec, qat=qat)
-        key = stable_hash({"trial": 4, "rung_samples": None if final else self.opts.rung_samples,
-                           "keep_output": self.keep_output, "teacher": self.teacher_fp, "data": self.data_fp,
-                           "task": self.task.name, "spec": spec.key, "mult": self.profile.channel_multiple,
-                           "epochs": "fitted" if fit_epochs else epochs, "seed": self.seed, "final": final,
-                           "cfg": repr(replace(cfg, epochs=0) if fit_epochs else cfg),
-                           "assistant": (self.opts.assistant, self.opts.assistant_threshold) if final else None,
-                           "imp": self.opts.importance})
+        key = stable_hash(
+            {
+                "trial": 4,
+                "rung_samples": None if final else self.opts.rung_samples,
+                "keep_output": self.keep_output,
+                "teacher": self.teacher_fp,
+                "data": self.data_fp,
+                "task": self.task.name,
+                "spec": spec.key,
+                "mult": self.profile.channel_multiple,
+                "epochs": "fitted" if fit_epochs else epochs,
+                "seed": self.seed,
+                "final": final,
+                "cfg": repr(replace(cfg, epochs=0) if fit_epochs else cfg),
+                "assistant": (self.opts.assistant, self.opts.assistant_threshold) if final else None,
+                "imp": self.opts.importance,
+            }
+        )
         rec = self.trials.get(key)
         if rec is not None:
-            progress.current().message(f"[dim]resume: trial {spec.key} {rung} ({rec['epochs']} epochs) already "
-                                       f"done: val {rec['val']:.4f}[/dim]")
+            progress.current().message(
+                f"[dim]resume: trial {spec.key} {rung} ({rec['epochs']} epochs) already "
+                f"done: val {rec['val']:.4f}[/dim]"
+            )
             return rec["val"], (self.trials.load_model(rec) if final else None), rec["info"]
         t0 = time.perf_counter()
         student = self.skeleton(spec)
@@ -168,11 +207,19 @@ class Search:
         if final and self._use_assistant(info["params"], spec):
             ta_spec = SkeletonSpec(assistant_width(spec.width), spec.drop)
             ta = self.skeleton(ta_spec)
-            ta_res = distill(ta, self.teacher, self.task, self._cfg(max(2, epochs // 2), ta_spec),
-                             description=f"teacher assistant {ta_spec.key} ({max(2, epochs // 2)} epochs)")
+            ta_res = distill(
+                ta,
+                self.teacher,
+                self.task,
+                self._cfg(max(2, epochs // 2), ta_spec),
+                description=f"teacher assistant {ta_spec.key} ({max(2, epochs // 2)} epochs)",
+            )
             teacher = ta_res.model
-            info["assistant"] = {"skeleton": ta_spec.key, "val": ta_res.best_val,
-                                 "params": sum(p.numel() for p in ta.parameters())}
+            info["assistant"] = {
+                "skeleton": ta_spec.key,
+                "val": ta_res.best_val,
+                "params": sum(p.numel() for p in ta.parameters()),
+            }
         task = self.task
         if not final and self.opts.rung_samples and len(task.train) > self.opts.rung_samples:
             if self._rung_task is None:  # one subset object for all rung trials: the teacher cache is reused
@@ -180,19 +227,39 @@ class Search:
                 sub = torch.randperm(len(task.train), generator=g)[: self.opts.rung_samples].sort().values
                 self._rung_task = replace(task, train=task.train.subset(sub))
             task = self._rung_task
-        res = distill(student, teacher, task, cfg, fit_epochs=fit_epochs,
-                      description=f"trial {index}{spec.key} {rung} ("
-                                  f"{f'up to {epochs}' if fit_epochs else epochs} epochs{', QAT' if qat else ''})")
+        res = distill(
+            student,
+            teacher,
+            task,
+            cfg,
+            fit_epochs=fit_epochs,
+            description=f"trial {index}{spec.key} {rung} ("
+            f"{f'up to {epochs}' if fit_epochs else epochs} epochs{', QAT' if qat else ''})",
+        )
         timed = [h for h in res.history if "train_seconds" in h and h.get("stage") != "qat"]
-        info.update(history=res.history[-3:], qat=res.qat, seconds=res.seconds, samples=len(task.train),
-                    epochs=res.epochs,
-                    teacher_s_per_sample=res.teacher_s_per_sample,
-                    epoch_train_s=sum(h["train_seconds"] for h in timed) / max(1, len(timed)),
-                    eval_s=sum(h.get("eval_seconds", 0.0) for h in timed) / max(1, len(timed)))
+        info.update(
+            history=res.history[-3:],
+            qat=res.qat,
+            seconds=res.seconds,
+            samples=len(task.train),
+            epochs=res.epochs,
+            teacher_s_per_sample=res.teacher_s_per_sample,
+            epoch_train_s=sum(h["train_seconds"] for h in timed) / max(1, len(timed)),
+            eval_s=sum(h.get("eval_seconds", 0.0) for h in timed) / max(1, len(timed)),
+        )
         if res.best_val_scores is not None:  # the best epoch's per-sample validation scores (sampling error)
             info["val_scores"] = [float(v) for v in res.best_val_scores]
-        self.trials.put(key, skeleton=spec.key, rung=rung, epochs=res.epochs, seed=self.seed, val=res.best_val,
-                        seconds=time.perf_counter() - t0, model=res.model, info=info)
+        self.trials.put(
+            key,
+            skeleton=spec.key,
+            rung=rung,
+            epochs=res.epochs,
+            seed=self.seed,
+            val=res.best_val,
+            seconds=time.perf_counter() - t0,
+            model=res.model,
+            info=info,
+        )
         return res.best_val, res.model, info
 
     def _use_assistant(self, student_params: int, spec: SkeletonSpec) -> bool:
@@ -230,8 +297,19 @@ def cost_to_dict(c: Any) -> dict[str, Any]:
 def cost_from_dict(d: dict[str, Any]) -> Any:
     from ..analysis.onnx_graph import CostReport, OpCost
 
-    return CostReport(ops=[OpCost(**o) for o in d["ops"]], macs=d["macs"], flops=d["flops"], params=d["params"],
-                      weight_bytes_at=d["weight_bytes_at"], stored_weight_bytes=d["stored_weight_bytes"],
-                      quant_param_bytes=d["quant_param_bytes"], peak_activation_bytes=d["peak_activation_bytes"],
-                      peak_at=d["peak_at"], input_bytes=d["input_bytes"], output_bytes=d["output_bytes"],
-                      op_counts=d["op_counts"], precision_macs=d["precision_macs"], unknown_shapes=d["unknown_shapes"])
+    return CostReport(
+        ops=[OpCost(**o) for o in d["ops"]],
+        macs=d["macs"],
+        flops=d["flops"],
+        params=d["params"],
+        weight_bytes_at=d["weight_bytes_at"],
+        stored_weight_bytes=d["stored_weight_bytes"],
+        quant_param_bytes=d["quant_param_bytes"],
+        peak_activation_bytes=d["peak_activation_bytes"],
+        peak_at=d["peak_at"],
+        input_bytes=d["input_bytes"],
+        output_bytes=d["output_bytes"],
+        op_counts=d["op_counts"],
+        precision_macs=d["precision_macs"],
+        unknown_shapes=d["unknown_shapes"],
+    )

@@ -31,18 +31,48 @@ class TrialStore:
         ).fetchone()
         if row is None or not Path(row[6]).exists():
             return None
-        return {"skeleton": row[0], "rung": row[1], "epochs": row[2], "seed": row[3], "val": row[4],
-                "seconds": row[5], "checkpoint": row[6], "info": json.loads(row[7] or "{}")}
+        return {
+            "skeleton": row[0],
+            "rung": row[1],
+            "epochs": row[2],
+            "seed": row[3],
+            "val": row[4],
+            "seconds": row[5],
+            "checkpoint": row[6],
+            "info": json.loads(row[7] or "{}"),
+        }
 
-    def put(self, key: str, *, skeleton: str, rung: str, epochs: int, seed: int, val: float, seconds: float,
-            model: nn.Module, info: dict[str, Any]) -> None:
+    def put(
+        self,
+        key: str,
+        *,
+        skeleton: str,
+        rung: str,
+        epochs: int,
+        seed: int,
+        val: float,
+        seconds: float,
+        model: nn.Module,
+        info: dict[str, Any],
+    ) -> None:
         ckpt = self.dir / f"{key}.pt"
         with atomic_path(ckpt) as tmp:
             torch.save(model, tmp)  # the whole module: pruned shapes differ from the teacher's
         with self.store.connection:
             self.store.connection.execute(
                 "INSERT OR REPLACE INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, skeleton, rung, epochs, seed, val, seconds, str(ckpt), json.dumps(info, default=str), time.time()),
+                (
+                    key,
+                    skeleton,
+                    rung,
+                    epochs,
+                    seed,
+                    val,
+                    seconds,
+                    str(ckpt),
+                    json.dumps(info, default=str),
+                    time.time(),
+                ),
             )
 
     def load_model(self, rec: dict[str, Any]) -> nn.Module:
@@ -51,7 +81,8 @@ class TrialStore:
     def final_model(self) -> nn.Module | None:
         """The student of the build's last final training (what the build exported), or None."""
         row = self.store.connection.execute(
-            "SELECT key FROM trials WHERE rung = 'final' ORDER BY created DESC LIMIT 1").fetchone()
+            "SELECT key FROM trials WHERE rung = 'final' ORDER BY created DESC LIMIT 1"
+        ).fetchone()
         rec = self.get(row[0]) if row else None
         return self.load_model(rec) if rec else None
 

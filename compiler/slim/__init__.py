@@ -12,8 +12,23 @@ from .adapters import find_attention, find_blocks, find_output_layer, removable_
 from .depth import Skip, block_importance, drop_blocks, max_droppable
 from .width import OutputProjection, PruningError, count_params, project_to_teacher, prune_width
 
-__all__ = ["OutputProjection", "PruningError", "project_to_teacher", "Skeleton", "Skip", "block_importance", "count_params", "drop_blocks", "extract_skeleton",
-           "find_attention", "find_blocks", "find_output_layer", "max_droppable", "prune_width", "removable_indices"]
+__all__ = [
+    "OutputProjection",
+    "PruningError",
+    "project_to_teacher",
+    "Skeleton",
+    "Skip",
+    "block_importance",
+    "count_params",
+    "drop_blocks",
+    "extract_skeleton",
+    "find_attention",
+    "find_blocks",
+    "find_output_layer",
+    "max_droppable",
+    "prune_width",
+    "removable_indices",
+]
 
 
 @dataclass
@@ -49,8 +64,14 @@ def extract_skeleton(
                 raise ValueError("depth reduction needs block importance or calibration inputs")
             importance = block_importance(teacher, calibration_inputs)
         model, dropped = drop_blocks(teacher, drop, importance)
-    student = prune_width(model, example_inputs, width, channel_multiple=channel_multiple,
-                          importance=prune_importance, keep_output_dim=keep_output_dim)  # type: ignore[arg-type]
+    student = prune_width(
+        model,
+        example_inputs,
+        width,
+        channel_multiple=channel_multiple,
+        importance=prune_importance,  # type: ignore[arg-type]
+        keep_output_dim=keep_output_dim,
+    )
     if not keep_output_dim:
         student = project_to_teacher(student, teacher, tuple(calibration_inputs or example_inputs))
     return Skeleton(student, width, drop, dropped, count_params(student))

@@ -36,7 +36,8 @@ def find_attention(model: nn.Module) -> list[AttentionInfo]:
         if all(isinstance(getattr(m, n, None), nn.Linear) for n in ("q", "k", "v")) and hasattr(m, "num_heads"):
             out.append(AttentionInfo(m, m.q, m.k, m.v, "num_heads"))  # type: ignore[arg-type]
         elif all(isinstance(getattr(m, n, None), nn.Linear) for n in ("query", "key", "value")) and hasattr(
-                m, "num_attention_heads"):
+            m, "num_attention_heads"
+        ):
             out.append(AttentionInfo(m, m.query, m.key, m.value, "num_attention_heads"))  # type: ignore[arg-type]
     return out
 
@@ -64,7 +65,8 @@ def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList | nn.Sequential] |
         if not isinstance(m, (nn.ModuleList, nn.Sequential)) or len(m) == 0:
             continue
         if any(name == s or name.endswith("." + s) for s in _BLOCK_PATHS) and (
-                best is None or name.count(".") < best[0].count(".")):
+            best is None or name.count(".") < best[0].count(".")
+        ):
             best = (name, m)
     return best
 
@@ -79,8 +81,11 @@ def find_output_layer(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]
     order: list[nn.Module] = []
     layer_types = (nn.Linear, nn.Conv2d, nn.Conv1d)
     # QAT wrappers (adaptc.distill.qat) hold the layer as ``.inner`` and run it functionally
-    hooks = [m.register_forward_hook(lambda mod, i, o: order.append(mod))
-             for m in model.modules() if isinstance(m, layer_types) or isinstance(getattr(m, "inner", None), layer_types)]
+    hooks = [
+        m.register_forward_hook(lambda mod, i, o: order.append(mod))
+        for m in model.modules()
+        if isinstance(m, layer_types) or isinstance(getattr(m, "inner", None), layer_types)
+    ]
     was_training = model.training
     try:
         model.eval()
@@ -92,7 +97,9 @@ def find_output_layer(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]
                 out = next(iter(out.values()))
             weights = [getattr(m, "weight", None) if not hasattr(m, "inner") else m.inner.weight for m in order]  # type: ignore[union-attr]
             live = [w for w in weights if isinstance(w, torch.Tensor) and w.requires_grad]
-            grads = torch.autograd.grad(out.float().sum(), live, allow_unused=True) if live and out.requires_grad else []
+            grads = (
+                torch.autograd.grad(out.float().sum(), live, allow_unused=True) if live and out.requires_grad else []
+            )
     finally:
         for h in hooks:
             h.remove()

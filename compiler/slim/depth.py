@@ -53,8 +53,9 @@ def block_importance(model: nn.Module, inputs: Sequence[torch.Tensor]) -> dict[i
     return scores
 
 
-def drop_blocks(model: nn.Module, drop: int, importance: dict[int, float], *, min_blocks: int = 1) -> tuple[
-        nn.Module, list[int]]:
+def drop_blocks(
+    model: nn.Module, drop: int, importance: dict[int, float], *, min_blocks: int = 1
+) -> tuple[nn.Module, list[int]]:
     """A copy of ``model`` without the ``drop`` least important removable blocks. Returns (model, dropped)."""
     found = find_blocks(model)
     if drop <= 0 or found is None:

@@ -71,8 +71,9 @@ def _unwrapped(model: nn.Module, pruner: object) -> str | None:
     for n in names:
         mod_name = n.rpartition(".")[0]
         mod = model.get_submodule(mod_name) if mod_name else model
-        owners.append(f"{mod_name or '<root>'} ({type(mod).__name__}), whose parameter {n!r} is used outside a "
-                      f"standard layer")
+        owners.append(
+            f"{mod_name or '<root>'} ({type(mod).__name__}), whose parameter {n!r} is used outside a standard layer"
+        )
     return "; ".join(owners)
 
 
@@ -114,9 +115,16 @@ def prune_width(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             pruner = tp.pruner.MetaPruner(
-                student, example_inputs, importance=imp, pruning_ratio=1.0 - width, ignored_layers=ignored,
-                round_to=channel_multiple, num_heads=num_heads, prune_num_heads=bool(attn),
-                prune_head_dims=False, head_pruning_ratio=head_ratio,
+                student,
+                example_inputs,
+                importance=imp,
+                pruning_ratio=1.0 - width,
+                ignored_layers=ignored,
+                round_to=channel_multiple,
+                num_heads=num_heads,
+                prune_num_heads=bool(attn),
+                prune_head_dims=False,
+                head_pruning_ratio=head_ratio,
             )
     except Exception as e:
         where = _culprit(student, example_inputs)
@@ -176,8 +184,13 @@ class OutputProjection(nn.Module):
         self.normalize = normalize
 
     # explicit (not *args) parameters: torch.export maps dynamic shapes to named parameters
-    def forward(self, input_0: torch.Tensor, input_1: torch.Tensor | None = None, input_2: torch.Tensor | None = None,
-                input_3: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        input_0: torch.Tensor,
+        input_1: torch.Tensor | None = None,
+        input_2: torch.Tensor | None = None,
+        input_3: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         inputs = [x for x in (input_0, input_1, input_2, input_3) if x is not None]
         y = self.model(*inputs)
         y = self.proj(y[0] if isinstance(y, (tuple, list)) else y)

@@ -35,9 +35,14 @@ INSTALL_HINT = "pip install --no-deps animal-mnist==0.4"
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                ("numpy._core.multiarray", "scalar")}
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    }
 
     def find_class(self, module: str, name: str):  # noqa: ANN201
         if (module, name) not in self._ALLOWED:
@@ -89,8 +94,15 @@ def flip_augment(xs: tuple[torch.Tensor, ...], g: torch.Generator) -> tuple[torc
 
 
 def _cache_key() -> str:
-    spec = json.dumps({"arch": _ARCH_VERSION, "w": TEACHER_WIDTHS, "epochs": TEACHER_EPOCHS,
-                       "torch": torch.__version__.split("+")[0]}, sort_keys=True)
+    spec = json.dumps(
+        {
+            "arch": _ARCH_VERSION,
+            "w": TEACHER_WIDTHS,
+            "epochs": TEACHER_EPOCHS,
+            "torch": torch.__version__.split("+")[0],
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(spec.encode()).hexdigest()[:12]
 
 
@@ -109,16 +121,37 @@ def make_task() -> Task:
     if not loaded:
         from .training import train_supervised
 
-        model, best = train_supervised(model, train, val, metric=accuracy, loss_fn=nn.functional.cross_entropy,
-                                       epochs=TEACHER_EPOCHS, lr=3e-3, batch_size=128, seed=0, augment=flip_augment,
-                                       description="train animal-mnist teacher (first use; cached)", threads=None)
+        model, best = train_supervised(
+            model,
+            train,
+            val,
+            metric=accuracy,
+            loss_fn=nn.functional.cross_entropy,
+            epochs=TEACHER_EPOCHS,
+            lr=3e-3,
+            batch_size=128,
+            seed=0,
+            augment=flip_augment,
+            description="train animal-mnist teacher (first use; cached)",
+            threads=None,
+        )
         with atomic_path(path) as tmp:
             torch.save(model.state_dict(), tmp)
         atomic_write_json(path.with_suffix(".json"), {"val_accuracy": best, "epochs": TEACHER_EPOCHS})
-    task = Task(name="animal-mnist", model=model.eval(), example_inputs=(test.inputs[0][:1].clone(),), train=train,
-                val=val, test=test, metric=accuracy, input_names=("image",), output_names=("logits",),
-                augment=flip_augment, description="animal-mnist 28x28 silhouettes (10 classes), residual CNN teacher",
-                info={"cache_file": str(path)})
+    task = Task(
+        name="animal-mnist",
+        model=model.eval(),
+        example_inputs=(test.inputs[0][:1].clone(),),
+        train=train,
+        val=val,
+        test=test,
+        metric=accuracy,
+        input_names=("image",),
+        output_names=("logits",),
+        augment=flip_augment,
+        description="animal-mnist 28x28 silhouettes (10 classes), residual CNN teacher",
+        info={"cache_file": str(path)},
+    )
     if not loaded:
         progress.current().message(f"animal-mnist teacher test accuracy {evaluate_torch(task):.4f}")
     return task

@@ -160,8 +160,12 @@ class Task:
 
 
 @torch.no_grad()
-def predict_torch(model: nn.Module, split: Split, batch_size: int = 256,
-                  transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None = None) -> np.ndarray:
+def predict_torch(
+    model: nn.Module,
+    split: Split,
+    batch_size: int = 256,
+    transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None = None,
+) -> np.ndarray:
     """The model's first output over a split, as one NumPy array."""
     was_training = model.training
     model.eval()
@@ -230,8 +234,10 @@ def load_domain_data(path: str | os.PathLike[str], task: Task) -> Split:
                 raise AdaptcError(f"domain data {p} has no array {name!r} (or input_{i}); it has: {', '.join(z.files)}")
             a = z[key]
             if tuple(a.shape[1:]) != tuple(ex.shape[1:]):
-                raise AdaptcError(f"domain data {p}: array {key!r} has per-sample shape {tuple(a.shape[1:])}, the task "
-                                  f"expects {tuple(ex.shape[1:])}")
+                raise AdaptcError(
+                    f"domain data {p}: array {key!r} has per-sample shape {tuple(a.shape[1:])}, the task "
+                    f"expects {tuple(ex.shape[1:])}"
+                )
             arrays.append(torch.from_numpy(a.astype(ex.numpy().dtype)))
     if len(arrays[0]) == 0:
         raise AdaptcError(f"domain data {p} is empty")

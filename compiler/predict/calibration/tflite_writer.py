@@ -27,8 +27,16 @@ class _TflBuilder:
         self.ops: list[Any] = []
         self.codes: dict[tuple[int, int], int] = {}
 
-    def tensor(self, shape: list[int], ttype: str, data: np.ndarray | None = None,
-               scale: Any = None, zero_point: Any = None, qdim: int = 0, name: str = "") -> int:
+    def tensor(
+        self,
+        shape: list[int],
+        ttype: str,
+        data: np.ndarray | None = None,
+        scale: Any = None,
+        zero_point: Any = None,
+        qdim: int = 0,
+        name: str = "",
+    ) -> int:
         s = self.s
         t = s.TensorT()
         t.shape = [int(v) for v in shape]
@@ -50,8 +58,15 @@ class _TflBuilder:
         self.tensors.append(t)
         return len(self.tensors) - 1
 
-    def op(self, name: str, inputs: list[int], outputs: list[int], options: Any = None, options_type: str | None = None,
-           version: int = 1) -> None:
+    def op(
+        self,
+        name: str,
+        inputs: list[int],
+        outputs: list[int],
+        options: Any = None,
+        options_type: str | None = None,
+        version: int = 1,
+    ) -> None:
         s = self.s
         code = getattr(s.BuiltinOperator, name)
         key = (code, version)
@@ -120,8 +135,10 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
         ws = np.maximum(np.abs(wf).max(axis=tuple(a for a in range(wf.ndim) if a != qdim)), 1e-6) / 127.0
         per_channel = [-1 if a == qdim else 1 for a in range(wf.ndim)]
         wq = np.clip(np.round(wf / ws.reshape(per_channel)), -127, 127).astype(np.int8)
-        return (B.tensor(list(wq.shape), "INT8", wq, scale=ws, zero_point=np.zeros(n, np.int64), qdim=qdim),
-                B.tensor([n], "INT32", np.zeros(n, np.int32), scale=ws * act_scale, zero_point=np.zeros(n, np.int64)))
+        return (
+            B.tensor(list(wq.shape), "INT8", wq, scale=ws, zero_point=np.zeros(n, np.int64), qdim=qdim),
+            B.tensor([n], "INT32", np.zeros(n, np.int32), scale=ws * act_scale, zero_point=np.zeros(n, np.int64)),
+        )
 
     image = is_image(micro)
     in_shape = [1, *micro.shape] if image else list(micro.shape)
@@ -134,12 +151,14 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
             c = cur[2]
             cout = L.out if L.kind == "conv" else c
             kdim = c * L.k * L.k if L.kind == "conv" else L.k * L.k
-            wf = (rng.standard_normal((cout, L.k, L.k, c) if L.kind == "conv" else (1, L.k, L.k, c))
-                  / math.sqrt(kdim)).astype(np.float32)
+            wf = (
+                rng.standard_normal((cout, L.k, L.k, c) if L.kind == "conv" else (1, L.k, L.k, c)) / math.sqrt(kdim)
+            ).astype(np.float32)
             nxt = out_shape(cur, L)
             y = act_tensor([1, *nxt])
-            w, bias = weights(wf, 0 if L.kind == "conv" else 3,
-                              lambda n: (rng.standard_normal(n) * 0.01).astype(np.float32))
+            w, bias = weights(
+                wf, 0 if L.kind == "conv" else 3, lambda n: (rng.standard_normal(n) * 0.01).astype(np.float32)
+            )
             if L.kind == "conv":
                 o = s.Conv2DOptionsT()
                 o.padding, o.strideW, o.strideH, o.fusedActivationFunction = 0, L.stride, L.stride, _ACT_CODE[L.act]
@@ -148,7 +167,14 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
                 o = s.DepthwiseConv2DOptionsT()
                 o.padding, o.strideW, o.strideH, o.depthMultiplier = 0, L.stride, L.stride, 1
                 o.fusedActivationFunction = _ACT_CODE[L.act]
-                B.op("DEPTHWISE_CONV_2D", [x, w, bias], [y], o, "DepthwiseConv2DOptions", version=3 if state["int8"] else 1)
+                B.op(
+                    "DEPTHWISE_CONV_2D",
+                    [x, w, bias],
+                    [y],
+                    o,
+                    "DepthwiseConv2DOptions",
+                    version=3 if state["int8"] else 1,
+                )
             cur = nxt
         elif L.kind == "fc":
             d = cur[-1]
@@ -242,9 +268,16 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
                 sz = list(shp)
                 sz[ax] = size
                 h = act_tensor(sz)
-                B.op("SLICE", [x, B.tensor([len(shp)], "INT32", np.array(begin, np.int32)),
-                               B.tensor([len(shp)], "INT32", np.array(sz, np.int32))], [h],
-                     version=2 if state["int8"] else 1)
+                B.op(
+                    "SLICE",
+                    [
+                        x,
+                        B.tensor([len(shp)], "INT32", np.array(begin, np.int32)),
+                        B.tensor([len(shp)], "INT32", np.array(sz, np.int32)),
+                    ],
+                    [h],
+                    version=2 if state["int8"] else 1,
+                )
                 halves.append(h)
             y = act_tensor(shp)
             o = s.ConcatenationOptionsT()
@@ -266,7 +299,9 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
                 w, bias = weights(wf, 0, lambda n: np.zeros(n, np.float32))
                 o = s.FullyConnectedOptionsT()
                 o.keepNumDims = True
-                B.op("FULLY_CONNECTED", [x, w, bias], [o_], o, "FullyConnectedOptions", version=5 if state["int8"] else 1)
+                B.op(
+                    "FULLY_CONNECTED", [x, w, bias], [o_], o, "FullyConnectedOptions", version=5 if state["int8"] else 1
+                )
                 outs.append(o_)
             acc = outs[0]
             for other in (outs[1], outs[2], x):
@@ -297,8 +332,11 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
                 B.op("CONV_2D", [h, w, bias], [o_], o, "Conv2DOptions", version=3 if state["int8"] else 1)
                 h = o_
             g = act_tensor([1, 1, 1, c])
-            sixth = (B.tensor([], "INT8", np.array([127], np.int8), scale=1.0 / 6 / 127, zero_point=0)
-                     if state["int8"] else B.tensor([], "FLOAT32", np.array([1.0 / 6], np.float32)))
+            sixth = (
+                B.tensor([], "INT8", np.array([127], np.int8), scale=1.0 / 6 / 127, zero_point=0)
+                if state["int8"]
+                else B.tensor([], "FLOAT32", np.array([1.0 / 6], np.float32))
+            )
             B.op("MUL", [h, sixth], [g], s.MulOptionsT(), "MulOptions", version=2 if state["int8"] else 1)
             y = act_tensor([1, *cur])
             B.op("MUL", [x, g], [y], s.MulOptionsT(), "MulOptions", version=2 if state["int8"] else 1)
@@ -311,12 +349,19 @@ def write_tflite(micro: Micro, path: Path, int8: bool = False) -> Path:
                 if "heads" in micro.tags:
                     # as the LiteRT converter writes attention: scaled queries, keys transposed by a TRANSPOSE op
                     q = act_tensor(list(cur))
-                    qs = (B.tensor([1], "INT8", np.array([127], np.int8), scale=0.9 / 127, zero_point=0)
-                          if state["int8"] else B.tensor([1], "FLOAT32", np.array([0.9], np.float32)))
+                    qs = (
+                        B.tensor([1], "INT8", np.array([127], np.int8), scale=0.9 / 127, zero_point=0)
+                        if state["int8"]
+                        else B.tensor([1], "FLOAT32", np.array([0.9], np.float32))
+                    )
                     B.op("MUL", [x, qs], [q], s.MulOptionsT(), "MulOptions", version=2 if state["int8"] else 1)
                     kt = act_tensor([cur[0], cur[2], cur[1]])
-                    B.op("TRANSPOSE", [x, B.tensor([3], "INT32", np.array([0, 2, 1], np.int32))], [kt],
-                         version=2 if state["int8"] else 1)
+                    B.op(
+                        "TRANSPOSE",
+                        [x, B.tensor([3], "INT32", np.array([0, 2, 1], np.int32))],
+                        [kt],
+                        version=2 if state["int8"] else 1,
+                    )
                 else:
                     o.adjY = True
                 B.op("BATCH_MATMUL", [q, kt], [y], o, "BatchMatMulOptions", version=2 if state["int8"] else 1)
