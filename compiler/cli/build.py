@@ -9,6 +9,7 @@ from typing import Annotated, Any, cast
 import click
 import typer
 
+from ..core.formats import FORMAT_NAMES
 from ..core.quantity import Gate, Prefer
 from ..core.search_options import SearchOptions
 from ..errors import AdaptcError
@@ -28,7 +29,8 @@ TaskOpt = Annotated[
 ]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Output folder [default: adaptc-out/<device>].")]
 FormatsOpt = Annotated[
-    str | None, typer.Option("--formats", help="Comma-separated formats, overriding the profile (onnx,tflite,coreml).")
+    str | None,
+    typer.Option("--formats", help=f"Comma-separated formats, overriding the profile ({','.join(FORMAT_NAMES)})."),
 ]
 MaxDropOpt = Annotated[
     float, typer.Option("--max-drop", help="Largest accepted metric drop of an artifact, in points.")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from ..core.formats import RUNTIME_NAMES
+from ..core.schemes import PRECISIONS
 from ..errors import AdaptcError
 from . import _console, _maybe_live, _reporter, app
 
@@ -183,8 +185,10 @@ def _measure_build(folder: Path, threads: int | None, runs: int, warmup: int, as
 def predict(
     model: Path = typer.Argument(..., help="An exported .onnx or .tflite file."),
     device: str = typer.Option(..., "--device", "-d", help="Profile name or YAML path."),
-    runtime: str = typer.Option("tflite", "--runtime", help="tflite | onnxruntime | coreml"),
-    precision: str | None = typer.Option(None, "--precision", help="fp32 | fp16 | int8 [default: as in the graph]"),
+    runtime: str = typer.Option("tflite", "--runtime", help=" | ".join(RUNTIME_NAMES)),
+    precision: str | None = typer.Option(
+        None, "--precision", help=" | ".join(PRECISIONS) + " [default: as in the graph]"
+    ),
     threads: int | None = typer.Option(None, "--threads", min=1),
     ops: bool = typer.Option(False, "--ops", help="Print the per-op breakdown."),
     top: int = typer.Option(25, "--top", help="With --ops: the N most expensive ops (0: all)."),
@@ -193,10 +197,8 @@ def predict(
     """Estimated latency and peak memory of a model file on a device (no device needed)."""
     from ..predict import predict as run_predict
 
-    if precision is not None and precision not in ("fp32", "fp16", "int8"):
-        raise AdaptcError(f"unknown precision {precision!r} (known: fp32, fp16, int8)")
-    if runtime not in ("tflite", "onnxruntime", "coreml"):
-        raise AdaptcError(f"unknown runtime {runtime!r} (known: tflite, onnxruntime, coreml)")
+    if precision is not None and precision not in PRECISIONS:
+        raise AdaptcError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
     p = run_predict(model, device, precision=precision, threads=threads, runtime=runtime)
     if as_json:
         d = p.summary()

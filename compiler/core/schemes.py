@@ -14,6 +14,7 @@ SchemeName = Literal[
     "int8_static_per_channel", "int8_static_per_tensor", "int8_dynamic", "int8_weight_only", "fp16", "fp32"
 ]
 Precision = Literal["fp32", "fp16", "int8"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 
 
 @dataclass(frozen=True)

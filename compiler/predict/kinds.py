@@ -7,12 +7,9 @@ runtime (onnxruntime's fallback convolutions, SkipLayerNormalization, QGemm, dyn
 
 from __future__ import annotations
 
-from typing import get_args
+from ..core.schemes import PRECISIONS
 
-from ..core.schemes import Precision
-
-#: precisions in the order of the op table's precision codes (0 fp32, 1 fp16, 2 int8)
-PRECISIONS: tuple[str, ...] = get_args(Precision)
+# precisions in the order of the op table's precision codes (0 fp32, 1 fp16, 2 int8)
 assert PRECISIONS == ("fp32", "fp16", "int8")
 BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
 MAC_CLASSES = ("conv", "depthwise_conv", "matmul")
