@@ -18,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..core.formats import FORMATS
-from ..core.names import unknown_name_message
+from ..core.formats import FORMATS, require_in_table
 from ..core.schemes import get_scheme
 from ..errors import ExportError
 
@@ -50,8 +49,7 @@ def quantizer(fmt: str, *schemes: str, revision: int = 0) -> Callable[[H], H]:
         @quantizer("onnx", "int8_dynamic")
         def _int8_dynamic(exporter, request, scheme, dest, ...): ...
     """
-    if fmt not in FORMATS:
-        raise ValueError(unknown_name_message("format", fmt, FORMATS))
+    require_in_table("format", fmt, FORMATS)
     if not schemes:
         raise ValueError(f"quantizer({fmt!r}): name at least one scheme")
     for s in schemes:
