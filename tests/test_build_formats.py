@@ -175,18 +175,33 @@ def test_int8_guardrail_prefers_faster_fp32(digits_task, tmp_path: Path) -> None
 
 def test_guardrail_measures_again_before_it_drops_int8(pixel8, digits_task) -> None:
     # a first reading that has the int8 file far slower than fp32 (as a neighbour's burst on a shared host can
-    # make it) is measured again; int8 TFLite is several times faster here, so the reading is not confirmed
+    # make it) is measured again, both files, and each is judged by the lower of its two medians
     out, rep, _ = pixel8
     reports = {a["file"]: ArtifactReport.model_validate(a) for a in rep["artifacts"]}
     fp32, int8 = reports["model.tflite"], reports["model.int8.tflite"]
     int8.host.latency_median.value = 10 * fp32.host.latency_median.value
+    first = int8.model_copy(deep=True)
+    # a second reading at the speed of fp32 does not confirm the first: int8 is kept, and the flag says why
+    assert confirmed_slower(first, fp32, lambda a, c: (fp32.host.latency_median.value,) * 2) is None
+    assert first.flags[-1].startswith("a first measurement had this int8 file slower than fp32")
+    assert first.flags[-1].endswith("int8 kept")
+    # the real second measurement: both files run again in fresh processes (whether int8 is faster than fp32
+    # depends on the CPU: XNNPACK's int8 kernels are several times faster where it has VNNI / dot products)
+    measured: list[tuple[float, float]] = []
     with BuildStore(out / ".adaptc" / "state.sqlite") as store:
         b = ArtifactBuilder(model=digits_task.model, task=digits_task, profile=load_profile("pixel8"), out_dir=out,
                             store=store, settings=ExportSettings(runs=30))
-        assert confirmed_slower(int8, fp32, lambda a, c: tuple(  # type: ignore[arg-type,return-value]
-            b._measure(out / r.file, "tflite").latency_ms_median for r in (a, c))) is None
-    assert int8.flags[-1].startswith("a first measurement had this int8 file slower than fp32")
-    assert int8.flags[-1].endswith("int8 kept")
+
+        def again(a: ArtifactReport, c: ArtifactReport) -> tuple[float, float]:
+            measured.append(tuple(b._measure(out / r.file, "tflite").latency_ms_median for r in (a, c)))  # type: ignore[arg-type]
+            return measured[-1]
+
+        verdict = confirmed_slower(int8, fp32, again)
+    assert len(measured) == 1 and all(m > 0 for m in measured[0])
+    confirmed = min(int8.host.latency_median.value, measured[0][0]) > 1.10 * min(fp32.host.latency_median.value,
+                                                                                  measured[0][1])
+    assert (verdict is not None) == confirmed
+    assert (verdict or int8.flags[-1]).endswith("ms)" if confirmed else "int8 kept")
 
 
 def test_contained_failure_partial_build_exit_3(tmp_path: Path) -> None:
