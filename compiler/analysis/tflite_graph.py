@@ -311,7 +311,9 @@ def analyze_tflite(path: str | Path) -> CostReport:
                 if p is not None and (w_prec is None or p == "int8"):
                     w_prec = p
         a_prec = _TYPE_PRECISION.get(int(tensors[data_in[0]].type), "fp32") if data_in else "fp32"
-        if ot in ("QUANTIZE", "DEQUANTIZE") or macs and (a_prec == "int8" or (w_prec == "int8" and not w_dequantized)):
+        if ot in ("QUANTIZE", "DEQUANTIZE") or (
+            macs and (a_prec == "int8" or (w_prec == "int8" and not w_dequantized))
+        ):
             precision = "int8"
         else:
             precision = a_prec if a_prec in ("fp32", "fp16", "int8") else "fp32"

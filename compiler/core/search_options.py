@@ -61,20 +61,13 @@ class SearchOptions:
         if base is None:
             return self
         merged: dict[str, Any] = {}
+        given = _given_config(self)
         for f in fields(self):
             mine, theirs = getattr(self, f.name), getattr(base, f.name)
-            if (
-                f.name == "distill"
-                and isinstance(mine, Mapping)
-                and isinstance(theirs, Mapping)
-                or f.name == "loss_weights"
-                and mine is not None
-                and theirs is not None
-                and not _given_config(self)
-            ):
-                merged[f.name] = {**theirs, **mine}
-            elif f.name == "loss_weights" and _given_config(self):
+            if f.name == "loss_weights" and given:
                 merged[f.name] = mine  # a DistillConfig given as is: only the weights set alongside it change
+            elif f.name in ("distill", "loss_weights") and isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+                merged[f.name] = {**theirs, **mine}
             else:
                 merged[f.name] = mine if mine is not None else theirs
         return SearchOptions(**merged)
