@@ -1,0 +1,200 @@
+"""The build: task + device -> (search: a student) -> artifacts per format -> the choice -> report.json / report.md.
+
+Stages (each in its own package): profiles -> tasks -> search (student selection, when enabled) -> export (per
+format, fallback chain of schemes) -> parity gate (runtime) -> measure (host, subprocess) -> predict (device
+estimate) -> budgets -> report. Finished artifacts are recorded in the build store so an interrupted build
+resumes without redoing them.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+from torch import nn
+
+from ..core import __version__
+from ..core.formats import FORMAT_NAMES
+from ..core.io import atomic_write_json, atomic_write_text, clean_stale_temporaries, ensure_writable_dir
+from ..core.quantity import GATES, PREFERS, Gate, Prefer
+from ..core.search_options import SearchOptions
+from ..core.stats import mean_interval
+from ..core.versions import host_info, toolchain_versions
+from ..errors import AdaptcError, BudgetError
+from ..exporters import available_formats
+from ..measure import host_threads
+from ..profiles import DeviceProfile, load_profile
+from ..report import BuildReport, SearchReport, TaskReport, TeacherReport, render
+from ..store import BuildStore, data_fingerprint
+from ..tasks import Task, get_task, predict_torch
+from .artifact import ArtifactBuilder, ExportSettings
+from .choice import FormatOutcome, choose_overall, partial_reason
+from .steps import q_torch_metric
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..search import SearchConfig
+
+
+def default_out_dir(profile: DeviceProfile) -> Path:
+    return Path("adaptc-out") / profile.name
+
+
+def resolve_formats(profile: DeviceProfile, formats: Sequence[str] | None) -> list[str]:
+    """The formats to emit: ``formats`` if given (validated), else the profile's list in its order."""
+    known = set(available_formats()) | set(FORMAT_NAMES)
+    chosen = list(formats) if formats else list(profile.formats)
+    bad = [f for f in chosen if f not in known]
+    if bad:
+        raise AdaptcError(f"unknown format(s) {', '.join(map(repr, bad))} (known: {', '.join(FORMAT_NAMES)})")
+    return list(dict.fromkeys(chosen))
+
+
+def build(
+    task: "str | Task" = "digits",
+    device: "str | os.PathLike[str] | DeviceProfile" = "host",
+    out: "str | os.PathLike[str] | None" = None,
+    *,
+    formats: Sequence[str] | None = None,
+    max_drop: float = 0.01,
+    gate: Gate = "point",
+    prefer: Prefer = "first",
+    threads: int | None = None,
+    runs: int = 100,
+    resume: bool = True,
+    measure_host: bool = True,
+    search: "bool | SearchOptions | Mapping[str, Any]" = True,
+    seed: int = 0,
+    task_options: "dict[str, Any] | None" = None,
+) -> BuildReport:
+    """Build device artifacts for a task and return the report (the same content as ``report.json``).
+
+    ``max_drop``: the largest accepted metric drop of an artifact (fraction); ``gate``: how the parity gate reads
+    it -- "point" the drop itself, "lenient" rejects only a drop whose 95% interval over the test samples lies
+    wholly above ``max_drop``, "strict" accepts only one whose interval lies wholly at or below it.
+    ``prefer``: which passing artifact ships -- "first" the first scheme in the profile's order that passes and
+    fits (the others are not made), "fastest" / "smallest" every scheme is made and the one fastest on the device
+    (estimated) / smallest that passes and fits ships, in each format and overall.
+    ``task_options``: keyword arguments of the task's factory (``{"max_length": 64}`` for minilm), as
+    :func:`adaptc.get_task` takes them.
+    ``search``: True runs the student search with the task's defaults, a :class:`adaptc.SearchOptions` (or a dict
+    of its fields) sets options over them (widths, rung_epochs, final_epochs, time_budget_s, distill=a dict of
+    fields over the task's distillation defaults or a DistillConfig used as given, ...), False exports the
+    teacher as it is.
+    Raises :class:`adaptc.errors.BudgetError` (with ``.report`` attached) when no candidate or artifact meets the
+    budgets; the report files are written before it is raised.
+    """
+    t0 = time.perf_counter()
+    profile = load_profile(device)
+    if not 0 <= max_drop <= 1:
+        raise AdaptcError(f"max_drop must be a fraction between 0 and 1 (got {max_drop})")
+    if gate not in GATES:
+        raise AdaptcError(f"gate must be one of {', '.join(GATES)} (got {gate!r})")
+    if prefer not in PREFERS:
+        raise AdaptcError(f"prefer must be one of {', '.join(PREFERS)} (got {prefer!r})")
+    out_dir = Path(out) if out is not None else default_out_dir(profile)
+    ensure_writable_dir(out_dir)
+    clean_stale_temporaries(out_dir)
+    fmts = resolve_formats(profile, formats)
+    settings = ExportSettings(formats=tuple(fmts), max_drop=max_drop, gate=gate, threads=threads, runs=runs,
+                              measure_host=measure_host, resume=resume, prefer=prefer)
+    the_task = get_task(task, **(task_options or {}))
+    search_config = _search_config(the_task, search)
+    teacher_outputs = predict_torch(the_task.model, the_task.test)
+    teacher_metric, teacher_scores = _score_teacher(the_task, teacher_outputs)
+    teacher_ci = mean_interval(teacher_scores) if teacher_scores is not None else None
+    warnings: list[str] = []
+    outcomes: dict[str, FormatOutcome] = {}
+    search_report: SearchReport | None = None
+    no_fit: BudgetError | None = None
+    with BuildStore(out_dir / ".adaptc" / "state.sqlite") as store:
+        model: nn.Module = the_task.model
+        if search_config is not None:
+            from ..search import run_search
+
+            try:
+                model, search_report = run_search(the_task, profile, store=store, out_dir=out_dir, seed=seed,
+                                                  teacher_outputs=teacher_outputs, options=search_config)
+            except BudgetError as e:
+                no_fit, search_report = e, getattr(e, "search", None)
+        if no_fit is None:
+            builder = ArtifactBuilder(model=model, task=the_task, profile=profile, out_dir=out_dir, store=store,
+                                      settings=settings, teacher_outputs=teacher_outputs)
+            outcomes = builder.run(fmts)
+            warnings += builder.warnings
+    reason: str | None
+    if no_fit is not None:
+        chosen, status, reason = None, "no_fit", str(no_fit)
+    else:
+        chosen, status, reason = choose_overall(profile, fmts, outcomes, prefer)
+    artifacts = [r for f in fmts if f in outcomes for r in outcomes[f].reports]
+    for f in outcomes:
+        if outcomes[f].chosen is None:
+            errs = [r.error for r in outcomes[f].reports if r.error]
+            warnings.append(f"format {f}: no artifact emitted" + (f" ({errs[0]})" if errs else ""))
+    if status == "ok" and any(outcomes[f].chosen is None for f in outcomes):
+        status, reason = "partial", partial_reason(list(outcomes), outcomes)
+    for r in artifacts:
+        r.chosen = chosen is not None and r.file == chosen.file
+    report = BuildReport(
+        adaptc_version=__version__,
+        created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        duration_s=time.perf_counter() - t0,
+        status=status,  # type: ignore[arg-type]
+        status_reason=reason,
+        out_dir=str(out_dir.resolve()),
+        device=profile.model_dump(mode="json"),
+        task=TaskReport(
+            name=the_task.name, description=the_task.description, metric_name=the_task.metric_name,
+            kind=the_task.kind, test_fingerprint=data_fingerprint(the_task.test),
+            teacher=TeacherReport(params=sum(p.numel() for p in the_task.model.parameters()),
+                                  metric=q_torch_metric(the_task, teacher_metric, teacher_ci,
+                                                        len(teacher_scores) if teacher_scores is not None else 0),
+                                  info=dict(the_task.info.items())),
+        ),
+        host=host_info(),
+        toolchain=toolchain_versions(),
+        settings={**settings.to_dict(), "host_threads": host_threads(threads or profile.cpu.threads), "seed": seed,
+                  "search": search_config is not None, "task_options": dict(task_options or {})},
+        artifacts=artifacts,
+        chosen=chosen.file if chosen else None,
+        chosen_per_format={f: o.chosen.file for f, o in outcomes.items() if o.chosen is not None},
+        search=search_report,
+        warnings=warnings,
+    )
+    write_report(report, out_dir)
+    if status == "no_fit":
+        err = BudgetError(reason or "no artifact meets the budgets")
+        err.report = report  # type: ignore[attr-defined]
+        raise err
+    return report
+
+
+def _score_teacher(task: Task, outputs: np.ndarray) -> tuple[float, np.ndarray | None]:
+    """The teacher's test metric and per-sample scores. A task's own metric or sample_scores that raises is bad
+    input (a one-line error naming the function), not an internal failure."""
+    which = "metric"
+    try:
+        metric = float(task.metric(outputs, task.test))
+        which = "sample_scores"
+        return metric, task.per_sample(outputs, task.test, metric)
+    except Exception as e:
+        raise AdaptcError(f"task {task.name}: its {which} raised {type(e).__name__}: {e} (on the teacher's outputs "
+                          f"for the {len(task.test)}-sample test split)") from e
+
+
+def _search_config(task: Task, search: "bool | SearchOptions | Mapping[str, Any] | None") -> "SearchConfig | None":
+    """The search's configuration (checked before the teacher runs), or None: no search."""
+    if search is False or search is None:
+        return None
+    from ..search import resolve_config
+
+    return resolve_config(task, search)
+
+
+def write_report(report: BuildReport, out_dir: Path) -> None:
+    atomic_write_json(out_dir / "report.json", report.model_dump(mode="json"))
+    atomic_write_text(out_dir / "report.md", render(report))
