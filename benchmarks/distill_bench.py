@@ -35,13 +35,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-if __name__ == "__main__" and "--table" in sys.argv[1:]:
-    # regenerate this benchmark's tables in docs/ from benchmarks/results/ (benchmarks/tables.py), before
-    # the heavy imports below: no torch, no adaptc
+if __name__ == "__main__" and "--table" in sys.argv[1:]:  # docs tables from results/ (tables.py), before torch
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from tables import main as tables_main
-
-    sys.exit(tables_main(["distill"]))
+    sys.exit(__import__("tables").main(["distill"]))
 
 import numpy as np
 import torch
@@ -134,16 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--quick", action="store_true", help="a few epochs only (smoke test, not for the record)")
     ap.add_argument("--out", default=str(RESULTS / "distill.json"))
-    ap.add_argument("--table", action="store_true",
-                    help="regenerate the distillation tables in docs/ from benchmarks/results/distill.json and exit")
     ap.add_argument("--update", action="store_true",
                     help="keep the datasets already in --out that this run does not redo")
     args = ap.parse_args(argv)
-    if args.table:  # main(["--table"]) from Python; the command line is handled above, before torch
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from tables import main as tables_main
-
-        return tables_main(["distill"])
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")

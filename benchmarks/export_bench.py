@@ -24,13 +24,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-if __name__ == "__main__" and "--table" in sys.argv[1:]:
-    # regenerate this benchmark's tables in docs/ from benchmarks/results/ (benchmarks/tables.py), before
-    # the heavy imports below: no torch, no adaptc
+if __name__ == "__main__" and "--table" in sys.argv[1:]:  # docs tables from results/ (tables.py), before torch
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from tables import main as tables_main
-
-    sys.exit(tables_main(["export"]))
+    sys.exit(__import__("tables").main(["export"]))
 
 import numpy as np
 import torch
@@ -219,15 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--work", type=Path, default=None, help="folder for the exported files [default: a temporary one]")
     ap.add_argument("--no-builds", action="store_true", help="skip the pixel8 / iphone15pro exports")
-    ap.add_argument("--table", action="store_true",
-                    help="regenerate this benchmark's tables in docs/ from its results JSON and exit (no torch)")
     args = ap.parse_args(argv)
-    if args.table:  # main(["--table"]) from Python; the command line is handled above, before torch
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from tables import main as tables_main
-
-        return tables_main(["export"])
-
     from adaptc.core.versions import host_info, toolchain_versions
 
     t0 = time.time()

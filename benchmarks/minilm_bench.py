@@ -35,13 +35,9 @@ import tempfile
 import time
 from pathlib import Path
 
-if __name__ == "__main__" and "--table" in sys.argv[1:]:
-    # regenerate this benchmark's tables in docs/ from benchmarks/results/ (benchmarks/tables.py), before
-    # the heavy imports below: no torch, no adaptc
+if __name__ == "__main__" and "--table" in sys.argv[1:]:  # docs tables from results/ (tables.py), before torch
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from tables import main as tables_main
-
-    sys.exit(tables_main(["minilm"]))
+    sys.exit(__import__("tables").main(["minilm"]))
 
 import numpy as np
 import torch
@@ -144,14 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--contrastive-epochs", type=int, default=None, help="[default: the student's final epochs]")
     ap.add_argument("--out", default=str(RESULTS / "minilm.json"))
     ap.add_argument("--plot-only", action="store_true", help="draw minilm.png from the results file and stop")
-    ap.add_argument("--table", action="store_true",
-                    help="regenerate this benchmark's tables in docs/ from its results JSON and exit (no torch)")
     args = ap.parse_args(argv)
-    if args.table:  # main(["--table"]) from Python; the command line is handled above, before torch
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from tables import main as tables_main
-
-        return tables_main(["minilm"])
     if args.plot_only:
         plot(json.loads(Path(args.out).read_text()), Path(args.out).with_suffix(".png"))
         return 0

@@ -31,13 +31,9 @@ student reads; the embedding term alone caches outputs only. The build's recipe 
 10 minutes per run, plus 5 for loading and the shared teacher's pass.
 """
 import os, sys, time, json
-if __name__ == "__main__" and "--table" in sys.argv[1:]:
-    # regenerate this benchmark's tables in docs/ from benchmarks/results/ (benchmarks/tables.py), before
-    # the heavy imports below: no torch, no adaptc
+if __name__ == "__main__" and "--table" in sys.argv[1:]:  # docs tables from results/ (tables.py), before torch
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from tables import main as tables_main
-
-    sys.exit(tables_main(["minilm_extra_text"]))
+    sys.exit(__import__("tables").main(["minilm_extra_text"]))
 
 import torch, torch.nn.functional as F
 from pathlib import Path

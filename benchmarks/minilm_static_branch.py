@@ -17,13 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-if __name__ == "__main__" and "--table" in sys.argv[1:]:
-    # regenerate this benchmark's tables in docs/ from benchmarks/results/ (benchmarks/tables.py), before
-    # the heavy imports below: no torch, no adaptc
+if __name__ == "__main__" and "--table" in sys.argv[1:]:  # docs tables from results/ (tables.py), before torch
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from tables import main as tables_main
-
-    sys.exit(tables_main(["minilm_static_branch"]))
+    sys.exit(__import__("tables").main(["minilm_static_branch"]))
 
 import numpy as np
 import torch

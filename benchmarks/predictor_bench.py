@@ -40,13 +40,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-if __name__ == "__main__" and "--table" in sys.argv[1:]:
-    # regenerate this benchmark's tables in docs/ from benchmarks/results/ (benchmarks/tables.py), before
-    # the heavy imports below: no torch, no adaptc
+if __name__ == "__main__" and "--table" in sys.argv[1:]:  # docs tables from results/ (tables.py), before torch
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from tables import main as tables_main
-
-    sys.exit(tables_main(["predictor"]))
+    sys.exit(__import__("tables").main(["predictor"]))
 
 import numpy as np
 
@@ -775,14 +771,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sync-model-files", action="store_true",
                     help="first copy the --profile's fitted constants into the model files' x86_64 family")
     ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--table", action="store_true",
-                    help="regenerate this benchmark's tables in docs/ from its results JSON and exit (no torch)")
     args = ap.parse_args(argv)
-    if args.table:  # main(["--table"]) from Python; the command line is handled above, before torch
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from tables import main as tables_main
-
-        return tables_main(["predictor"])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     t0 = time.time()
     if args.sync_model_files:

@@ -31,13 +31,9 @@ import types
 from pathlib import Path
 from typing import Any
 
-if __name__ == "__main__" and "--table" in sys.argv[1:]:
-    # regenerate this benchmark's tables in docs/ from benchmarks/results/ (benchmarks/tables.py), before
-    # the heavy imports below: no torch, no adaptc
+if __name__ == "__main__" and "--table" in sys.argv[1:]:  # docs tables from results/ (tables.py), before torch
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from tables import main as tables_main
-
-    sys.exit(tables_main(["tflite_int8_anatomy"]))
+    sys.exit(__import__("tables").main(["tflite_int8_anatomy"]))
 
 import torch
 from torch import nn
@@ -80,15 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=HERE / "results" / "tflite_int8_anatomy.json")
     ap.add_argument("--rounds", type=int, default=15)
-    ap.add_argument("--table", action="store_true",
-                    help="regenerate this benchmark's tables in docs/ from its results JSON and exit (no torch)")
     args = ap.parse_args(argv)
-    if args.table:  # main(["--table"]) from Python; the command line is handled above, before torch
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from tables import main as tables_main
-
-        return tables_main(["tflite_int8_anatomy"])
-
     import adaptc.quant.pt2e as pt2e
     from adaptc.exporters import ExportRequest, get_exporter
     from adaptc.tasks import get_task

@@ -11,8 +11,20 @@ from .choice import FormatOutcome, choose_in_format, choose_overall, rank_artifa
 from .export import export_model
 from .run import build, default_out_dir, resolve_formats, write_report
 
-__all__ = ["ArtifactBuilder", "ExportSettings", "FormatOutcome", "build", "choose_in_format", "choose_overall",
-           "default_out_dir", "export_model", "rank_artifacts", "resolve_formats", "scheme_chain", "write_report"]
+__all__ = [
+    "ArtifactBuilder",
+    "ExportSettings",
+    "FormatOutcome",
+    "build",
+    "choose_in_format",
+    "choose_overall",
+    "default_out_dir",
+    "export_model",
+    "rank_artifacts",
+    "resolve_formats",
+    "scheme_chain",
+    "write_report",
+]
 
 
 class _CallableModule(types.ModuleType):

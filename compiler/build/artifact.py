@@ -4,9 +4,10 @@ store, so an interrupted build resumes without redoing finished artifacts."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from torch import nn
@@ -54,8 +55,18 @@ class ExportSettings:
 class ArtifactBuilder:
     """Exports one model to the requested formats and checks, measures and estimates every artifact."""
 
-    def __init__(self, *, model: nn.Module, task: Task, profile: DeviceProfile, out_dir: Path, store: BuildStore,
-                 settings: ExportSettings, stem: str = "model", teacher_outputs: np.ndarray | None = None):
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        task: Task,
+        profile: DeviceProfile,
+        out_dir: Path,
+        store: BuildStore,
+        settings: ExportSettings,
+        stem: str = "model",
+        teacher_outputs: np.ndarray | None = None,
+    ):
         self.model = model.eval()
         #: the teacher's outputs on the test split: artifacts report their agreement with it
         self.teacher_outputs = teacher_outputs
@@ -92,32 +103,57 @@ class ArtifactBuilder:
         try:
             exporter = get_exporter(fmt)
         except AdaptcError as e:
-            return FormatOutcome(reports=[ArtifactReport(file=f"{self.stem}.{fmt}", format=fmt, scheme="-",
-                                                         precision="-", status="failed", error=str(e))])
+            return FormatOutcome(
+                reports=[
+                    ArtifactReport(
+                        file=f"{self.stem}.{fmt}", format=fmt, scheme="-", precision="-", status="failed", error=str(e)
+                    )
+                ]
+            )
         fp32 = self._artifact(exporter, "fp32", None)
         return choose_in_format(
-            scheme_chain(self.profile, exporter.schemes()), fp32, lambda scheme: self._artifact(exporter, scheme, fp32),
-            prefer=self.settings.prefer, device=self.profile.name, guardrail=self.settings.int8_guardrail,
-            measure_pair=lambda a, b: (self._measure(self.out_dir / a.file, exporter.runtime).latency_ms_median,
-                                       self._measure(self.out_dir / b.file, exporter.runtime).latency_ms_median))
+            scheme_chain(self.profile, exporter.schemes()),
+            fp32,
+            lambda scheme: self._artifact(exporter, scheme, fp32),
+            prefer=self.settings.prefer,
+            device=self.profile.name,
+            guardrail=self.settings.int8_guardrail,
+            measure_pair=lambda a, b: (
+                self._measure(self.out_dir / a.file, exporter.runtime).latency_ms_median,
+                self._measure(self.out_dir / b.file, exporter.runtime).latency_ms_median,
+            ),
+        )
 
     def _key(self, fmt: str, scheme: str, revision: int = 0) -> str:
         s = self.settings
-        return stable_hash({
-            "v": _ARTIFACT_RECORD_VERSION, "model": self.fingerprint, "data": self.data_fp, "task": self.task.name,
-            "format": fmt,
-            "scheme": scheme, "max_drop": s.max_drop, "threads": self.threads, "runs": s.runs, "warmup": s.warmup,
-            "measure": s.measure_host, "device": self.profile.model_dump(mode="json"),
-            "toolchain": toolchain_versions(), "stem": self.stem,
-            # only when not the default: records made before the option existed keep their keys
-            **({"gate": s.gate} if s.gate != "point" else {}),
-            **({"recipe_revision": revision} if revision else {}),
-        })
+        return stable_hash(
+            {
+                "v": _ARTIFACT_RECORD_VERSION,
+                "model": self.fingerprint,
+                "data": self.data_fp,
+                "task": self.task.name,
+                "format": fmt,
+                "scheme": scheme,
+                "max_drop": s.max_drop,
+                "threads": self.threads,
+                "runs": s.runs,
+                "warmup": s.warmup,
+                "measure": s.measure_host,
+                "device": self.profile.model_dump(mode="json"),
+                "toolchain": toolchain_versions(),
+                "stem": self.stem,
+                # only when not the default: records made before the option existed keep their keys
+                **({"gate": s.gate} if s.gate != "point" else {}),
+                **({"recipe_revision": revision} if revision else {}),
+            }
+        )
 
     def _resumed(self, key: str, fname: str, dest: Path, scheme: str) -> ArtifactReport | None:
         """The stored record of a finished artifact whose file is still as recorded (or that failed), else None."""
         rec = self.store.get(key)
-        if rec is None or not (rec.get("status") == "failed" or (dest.exists() and rec.get("sha256") == sha256_path(dest))):
+        if rec is None or not (
+            rec.get("status") == "failed" or (dest.exists() and rec.get("sha256") == sha256_path(dest))
+        ):
             return None
         progress.current().message(f"[dim]resume: {fname} ({scheme}) already done[/dim]")
         scores = self.store.get(scores_key(key))
@@ -134,18 +170,25 @@ class ArtifactBuilder:
             return done
         step = progress.current().step(f"{fmt} {scheme}: export, parity, measure", total=4)
         sch = get_scheme(scheme)
-        rep = ArtifactReport(file=fname, format=fmt, scheme=scheme, precision=sch.precision, status="ok",
-                             toolchain=toolchain_versions())
+        rep = ArtifactReport(
+            file=fname, format=fmt, scheme=scheme, precision=sch.precision, status="ok", toolchain=toolchain_versions()
+        )
         request = ExportRequest(
-            model=self.model, example_inputs=self.task.example_inputs, input_names=self.task.input_names,
-            output_names=self.task.output_names, calibration=self.task.train,
+            model=self.model,
+            example_inputs=self.task.example_inputs,
+            input_names=self.task.input_names,
+            output_names=self.task.output_names,
+            calibration=self.task.train,
             fp32_artifact=(self.out_dir / fp32.file) if fp32 is not None and fp32.status == "ok" else None,
         )
         try:
             exported = exporter.export(request, scheme, dest)
         except Exception as e:  # contained: this artifact fails, the build goes on with the others
-            msg = str(e) if isinstance(e, ExportError) else (
-                f"{fmt}: the converter failed for {scheme}: {type(e).__name__}: {str(e).strip()[:300]}")
+            msg = (
+                str(e)
+                if isinstance(e, ExportError)
+                else (f"{fmt}: the converter failed for {scheme}: {type(e).__name__}: {str(e).strip()[:300]}")
+            )
             rep.status, rep.error = "failed", msg
             step.done(f"failed: {msg}")
             self.store.put(key, "artifact", rep.model_dump(mode="json"))
@@ -164,9 +207,20 @@ class ArtifactBuilder:
             rep.flags.append(f"could not describe the file: {e}")
         steps.verify(rep, exporter, request, dest, scheme)
         cost, proxy = steps.analyse(rep, dest, self._proxy_cost)
-        steps.parity(rep, exporter.runtime, dest, fp32, task=self.task, reference=self.reference_outputs,
-                     teacher_outputs=self.teacher_outputs, threads=self.threads, max_drop=self.settings.max_drop,
-                     gate=self.settings.gate, scores=self._scores, warn=self._warn)
+        steps.parity(
+            rep,
+            exporter.runtime,
+            dest,
+            fp32,
+            task=self.task,
+            reference=self.reference_outputs,
+            teacher_outputs=self.teacher_outputs,
+            threads=self.threads,
+            max_drop=self.settings.max_drop,
+            gate=self.settings.gate,
+            scores=self._scores,
+            warn=self._warn,
+        )
         step.advance(1, note="parity")
         if self.settings.measure_host and rep.status != "failed":
             steps.measure_host(rep, exporter.runtime, dest, self._measure)
@@ -187,12 +241,23 @@ class ArtifactBuilder:
             from ..exporters.onnx import export_onnx_fp32
 
             with tempfile.TemporaryDirectory(prefix="adaptc-cost-") as d:
-                p = export_onnx_fp32(self.model, self.task.example_inputs, Path(d) / "proxy.onnx",
-                                     self.task.input_names, self.task.output_names)
+                p = export_onnx_fp32(
+                    self.model,
+                    self.task.example_inputs,
+                    Path(d) / "proxy.onnx",
+                    self.task.input_names,
+                    self.task.output_names,
+                )
                 self._proxy = analyze(p)
         return self._proxy
 
     def _measure(self, path: Path, runtime: str) -> HostMeasurement:
         """One host measurement of ``path`` (a fresh subprocess) with the build's inputs, threads and runs."""
-        return measure(path, runtime, [x.numpy() for x in self.task.example_inputs], threads=self.threads,
-                       runs=self.settings.runs, warmup=self.settings.warmup)
+        return measure(
+            path,
+            runtime,
+            [x.numpy() for x in self.task.example_inputs],
+            threads=self.threads,
+            runs=self.settings.runs,
+            warmup=self.settings.warmup,
+        )

@@ -7,8 +7,8 @@ after the one that ships), and measured again through another (the guardrail's c
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from ..core.quantity import Prefer
 from ..core.schemes import get_scheme
@@ -32,10 +32,16 @@ def scheme_chain(profile: DeviceProfile, supported: Sequence[str]) -> list[str]:
     return chain + ["fp32"]
 
 
-def choose_in_format(chain: Sequence[str], fp32: ArtifactReport, make: Callable[[str], ArtifactReport], *,
-                     prefer: Prefer, device: str, guardrail: bool,
-                     measure_pair: Callable[[ArtifactReport, ArtifactReport], tuple[float, float]]
-                     ) -> FormatOutcome:
+def choose_in_format(
+    chain: Sequence[str],
+    fp32: ArtifactReport,
+    make: Callable[[str], ArtifactReport],
+    *,
+    prefer: Prefer,
+    device: str,
+    guardrail: bool,
+    measure_pair: Callable[[ArtifactReport, ArtifactReport], tuple[float, float]],
+) -> FormatOutcome:
     """The format's artifacts and its choice, given its fp32 artifact (made first: the reference). ``make``
     exports and checks one scheme; ``measure_pair(int8, fp32)`` measures both files again (the guardrail)."""
     outcome = FormatOutcome(reports=[fp32])
@@ -57,7 +63,7 @@ def choose_in_format(chain: Sequence[str], fp32: ArtifactReport, make: Callable[
             outcome.reports.append(rep)
         if rep.status != "ok":
             continue  # rejected by the parity gate or failed: try the next scheme
-        later_quantized = [c for c in chain[i + 1:] if c != "fp32"]
+        later_quantized = [c for c in chain[i + 1 :] if c != "fp32"]
         if scheme != "fp32" and rep.fits_budgets is False and (later_quantized or over_budget is not None):
             # e.g. TFLite's static int8 keeps an embedding table in float32; dynamic-range int8 quantizes it.
             # If no later scheme fits either, the first over-budget one (profile order) is kept.
@@ -78,8 +84,11 @@ def choose_in_format(chain: Sequence[str], fp32: ArtifactReport, make: Callable[
     return outcome
 
 
-def confirmed_slower(rep: ArtifactReport, fp32: ArtifactReport,
-                     measure_pair: Callable[[ArtifactReport, ArtifactReport], tuple[float, float]]) -> str | None:
+def confirmed_slower(
+    rep: ArtifactReport,
+    fp32: ArtifactReport,
+    measure_pair: Callable[[ArtifactReport, ArtifactReport], tuple[float, float]],
+) -> str | None:
     """The guardrail's verdict, confirmed: an int8 file measured slower than fp32 (on a shared host often a
     neighbour's burst during one of the two sub-millisecond measurements) is measured again with the fp32
     file, and each is judged by the lower of its two medians. An unconfirmed first reading is flagged."""
@@ -93,8 +102,10 @@ def confirmed_slower(rep: ArtifactReport, fp32: ArtifactReport,
     a0, b0 = rep.host.latency_median.value or 0.0, fp32.host.latency_median.value or 0.0
     if min(a0, again[0]) > min(b0, again[1]) * GUARDRAIL_MARGIN:
         return f"{first}; confirmed by a second measurement ({again[0]:.3f} ms against {again[1]:.3f} ms)"
-    rep.flags.append(f"a first measurement had this int8 file slower than fp32 ({a0:.3f} ms against {b0:.3f} ms); "
-                     f"a second did not ({again[0]:.3f} ms against {again[1]:.3f} ms): int8 kept")
+    rep.flags.append(
+        f"a first measurement had this int8 file slower than fp32 ({a0:.3f} ms against {b0:.3f} ms); "
+        f"a second did not ({again[0]:.3f} ms against {again[1]:.3f} ms): int8 kept"
+    )
     return None
 
 
@@ -103,13 +114,21 @@ def _slower_than(rep: ArtifactReport, fp32: ArtifactReport) -> str | None:
         return None
     a, b = rep.host.latency_median.value or 0.0, fp32.host.latency_median.value or 0.0
     if a > b * GUARDRAIL_MARGIN:
-        return (f"did int8 help? no: measured {a:.3f} ms against {b:.3f} ms for fp32 on the host runtime "
-                f"({a / b:.2f}x slower); the faster fp32 artifact is preferred")
+        return (
+            f"did int8 help? no: measured {a:.3f} ms against {b:.3f} ms for fp32 on the host runtime "
+            f"({a / b:.2f}x slower); the faster fp32 artifact is preferred"
+        )
     return None
 
 
-def _ranked(chain: Sequence[str], fp32: ArtifactReport, make: Callable[[str], ArtifactReport],
-            outcome: FormatOutcome, prefer: Prefer, device: str) -> FormatOutcome:
+def _ranked(
+    chain: Sequence[str],
+    fp32: ArtifactReport,
+    make: Callable[[str], ArtifactReport],
+    outcome: FormatOutcome,
+    prefer: Prefer,
+    device: str,
+) -> FormatOutcome:
     """``prefer`` fastest / smallest: every scheme of the chain is made and checked, and the format ships the
     best-ranked artifact that passes the gate and fits the budgets (ties: the profile's order). When none
     fits, the choice is that of ``prefer="first"`` over the same artifacts: the first quantized one that
@@ -140,8 +159,9 @@ def rank_artifacts(candidates: Sequence[ArtifactReport], prefer: Prefer) -> list
     return sorted(candidates, key=lambda r: _rank_value(r, prefer))
 
 
-def ranking_note(ranked: Sequence[ArtifactReport], prefer: Prefer, device: str,
-                 among: str = "that pass and fit") -> str:
+def ranking_note(
+    ranked: Sequence[ArtifactReport], prefer: Prefer, device: str, among: str = "that pass and fit"
+) -> str:
     """The flag of an artifact chosen by ranking: its figure and the runner-up's."""
     what = "estimated latency on " + device if prefer == "fastest" else "file size"
     unit, scale = ("ms", 1.0) if prefer == "fastest" else ("MB", 1 / 2**20)
@@ -153,8 +173,9 @@ def ranking_note(ranked: Sequence[ArtifactReport], prefer: Prefer, device: str,
     return f"chosen by --prefer {prefer}: {what} {fig(ranked[0])} of {len(ranked)} {among}{nxt}"
 
 
-def choose_overall(profile: DeviceProfile, formats: Sequence[str], outcomes: dict[str, FormatOutcome],
-                   prefer: Prefer = "first") -> tuple[ArtifactReport | None, str, str | None]:
+def choose_overall(
+    profile: DeviceProfile, formats: Sequence[str], outcomes: dict[str, FormatOutcome], prefer: Prefer = "first"
+) -> tuple[ArtifactReport | None, str, str | None]:
     """The overall choice: the profile's first format whose chosen artifact fits every budget (``prefer``
     fastest / smallest: the best-ranked of the formats' choices that fit)."""
     candidates = [outcomes[f].chosen for f in formats if outcomes.get(f) and outcomes[f].chosen is not None]
@@ -171,11 +192,22 @@ def choose_overall(profile: DeviceProfile, formats: Sequence[str], outcomes: dic
     assert best is not None
     broken = "; ".join(b.message for b in best.budgets if not b.fits)
     # artifacts that would have fitted but failed the gate: the limit (--max-drop, --gate), not the budget, decided
-    gated = [r.file for f in formats if outcomes.get(f) for r in outcomes[f].reports
-             if r.status == "rejected" and r.parity is not None and not r.parity.passed and r.fits_budgets]
+    gated = [
+        r.file
+        for f in formats
+        if outcomes.get(f)
+        for r in outcomes[f].reports
+        if r.status == "rejected" and r.parity is not None and not r.parity.passed and r.fits_budgets
+    ]
     gate = best.parity.gate if best.parity else "point"
-    also = (f" ({len(gated)} that fit {'was' if len(gated) == 1 else 'were'} rejected by the {gate} parity gate: "
-            f"{', '.join(gated)}; see --max-drop and --gate)") if gated else ""
+    also = (
+        (
+            f" ({len(gated)} that fit {'was' if len(gated) == 1 else 'were'} rejected by the {gate} parity gate: "
+            f"{', '.join(gated)}; see --max-drop and --gate)"
+        )
+        if gated
+        else ""
+    )
     return None, "no_fit", f"no artifact meets every budget of {profile.name}: {best.file}: {broken}{also}"
 
 
@@ -190,8 +222,10 @@ def partial_reason(formats: Sequence[str], outcomes: dict[str, FormatOutcome]) -
         if errs:
             bits.append(errs[0] if errs[0].startswith(f"{f}:") else f"{f}: {errs[0]}")
         elif rejected:
-            bits.append(f"{f}: every artifact was rejected ({rejected[0].flags[-1] if rejected[0].flags else 'parity'})")
+            bits.append(
+                f"{f}: every artifact was rejected ({rejected[0].flags[-1] if rejected[0].flags else 'parity'})"
+            )
         else:
             bits.append(f"{f}: no artifact")
     emitted = [f for f in formats if outcomes[f].chosen is not None]
-    return ("partial build: " + "; ".join(bits) + (f" (emitted: {', '.join(emitted)})" if emitted else ""))
+    return "partial build: " + "; ".join(bits) + (f" (emitted: {', '.join(emitted)})" if emitted else "")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from torch import nn
 
@@ -24,21 +25,21 @@ from .run import build
 
 
 def export_model(
-    model_or_task: "nn.Module | str | Task" = "digits",
-    device: "str | os.PathLike[str] | DeviceProfile" = "host",
-    out: "str | os.PathLike[str] | None" = None,
+    model_or_task: nn.Module | str | Task = "digits",
+    device: str | os.PathLike[str] | DeviceProfile = "host",
+    out: str | os.PathLike[str] | None = None,
     *,
-    task: "str | Task | None" = None,
+    task: str | Task | None = None,
     formats: Sequence[str] | None = None,
     max_drop: float = 0.01,
-    gate: "Gate" = "point",
-    prefer: "Prefer" = "first",
+    gate: Gate = "point",
+    prefer: Prefer = "first",
     threads: int | None = None,
     runs: int = 100,
     resume: bool = True,
     measure_host: bool = True,
-    task_options: "dict[str, Any] | None" = None,
-) -> "BuildReport":
+    task_options: dict[str, Any] | None = None,
+) -> BuildReport:
     """Export ``model_or_task`` for ``device`` without a student search and return the report.
 
     ``model_or_task``: a task (name, ``package.module:factory`` or :class:`adaptc.Task`), whose model is
@@ -51,16 +52,33 @@ def export_model(
     """
     if isinstance(model_or_task, nn.Module):
         if task is None:
-            raise AdaptcError("export(nn.Module) needs task=: the task whose data calibrates and checks the model "
-                              "(a task name, package.module:factory, or an adaptc.Task)")
+            raise AdaptcError(
+                "export(nn.Module) needs task=: the task whose data calibrates and checks the model "
+                "(a task name, package.module:factory, or an adaptc.Task)"
+            )
         base = get_task(task, **(task_options or {}))
         options = None
-        the_task: Any = dataclasses.replace(base, model=model_or_task.eval(),
-                                            info={**base.info, "model": f"user-supplied {type(model_or_task).__name__}"})
+        the_task: Any = dataclasses.replace(
+            base,
+            model=model_or_task.eval(),
+            info={**base.info, "model": f"user-supplied {type(model_or_task).__name__}"},
+        )
     else:
         if task is not None:
             raise AdaptcError("give task= only with an nn.Module (the first argument is already a task)")
         the_task, options = model_or_task, task_options  # resolved by build(), after the profile is checked
-    return build(the_task, device, out, formats=formats, max_drop=max_drop, gate=gate, prefer=prefer, threads=threads,
-                 runs=runs,
-                 resume=resume, measure_host=measure_host, search=False, task_options=options)
+    return build(
+        the_task,
+        device,
+        out,
+        formats=formats,
+        max_drop=max_drop,
+        gate=gate,
+        prefer=prefer,
+        threads=threads,
+        runs=runs,
+        resume=resume,
+        measure_host=measure_host,
+        search=False,
+        task_options=options,
+    )

@@ -20,14 +20,15 @@ LiteRT's input details); no library maps them onto one description.
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..core.io import path_size, sha256_path
 from ..core.formats import RUNTIME_BY_SUFFIX
+from ..core.io import path_size, sha256_path
 from ..errors import AdaptcError, ModelFileError
 from ..measure.host import HostMeasurement, host_threads, measure
 
@@ -75,8 +76,10 @@ def runtime_for(path: str | Path) -> str:
             return "tflite"
         raise ModelFileError(f"cannot measure {p}: not an .onnx, .tflite or .mlpackage file")
     if runtime == "coreml" and platform.system() != "Darwin":
-        raise AdaptcError(f"cannot measure {p.name} here: CoreML models run only on macOS (Core ML framework); "
-                          f"this host is {platform.system()}")
+        raise AdaptcError(
+            f"cannot measure {p.name} here: CoreML models run only on macOS (Core ML framework); "
+            f"this host is {platform.system()}"
+        )
     return runtime
 
 
@@ -105,7 +108,9 @@ def input_specs(path: str | Path, runtime: str) -> list[InputSpec]:
         try:
             details = Interpreter(model_path=str(p)).get_input_details()
         except Exception as e:
-            raise ModelFileError(f"{p} is not a readable TFLite file ({str(e).strip().splitlines()[0][:120]})") from None
+            raise ModelFileError(
+                f"{p} is not a readable TFLite file ({str(e).strip().splitlines()[0][:120]})"
+            ) from None
         specs = []
         for d in details:
             quantized = d["dtype"] in (np.int8, np.uint8) and d.get("quantization", (0.0, 0))[0]
@@ -131,15 +136,19 @@ def _resolve_shape(spec: InputSpec, given: tuple[int, ...] | None, runtime: str)
     if given is not None:
         fixed = all(isinstance(d, int) for d in spec.shape)
         if runtime == "tflite" and fixed and tuple(given) != spec.shape:
-            raise AdaptcError(f"input {spec.name!r}: TFLite files run at their exported shape "
-                              f"{'x'.join(map(str, spec.shape))}, not {'x'.join(map(str, given))}")
+            raise AdaptcError(
+                f"input {spec.name!r}: TFLite files run at their exported shape "
+                f"{'x'.join(map(str, spec.shape))}, not {'x'.join(map(str, given))}"
+            )
         if len(given) != len(spec.shape):
-            raise AdaptcError(f"input {spec.name!r} has {len(spec.shape)} dimensions "
-                              f"({_fmt(spec.shape)}); --shape gave {len(given)}")
+            raise AdaptcError(
+                f"input {spec.name!r} has {len(spec.shape)} dimensions ({_fmt(spec.shape)}); --shape gave {len(given)}"
+            )
         for axis, (want, got) in enumerate(zip(spec.shape, given)):
             if isinstance(want, int) and want != got:
-                raise AdaptcError(f"input {spec.name!r} has {want} at axis {axis} ({_fmt(spec.shape)}); "
-                                  f"--shape gave {got}")
+                raise AdaptcError(
+                    f"input {spec.name!r} has {want} at axis {axis} ({_fmt(spec.shape)}); --shape gave {got}"
+                )
         return tuple(given)
     shape = []
     for axis, d in enumerate(spec.shape):
@@ -148,9 +157,11 @@ def _resolve_shape(spec: InputSpec, given: tuple[int, ...] | None, runtime: str)
         elif axis == 0:
             shape.append(1)  # the batch
         else:
-            raise AdaptcError(f"input {spec.name!r} has a dynamic dimension {d!r} at axis {axis} "
-                              f"({_fmt(spec.shape)}): give its size, e.g. --shape {spec.name}="
-                              f"{'x'.join('1' if i == 0 else (str(v) if isinstance(v, int) else 'N') for i, v in enumerate(spec.shape))}")
+            raise AdaptcError(
+                f"input {spec.name!r} has a dynamic dimension {d!r} at axis {axis} "
+                f"({_fmt(spec.shape)}): give its size, e.g. --shape {spec.name}="
+                f"{'x'.join('1' if i == 0 else (str(v) if isinstance(v, int) else 'N') for i, v in enumerate(spec.shape))}"
+            )
     return tuple(shape)
 
 
@@ -158,13 +169,15 @@ def _fmt(shape: Sequence[int | str]) -> str:
     return "x".join(str(d) for d in shape) or "scalar"
 
 
-def synthetic_inputs(specs: Sequence[InputSpec], runtime: str,
-                     shapes: Mapping[str, Sequence[int]] | None = None, seed: int = 0) -> list[np.ndarray]:
+def synthetic_inputs(
+    specs: Sequence[InputSpec], runtime: str, shapes: Mapping[str, Sequence[int]] | None = None, seed: int = 0
+) -> list[np.ndarray]:
     shapes = dict(shapes or {})
     unknown = sorted(set(shapes) - {s.name for s in specs})
     if unknown:
-        raise AdaptcError(f"--shape names no input of the file: {', '.join(unknown)} "
-                          f"(inputs: {', '.join(s.name for s in specs)})")
+        raise AdaptcError(
+            f"--shape names no input of the file: {', '.join(unknown)} (inputs: {', '.join(s.name for s in specs)})"
+        )
     rng = np.random.default_rng(seed)
     arrays = []
     for s in specs:
@@ -192,8 +205,10 @@ def load_inputs(npz: str | Path, specs: Sequence[InputSpec]) -> list[np.ndarray]
         return [arrays[n] for n in names]
     if len(arrays) == len(specs):  # np.savez(f, a, b) names them arr_0, arr_1: take them in order
         return [arrays[k] for k in sorted(arrays, key=lambda k: (len(k), k))]
-    raise AdaptcError(f"--inputs {p.name} holds {', '.join(sorted(arrays)) or 'no arrays'}; the file's inputs are "
-                      f"{', '.join(names)} (name the arrays after them)")
+    raise AdaptcError(
+        f"--inputs {p.name} holds {', '.join(sorted(arrays)) or 'no arrays'}; the file's inputs are "
+        f"{', '.join(names)} (name the arrays after them)"
+    )
 
 
 def measure_file(
@@ -228,13 +243,16 @@ def measure_file(
     else:
         arrays, source = [np.asarray(a) for a in inputs], "given"
     if len(arrays) != len(specs):
-        raise AdaptcError(f"{p.name} takes {len(specs)} input(s) ({', '.join(s.name for s in specs)}); "
-                          f"{len(arrays)} given")
+        raise AdaptcError(
+            f"{p.name} takes {len(specs)} input(s) ({', '.join(s.name for s in specs)}); {len(arrays)} given"
+        )
     notes = []
     if inputs is None and any(np.dtype(s.dtype).kind in "iu" for s in specs):
-        notes.append("integer inputs are all 1: a model that looks them up in a table (token embeddings) touches "
-                     "one row, so memory from a mapped file is a lower bound; pass real inputs (--inputs) for the "
-                     "figure real data gives")
+        notes.append(
+            "integer inputs are all 1: a model that looks them up in a table (token embeddings) touches "
+            "one row, so memory from a mapped file is a lower bound; pass real inputs (--inputs) for the "
+            "figure real data gives"
+        )
     used = host_threads(threads)
     if used < threads:
         notes.append(f"{threads} threads asked, {used} used (this process may use {used} core(s))")
@@ -246,10 +264,16 @@ def measure_file(
     except Exception as e:  # subprocess.TimeoutExpired
         raise AdaptcError(f"measuring {p.name} failed: {type(e).__name__}: {str(e)[:200]}") from None
     result = FileMeasurement(
-        file=str(p), sha256=sha256_path(p), size_bytes=path_size(p), runtime=runtime,
-        inputs=[{"name": s.name, "dtype": str(a.dtype), "shape": list(a.shape), "source": source}
-                for s, a in zip(specs, arrays)],
-        host=host, notes=notes,
+        file=str(p),
+        sha256=sha256_path(p),
+        size_bytes=path_size(p),
+        runtime=runtime,
+        inputs=[
+            {"name": s.name, "dtype": str(a.dtype), "shape": list(a.shape), "source": source}
+            for s, a in zip(specs, arrays)
+        ],
+        host=host,
+        notes=notes,
     )
     if device is not None:
         _add_estimate(result, p, runtime, device)
@@ -268,13 +292,19 @@ def _add_estimate(result: FileMeasurement, path: Path, runtime: str, device: Any
     if on_host:
         h = result.host
         result.estimate_error = {
-            "latency": (pred.latency_ms - h.latency_ms_median) / h.latency_ms_median if h.latency_ms_median > 0 else None,
-            "peak_memory": (pred.peak_memory_mb - h.peak_memory_mb) / h.peak_memory_mb if h.peak_memory_mb > 0 else None,
+            "latency": (pred.latency_ms - h.latency_ms_median) / h.latency_ms_median
+            if h.latency_ms_median > 0
+            else None,
+            "peak_memory": (pred.peak_memory_mb - h.peak_memory_mb) / h.peak_memory_mb
+            if h.peak_memory_mb > 0
+            else None,
         }
     else:
-        result.notes.append(f"the estimate is for {profile.name} ({pred.threads} thread(s)); the measurement is "
-                            f"this host's: they are not expected to agree (use --device host to check the predictor "
-                            f"here)")
+        result.notes.append(
+            f"the estimate is for {profile.name} ({pred.threads} thread(s)); the measurement is "
+            f"this host's: they are not expected to agree (use --device host to check the predictor "
+            f"here)"
+        )
 
 
 @dataclass
@@ -290,8 +320,9 @@ class BuildArtifactMeasurement:
     recorded_host: str | None
 
 
-def measure_build(folder: str | Path, *, threads: int | None = None, runs: int = 100,
-                  warmup: int = 10) -> tuple[str, list[BuildArtifactMeasurement], list[str]]:
+def measure_build(
+    folder: str | Path, *, threads: int | None = None, runs: int = 100, warmup: int = 10
+) -> tuple[str, list[BuildArtifactMeasurement], list[str]]:
     """Every artifact a build emitted, measured on this machine beside what its report estimated for the device.
 
     Copy a build folder to the device itself (a Linux board with onnxruntime / LiteRT: the camera profiles) and
@@ -316,10 +347,16 @@ def measure_build(folder: str | Path, *, threads: int | None = None, runs: int =
         except AdaptcError as e:
             notes.append(f"{a.file}: {e}")
             continue
-        rows.append(BuildArtifactMeasurement(
-            file=a.file, format=a.format, scheme=a.scheme, measurement=m,
-            estimated_ms=a.device.latency.value if a.device else None,
-            estimated_mb=a.device.peak_memory.value if a.device else None,
-            recorded_host_ms=a.host.latency_median.value if a.host else None,
-            recorded_host=str(report.host.get("cpu")) if a.host else None))
+        rows.append(
+            BuildArtifactMeasurement(
+                file=a.file,
+                format=a.format,
+                scheme=a.scheme,
+                measurement=m,
+                estimated_ms=a.device.latency.value if a.device else None,
+                estimated_mb=a.device.peak_memory.value if a.device else None,
+                recorded_host_ms=a.host.latency_median.value if a.host else None,
+                recorded_host=str(report.host.get("cpu")) if a.host else None,
+            )
+        )
     return device, rows, notes

@@ -11,8 +11,9 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from torch import nn
@@ -54,9 +55,9 @@ def resolve_formats(profile: DeviceProfile, formats: Sequence[str] | None) -> li
 
 
 def build(
-    task: "str | Task" = "digits",
-    device: "str | os.PathLike[str] | DeviceProfile" = "host",
-    out: "str | os.PathLike[str] | None" = None,
+    task: str | Task = "digits",
+    device: str | os.PathLike[str] | DeviceProfile = "host",
+    out: str | os.PathLike[str] | None = None,
     *,
     formats: Sequence[str] | None = None,
     max_drop: float = 0.01,
@@ -66,9 +67,9 @@ def build(
     runs: int = 100,
     resume: bool = True,
     measure_host: bool = True,
-    search: "bool | SearchOptions | Mapping[str, Any]" = True,
+    search: bool | SearchOptions | Mapping[str, Any] = True,
     seed: int = 0,
-    task_options: "dict[str, Any] | None" = None,
+    task_options: dict[str, Any] | None = None,
 ) -> BuildReport:
     """Build device artifacts for a task and return the report (the same content as ``report.json``).
 
@@ -99,8 +100,16 @@ def build(
     ensure_writable_dir(out_dir)
     clean_stale_temporaries(out_dir)
     fmts = resolve_formats(profile, formats)
-    settings = ExportSettings(formats=tuple(fmts), max_drop=max_drop, gate=gate, threads=threads, runs=runs,
-                              measure_host=measure_host, resume=resume, prefer=prefer)
+    settings = ExportSettings(
+        formats=tuple(fmts),
+        max_drop=max_drop,
+        gate=gate,
+        threads=threads,
+        runs=runs,
+        measure_host=measure_host,
+        resume=resume,
+        prefer=prefer,
+    )
     the_task = get_task(task, **(task_options or {}))
     search_config = _search_config(the_task, search)
     teacher_outputs = predict_torch(the_task.model, the_task.test)
@@ -116,13 +125,27 @@ def build(
             from ..search import run_search
 
             try:
-                model, search_report = run_search(the_task, profile, store=store, out_dir=out_dir, seed=seed,
-                                                  teacher_outputs=teacher_outputs, options=search_config)
+                model, search_report = run_search(
+                    the_task,
+                    profile,
+                    store=store,
+                    out_dir=out_dir,
+                    seed=seed,
+                    teacher_outputs=teacher_outputs,
+                    options=search_config,
+                )
             except BudgetError as e:
                 no_fit, search_report = e, getattr(e, "search", None)
         if no_fit is None:
-            builder = ArtifactBuilder(model=model, task=the_task, profile=profile, out_dir=out_dir, store=store,
-                                      settings=settings, teacher_outputs=teacher_outputs)
+            builder = ArtifactBuilder(
+                model=model,
+                task=the_task,
+                profile=profile,
+                out_dir=out_dir,
+                store=store,
+                settings=settings,
+                teacher_outputs=teacher_outputs,
+            )
             outcomes = builder.run(fmts)
             warnings += builder.warnings
     reason: str | None
@@ -148,17 +171,28 @@ def build(
         out_dir=str(out_dir.resolve()),
         device=profile.model_dump(mode="json"),
         task=TaskReport(
-            name=the_task.name, description=the_task.description, metric_name=the_task.metric_name,
-            kind=the_task.kind, test_fingerprint=data_fingerprint(the_task.test),
-            teacher=TeacherReport(params=sum(p.numel() for p in the_task.model.parameters()),
-                                  metric=q_torch_metric(the_task, teacher_metric, teacher_ci,
-                                                        len(teacher_scores) if teacher_scores is not None else 0),
-                                  info=dict(the_task.info.items())),
+            name=the_task.name,
+            description=the_task.description,
+            metric_name=the_task.metric_name,
+            kind=the_task.kind,
+            test_fingerprint=data_fingerprint(the_task.test),
+            teacher=TeacherReport(
+                params=sum(p.numel() for p in the_task.model.parameters()),
+                metric=q_torch_metric(
+                    the_task, teacher_metric, teacher_ci, len(teacher_scores) if teacher_scores is not None else 0
+                ),
+                info=dict(the_task.info.items()),
+            ),
         ),
         host=host_info(),
         toolchain=toolchain_versions(),
-        settings={**settings.to_dict(), "host_threads": host_threads(threads or profile.cpu.threads), "seed": seed,
-                  "search": search_config is not None, "task_options": dict(task_options or {})},
+        settings={
+            **settings.to_dict(),
+            "host_threads": host_threads(threads or profile.cpu.threads),
+            "seed": seed,
+            "search": search_config is not None,
+            "task_options": dict(task_options or {}),
+        },
         artifacts=artifacts,
         chosen=chosen.file if chosen else None,
         chosen_per_format={f: o.chosen.file for f, o in outcomes.items() if o.chosen is not None},
@@ -182,11 +216,13 @@ def _score_teacher(task: Task, outputs: np.ndarray) -> tuple[float, np.ndarray |
         which = "sample_scores"
         return metric, task.per_sample(outputs, task.test, metric)
     except Exception as e:
-        raise AdaptcError(f"task {task.name}: its {which} raised {type(e).__name__}: {e} (on the teacher's outputs "
-                          f"for the {len(task.test)}-sample test split)") from e
+        raise AdaptcError(
+            f"task {task.name}: its {which} raised {type(e).__name__}: {e} (on the teacher's outputs "
+            f"for the {len(task.test)}-sample test split)"
+        ) from e
 
 
-def _search_config(task: Task, search: "bool | SearchOptions | Mapping[str, Any] | None") -> "SearchConfig | None":
+def _search_config(task: Task, search: bool | SearchOptions | Mapping[str, Any] | None) -> SearchConfig | None:
     """The search's configuration (checked before the teacher runs), or None: no search."""
     if search is False or search is None:
         return None

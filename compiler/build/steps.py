@@ -4,8 +4,9 @@ file) -> parity (task metric in the runtime, the gate) -> measure (host) -> esti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,8 +34,13 @@ def q_metric(value: float, ci95: tuple[float, float] | None, scored: int, method
 
 
 def q_torch_metric(task: Task, value: float, ci95: tuple[float, float] | None, scored: int) -> Quantity:
-    return q_metric(value, ci95, scored, f"torch {torch.__version__.split('+')[0]} on this host, "
-                                         f"{task.metric_name} over the {len(task.test)}-sample test split")
+    return q_metric(
+        value,
+        ci95,
+        scored,
+        f"torch {torch.__version__.split('+')[0]} on this host, "
+        f"{task.metric_name} over the {len(task.test)}-sample test split",
+    )
 
 
 def verify(rep: ArtifactReport, exporter: Any, request: ExportRequest, path: Path, scheme: str) -> None:
@@ -49,7 +55,9 @@ def verify(rep: ArtifactReport, exporter: Any, request: ExportRequest, path: Pat
     rep.structure["check"] = check
     if not check.get("passed", True):
         rep.status = "rejected"
-        rep.flags.append("rejected by the structure check against the torch model: " + "; ".join(check.get("failed", [])))
+        rep.flags.append(
+            "rejected by the structure check against the torch model: " + "; ".join(check.get("failed", []))
+        )
 
 
 def analyse(rep: ArtifactReport, path: Path, proxy_cost: Callable[[], Any]) -> tuple[Any, bool]:
@@ -66,22 +74,41 @@ def analyse(rep: ArtifactReport, path: Path, proxy_cost: Callable[[], Any]) -> t
     except Exception as e:
         rep.flags.append(f"cost analysis failed: {first_err}; proxy: {type(e).__name__}: {e}")
         return None, False
-    rep.cost = {**cost.summary(), "source": (f"no cost analyzer for {Path(path).suffix} files: ops counted on the "
-                                              f"fp32 ONNX graph of the same model, device estimate at "
-                                              f"{rep.precision} arithmetic")}
+    rep.cost = {
+        **cost.summary(),
+        "source": (
+            f"no cost analyzer for {Path(path).suffix} files: ops counted on the "
+            f"fp32 ONNX graph of the same model, device estimate at "
+            f"{rep.precision} arithmetic"
+        ),
+    }
     return cost, True
 
 
-def parity(rep: ArtifactReport, runtime: str, path: Path, fp32: ArtifactReport | None, *, task: Task,
-           reference: Callable[[], np.ndarray], teacher_outputs: np.ndarray | None, threads: int, max_drop: float,
-           gate: Gate, scores: dict[str, np.ndarray], warn: Callable[[str], None]) -> None:
+def parity(
+    rep: ArtifactReport,
+    runtime: str,
+    path: Path,
+    fp32: ArtifactReport | None,
+    *,
+    task: Task,
+    reference: Callable[[], np.ndarray],
+    teacher_outputs: np.ndarray | None,
+    threads: int,
+    max_drop: float,
+    gate: Gate,
+    scores: dict[str, np.ndarray],
+    warn: Callable[[str], None],
+) -> None:
     """The task metric of the file in its runtime against the torch model (and the fp32 artifact), and the gate's
     verdict. ``scores`` (by file name) gets the file's per-sample test scores: drops against the fp32 artifact
     are paired."""
     if not runtime_available(runtime):
         rep.runtime = f"none: no {runtime} runtime on this host ({runtime_unavailable_reason(runtime)})"
-        rep.flags.append(f"no {runtime} runtime on this host ({runtime_unavailable_reason(runtime)}): "
-                         "numerical parity not checked here")
+        rep.flags.append(
+            f"no {runtime} runtime on this host ({runtime_unavailable_reason(runtime)}): "
+            "numerical parity not checked here"
+        )
         return
     try:
         with captured_output():  # runtimes print banners (LiteRT: "Created TensorFlow Lite XNNPACK delegate")
@@ -100,8 +127,10 @@ def parity(rep: ArtifactReport, runtime: str, path: Path, fp32: ArtifactReport |
     if res.scores is not None:
         scores[rep.file] = res.scores
     elif task.sample_scores is not None:
-        warn(f"task {task.name}: its sample_scores do not average to its metric "
-             f"({task.metric_name}): reports give the metric without its sampling error")
+        warn(
+            f"task {task.name}: its sample_scores do not average to its metric "
+            f"({task.metric_name}): reports give the metric without its sampling error"
+        )
     drop_fp32 = drop_fp32_ci = None
     if fp32 is not None and fp32.parity is not None:
         drop_fp32 = float(fp32.parity.metric.value or 0.0) - res.metric
@@ -115,23 +144,41 @@ def parity(rep: ArtifactReport, runtime: str, path: Path, fp32: ArtifactReport |
     if verdict.note:
         rep.flags.append(verdict.note)
     rep.parity = ParityReport(
-        runtime=runtime, split="test", samples=res.samples, metric_name=task.metric_name,
-        metric=q_metric(res.metric, res.metric_ci95, res.scored_samples,
-                        f"{rt_version} on this host, {task.metric_name} over the {res.samples}-sample test split"),
+        runtime=runtime,
+        split="test",
+        samples=res.samples,
+        metric_name=task.metric_name,
+        metric=q_metric(
+            res.metric,
+            res.metric_ci95,
+            res.scored_samples,
+            f"{rt_version} on this host, {task.metric_name} over the {res.samples}-sample test split",
+        ),
         torch_metric=q_torch_metric(task, res.reference_metric, res.reference_ci95, res.scored_samples),
-        drop_vs_torch=res.drop, drop_vs_fp32_artifact=drop_fp32, drop_vs_torch_ci95=res.drop_ci95,
-        drop_vs_fp32_artifact_ci95=drop_fp32_ci, scored_samples=res.scored_samples, max_abs_diff=res.max_abs_diff,
-        mean_abs_diff=res.mean_abs_diff, cosine=res.cosine, top1_agreement=res.top1_agreement,
-        teacher_cosine=res.teacher_cosine, teacher_top1_agreement=res.teacher_top1_agreement, max_drop=max_drop,
-        gate=gate, passed=verdict.passed, reason=verdict.reason,
+        drop_vs_torch=res.drop,
+        drop_vs_fp32_artifact=drop_fp32,
+        drop_vs_torch_ci95=res.drop_ci95,
+        drop_vs_fp32_artifact_ci95=drop_fp32_ci,
+        scored_samples=res.scored_samples,
+        max_abs_diff=res.max_abs_diff,
+        mean_abs_diff=res.mean_abs_diff,
+        cosine=res.cosine,
+        top1_agreement=res.top1_agreement,
+        teacher_cosine=res.teacher_cosine,
+        teacher_top1_agreement=res.teacher_top1_agreement,
+        max_drop=max_drop,
+        gate=gate,
+        passed=verdict.passed,
+        reason=verdict.reason,
     )
     if not verdict.passed:
         rep.status = "rejected"
         rep.flags.append(f"rejected by the parity gate: {verdict.reason}")
 
 
-def measure_host(rep: ArtifactReport, runtime: str, path: Path,
-                 measure: Callable[[Path, str], HostMeasurement]) -> None:
+def measure_host(
+    rep: ArtifactReport, runtime: str, path: Path, measure: Callable[[Path, str], HostMeasurement]
+) -> None:
     """Latency and peak memory of the file on this host (a fresh subprocess), where its runtime exists here."""
     if not runtime_available(runtime):
         rep.flags.append(f"no {runtime} runtime on this host: latency and memory are estimates only")
@@ -151,13 +198,19 @@ def measure_host(rep: ArtifactReport, runtime: str, path: Path,
     )
 
 
-def estimate(rep: ArtifactReport, runtime: str, cost: Any, profile: DeviceProfile,
-             proxy_precision: str | None = None) -> None:
+def estimate(
+    rep: ArtifactReport, runtime: str, cost: Any, profile: DeviceProfile, proxy_precision: str | None = None
+) -> None:
     """The device estimate of the file and the verdict of every budget (size counted, the rest estimated)."""
-    size = (Quantity.counted((rep.size.value or 0) / 2**20, "MB", rep.size.method) if rep.size is not None
-            else None)
-    note = (f"; op costs from the model's fp32 ONNX graph with {proxy_precision} arithmetic "
-            f"(no analyzer for this format's files)") if proxy_precision is not None else ""
+    size = Quantity.counted((rep.size.value or 0) / 2**20, "MB", rep.size.method) if rep.size is not None else None
+    note = (
+        (
+            f"; op costs from the model's fp32 ONNX graph with {proxy_precision} arithmetic "
+            f"(no analyzer for this format's files)"
+        )
+        if proxy_precision is not None
+        else ""
+    )
     est = estimate_on_device(cost, profile, runtime=runtime, precision=proxy_precision, size=size, method_note=note)
     if est.latency is not None and est.peak_memory is not None and est.predictor is not None:
         rep.device = DeviceEstimate(latency=est.latency, peak_memory=est.peak_memory, predictor=est.predictor)
@@ -171,7 +224,7 @@ def summary(rep: ArtifactReport, metric_name: str) -> str:
     if rep.parity:
         bits.append(f"{metric_name} {rep.parity.metric.value:.4f}")
     elif rep.runtime is not None and rep.runtime.startswith("none"):
-        bits.append(f"not run here ({rep.runtime[len('none: '):]})")
+        bits.append(f"not run here ({rep.runtime[len('none: ') :]})")
     if rep.host:
         bits.append(f"host p50 {rep.host.latency_median.value:.3f} ms")
     if rep.device:

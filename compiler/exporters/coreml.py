@@ -21,7 +21,7 @@ their dtype. The build marks CoreML latency and memory as estimates only and nev
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -116,7 +116,7 @@ class CoreMLExporter(Exporter):
         cap = None
         try:
             with captured_output() as cap:
-                mlmodel, precision = handler(self, request, scheme, example, recipe)
+                mlmodel, precision = handler(CoreMLJob(self, request, scheme, example, recipe))
                 mlmodel.short_description = f"adaptc {scheme} export"
                 with atomic_path(dest) as tmp:
                     mlmodel.save(str(tmp))
@@ -170,28 +170,29 @@ class CoreMLExporter(Exporter):
         return structure_check(request.model, tuple(request.example_inputs), describe_mlpackage(path), scheme)
 
 
-# -- one handler per scheme, best first: handler(exporter, request, scheme, int32 example, recipe) -> (ML program,
-# arithmetic precision where it differs from the scheme's); the exporter saves the program
+class CoreMLJob(NamedTuple):
+    """What a scheme's handler gets (one handler per scheme, best first). It returns the ML program and its
+    arithmetic precision where that differs from the scheme's; the exporter saves the program."""
+
+    exporter: CoreMLExporter
+    request: ExportRequest
+    scheme: str
+    #: the example inputs, token ids as int32 (what CoreML takes)
+    example: tuple[torch.Tensor, ...]
+    #: the recipe so far (the converter), completed by the handler
+    recipe: dict[str, Any]
+
+
 @quantizer("coreml", "fp16")
-def _fp16(
-    exporter: CoreMLExporter,
-    request: ExportRequest,
-    scheme: str,
-    example: tuple[torch.Tensor, ...],
-    recipe: dict[str, Any],
-) -> tuple[Any, str | None]:
+def _fp16(job: CoreMLJob) -> tuple[Any, str | None]:
+    exporter, request, scheme, example, recipe = job
     recipe["compute_precision"] = "float16"
     return exporter._convert(request.model.eval(), request, example, fp32=False), None
 
 
 @quantizer("coreml", "int8_weight_only")
-def _int8_weight_only(
-    exporter: CoreMLExporter,
-    request: ExportRequest,
-    scheme: str,
-    example: tuple[torch.Tensor, ...],
-    recipe: dict[str, Any],
-) -> tuple[Any, str | None]:
+def _int8_weight_only(job: CoreMLJob) -> tuple[Any, str | None]:
+    exporter, request, scheme, example, recipe = job
     recipe["compute_precision"] = "float16"
     mlmodel = _int8_weights(exporter._convert(request.model.eval(), request, example, fp32=False))
     recipe.update(
@@ -204,13 +205,8 @@ def _int8_weight_only(
 
 # revision 1: W8A8 programs store their embedding tables in int8
 @quantizer("coreml", "int8_static_per_channel", "int8_static_per_tensor", revision=1)
-def _w8a8(
-    exporter: CoreMLExporter,
-    request: ExportRequest,
-    scheme: str,
-    example: tuple[torch.Tensor, ...],
-    recipe: dict[str, Any],
-) -> tuple[Any, str | None]:
+def _w8a8(job: CoreMLJob) -> tuple[Any, str | None]:
+    exporter, request, scheme, example, recipe = job
     recipe["compute_precision"] = "float16"
     from ..quant.pt2e import pt2e_quantize
 
@@ -239,13 +235,8 @@ def _w8a8(
 
 
 @quantizer("coreml", "fp32")
-def _fp32(
-    exporter: CoreMLExporter,
-    request: ExportRequest,
-    scheme: str,
-    example: tuple[torch.Tensor, ...],
-    recipe: dict[str, Any],
-) -> tuple[Any, str | None]:
+def _fp32(job: CoreMLJob) -> tuple[Any, str | None]:
+    exporter, request, scheme, example, recipe = job
     recipe["compute_precision"] = "float32"
     return exporter._convert(request.model.eval(), request, example, fp32=True), None
 

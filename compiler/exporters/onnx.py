@@ -20,7 +20,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnx
@@ -156,7 +156,21 @@ def _looks_like_transformer(path: Path) -> bool:
     )
 
 
-# -- one handler per scheme, best first: handler(exporter, request, scheme, fp32 file, work dir, dest, recipe) ----
+class OnnxJob(NamedTuple):
+    """What a scheme's handler gets (one handler per scheme, best first; each returns the file it wrote)."""
+
+    exporter: OnnxExporter
+    request: ExportRequest
+    scheme: str
+    #: the model's fp32 file (the build's, or one exported for this call)
+    fp32: Path
+    #: a temporary folder for intermediate files
+    work: Path
+    dest: Path
+    #: the recipe so far (the converter), completed by the handler
+    recipe: dict[str, Any]
+
+
 def _ort_quantizer() -> str:
     import onnxruntime
 
@@ -164,15 +178,8 @@ def _ort_quantizer() -> str:
 
 
 @quantizer("onnx", "int8_static_per_channel", "int8_static_per_tensor")
-def _int8_static(
-    exporter: OnnxExporter,
-    request: ExportRequest,
-    scheme: str,
-    fp32: Path,
-    work: Path,
-    dest: Path,
-    recipe: dict[str, Any],
-) -> ExportedFile:
+def _int8_static(job: OnnxJob) -> ExportedFile:
+    exporter, request, scheme, fp32, work, dest, recipe = job
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     recipe["quantizer"] = _ort_quantizer()
@@ -222,15 +229,8 @@ def _int8_static(
 
 
 @quantizer("onnx", "int8_dynamic")
-def _int8_dynamic(
-    exporter: OnnxExporter,
-    request: ExportRequest,
-    scheme: str,
-    fp32: Path,
-    work: Path,
-    dest: Path,
-    recipe: dict[str, Any],
-) -> ExportedFile:
+def _int8_dynamic(job: OnnxJob) -> ExportedFile:
+    exporter, request, scheme, fp32, work, dest, recipe = job
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     recipe["quantizer"] = _ort_quantizer()
@@ -243,15 +243,8 @@ def _int8_dynamic(
 
 
 @quantizer("onnx", "fp16")
-def _fp16(
-    exporter: OnnxExporter,
-    request: ExportRequest,
-    scheme: str,
-    fp32: Path,
-    work: Path,
-    dest: Path,
-    recipe: dict[str, Any],
-) -> ExportedFile:
+def _fp16(job: OnnxJob) -> ExportedFile:
+    exporter, request, scheme, fp32, work, dest, recipe = job
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     with _quiet():
@@ -263,15 +256,8 @@ def _fp16(
 
 
 @quantizer("onnx", "fp32")
-def _fp32(
-    exporter: OnnxExporter,
-    request: ExportRequest,
-    scheme: str,
-    fp32: Path,
-    work: Path,
-    dest: Path,
-    recipe: dict[str, Any],
-) -> ExportedFile:
+def _fp32(job: OnnxJob) -> ExportedFile:
+    exporter, request, scheme, fp32, work, dest, recipe = job
     with atomic_path(dest) as tmp:
         tmp.write_bytes(fp32.read_bytes())
     return ExportedFile(dest, exporter.format, scheme, recipe)
@@ -293,7 +279,7 @@ class OnnxExporter(Exporter):
             if fp32 is None or not Path(fp32).is_file():
                 fp32 = Path(d) / "fp32.onnx"
                 export_onnx_fp32(request.model, request.example_inputs, fp32, request.input_names, request.output_names)
-            return handler(self, request, scheme, Path(fp32), Path(d), dest, recipe)
+            return handler(OnnxJob(self, request, scheme, Path(fp32), Path(d), dest, recipe))
 
     def describe(self, path: Path) -> dict[str, Any]:
         m = onnx.load(str(path))
