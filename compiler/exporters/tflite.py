@@ -174,32 +174,30 @@ def _aeq(fp32: Path, scheme: str, dest: Path, configure: AeqRecipe) -> dict[str,
     return what
 
 
-@quantizer("tflite", "int8_dynamic")
-@_on_fp32_file
-def _int8_dynamic(qz: Any) -> dict[str, Any]:
-    """ai-edge-quantizer's ``dynamic_wi8_afp32`` recipe."""
-    from ai_edge_quantizer import recipe
+def _named_recipe(name: str, weights: str, activations: str) -> AeqRecipe:
+    """One of ai-edge-quantizer's named recipes (``recipe.<name>()``), and what it does for the report."""
 
-    qz.load_quantization_recipe(recipe.dynamic_wi8_afp32())
-    return {
-        "method": "ai_edge_quantizer recipe dynamic_wi8_afp32",
-        "weights": "int8 symmetric per channel (embedding tables included)",
-        "activations": "float32, quantized to int8 at run time per input",
-    }
+    def configure(qz: Any) -> dict[str, Any]:
+        from ai_edge_quantizer import recipe
+
+        qz.load_quantization_recipe(getattr(recipe, name)())
+        return {"method": f"ai_edge_quantizer recipe {name}", "weights": weights, "activations": activations}
+
+    configure.__doc__ = f"ai-edge-quantizer's ``{name}`` recipe."
+    return configure
 
 
-@quantizer("tflite", "int8_weight_only")
-@_on_fp32_file
-def _int8_weight_only(qz: Any) -> dict[str, Any]:
-    """ai-edge-quantizer's ``weight_only_wi8_afp32`` recipe."""
-    from ai_edge_quantizer import recipe
-
-    qz.load_quantization_recipe(recipe.weight_only_wi8_afp32())
-    return {
-        "method": "ai_edge_quantizer recipe weight_only_wi8_afp32",
-        "weights": "int8 symmetric per channel",
-        "activations": "float32",
-    }
+#: the schemes made by one of ai-edge-quantizer's named recipes: scheme -> (recipe, weights, activations)
+_NAMED_RECIPES = {
+    "int8_dynamic": (
+        "dynamic_wi8_afp32",
+        "int8 symmetric per channel (embedding tables included)",
+        "float32, quantized to int8 at run time per input",
+    ),
+    "int8_weight_only": ("weight_only_wi8_afp32", "int8 symmetric per channel", "float32"),
+}
+for _scheme, _recipe in _NAMED_RECIPES.items():
+    quantizer("tflite", _scheme)(_on_fp32_file(_named_recipe(*_recipe)))
 
 
 @quantizer("tflite", "fp16")
