@@ -22,10 +22,10 @@ from torch import nn
 
 from ..core import progress
 from ..core.cache import cache_dir
-from ..core.io import atomic_path, atomic_write_json
 from ..errors import TaskError
 from .base import Split, Task, accuracy, evaluate_torch
 from .registry import register_task
+from .training import cached_teacher, train_supervised
 from .zoo import TinyResNet
 
 TEACHER_WIDTHS = (64, 128, 256)
@@ -111,18 +111,12 @@ def make_task() -> Task:
     train, val, test = load_splits()
     model = TinyResNet(in_channels=1, num_classes=10, widths=TEACHER_WIDTHS, blocks_per_stage=2, stem_stride=2)
     path = cache_dir() / f"animal-mnist-teacher-{_cache_key()}.pt"
-    loaded = False
-    if path.exists():
-        try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            loaded = True
-        except Exception:
-            path.unlink(missing_ok=True)
-    if not loaded:
-        from .training import train_supervised
-
-        model, best = train_supervised(
-            model,
+    model, trained_now = cached_teacher(
+        model,
+        path,
+        TEACHER_EPOCHS,
+        lambda m: train_supervised(
+            m,
             train,
             val,
             metric=accuracy,
@@ -134,10 +128,8 @@ def make_task() -> Task:
             augment=flip_augment,
             description="train animal-mnist teacher (first use; cached)",
             threads=None,
-        )
-        with atomic_path(path) as tmp:
-            torch.save(model.state_dict(), tmp)
-        atomic_write_json(path.with_suffix(".json"), {"val_accuracy": best, "epochs": TEACHER_EPOCHS})
+        ),
+    )
     task = Task(
         name="animal-mnist",
         model=model.eval(),
@@ -152,6 +144,6 @@ def make_task() -> Task:
         description="animal-mnist 28x28 silhouettes (10 classes), residual CNN teacher",
         info={"cache_file": str(path)},
     )
-    if not loaded:
+    if trained_now:
         progress.current().message(f"animal-mnist teacher test accuracy {evaluate_torch(task):.4f}")
     return task

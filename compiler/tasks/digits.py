@@ -16,9 +16,9 @@ from torch import nn
 
 from ..core import progress
 from ..core.cache import cache_dir
-from ..core.io import atomic_path, atomic_write_json
 from .base import Split, Task, accuracy, evaluate_torch
 from .registry import register_task
+from .training import cached_teacher, train_supervised
 
 SPLIT_SEED = 0
 TEACHER_SEED = 0
@@ -106,18 +106,12 @@ def make_task() -> Task:
     model = DigitsCNN()
     path = cache_dir() / f"digits-teacher-{_cache_key()}.pt"
     info: dict[str, object] = {"cache_file": str(path), "epochs": TEACHER_EPOCHS}
-    loaded = False
-    if path.exists():
-        try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            loaded = True
-        except Exception:  # a corrupt cache entry is retrained, never trusted
-            path.unlink(missing_ok=True)
-    if not loaded:
-        from .training import train_supervised
-
-        model, best_val = train_supervised(
-            model,
+    model, trained_now = cached_teacher(
+        model,
+        path,
+        TEACHER_EPOCHS,
+        lambda m: train_supervised(
+            m,
             train,
             val,
             metric=accuracy,
@@ -128,10 +122,9 @@ def make_task() -> Task:
             seed=TEACHER_SEED,
             augment=shift_augment,
             description="train digits teacher (first use; cached)",
-        )
-        with atomic_path(path) as tmp:
-            torch.save(model.state_dict(), tmp)
-        atomic_write_json(path.with_suffix(".json"), {"val_accuracy": best_val, "epochs": TEACHER_EPOCHS})
+        ),
+    )
+    if trained_now:
         info["trained_now"] = True
     model.eval()
     task = Task(
@@ -150,6 +143,6 @@ def make_task() -> Task:
         description="8x8 handwritten digits (scikit-learn load_digits), CNN teacher",
         info=info,
     )
-    if not loaded:
+    if trained_now:
         progress.current().message(f"digits teacher test accuracy {evaluate_torch(task):.4f}")
     return task

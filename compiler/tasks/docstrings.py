@@ -20,10 +20,10 @@ from torch import nn
 
 from ..core import progress
 from ..core.cache import cache_dir
-from ..core.io import atomic_path, atomic_write_json
 from .base import Split, Task, accuracy, evaluate_torch
 from .registry import register_task
 from .stdlib_corpus import load_docstrings, stable_bucket
+from .training import cached_teacher, train_supervised
 from .zoo import TransformerClassifier
 
 MAX_LEN = 64
@@ -92,18 +92,12 @@ def make_task() -> Task:
     train, val, test, classes = load_splits()
     model = TransformerClassifier(num_classes=len(classes), **TEACHER_CONFIG)
     path = cache_dir() / f"docstrings-teacher-{_cache_key()}.pt"
-    loaded = False
-    if path.exists():
-        try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            loaded = True
-        except Exception:
-            path.unlink(missing_ok=True)
-    if not loaded:
-        from .training import train_supervised
-
-        model, best = train_supervised(
-            model,
+    model, trained_now = cached_teacher(
+        model,
+        path,
+        TEACHER_EPOCHS,
+        lambda m: train_supervised(
+            m,
             train,
             val,
             metric=accuracy,
@@ -115,10 +109,8 @@ def make_task() -> Task:
             seed=0,
             description="train docstrings teacher (first use; cached)",
             threads=1,
-        )
-        with atomic_path(path) as tmp:
-            torch.save(model.state_dict(), tmp)
-        atomic_write_json(path.with_suffix(".json"), {"val_accuracy": best, "epochs": TEACHER_EPOCHS})
+        ),
+    )
     task = Task(
         name="docstrings",
         model=model.eval(),
@@ -134,6 +126,6 @@ def make_task() -> Task:
         description=f"which stdlib package a docstring is from ({len(classes)} classes), byte-level transformer",
         info={"cache_file": str(path), "classes": classes, "max_len": MAX_LEN},
     )
-    if not loaded:
+    if trained_now:
         progress.current().message(f"docstrings teacher test accuracy {evaluate_torch(task):.4f}")
     return task

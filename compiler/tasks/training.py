@@ -6,6 +6,7 @@ import contextlib
 import copy
 import random
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TypeVar, cast
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from ..core import progress
+from ..core.io import atomic_path, atomic_write_json
 from .base import Split
 
 _M = TypeVar("_M", bound=nn.Module)
@@ -87,3 +89,20 @@ def train_supervised(
     model.eval()
     step.done(f"best val {best:.4f}")
     return model, best
+
+
+def cached_teacher(model: _M, path: Path, epochs: int, train: Callable[[_M], tuple[_M, float]]) -> tuple[_M, bool]:
+    """A built-in task's teacher: its weights from the cache file ``path`` when they load, else ``train(model)``
+    (returning the trained model and its best validation accuracy), saved there atomically with a JSON beside it.
+    A corrupt cache entry is retrained, never trusted. Returns (model, whether it was trained now)."""
+    if path.exists():
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return model, False
+        except Exception:
+            path.unlink(missing_ok=True)
+    model, best_val = train(model)
+    with atomic_path(path) as tmp:
+        torch.save(model.state_dict(), tmp)
+    atomic_write_json(path.with_suffix(".json"), {"val_accuracy": best_val, "epochs": epochs})
+    return model, True
