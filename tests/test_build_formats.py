@@ -39,10 +39,15 @@ def iphone(tmp_path_factory: pytest.TempPathFactory, digits_task) -> tuple[Path,
 def test_pixel8_emits_tflite_and_onnx(pixel8) -> None:
     out, rep, log = pixel8
     assert rep["status"] == "ok" and set(rep["chosen_per_format"]) == {"tflite", "onnx"}
-    assert rep["chosen"] == "model.int8.tflite"  # the profile's first format, int8 static (its first scheme)
+    # the profile's first format, int8 static (its first scheme), unless the "did int8 help?" guardrail measured
+    # that file slower than fp32 on this host (a host without int8 dot-product instructions may): then fp32,
+    # with the confirmed verdict on the int8 artifact
+    arts = {a["file"]: a for a in rep["artifacts"]}
+    if rep["chosen"] != "model.int8.tflite":
+        assert rep["chosen"] == "model.tflite"
+        assert any("did int8 help? no" in f and "confirmed" in f for f in arts["model.int8.tflite"]["flags"])
     for f in ("model.tflite", "model.int8.tflite", "model.onnx", "model.int8.onnx"):
         assert (out / f).is_file(), f
-    arts = {a["file"]: a for a in rep["artifacts"]}
     for f in ("model.tflite", "model.int8.tflite"):
         a = arts[f]
         assert a["format"] == "tflite" and a["status"] == "ok" and len(a["sha256"]) == 64
