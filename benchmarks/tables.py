@@ -508,6 +508,66 @@ def calibration(d: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+# -- quant_bench.py: benchmarks/results/quant.json --------------------------------------------------------------
+def _mb(b: float | None) -> str:
+    return "—" if b is None else (f"{b / 2**20:.2f} MB" if b >= 2**20 else f"{b / 2**10:.0f} KB")
+
+
+def _metric_cell(r: dict | None) -> str:
+    if not r:
+        return "—"
+    if r.get("metric") is None:
+        if r.get("structure_check") is not None:
+            return "structure " + ("passed" if r["structure_check"] else "failed") + " (no numerics on Linux)"
+        return r.get("status", "—") + (f": {r['error'][:60]}" if r.get("error") else "")
+    drop = r.get("drop_vs_fp32")
+    return f"{100 * r['metric']:.1f}%" + ("" if drop is None else f" ({0.0 - 100 * drop:+.1f})")
+
+
+def _ms(r: dict | None) -> str:
+    return "—" if not r or r.get("host_p50_ms") is None else f"{r['host_p50_ms']:.2f} ms"
+
+
+def _moves(r: dict | None) -> str:
+    if not r or not r.get("attempts"):
+        return "—" if not r else "first attempt"
+    a = r["attempts"]
+    fl = f"; float: {len(r['float_layers'])} layers, {100 * (r.get('float_macs_share') or 0):.1f}% of MACs" if r.get(
+        "float_layers") else ""
+    return f"{len(a)} attempts, shipped: {a[-1]['moves']}{fl}"
+
+
+def quant_table(d: dict | None = None) -> str:
+    """Per network and format: fp32, min-max int8 and the int8 file adaptc ships (metric and drop in points
+    against the fp32 file, size, host latency), the moves that made it, and the acceptance checks."""
+    d = d or load("quant.json")
+    lines = ["| network | format | fp32: metric, size, host p50 | int8 min-max: metric (drop), size, p50 | "
+             "int8 adaptc: metric (drop), size, p50 | how adaptc got there | within 1 pt / size / faster |",
+             "|---|---|---|---|---|---|---|"]
+    order = {"onnx": 0, "tflite": 1, "coreml": 2}
+    for r in sorted(d["results"], key=lambda r: (r["task"], order.get(r["format"], 9))):
+        f, m, a, v = r.get("fp32"), r.get("minmax"), r.get("adaptc"), r.get("verdict", {})
+        checks = "not checkable here" if not v.get("checked") else " / ".join(
+            ("yes" if v[k] else "**no**") for k in ("within_1_point", "small_enough", "faster_than_fp32"))
+        if v.get("checked"):
+            checks += f" ({v['size_ratio']:.1f}x)"
+        lines.append(
+            f"| {r['task']} | {r['format']} | {_metric_cell(f)}, {_mb((f or {}).get('size_bytes'))}, {_ms(f)} | "
+            f"{_metric_cell(m)}, {_mb((m or {}).get('size_bytes'))}, {_ms(m)} | "
+            f"{_metric_cell(a)}, {_mb((a or {}).get('size_bytes'))}, {_ms(a)} | {_moves(a)} | {checks} |")
+    eq = [r for r in d["results"] if r.get("equalize_only")]
+    for r in eq:
+        v = r.get("verdict", {})
+        closes = v.get("equalize_closes")
+        lines += ["", f"Equalization + bias correction alone on {r['task']} ({r['format']}): "
+                  f"{_metric_cell(r['equalize_only'])} against min-max {_metric_cell(r.get('minmax'))}; "
+                  + ("no min-max gap to close." if closes is None else
+                     f"closes {100 * closes:.0f}% of min-max's {100 * v['minmax_gap']:.1f}-point gap to fp32.")]
+    lines += ["", f"Measured {d['date']} on {d['host']}: host latency is the median of a fresh process at 1 thread in "
+              "each file's own runtime (onnxruntime, LiteRT); sizes are the files' bytes."]
+    return "\n".join(lines)
+
+
 # -- the registry -----------------------------------------------------------------------------------------------
 #: table name (the docs marker) -> renderer
 TABLES: dict[str, Callable[[], str]] = {
@@ -528,6 +588,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "predictor-macs": predictor_macs,
     "predictor-runs": predictor_runs,
     "calibration": calibration,
+    "quant": quant_table,
 }
 
 #: benchmark (its script's name without ``.py`` / ``_bench``) -> the tables its results feed
@@ -539,6 +600,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "minilm_extra_text": ("minilm-extra-text",),
     "minilm_static_branch": ("minilm-static-branch",),
     "predictor": ("predictor", "predictor-families", "predictor-macs", "predictor-runs", "calibration"),
+    "quant": ("quant",),
 }
 
 

@@ -11,6 +11,7 @@ Public API (kept small; the CLI is a thin layer over it)::
     adaptc.calibrate(out="host.yaml", quick=True)              # measure this machine, fit the predictor
     adaptc.compare("release/pixel8", "adaptc-out/pixel8")      # what each ships, what changed, regressions
     adaptc.measure_file("model.tflite", device="pixel8")       # host latency / memory of a file (+ estimate)
+    adaptc.quant_report("digits")                              # per-layer int8 sensitivity of a task's model
 
 Attributes are imported lazily so that light uses (a measurement subprocess, ``adaptc --version``) do not
 pay for importing torch.
@@ -41,6 +42,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "list_tasks": ("adaptc.tasks", "list_tasks"),
     "compare": ("adaptc.report.compare", "compare"),
     "measure_file": ("adaptc.build.measure", "measure_file"),
+    "quant_report": ("adaptc.build.quant_report", "quant_report"),
+    "PTQConfig": ("adaptc.core.ptq", "PTQConfig"),
     "BuildReport": ("adaptc.report", "BuildReport"),
     "BuildResult": ("adaptc.report", "BuildReport"),
     "AdaptcError": ("adaptc.errors", "AdaptcError"),
@@ -65,6 +68,8 @@ __all__ = [
     "list_tasks",
     "compare",
     "measure_file",
+    "quant_report",
+    "PTQConfig",
     "BuildReport",
     "BuildResult",
     "AdaptcError",

@@ -1,7 +1,8 @@
 """What a cost analysis reports (:class:`CostReport` of :class:`OpCost` rows), whichever graph format it read,
 and the op tables it counts with: FLOPs per element, multiply-accumulate, pooling and quantization ops, and
 :func:`op_class` (the class the predictor picks an efficiency factor by). Op names are ONNX's; the TFLite
-analysis (:mod:`.tflite_graph`) maps its ops onto them.
+analysis (:mod:`.tflite_graph`) maps its ops onto them. :func:`apply_model_flops` turns the FLOPs each op's kernel
+computes into the model's FLOPs (the convention of :mod:`adaptc.analysis`), the same pass for both formats.
 """
 
 from __future__ import annotations
@@ -79,6 +80,98 @@ _GLOBAL_POOL_OPS = {
 _QPARAM_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 
 
+#: Roles of an op under the model-FLOPs convention (:func:`apply_model_flops`): format plumbing (quantize,
+#: dequantize, cast, and arithmetic on quantization parameters only), a multiply-accumulate layer with weights, a
+#: per-channel affine op (bias add, batch-norm or scale multiply: one activation and a scalar or per-channel
+#: constant) and a clamp (ReLU, ReLU6, Clip). Ops without a role count what their kernel computes.
+PLUMBING, LAYER, AFFINE, CLAMP = "plumbing", "layer", "affine", "clamp"
+#: ONNX op types of each role (the affine ones only with one activation and a per-channel constant)
+ONNX_PLUMBING = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Cast", "CastLike", "Identity"}
+ONNX_AFFINE = {"Add", "Sub", "Mul", "Div", "BatchNormalization"}
+ONNX_CLAMPS = {"Relu", "Clip"}
+#: the same roles for TFLite builtin ops (layers: those whose weights, input 1, are constant)
+TFLITE_PLUMBING = {"QUANTIZE", "DEQUANTIZE", "CAST"}
+TFLITE_LAYERS = {
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "TRANSPOSE_CONV",
+    "CONV_3D",
+    "CONV_3D_TRANSPOSE",
+    "FULLY_CONNECTED",
+    "BATCH_MATMUL",
+}
+TFLITE_AFFINE = {"ADD", "SUB", "MUL", "DIV"}
+TFLITE_CLAMPS = {"RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1"}
+#: model FLOPs per output element of a TFLite ``fused_activation_function``: TANH 4 and SIGN_BIT 1 (as the op
+#: would count on its own); the clamps (RELU, RELU_N1_TO_1, RELU6) 0, as a clamp after a layer counts anywhere
+FUSED_ACTIVATION_FLOPS = {4: 4, 5: 1}
+
+
+def is_channel_vector(shape: list[int] | None) -> bool:
+    """A scalar or a vector along one axis: a bias, a batch-norm scale, a per-channel quantization scale."""
+    return shape is not None and sum(1 for d in shape if d != 1) <= 1
+
+
+def tflite_role(
+    op_type: str, ins: list[int], data_in: list[int], constant: set[int], shape: Any
+) -> tuple[str, str] | None:
+    """The role of a TFLite op (inputs ``ins``, of which ``data_in`` are activations; ``shape(tensor)``)."""
+    act = str(data_in[0]) if len(data_in) == 1 else ""
+    if op_type in TFLITE_PLUMBING:
+        return PLUMBING, act
+    if op_type in TFLITE_LAYERS and len(ins) > 1 and ins[1] in constant:
+        return LAYER, ""
+    others = [i for i in ins if i >= 0 and i not in data_in]
+    if op_type in TFLITE_AFFINE and act and others and all(is_channel_vector(shape(i)) for i in others):
+        return AFFINE, act
+    return (CLAMP, str(data_in[0])) if op_type in TFLITE_CLAMPS and data_in else None
+
+
+def apply_model_flops(ops: list[OpCost], roles: list[tuple[str, str] | None], extra: list[int] | None = None) -> None:
+    """Count each op's ``flops`` by the model-FLOPs convention of :mod:`adaptc.analysis`, keeping what its kernel
+    computes in ``kernel_flops``. ``roles[i]`` is None or (role, the activation input it applies to); ops are in
+    execution order. Plumbing counts 0; an affine op on the output of a layer (or of such an affine op) counts 0:
+    converters fold it into the layer's weights and bias; a clamp on the output of any op counts 0: kernels
+    apply it as they store that output (TFLite's fused activations, the saturating range of an int8 output, which
+    is why onnxruntime's quantizer deletes it). "On the output" means through plumbing only, with every tensor on
+    the way read by that one op, as a converter needs to fuse it. ``extra[i]`` model FLOPs are added to op i (a
+    TFLite fused TANH)."""
+    producer: dict[str, int] = {}
+    readers: dict[str, int] = {}
+    for i, o in enumerate(ops):
+        for t in o.outputs:
+            producer.setdefault(t, i)
+        for t in o.inputs:
+            readers[t] = readers.get(t, 0) + 1
+
+    def source(t: str) -> int | None:
+        for _ in range(8):
+            i = producer.get(t)
+            if i is None or readers.get(t, 0) != 1:
+                return None
+            role = roles[i]
+            if role is None or role[0] != PLUMBING:
+                return i
+            t = role[1]
+        return None
+
+    folded: set[int] = set()
+    for i, o in enumerate(ops):
+        if o.kernel_flops is None:
+            o.kernel_flops = o.flops
+        role = roles[i]
+        if role is None:
+            continue
+        kind, x = role
+        src = source(x) if kind in (AFFINE, CLAMP) else None
+        if kind == AFFINE and src is not None and (src in folded or (roles[src] or ("",))[0] == LAYER):
+            folded.add(i)
+        if kind == PLUMBING or i in folded or (kind == CLAMP and src is not None):
+            o.flops = 0
+    for o, e in zip(ops, extra or []):
+        o.flops += e
+
+
 #: The op class each op belongs to (used by the predictor to pick an efficiency factor).
 def op_class(op_type: str, attrs: dict[str, Any] | None = None, in_channels: int | None = None) -> str:
     if op_type in ("Conv", "ConvInteger", "QLinearConv", "ConvTranspose"):
@@ -126,10 +219,18 @@ class OpCost:
     #: dynamic-range int8: int8 weights, float activations that the kernel quantizes at run time (a TFLite
     #: FULLY_CONNECTED with int8 weights on a float input; an ONNX MatMulInteger fed by DynamicQuantizeLinear)
     dynamic: bool = False
+    #: FLOPs the op's kernel computes as the graph stands (a quantize / dequantize, a cast, a bias add or a clamp
+    #: after a layer count here, not in ``flops``): what the predictor rates each op by. None: equal to ``flops``
+    kernel_flops: int | None = None
 
     @property
     def bytes_moved(self) -> int:
         return self.input_bytes + self.output_bytes + self.weight_bytes
+
+    @property
+    def work_flops(self) -> int:
+        """FLOPs the op's kernel computes (``kernel_flops``, or ``flops`` where the analysis did not set it)."""
+        return self.flops if self.kernel_flops is None else self.kernel_flops
 
 
 @dataclass

@@ -7,8 +7,9 @@ but not liveness-based peak memory with QDQ-aware weight precision, and ONNX Run
 Conventions (documented in docs/analysis.md and asserted in tests/test_analysis.py):
 - MACs of Conv = N * C_out * prod(out_spatial) * (C_in / group) * prod(kernel); bias adds are not counted.
 - MACs of MatMul / Gemm = prod(batch dims) * M * N * K.
-- FLOPs = 2 * MACs for those ops; other ops count FLOPs per output element (see ``_ELEMENTWISE_FLOPS``),
-  pooling counts one op per window element, data movement (Reshape, Transpose, Gather, ...) counts 0.
+- FLOPs: the model-FLOPs convention of :mod:`adaptc.analysis` (2 * MACs for those ops; other ops per output
+  element, see ``_ELEMENTWISE_FLOPS``; pooling one op per window element; Q/DQ, casts, data movement, and biases and
+  clamps fused into a layer count 0); ``OpCost.kernel_flops`` keeps what each kernel computes.
 - Parameters are the elements of float and 8-bit initializers that feed compute ops (quantization scales
   and zero points, and integer shape tensors, are not parameters).
 - Peak activation memory: nodes run in graph order; a tensor lives from the node that produces it (graph
@@ -29,7 +30,25 @@ from onnx import TensorProto, helper, numpy_helper, shape_inference
 
 # the report types and op tables live in .cost, shape completion in .onnx_shapes; imported here under their
 # old names too (``adaptc.analysis.onnx_graph.CostReport``, ``og._MAC_OPS``)
-from .cost import _ELEMENTWISE_FLOPS, _GLOBAL_POOL_OPS, _MAC_OPS, _POOL_OPS, _QPARAM_OPS, CostReport, OpCost, op_class
+from .cost import (
+    _ELEMENTWISE_FLOPS,
+    _GLOBAL_POOL_OPS,
+    _MAC_OPS,
+    _POOL_OPS,
+    _QPARAM_OPS,
+    AFFINE,
+    CLAMP,
+    LAYER,
+    ONNX_AFFINE,
+    ONNX_CLAMPS,
+    ONNX_PLUMBING,
+    PLUMBING,
+    CostReport,
+    OpCost,
+    apply_model_flops,
+    is_channel_vector,
+    op_class,
+)
 from .onnx_shapes import _attrs, _complete_shapes, _fix_batch, _shape_of, load_onnx
 
 _DTYPE_BYTES: dict[int, float] = {
@@ -154,7 +173,38 @@ def analyze_onnx(model: str | Path | onnx.ModelProto, batch: int = 1) -> CostRep
             return _DTYPE_PRECISION.get(dtypes.get(src, TensorProto.FLOAT), "fp32")
         return _DTYPE_PRECISION.get(dtypes.get(name, TensorProto.FLOAT), "fp32")
 
+    # Tensors computed from quantization parameters only (the scales of a dynamic-range int8 graph: the run-time
+    # scale of DynamicQuantizeLinear times the weight's scale): format plumbing, not activations.
+    qderived: set[str] = set()
+    for n in g.node:
+        if n.op_type == "DynamicQuantizeLinear":
+            qderived.update(o for o in n.output[1:] if o)
+        elif (
+            n.input
+            and any(x in qderived for x in n.input)
+            and all((not x) or x in qderived or x in constant for x in n.input)
+        ):
+            qderived.update(o for o in n.output if o)
+
+    def role(n: onnx.NodeProto, data_inputs: list[str]) -> tuple[str, str] | None:
+        """The op's role under the model-FLOPs convention (see :func:`adaptc.analysis.cost.apply_model_flops`)."""
+        op, acts = n.op_type, [x for x in data_inputs if x not in qderived]
+        if op in ONNX_PLUMBING or (data_inputs and not acts):
+            return PLUMBING, acts[0] if len(acts) == 1 else ""
+        w_at = 3 if op in ("QLinearConv", "QLinearMatMul") else 1
+        if op in _MAC_OPS and len(n.input) > w_at and source_weight(n.input[w_at]) is not None:
+            return LAYER, ""
+        others = (
+            [x for x in n.input[1:] if x] if op == "BatchNormalization" else [x for x in n.input if x and x not in acts]
+        )
+        if op in ONNX_AFFINE and len(acts) == 1 and others and all(is_channel_vector(shapes.get(x)) for x in others):
+            return AFFINE, acts[0]
+        if op in ONNX_CLAMPS and acts and acts[0] == n.input[0] and all(x in constant for x in n.input[1:] if x):
+            return CLAMP, acts[0]
+        return None
+
     ops: list[OpCost] = []
+    roles: list[tuple[str, str] | None] = []
     unknown: list[str] = []
     counted_params: set[str] = set()
     for idx, n in enumerate(g.node):
@@ -270,6 +320,7 @@ def analyze_onnx(model: str | Path | onnx.ModelProto, batch: int = 1) -> CostRep
         dynamic = (
             op in ("MatMulInteger", "ConvInteger") and a_src is not None and a_src.op_type == "DynamicQuantizeLinear"
         )
+        roles.append(role(n, data_inputs))
         ops.append(
             OpCost(
                 name,
@@ -292,6 +343,7 @@ def analyze_onnx(model: str | Path | onnx.ModelProto, batch: int = 1) -> CostRep
             )
         )
 
+    apply_model_flops(ops, roles)
     # Parameters not reached through any compute op (rare) still count.
     stored_weight = 0
     qparam_bytes = 0

@@ -80,9 +80,16 @@ def _complete_shapes(m: onnx.ModelProto) -> onnx.ModelProto:
     if not _missing_shapes(m):
         return m
     try:
+        import tempfile
+
         from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-        m2 = SymbolicShapeInference.infer_shapes(m, auto_merge=True, guess_output_rank=True)
+        from ..core.io import working_directory
+
+        # in a temporary folder: when its inference is incomplete (an LSTM), onnxruntime dumps
+        # sym_shape_infer_temp.onnx and a <uuid>.data file into the working directory (the user's)
+        with tempfile.TemporaryDirectory(prefix="adaptc-shapes-") as d, working_directory(d):
+            m2 = SymbolicShapeInference.infer_shapes(m, auto_merge=True, guess_output_rank=True)
         if m2 is not None:
             m = m2
     except Exception:

@@ -9,9 +9,9 @@ Conventions (the same as :mod:`adaptc.analysis.onnx_graph`; asserted in ``tests/
 - Layout is NHWC. MACs of CONV_2D = N * H_out * W_out * C_out * k_h * k_w * C_in_per_group (weights are
   ``[C_out, k_h, k_w, C_in/group]``); DEPTHWISE_CONV_2D = N * H_out * W_out * C_out * k_h * k_w (weights
   ``[1, k_h, k_w, C_out]``); TRANSPOSE_CONV = N * H_in * W_in * C_in * k_h * k_w * C_out; FULLY_CONNECTED =
-  output elements * K (weights ``[N, K]``); BATCH_MATMUL = output elements * K. FLOPs = 2 * MACs; other ops
-  count FLOPs per output element as in the ONNX analysis; fused activations (``fused_activation_function``)
-  are free.
+  output elements * K (weights ``[N, K]``); BATCH_MATMUL = output elements * K. FLOPs: the model-FLOPs convention
+  of :mod:`adaptc.analysis` (2 * MACs, elementwise per element; QUANTIZE / DEQUANTIZE / CAST, biases and clamps
+  fused into a layer count 0, a fused TANH 4 per output element), the same pass as for ONNX.
 - Weights are tensors whose buffer holds data (or, for large models, an offset/size into the file). A
   DEQUANTIZE of a weight (fp16 or weight-only int8 models) is folded: its output is a weight, not an activation,
   and it is not an op that runs per inference.
@@ -21,9 +21,8 @@ Conventions (the same as :mod:`adaptc.analysis.onnx_graph`; asserted in ``tests/
 - Precision of an op: ``int8`` when its first activation input is int8/uint8, or when a multiply-accumulate op
   has int8 weights (dynamic-range "hybrid" kernels quantize the activations on the fly); ``fp16`` for fp16
   activations; otherwise ``fp32``.
-- Peak activation memory: operators run in the subgraph's order; a tensor lives from the op that produces it
-  (subgraph inputs: from the start) until its last consumer has run (subgraph outputs: to the end); while an
-  op runs its inputs and outputs are live together. Weights are not activations.
+- Peak activation memory: as for ONNX, with the operators run in the subgraph's order; weights are not
+  activations.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .cost import CostReport, OpCost
+from .cost import FUSED_ACTIVATION_FLOPS, CostReport, OpCost, apply_model_flops, tflite_role
 
 #: bytes per element of each TensorType value (schema order: FLOAT32=0, FLOAT16, INT32, UINT8, INT64, STRING,
 #: BOOL, INT16, COMPLEX64, INT8, FLOAT64, COMPLEX128, UINT64, RESOURCE, VARIANT, UINT32, UINT16, INT4, BFLOAT16)
@@ -222,6 +221,8 @@ def analyze_tflite(path: str | Path) -> CostReport:
         return ty in _FLOAT_TYPES or ty in _INT8_TYPES or t in bias_inputs
 
     ops: list[OpCost] = []
+    roles: list[tuple[str, str] | None] = []
+    fused_act: list[int] = []
     unknown_shapes: list[str] = []
     counted: set[int] = set()
     graph_inputs = {int(i) for i in (sg.inputs if sg.inputs is not None else [])}
@@ -317,6 +318,9 @@ def analyze_tflite(path: str | Path) -> CostReport:
             precision = "int8"
         else:
             precision = a_prec if a_prec in ("fp32", "fp16", "int8") else "fp32"
+        roles.append(tflite_role(ot, ins, data_in, constant, shape))
+        fa = int(getattr(op.builtinOptions, "fusedActivationFunction", 0) or 0)
+        fused_act.append(FUSED_ACTIVATION_FLOPS.get(fa, 0) * out_numel)
         ops.append(
             OpCost(
                 name=f"{ot.lower()}_{k}:{tname(out0) if out0 >= 0 else ''}"[:120],
@@ -338,6 +342,7 @@ def analyze_tflite(path: str | Path) -> CostReport:
             )
         )
 
+    apply_model_flops(ops, roles, fused_act)
     total_params = 0
     stored = 0
     qparam_bytes = 0

@@ -16,6 +16,7 @@ from typing import Any
 
 from torch import nn
 
+from ..core.ptq import Effort, PTQConfig
 from ..core.quantity import Gate, Prefer
 from ..errors import AdaptcError
 from ..profiles import DeviceProfile
@@ -39,6 +40,8 @@ def export_model(
     resume: bool = True,
     measure_host: bool = True,
     task_options: dict[str, Any] | None = None,
+    quant_effort: Effort = "default",
+    ptq: PTQConfig | None = None,
 ) -> BuildReport:
     """Export ``model_or_task`` for ``device`` without a student search and return the report.
 
@@ -48,7 +51,8 @@ def export_model(
     overrides them. The report's ``status`` is ``partial`` when some format emitted nothing (its artifacts
     carry the converter's error, naming the op); :class:`adaptc.errors.BudgetError` is raised, with the
     report attached, when no artifact meets the device budgets (as :func:`adaptc.build` does). ``max_drop`` and
-    ``gate``: the parity gate, and ``prefer``, which passing artifact ships, as in :func:`adaptc.build`; ``task_options``: keyword arguments of the task's factory.
+    ``gate``: the parity gate, and ``prefer``, which passing artifact ships, as in :func:`adaptc.build`; ``task_options``: keyword arguments of the task's factory; ``quant_effort``: how hard static int8 tries to pass
+    the gate and ``ptq`` its first attempt (as in :func:`adaptc.build`).
     """
     if isinstance(model_or_task, nn.Module):
         if task is None:
@@ -81,4 +85,6 @@ def export_model(
         measure_host=measure_host,
         search=False,
         task_options=options,
+        quant_effort=quant_effort,
+        ptq=ptq,
     )

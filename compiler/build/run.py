@@ -21,6 +21,7 @@ from torch import nn
 from ..core import __version__
 from ..core.formats import FORMAT_NAMES
 from ..core.io import atomic_write_json, atomic_write_text, clean_stale_temporaries, ensure_writable_dir
+from ..core.ptq import EFFORTS, Effort, PTQConfig
 from ..core.quantity import GATES, PREFERS, Gate, Prefer
 from ..core.search_options import SearchOptions
 from ..core.stats import mean_interval
@@ -70,6 +71,8 @@ def build(
     search: bool | SearchOptions | Mapping[str, Any] = True,
     seed: int = 0,
     task_options: dict[str, Any] | None = None,
+    quant_effort: Effort = "default",
+    ptq: PTQConfig | None = None,
 ) -> BuildReport:
     """Build device artifacts for a task and return the report (the same content as ``report.json``).
 
@@ -81,6 +84,11 @@ def build(
     (estimated) / smallest that passes and fits ships, in each format and overall.
     ``task_options``: keyword arguments of the task's factory (``{"max_length": 64}`` for minilm), as
     :func:`adaptc.get_task` takes them.
+    ``quant_effort``: how hard each static int8 scheme tries to pass the parity gate -- "fast" min-max (the
+    format's default calibration) only, "default" then other range estimators, equalization + bias correction
+    and up to 8 layers in float, "max" up to a quarter of the layers in float (:data:`adaptc.core.ptq.EFFORTS`).
+    ``ptq``: the first attempt of each static int8 scheme (:class:`adaptc.PTQConfig`: a calibration method,
+    equalization), instead of the format's defaults; later moves keep what it sets.
     ``search``: True runs the student search with the task's defaults, a :class:`adaptc.SearchOptions` (or a dict
     of its fields) sets options over them (widths, rung_epochs, final_epochs, time_budget_s, distill=a dict of
     fields over the task's distillation defaults or a DistillConfig used as given, ...), False exports the
@@ -96,6 +104,8 @@ def build(
         raise AdaptcError(f"gate must be one of {', '.join(GATES)} (got {gate!r})")
     if prefer not in PREFERS:
         raise AdaptcError(f"prefer must be one of {', '.join(PREFERS)} (got {prefer!r})")
+    if quant_effort not in EFFORTS:
+        raise AdaptcError(f"quant_effort must be one of {', '.join(EFFORTS)} (got {quant_effort!r})")
     out_dir = Path(out) if out is not None else default_out_dir(profile)
     ensure_writable_dir(out_dir)
     clean_stale_temporaries(out_dir)
@@ -109,6 +119,8 @@ def build(
         measure_host=measure_host,
         resume=resume,
         prefer=prefer,
+        quant_effort=quant_effort,
+        ptq=ptq,
     )
     the_task = get_task(task, **(task_options or {}))
     search_config = _search_config(the_task, search)

@@ -19,7 +19,7 @@ from ..exporters import ExportRequest
 from ..exporters._capture import captured_output
 from ..exporters.base import runtime_unavailable_reason
 from ..exporters.parity import check_parity, gate_verdict
-from ..measure import HostMeasurement, open_runner, runtime_available
+from ..measure import HostMeasurement, open_runner, probe_load, runtime_available
 from ..predict.device import estimate_on_device
 from ..profiles import DeviceProfile
 from ..report import ArtifactReport, DeviceEstimate, HostReport, ParityReport
@@ -109,6 +109,10 @@ def parity(
             f"no {runtime} runtime on this host ({runtime_unavailable_reason(runtime)}): "
             "numerical parity not checked here"
         )
+        return
+    crash = probe_load(path, runtime, threads)
+    if crash is not None:
+        rep.status, rep.error = "failed", crash
         return
     try:
         with captured_output():  # runtimes print banners (LiteRT: "Created TensorFlow Lite XNNPACK delegate")

@@ -10,6 +10,7 @@ import click
 import typer
 
 from ..core.formats import FORMAT_NAMES
+from ..core.ptq import Effort
 from ..core.quantity import Gate, Prefer
 from ..core.search_options import SearchOptions
 from ..errors import AdaptcError
@@ -61,6 +62,26 @@ ThreadsOpt = Annotated[
     int | None, typer.Option("--threads", min=1, help="Host threads for measurement [default: the profile's].")
 ]
 RunsOpt = Annotated[int, typer.Option("--runs", min=5, help="Timed runs per latency measurement (after warm-up).")]
+QuantEffortOpt = Annotated[
+    str,
+    typer.Option(
+        "--quant-effort",
+        help="How hard each static int8 scheme tries to pass the parity gate: fast (the format's default calibration only), default (then other range estimators, equalization + bias correction, up to 8 layers in float), max (up to a quarter of the layers in float).",
+    ),
+]
+CalibrationOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--calibration",
+        help="Range estimator of the first static int8 attempt: minmax, percentile, entropy, mse [default: the format's own; the walk then tries the others].",
+    ),
+]
+EqualizeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--equalize", help="Cross-layer equalization + bias correction from the first static int8 attempt on."
+    ),
+]
 NoResumeOpt = Annotated[bool, typer.Option("--no-resume", help="Redo finished work instead of resuming.")]
 
 
@@ -74,6 +95,9 @@ def build(
     max_drop: MaxDropOpt = 1.0,
     gate: GateOpt = "point",
     prefer: PreferOpt = "first",
+    quant_effort: QuantEffortOpt = "default",
+    calibration: CalibrationOpt = None,
+    equalize: EqualizeOpt = False,
     threads: ThreadsOpt = None,
     runs: RunsOpt = 100,
     no_resume: NoResumeOpt = False,
@@ -165,6 +189,8 @@ def build(
             max_drop=max_drop / 100.0,
             gate=cast(Gate, gate),
             prefer=cast(Prefer, prefer),
+            quant_effort=cast(Effort, quant_effort),
+            ptq=_ptq(calibration, equalize),
             threads=threads,
             runs=runs,
             resume=not no_resume,
@@ -218,6 +244,9 @@ def export_cmd(
     max_drop: MaxDropOpt = 1.0,
     gate: GateOpt = "point",
     prefer: PreferOpt = "first",
+    quant_effort: QuantEffortOpt = "default",
+    calibration: CalibrationOpt = None,
+    equalize: EqualizeOpt = False,
     threads: ThreadsOpt = None,
     runs: RunsOpt = 100,
     no_resume: NoResumeOpt = False,
@@ -234,12 +263,26 @@ def export_cmd(
             max_drop=max_drop / 100.0,
             gate=cast(Gate, gate),
             prefer=cast(Prefer, prefer),
+            quant_effort=cast(Effort, quant_effort),
+            ptq=_ptq(calibration, equalize),
             threads=threads,
             runs=runs,
             resume=not no_resume,
             task_options=_task_options(task_option),
         )
     )
+
+
+def _ptq(calibration: str | None, equalize: bool) -> Any:
+    """The first static int8 attempt the command line asks for (None: the formats' defaults)."""
+    if calibration is None and not equalize:
+        return None
+    from ..core.ptq import PTQConfig
+
+    try:
+        return PTQConfig(calibration=cast(Any, calibration), equalize=equalize)
+    except ValueError as e:
+        raise AdaptcError(f"--calibration: {e}") from None
 
 
 def _search_options(

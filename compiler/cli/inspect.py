@@ -1,5 +1,6 @@
-"""``adaptc analyze``, ``adaptc measure``, ``adaptc predict``, ``adaptc calibrate``: one model file's cost, its
-host measurement, its device estimate, and the host calibration the predictor fits."""
+"""``adaptc analyze``, ``adaptc measure``, ``adaptc predict``, ``adaptc quant-report``, ``adaptc calibrate``: one
+model file's cost, its host measurement, its device estimate, a model's per-layer int8 sensitivity, and the host
+calibration the predictor fits."""
 
 from __future__ import annotations
 
@@ -235,6 +236,57 @@ def predict(
         typer.echo(f"note: {n}")
     if p.unknown_ops:
         typer.echo(f"warning: no cost model for {', '.join(p.unknown_ops)} (estimated as data movement)", err=True)
+
+
+# -------------------------------------------------------------------------------------- quant-report
+@app.command("quant-report")
+def quant_report_cmd(
+    task: str = typer.Option("digits", "--task", "-t", help="Built-in task or package.module:factory."),
+    task_option: list[str] | None = typer.Option(None, "--task-option", "-O", help="KEY=VALUE of the task's factory."),
+    per_tensor: bool = typer.Option(False, "--per-tensor", help="Weights with one scale per tensor."),
+    equalize: bool = typer.Option(False, "--equalize", help="After equalization + bias correction."),
+    samples: int | None = typer.Option(
+        None, "--samples", min=1, help="Calibration samples (train split) [default: 64, fewer for a large model]."
+    ),
+    top: int = typer.Option(20, "--top", help="The N most sensitive layers in the table (0: all)."),
+    plot: Path | None = typer.Option(None, "--plot", help="Write a bar chart (PNG) of the sensitivities here."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Per-layer int8 sensitivity of a task's model: what the build keeps in float first (table and plot)."""
+    from ..build.quant_report import plot_quant_report, quant_report
+    from . import _task_options
+
+    rep = quant_report(
+        task, per_channel=not per_tensor, equalize=equalize, samples=samples, task_options=_task_options(task_option)
+    )
+    if plot is not None:
+        plot_quant_report(rep, plot)
+    if as_json:
+        typer.echo(json.dumps(rep.to_dict(), indent=2))
+        return
+    from rich.table import Table
+
+    total = rep.total_macs or 1
+    rows = rep.layers[:top] if top > 0 else rep.layers
+    gran = "per channel" if rep.per_channel else "per tensor"
+    t = Table(title=f"{rep.task}: int8 sensitivity, {len(rep.layers)} layers ({gran}), most sensitive first")
+    for col in ("#", "layer", "kind", "MACs share", "params", "output error", "top-1 agreement"):
+        t.add_column(col)
+    for i, r in enumerate(rows, 1):
+        agree = "-" if r["top1_agreement"] is None else f"{100 * r['top1_agreement']:.1f}%"
+        t.add_row(
+            str(i),
+            r["name"],
+            r["kind"],
+            f"{100 * r['macs'] / total:.1f}%",
+            f"{r['params']:,}",
+            f"{r['error']:.2e}",
+            agree,
+        )
+    _console().print(t)
+    typer.echo(f"method: {rep.method} (at most {rep.samples} samples)")
+    if plot is not None:
+        typer.echo(f"plot: {plot}")
 
 
 # ----------------------------------------------------------------------------------------- calibrate

@@ -44,6 +44,18 @@ def _fsync_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
+def working_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """The process's working directory set to ``path`` for the block (``contextlib.chdir`` needs Python 3.11).
+    For libraries that write scratch files into the working directory (onnxruntime's shape inference)."""
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield Path(path)
+    finally:
+        os.chdir(old)
+
+
+@contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``dest``; on success it is renamed to ``dest``.
 

@@ -3,7 +3,8 @@
 A :class:`Quantity` carries ``kind``: ``measured`` (with where, which runtime, how many threads and runs),
 ``counted`` (exact, from the exported graph or file: FLOPs, parameters, bytes) or ``estimated`` (by which
 model, e.g. the roofline predictor and its version). Numbers never appear bare. Pure data: no behaviour
-beyond constructors, so every stage can use these types without importing another stage.
+beyond constructors (and :func:`margin_text`, the one wording of a verdict's margin), so every stage can use these types
+without importing another stage.
 """
 
 from __future__ import annotations
@@ -69,3 +70,15 @@ class BudgetVerdict(_Strict):
     #: (limit - value) / limit in percent: headroom when positive, overshoot when negative
     margin_pct: float
     message: str
+
+
+def margin_text(pct: float) -> str:
+    """A margin or overshoot in percent, as a budget message writes it (the magnitude; the sentence says which
+    way): one decimal below 10% ("0.3%"), whole numbers from there ("12%"), "<0.1%" for what would read as 0%
+    without being 0, "0%" only for exactly 0."""
+    m = abs(float(pct))
+    if m == 0:
+        return "0%"
+    if m < 0.05:
+        return "<0.1%"
+    return f"{m:.1f}%" if round(m, 1) < 10 else f"{m:.0f}%"

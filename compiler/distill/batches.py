@@ -14,7 +14,7 @@ def _train_batches(task: Task, batch_size: int, g: torch.Generator):  # noqa: AN
     then the batch order is shuffled), so trimming removes most padding: much less compute on short texts."""
     split = task.train
     mask = _token_mask(split.inputs) if task.batch_transform is not None else None
-    if task.kind == "embedding" and split.targets is not None and bool((split.targets >= 0).any()):
+    if _paired(task, split.targets):
         yield from _pair_batches(split, mask, batch_size, g)
         return
     if mask is None:
@@ -32,13 +32,20 @@ def _train_batches(task: Task, batch_size: int, g: torch.Generator):  # noqa: AN
 def _n_batches(task: Task, batch_size: int) -> int:
     """How many batches ``_train_batches`` yields per epoch (to size the learning-rate schedule)."""
     y = task.train.targets
-    if task.kind == "embedding" and y is not None and bool((y >= 0).any()):
+    if _paired(task, y):
+        assert y is not None  # (as _paired checks)
         # the same chunking as training, in one order; with groups of unequal size another order may give one
         # batch more, so the schedule then has a batch to spare per epoch
         sizes = torch.unique(y[y >= 0], return_counts=True)[1]
         spare = int(bool((sizes != sizes[0]).any()))
         return len(_pair_chunks(task.train, None, batch_size, torch.Generator().manual_seed(0))) + spare
     return (len(task.train) + batch_size - 1) // batch_size
+
+
+def _paired(task: Task, y: torch.Tensor | None) -> bool:
+    """Whether an embedding task's targets label pairs: one integer per sample, some >= 0 (targets of another
+    shape, such as a detector's boxes, are not pair labels: plain shuffled batches)."""
+    return task.kind == "embedding" and y is not None and y.dim() == 1 and bool((y >= 0).any())
 
 
 def _pair_chunks(split: Split, mask: torch.Tensor | None, batch_size: int, g: torch.Generator) -> list[torch.Tensor]:

@@ -34,8 +34,9 @@ from torch import nn
 
 from ..core.formats import FORMATS, artifact_filename, require_in_table
 from ..core.names import unknown_name_message
-from ..errors import AdaptcError
-from ..quant.registry import handler_for, schemes_for
+from ..core.ptq import PTQConfig
+from ..errors import AdaptcError, ExportError
+from ..quant.registry import calibrations_for, handler_for, schemes_for
 from ..tasks.base import Split
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,8 +61,32 @@ class ExportRequest:
     calibration: Split | None = None
     #: an already exported fp32 file of the same model in this format (quantizers may start from it)
     fp32_artifact: Path | None = None
-    #: modules (by qualified name or type name) to keep in float
-    keep_float: tuple[str, ...] = ()
+    #: how static int8 files are made: range estimator, calibration samples, modules kept in float
+    #: (:class:`adaptc.core.ptq.PTQConfig`; equalization is applied to ``model`` before the request is made)
+    ptq: PTQConfig = field(default_factory=PTQConfig)
+
+
+def float_layers_of(request: ExportRequest, fmt: str) -> tuple[str, ...]:
+    """``request.ptq.float_layers``, each checked to be a qualified module name of the model (as
+    ``dict(model.named_modules())`` gives them). Raises ExportError (did you mean ...?) for one that is not."""
+    names = tuple(request.ptq.float_layers)
+    if names:
+        import difflib
+
+        modules = [m for m, _ in request.model.named_modules() if m]
+        for n in names:
+            if n not in modules:
+                close = difflib.get_close_matches(n, modules, n=1, cutoff=0.5)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ExportError(f"{fmt}: float layer {n!r} is not a module of the model{hint}")
+    return names
+
+
+def ptq_samples(request: ExportRequest, default: int) -> int:
+    """How many calibration samples a static int8 file uses: ``request.ptq.samples`` (or the format's
+    ``default``), capped by the calibration split's size."""
+    n = request.ptq.samples or default
+    return min(n, len(request.calibration)) if request.calibration is not None else n
 
 
 @dataclass
@@ -100,6 +125,10 @@ class Exporter(abc.ABC):
         """Quantization schemes this exporter can produce, best first: those it registered handlers for
         (:func:`adaptc.quant.registry.quantizer`)."""
         return schemes_for(self.format)
+
+    def calibrations(self) -> tuple[str, ...]:
+        """Range estimators its static int8 schemes offer (``request.ptq.calibration``), cheapest first."""
+        return calibrations_for(self.format)
 
     @abc.abstractmethod
     def export(self, request: ExportRequest, scheme: str, dest: Path) -> ExportedFile:

@@ -30,9 +30,10 @@ from torch import nn
 from ..core.io import atomic_path
 from ..core.schemes import get_scheme
 from ..errors import ExportError
-from ..quant.registry import handler_for, quantizer
+from ..quant.pt2e import PT2E_CALIBRATIONS
+from ..quant.registry import check_calibration, handler_for, quantizer, register_calibrations
 from ._capture import captured_output, first_line, unsupported_op
-from .base import ExportedFile, Exporter, ExportRequest
+from .base import ExportedFile, Exporter, ExportRequest, float_layers_of, ptq_samples
 from .coreml_mil import WEIGHT_FILE, WEIGHT_THRESHOLD, describe_mlpackage, structure_check, torch_structure
 
 DEBUG_MAPPING = "executorch_debug_handle_mapping.json"
@@ -167,7 +168,9 @@ class CoreMLExporter(Exporter):
         return describe_mlpackage(path)
 
     def verify(self, request: ExportRequest, path: Path, scheme: str) -> dict[str, Any]:
-        return structure_check(request.model, tuple(request.example_inputs), describe_mlpackage(path), scheme)
+        return structure_check(
+            request.model, tuple(request.example_inputs), describe_mlpackage(path), scheme, request.ptq.float_layers
+        )
 
 
 class CoreMLJob(NamedTuple):
@@ -203,6 +206,9 @@ def _int8_weight_only(job: CoreMLJob) -> tuple[Any, str | None]:
     return mlmodel, "fp16"
 
 
+register_calibrations("coreml", *PT2E_CALIBRATIONS, default="mse")
+
+
 # revision 1: W8A8 programs store their embedding tables in int8
 @quantizer("coreml", "int8_static_per_channel", "int8_static_per_tensor", revision=1)
 def _w8a8(job: CoreMLJob) -> tuple[Any, str | None]:
@@ -212,6 +218,7 @@ def _w8a8(job: CoreMLJob) -> tuple[Any, str | None]:
 
     if request.calibration is None:
         raise ExportError(f"coreml: {scheme} needs calibration data (the task's train split)")
+    check_calibration("coreml", request.ptq.calibration)
     # captured with the int32 token ids CoreML takes: a graph captured with int64 ones asserts that dtype when
     # it is exported again for ct.convert
     model, _, qrecipe = pt2e_quantize(
@@ -219,9 +226,10 @@ def _w8a8(job: CoreMLJob) -> tuple[Any, str | None]:
         example,
         request.calibration,
         per_channel=get_scheme(scheme).per_channel,
-        keep_float=request.keep_float,
-        samples=exporter.calibration_samples,
+        keep_float=float_layers_of(request, "coreml"),
+        samples=ptq_samples(request, exporter.calibration_samples),
         fold_quantize=True,
+        method=request.ptq.calibration,
     )
     recipe.update(qrecipe)
     recipe["method"] = "W8A8: the PT2E-quantized graph (int8 weights folded) through ct.convert"

@@ -181,6 +181,29 @@ _TORCH_KINDS = {
 }
 
 
+def _weight_kind(m: nn.Module) -> str | None:
+    if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        return "conv"
+    if isinstance(m, nn.Linear):
+        return "linear"
+    return "embedding" if isinstance(m, nn.Embedding) else None
+
+
+def float_layer_weights(model: nn.Module, layers: tuple[str, ...]) -> dict[str, int]:
+    """Weight elements per layer type (conv / linear) of the modules under ``layers`` (qualified names): what a
+    W8A8 program keeps in float16 for the float layers of its PTQ config."""
+    mods = dict(model.named_modules())
+    seen: set[int] = set()
+    out: Counter[str] = Counter()
+    for name in layers:
+        for m in mods[name].modules() if name in mods else ():
+            kind = _weight_kind(m)
+            if id(m) not in seen and kind in ("conv", "linear"):
+                seen.add(id(m))
+                out[kind] += m.weight.numel()
+    return dict(out)
+
+
 def torch_structure(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> dict[str, Any]:
     """Layer counts (from the exported graph) and weight elements per layer type (from the modules)."""
     with torch.no_grad():
@@ -196,15 +219,7 @@ def torch_structure(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) 
     weights: Counter[str] = Counter()
     sizes: dict[str, list[int]] = {}
     for m in model.modules():
-        wkind = (
-            "conv"
-            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
-            else "linear"
-            if isinstance(m, nn.Linear)
-            else "embedding"
-            if isinstance(m, nn.Embedding)
-            else None
-        )
+        wkind = _weight_kind(m)
         if wkind is not None:
             weights[wkind] += m.weight.numel()  # type: ignore[operator]
             sizes.setdefault(wkind, []).append(m.weight.numel())  # type: ignore[operator]
@@ -221,7 +236,11 @@ def _expected_weight_dtype(scheme: str) -> str:
 
 
 def structure_check(
-    model: nn.Module, example_inputs: tuple[torch.Tensor, ...], described: dict[str, Any], scheme: str
+    model: nn.Module,
+    example_inputs: tuple[torch.Tensor, ...],
+    described: dict[str, Any],
+    scheme: str,
+    float_layers: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Compare the MIL program with the torch model: what can be checked on a host without CoreML.
 
@@ -230,7 +249,8 @@ def structure_check(
     - weight elements of conv and linear layers equal the torch modules' (exactly: nothing dropped or
       duplicated);
     - those weights are stored in the scheme's dtype (fp32: float32, fp16: float16, W8A8: int8; int8 weights:
-      int8 for every layer over coremltools' 2,048-element threshold, float16 below it);
+      int8 for every layer over coremltools' 2,048-element threshold, float16 below it; W8A8 with
+      ``float_layers``: those layers' weights float16, the others int8);
     - W8A8 programs quantize activations (``quantize`` and ``dequantize`` ops present).
     """
     ts = torch_structure(model, example_inputs)
@@ -257,6 +277,7 @@ def structure_check(
     s = SCHEMES.get(scheme)
     weight_only = s is not None and s.weights == "int8" and s.activations != "int8"  # int8 weights, float arithmetic
     w8a8 = s is not None and s.weights == s.activations == "int8"
+    kept = float_layer_weights(model, float_layers) if w8a8 else {}
     for kind in ("conv", "linear"):
         by = lw.get(kind, {}).get("elements_by_dtype", {})
         total = sum(by.values())
@@ -277,6 +298,11 @@ def structure_check(
                 by.get("float16", 0),
                 by.get("float16", 0) == total - exp,
             )
+        elif w8a8 and kept.get(kind):
+            n = kept[kind]
+            add(f"{kind} weight elements stored as int8", total - n, by.get("int8", 0), by.get("int8", 0) == total - n)
+            add(f"{kind} weight elements of float layers stored as float16", n, by.get("float16", 0),
+                by.get("float16", 0) == n)  # fmt: skip
         else:
             add(f"{kind} weight elements stored as {want}", total, by.get(want, 0), by.get(want, 0) == total)
     if w8a8:

@@ -3,8 +3,10 @@
 Schemes (one registered handler each, best first; see :mod:`adaptc.quant.registry`):
 - fp32: the dynamo exporter (opset 18+), dynamic batch dimension.
 - int8_static_per_channel / int8_static_per_tensor: ``quant_pre_process`` then ``quantize_static``
-  (QDQ format, int8 weights symmetric, int8 activations asymmetric, MinMax ranges calibrated on task data).
-  Transformer graphs quantize only MatMul / Gemm / Gather, with uint8 activations (see ``_static``).
+  (QDQ format, int8 weights symmetric, int8 activations asymmetric, ranges calibrated on task data by one of
+  onnxruntime's calibrators: MinMax unless ``request.ptq.calibration`` says otherwise; the nodes of
+  ``request.ptq.float_layers`` excluded; see :mod:`.onnx_ptq`). Transformer graphs quantize only MatMul /
+  Gemm / Gather, with uint8 activations (see ``_int8_static``).
 - int8_dynamic: ``quantize_dynamic`` (int8 weights per channel, activations quantized at run time). On
   CNNs ORT runs this as ConvInteger, which is much slower than fp32 on CPU: the build's guardrail catches it.
 - fp16: float16 weights and arithmetic with float32 inputs/outputs kept (``keep_io_types``).
@@ -27,11 +29,12 @@ import onnx
 import torch
 from torch import nn
 
-from ..core.io import atomic_path
+from ..core.io import atomic_path, working_directory
 from ..core.schemes import get_scheme
 from ..errors import ExportError
-from ..quant.registry import handler_for, quantizer
-from .base import ExportedFile, Exporter, ExportRequest
+from ..quant.registry import check_calibration, handler_for, quantizer, register_calibrations
+from .base import ExportedFile, Exporter, ExportRequest, float_layers_of, ptq_samples
+from .onnx_ptq import DEFAULT_CALIBRATION, ONNX_CALIBRATIONS, RANGE_ESTIMATORS, calibrate, float_nodes
 
 
 @contextlib.contextmanager
@@ -102,27 +105,6 @@ def export_onnx_fp32(
     return dest
 
 
-class CalibrationReader:
-    """Feeds real task inputs to onnxruntime's calibrator, a batch at a time."""
-
-    def __init__(self, input_names: list[str], arrays: tuple[np.ndarray, ...], batch: int = 32):
-        self._names = input_names
-        self._arrays = arrays
-        self._batch = batch
-        self._i = 0
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        n = len(self._arrays[0])
-        if self._i >= n:
-            return None
-        sl = slice(self._i, self._i + self._batch)
-        self._i += self._batch
-        return {k: a[sl] for k, a in zip(self._names, self._arrays)}
-
-    def rewind(self) -> None:
-        self._i = 0
-
-
 def _onnx_input_dtypes(path: Path) -> dict[str, np.dtype]:
     m = onnx.load(str(path), load_external_data=False)
     inits = {i.name for i in m.graph.initializer}
@@ -136,11 +118,14 @@ def _onnx_input_dtypes(path: Path) -> dict[str, np.dtype]:
 def _preprocess(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import quant_pre_process
 
-    with _quiet():
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    # in the destination's (temporary) folder: when its symbolic shape inference is incomplete, onnxruntime
+    # dumps sym_shape_infer_temp.onnx and a <uuid>.data file into the working directory (the user's)
+    with _quiet(), working_directory(dst.parent):
         try:
             quant_pre_process(str(src), str(dst))
         except Exception:
-            # Symbolic shape inference fails on some transformer graphs (_infer_Expand): skip it there.
+            # Symbolic shape inference fails on some transformer graphs (_infer_Expand) and on LSTMs: skip it there.
             quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
 
 
@@ -177,17 +162,23 @@ def _ort_quantizer() -> str:
     return f"onnxruntime.quantization {onnxruntime.__version__}"
 
 
-@quantizer("onnx", "int8_static_per_channel", "int8_static_per_tensor")
+register_calibrations("onnx", *ONNX_CALIBRATIONS, default="minmax")
+
+
+# revision 1: a graph's LSTM weights are int8 too (dynamic quantization after the static pass)
+@quantizer("onnx", "int8_static_per_channel", "int8_static_per_tensor", revision=1)
 def _int8_static(job: OnnxJob) -> ExportedFile:
     exporter, request, scheme, fp32, work, dest, recipe = job
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
+    if request.calibration is None:
+        raise ExportError(f"onnx: {scheme} needs calibration data (the task's train split)")
+    check_calibration("onnx", request.ptq.calibration)
+    layers = float_layers_of(request, "onnx")
     recipe["quantizer"] = _ort_quantizer()
     pre = work / "pre.onnx"
     _preprocess(fp32, pre)
-    if request.calibration is None:
-        raise ExportError(f"onnx: {scheme} needs calibration data (the task's train split)")
-    cal = request.calibration.subset(slice(0, exporter.calibration_samples))
+    cal = request.calibration.subset(slice(0, ptq_samples(request, exporter.calibration_samples)))
     dtypes = _onnx_input_dtypes(pre)
     names = list(dtypes)
     arrays = tuple(a.astype(dtypes[n]) for n, a in zip(names, cal.numpy_inputs()))
@@ -202,30 +193,88 @@ def _int8_static(job: OnnxJob) -> ExportedFile:
     if transformer:
         kw["op_types_to_quantize"] = list(_TRANSFORMER_OPS)
         act = QuantType.QUInt8
+    # mapped on the exported file: onnxruntime's pre-processing may drop the nodes' metadata but keeps their names
+    pre_names = {n.name for n in onnx.load(str(pre), load_external_data=False).graph.node} if layers else set()
+    excluded = [n for n in float_nodes(fp32, request.model, tuple(request.example_inputs), layers) if n in pre_names]
+    if excluded:
+        kw["nodes_to_exclude"] = excluded
+    method = request.ptq.calibration or DEFAULT_CALIBRATION
+    with _quiet():
+        ort_method, cache = calibrate(pre, work, names, arrays, method, kw.get("op_types_to_quantize"))
+    lstm = any(n.op_type == "LSTM" for n in onnx.load(str(pre), load_external_data=False).graph.node)
+    static_out = work / "static.onnx" if lstm or excluded else None
     with atomic_path(dest) as tmp, _quiet():
         quantize_static(
             str(pre),
-            str(tmp),
-            CalibrationReader(names, arrays),
+            str(static_out or tmp),
+            None,
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
             activation_type=act,
             weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=ort_method,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+            calibration_cache_path=str(cache),
             **kw,
         )
+        if excluded:
+            _float_barriers(static_out, set(excluded))  # type: ignore[arg-type]
+        if static_out is not None and not lstm:
+            tmp.write_bytes(static_out.read_bytes())
+        elif static_out is not None:
+            # QDQ has no LSTM: its weights would stay float32 (the text recogniser's int8 file: 10.1 MB of 15.3).
+            # onnxruntime's dynamic quantization makes them int8 (DynamicQuantizeLSTM: activations quantized at
+            # run time), on the static file (3.9 MB; 98% per-step agreement with it on random inputs)
+            from onnxruntime.quantization import quantize_dynamic
+
+            quantize_dynamic(str(static_out), str(tmp), op_types_to_quantize=["LSTM"], weight_type=QuantType.QInt8)
     recipe.update(
         method="quantize_static",
         format="QDQ",
         per_channel=per_channel,
         activations=f"{'QUInt8' if transformer else 'QInt8'} asymmetric",
         weights="QInt8 symmetric",
-        calibration=f"MinMax over {len(cal)} train samples",
+        calibration=f"{method} over {len(cal)} train samples",
+        range_estimator=RANGE_ESTIMATORS[method],
     )
     if transformer:
         recipe["op_types_to_quantize"] = list(_TRANSFORMER_OPS)
+    if lstm:
+        recipe["lstm"] = "int8 weights through quantize_dynamic(op_types_to_quantize=['LSTM']): DynamicQuantizeLSTM"
+    if layers:
+        recipe.update(float_layers=list(layers), float_nodes=len(excluded))
     return ExportedFile(dest, exporter.format, scheme, recipe)
+
+
+def _float_barriers(path: Path, float_nodes: set[str]) -> int:
+    """Keep float layers float when onnxruntime loads the file: its ``WeightBiasQuantization`` optimizer
+    (onnxruntime >= 1.21) quantizes the float32 weight of a Conv / ConvTranspose / Gemm whose input comes from a
+    per-tensor DequantizeLinear and whose output leads to a QuantizeLinear, which is exactly what
+    ``nodes_to_exclude`` leaves in a QDQ graph (measured: the kept layer ran int8 and the file kept the 19-point
+    drop it was meant to remove). A ``Max(x, x)`` between the DequantizeLinear and the layer (an identity no
+    optimizer removes or propagates through) makes the layer's input a float tensor. Returns how many were put."""
+    from onnx import helper
+
+    m = onnx.load(str(path))
+    producer = {o: n for n in m.graph.node for o in n.output}
+    nodes = list(m.graph.node)
+    added = 0
+    for n in nodes:
+        if n.name not in float_nodes or n.op_type not in ("Conv", "ConvTranspose", "Gemm") or not n.input:
+            continue
+        src = producer.get(n.input[0])
+        if src is None or src.op_type != "DequantizeLinear":
+            continue
+        barrier = f"{n.input[0]}_float_barrier_{added}"
+        idx = list(m.graph.node).index(n)
+        m.graph.node.insert(
+            idx, helper.make_node("Max", [n.input[0], n.input[0]], [barrier], name=f"{n.name}_float_barrier")
+        )
+        n.input[0] = barrier
+        added += 1
+    if added:
+        onnx.save(m, str(path))
+    return added
 
 
 @quantizer("onnx", "int8_dynamic")
@@ -266,7 +315,8 @@ def _fp32(job: OnnxJob) -> ExportedFile:
 class OnnxExporter(Exporter):
     format = "onnx"
 
-    #: calibration samples used for static int8 (more adds time, not accuracy, beyond a few hundred)
+    #: calibration samples used for static int8 unless ``request.ptq.samples`` says (more adds time, not
+    #: accuracy, beyond a few hundred)
     calibration_samples = 512
 
     def export(self, request: ExportRequest, scheme: str, dest: Path) -> ExportedFile:
@@ -276,7 +326,10 @@ class OnnxExporter(Exporter):
         recipe: dict[str, Any] = {"converter": f"torch.onnx.export(dynamo=True) torch {torch.__version__}"}
         with tempfile.TemporaryDirectory(prefix="adaptc-onnx-") as d:
             fp32 = request.fp32_artifact
-            if fp32 is None or not Path(fp32).is_file():
+            # an equalized model is not the one the build's fp32 file was exported from: static int8 starts
+            # from the request's model then
+            stale = request.ptq.equalize and get_scheme(scheme).needs_calibration
+            if fp32 is None or not Path(fp32).is_file() or stale:
                 fp32 = Path(d) / "fp32.onnx"
                 export_onnx_fp32(request.model, request.example_inputs, fp32, request.input_names, request.output_names)
             return handler(OnnxJob(self, request, scheme, Path(fp32), Path(d), dest, recipe))

@@ -56,6 +56,37 @@ def host_threads(requested: int) -> int:
     return max(1, min(requested, usable))
 
 
+def probe_load(path: str | Path, runtime: str, threads: int = 1, timeout_s: float = 600) -> str | None:
+    """Open ``path`` in ``runtime`` in a fresh process first: a runtime that crashes on a file (onnxruntime's
+    graph optimizer ends the process with a segmentation fault on some float16 graphs) must fail that artifact,
+    not the build. Returns why it could not be opened, or None."""
+    code = (
+        "import sys; from adaptc.measure.runtimes import open_runner; "
+        "open_runner(sys.argv[1], sys.argv[2], int(sys.argv[3]))"
+    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, runtime, str(path), str(host_threads(threads))],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired:
+        return f"{runtime} did not open the file within {timeout_s:.0f} s"
+    if proc.returncode == 0:
+        return None
+    if proc.returncode < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-proc.returncode).name
+        except ValueError:
+            name = f"signal {-proc.returncode}"
+        return f"{runtime} crashed while opening the file ({name})"
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+    return f"{runtime} could not open the file: {tail[0][:300]}"
+
+
 def measure(
     path: str | Path,
     runtime: str,

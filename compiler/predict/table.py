@@ -239,7 +239,8 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
             dyn_inputs.append((f"dynamic quantization of the input of {o.name}", n_in, 5.0 * n_in))
         kind_l.append(kd)
         prec_l.append(PRECISIONS.index(p))
-        flops_l.append(0.0 if (o.op_type in meta) else float(o.flops))
+        # the FLOPs its kernel computes (a quantize / dequantize, a separate bias add run too), not the model's
+        flops_l.append(0.0 if (o.op_type in meta) else float(o.work_flops))
         bytes_l.append(b)
         mkn.append(tuple(float(v) for v in o.gemm) if o.gemm else (1.0, 1.0, 1.0))
         area_l.append(float(o.kernel_area))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..core.quantity import BudgetVerdict, Quantity
+from ..core.quantity import BudgetVerdict, Quantity, margin_text
 from .schema import DeviceProfile
 
 #: budget field -> (unit, what it is checked against)
@@ -20,9 +20,9 @@ def verdict(budget: str, limit: float, q: Quantity) -> BudgetVerdict:
     fits = value <= limit
     margin = (limit - value) / limit * 100.0
     if fits:
-        msg = f"{budget}: {what} {value:.4g} {unit} ({q.kind}) fits {limit:g} {unit} ({margin:.0f}% headroom)"
+        msg = f"{budget}: {what} {value:.4g} {unit} ({q.kind}) fits {limit:g} {unit} ({margin_text(margin)} headroom)"
     else:
-        msg = f"{budget}: {what} {value:.4g} {unit} ({q.kind}) exceeds {limit:g} {unit} by {-margin:.0f}%"
+        msg = f"{budget}: {what} {value:.4g} {unit} ({q.kind}) exceeds {limit:g} {unit} by {margin_text(margin)}"
     return BudgetVerdict(
         budget=budget, limit=limit, value=value, unit=unit, kind=q.kind, fits=fits, margin_pct=margin, message=msg
     )

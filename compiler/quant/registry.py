@@ -10,6 +10,10 @@ format is adding one handler, not another branch in a chain of comparisons on th
 A handler's signature belongs to its format (the exporter that calls it); this registry only stores it, with
 the recipe's revision (how many times what the handler writes changed, part of a build's artifact record key).
 Kept free of torch and of the exporters: it sits below them.
+
+Each exporter module also registers the range estimators (:data:`adaptc.core.ptq.CALIBRATIONS`) its static
+int8 handlers offer (:func:`register_calibrations`); :func:`calibrations_for` lists them and
+:func:`check_calibration` refuses the others, naming those it has.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..core.formats import FORMATS, require_in_table
+from ..core.ptq import CALIBRATIONS
 from ..core.schemes import get_scheme
 from ..errors import ExportError
 
@@ -78,4 +83,56 @@ def handler_for(fmt: str, scheme: str) -> Handler:
     return table[scheme]
 
 
-__all__ = ["Handler", "handler_for", "quantizer", "schemes_for"]
+#: format -> the range estimators its static int8 handlers offer (cheapest first, as in CALIBRATIONS)
+_CALIBRATIONS: dict[str, tuple[str, ...]] = {}
+#: format -> the range estimator its handlers use when none is asked for (``PTQConfig.calibration=None``)
+_DEFAULT_CALIBRATION: dict[str, str] = {}
+
+
+def register_calibrations(fmt: str, *methods: str, default: str | None = None) -> None:
+    """Record that ``fmt``'s static int8 handlers offer ``methods`` (names of :data:`CALIBRATIONS`), and which
+    of them they use by default."""
+    require_in_table("format", fmt, FORMATS)
+    if default is not None:
+        if default not in methods:
+            raise ValueError(f"register_calibrations({fmt!r}): the default {default!r} is not among {methods}")
+        _DEFAULT_CALIBRATION[fmt] = default
+    unknown = [m for m in methods if m not in CALIBRATIONS]
+    if unknown:
+        raise ValueError(f"register_calibrations({fmt!r}): unknown method(s) {unknown} (known: {CALIBRATIONS})")
+    _CALIBRATIONS[fmt] = tuple(m for m in CALIBRATIONS if m in methods)
+
+
+def calibrations_for(fmt: str) -> tuple[str, ...]:
+    """The range estimators ``fmt`` offers for static int8, cheapest first (empty until its exporter module is
+    imported, or when it has no static int8 scheme)."""
+    return _CALIBRATIONS.get(fmt, ())
+
+
+def default_calibration_for(fmt: str) -> str | None:
+    """The range estimator ``fmt`` uses when none is asked for (None: not registered)."""
+    return _DEFAULT_CALIBRATION.get(fmt)
+
+
+def check_calibration(fmt: str, method: str | None) -> None:
+    """Raise ExportError (naming the supported methods) when ``fmt`` does not offer ``method``; ``None`` (the
+    format's own default) is always offered."""
+    if method is None:
+        return
+    offered = calibrations_for(fmt)
+    if method not in offered:
+        raise ExportError(
+            f"{fmt}: calibration method {method!r} is not supported (supported: {', '.join(offered) or 'none'})"
+        )
+
+
+__all__ = [
+    "Handler",
+    "calibrations_for",
+    "check_calibration",
+    "default_calibration_for",
+    "handler_for",
+    "quantizer",
+    "register_calibrations",
+    "schemes_for",
+]

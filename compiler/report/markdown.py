@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..core.quantity import GATE_RULES, PREFER_RULES, Quantity
+from ..core.quantity import GATE_RULES, PREFER_RULES, Quantity, margin_text
 from .schema import ArtifactReport, BuildReport, ParityReport
 from .text import bracket, percent
 
@@ -44,7 +44,7 @@ def _budget_cell(a: ArtifactReport) -> str:
     bad = [b for b in a.budgets if not b.fits]
     if not bad:
         return "fits all"
-    return "; ".join(f"{b.budget} +{-b.margin_pct:.0f}%" for b in bad)
+    return "; ".join(f"{b.budget} +{margin_text(b.margin_pct)}" for b in bad)
 
 
 def _gate_line(settings: dict) -> str:
@@ -59,6 +59,48 @@ def _gate_line(settings: dict) -> str:
 def _prefer_line(settings: dict) -> list[str]:
     prefer = settings.get("prefer", "first")  # "first" (the default, and every report before the option) says nothing
     return [] if prefer == "first" else [f"- choice: --prefer {prefer} ({PREFER_RULES.get(prefer, prefer)})"]
+
+
+def _ptq_section(artifacts: list[ArtifactReport]) -> list[str]:
+    """Per static int8 artifact that needed more than the format's default calibration: the attempts of the
+    scheme walk and, for a mixed-precision file, the layers kept in float and what they cost."""
+    walked = [a for a in artifacts if a.recipe.get("ptq_attempts")]
+    if not walked:
+        return []
+    out = ["## Post-training quantization", ""]
+    for a in walked:
+        out += [
+            f"**{a.file}** ({a.scheme})",
+            "",
+            "| attempt | moves | status | drop (points) | size |",
+            "|---|---|---|---|---|",
+        ]
+        for i, t in enumerate(a.recipe["ptq_attempts"], 1):
+            drop = "—" if t.get("drop") is None else f"{100 * t['drop']:.2f}"
+            size = "—" if t.get("size_bytes") is None else _fmt_bytes(t["size_bytes"])
+            out.append(f"| {i} | {t['moves']} | {t['status']} | {drop} | {size} |")
+        if a.recipe.get("ptq_stopped"):
+            out.append(f"\nStopped: {a.recipe['ptq_stopped']}.")
+        fl = a.recipe.get("float_layers")
+        if isinstance(fl, dict) and fl.get("layers"):
+            cost = []
+            if fl.get("size_cost_bytes") is not None:
+                cost.append(f"{_fmt_bytes(fl['size_cost_bytes'])} more than the all-int8 file")
+            if fl.get("device_latency_cost_ms") is not None:
+                cost.append(f"{fl['device_latency_cost_ms']:+.3f} ms estimated on the device")
+            out += [
+                "",
+                f"Layers kept in float: {len(fl['layers'])}, {100 * fl['macs_share']:.1f}% of the MACs"
+                + (f"; {', '.join(cost)}" if cost else "")
+                + ".",
+                "",
+                "| layer | kind | MACs share | params |",
+                "|---|---|---|---|",
+            ]
+            for r in fl["layers"]:
+                out.append(f"| `{r['layer']}` | {r['kind']} | {100 * r['macs_share']:.1f}% | {r['params']:,} |")
+        out.append("")
+    return out
 
 
 def render(report: BuildReport) -> str:
@@ -127,6 +169,7 @@ def render(report: BuildReport) -> str:
         for b in a.budgets:
             lines.append(f"- {'✔' if b.fits else '✘'} {b.message}")
         lines.append("")
+    lines += _ptq_section(report.artifacts)
     flagged = [a for a in report.artifacts if a.flags or a.error]
     if flagged:
         lines += ["## Flags", ""]

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.quantity import margin_text
 from ..core.stats import drop_interval, mean_interval
 from ..profiles import DeviceProfile
 from ..report.schema import CandidateRecord
@@ -107,6 +108,8 @@ def nearest_message(profile: DeviceProfile, costs: Sequence[CandidateRecord], n:
     near = sorted(costs, key=lambda c: (c.worst_overshoot, c.latency_ms))[:n]
     parts = []
     for c in near:
-        broken = ", ".join(f"{v.budget} {v.value:.3g} > {v.limit:g} {v.unit} (+{-v.margin_pct:.0f}%)" for v in c.broken)
+        broken = ", ".join(
+            f"{v.budget} {v.value:.3g} > {v.limit:g} {v.unit} (+{margin_text(v.margin_pct)})" for v in c.broken
+        )
         parts.append(f"{c.candidate.key}: {broken}")
     return f"no student candidate meets every budget of {profile.name}; nearest: " + "; ".join(parts)

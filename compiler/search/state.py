@@ -129,7 +129,7 @@ class Search:
                 continue
             key = stable_hash(
                 {
-                    "cost": 3,
+                    "cost": 4,  # 4: model FLOPs (fused biases / clamps and Q/DQ count 0), kernel_flops per op
                     "teacher": self.teacher_fp,
                     "data": self.data_fp,
                     "spec": spec.key,

@@ -96,7 +96,9 @@ class Task:
             test samples and the parity gate the interval of each drop. Without it they give the metric alone.
         metric_name: how reports name the metric.
         input_names, output_names: names of the graph inputs/outputs in exported artifacts.
-        kind: ``classification`` (outputs are class scores) or ``embedding`` (outputs are vectors).
+        kind: ``classification`` (outputs are class scores), ``embedding`` (outputs are vectors or maps) or
+            ``sequence`` (outputs are class scores per step, (N, T, C), e.g. a CTC recogniser's: distilled with the
+            per-step KL like a classifier's logits, compared by cosine in the parity gate, no top-1 agreement).
         loss: loss for training a student without a teacher (default: cross-entropy on targets).
         augment: optional training-time augmentation ``augment(inputs, generator) -> inputs``.
         description: one line for reports.
@@ -113,7 +115,7 @@ class Task:
     sample_scores: SampleScores | None = None
     input_names: tuple[str, ...] = ("input",)
     output_names: tuple[str, ...] = ("logits",)
-    kind: Literal["classification", "embedding"] = "classification"
+    kind: Literal["classification", "embedding", "sequence"] = "classification"
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     #: optional training-time augmentation ``augment(inputs, generator) -> inputs`` (students and baselines)
     augment: Callable[[tuple[torch.Tensor, ...], torch.Generator], tuple[torch.Tensor, ...]] | None = None

@@ -83,9 +83,12 @@ def _load_builtins() -> None:
 
 
 def _summary(factory: Callable[..., Task]) -> str:
-    """A task's one-line summary: its module's docstring for the built-ins, else the factory's."""
+    """A task's one-line summary: its module's docstring for the built-ins (the factory's where the module
+    registers several tasks), else the factory's."""
     module = sys.modules.get(factory.__module__)
     builtin = factory.__module__.startswith(f"{__package__}.")
+    if builtin and factory.__doc__ and sum(f.__module__ == factory.__module__ for f in _TASKS.values()) > 1:
+        builtin = False
     doc = ((module.__doc__ if builtin and module is not None else factory.__doc__) or "").strip()
     return re.sub(r"^Built-in task ``[^`]+``:\s*", "", doc.split("\n")[0]) if doc else ""
 
