@@ -145,3 +145,19 @@ def test_list_tasks_shows_options_without_loading_anything() -> None:
     assert r.returncode == 0 and '"max_length": 128' in r.stdout
     r = run_cli("tasks", "nothing*")
     assert r.returncode == 2 and "no built-in task matches 'nothing*' (known: animal-mnist" in r.stderr
+
+
+def test_a_fresh_cache_trains_the_same_digits_teacher(tmp_path, monkeypatch) -> None:
+    """The teacher's initial weights are seeded: two fresh caches train the same teacher (same seed, same build)."""
+    import torch
+
+    from adaptc.tasks import get_task
+
+    weights = []
+    for i in range(2):
+        monkeypatch.setenv("ADAPTC_CACHE", str(tmp_path / f"cache{i}"))
+        weights.append(get_task("digits").model.state_dict())
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    state = torch.random.get_rng_state()
+    get_task("digits")  # loading from the cache leaves the caller's random state alone
+    assert torch.equal(state, torch.random.get_rng_state())

@@ -25,7 +25,7 @@ from ..core.cache import cache_dir
 from ..errors import TaskError
 from .base import Split, Task, accuracy, evaluate_torch
 from .registry import register_task
-from .training import cached_teacher, train_supervised
+from .training import cached_teacher, seeded_init, train_supervised
 from .zoo import TinyResNet
 
 TEACHER_WIDTHS = (64, 128, 256)
@@ -98,6 +98,7 @@ def _cache_key() -> str:
         {
             "arch": _ARCH_VERSION,
             "w": TEACHER_WIDTHS,
+            "init_seed": 0,
             "epochs": TEACHER_EPOCHS,
             "torch": torch.__version__.split("+")[0],
         },
@@ -109,7 +110,9 @@ def _cache_key() -> str:
 @register_task("animal-mnist")
 def make_task() -> Task:
     train, val, test = load_splits()
-    model = TinyResNet(in_channels=1, num_classes=10, widths=TEACHER_WIDTHS, blocks_per_stage=2, stem_stride=2)
+    model = seeded_init(
+        lambda: TinyResNet(in_channels=1, num_classes=10, widths=TEACHER_WIDTHS, blocks_per_stage=2, stem_stride=2)
+    )
     path = cache_dir() / f"animal-mnist-teacher-{_cache_key()}.pt"
     model, trained_now = cached_teacher(
         model,

@@ -18,7 +18,7 @@ from ..core import progress
 from ..core.cache import cache_dir
 from .base import Split, Task, accuracy, evaluate_torch
 from .registry import register_task
-from .training import cached_teacher, train_supervised
+from .training import cached_teacher, seeded_init, train_supervised
 
 SPLIT_SEED = 0
 TEACHER_SEED = 0
@@ -92,6 +92,7 @@ def _cache_key() -> str:
             "arch": _ARCH_VERSION,
             "split": SPLIT_SEED,
             "seed": TEACHER_SEED,
+            "init_seed": TEACHER_SEED,
             "epochs": TEACHER_EPOCHS,
             "torch": torch.__version__.split("+")[0],
         },
@@ -103,7 +104,7 @@ def _cache_key() -> str:
 @register_task("digits")
 def make_task() -> Task:
     train, val, test = load_splits()
-    model = DigitsCNN()
+    model = seeded_init(DigitsCNN, TEACHER_SEED)
     path = cache_dir() / f"digits-teacher-{_cache_key()}.pt"
     info: dict[str, object] = {"cache_file": str(path), "epochs": TEACHER_EPOCHS}
     model, trained_now = cached_teacher(

@@ -23,7 +23,7 @@ from ..core.cache import cache_dir
 from .base import Split, Task, accuracy, evaluate_torch
 from .registry import register_task
 from .stdlib_corpus import load_docstrings, stable_bucket
-from .training import cached_teacher, train_supervised
+from .training import cached_teacher, seeded_init, train_supervised
 from .zoo import TransformerClassifier
 
 MAX_LEN = 64
@@ -79,6 +79,7 @@ def _cache_key() -> str:
         {
             "arch": _ARCH_VERSION,
             "cfg": TEACHER_CONFIG,
+            "init_seed": 0,
             "epochs": TEACHER_EPOCHS,
             "torch": torch.__version__.split("+")[0],
         },
@@ -90,7 +91,7 @@ def _cache_key() -> str:
 @register_task("docstrings")
 def make_task() -> Task:
     train, val, test, classes = load_splits()
-    model = TransformerClassifier(num_classes=len(classes), **TEACHER_CONFIG)
+    model = seeded_init(lambda: TransformerClassifier(num_classes=len(classes), **TEACHER_CONFIG))
     path = cache_dir() / f"docstrings-teacher-{_cache_key()}.pt"
     model, trained_now = cached_teacher(
         model,

@@ -91,6 +91,15 @@ def train_supervised(
     return model, best
 
 
+def seeded_init(build: Callable[[], _M], seed: int = 0) -> _M:
+    """A built-in teacher's network, built with a fixed seed: its initial weights, and so the teacher trained from
+    them, are the same in every process (torch seeds its generator randomly per process; two fresh caches trained
+    two different digits teachers). The caller's random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
 def cached_teacher(model: _M, path: Path, epochs: int, train: Callable[[_M], tuple[_M, float]]) -> tuple[_M, bool]:
     """A built-in task's teacher: its weights from the cache file ``path`` when they load, else ``train(model)``
     (returning the trained model and its best validation accuracy), saved there atomically with a JSON beside it.
