@@ -105,8 +105,7 @@ def export_onnx_fp32(
     return dest
 
 
-def _onnx_input_dtypes(path: Path) -> dict[str, np.dtype]:
-    m = onnx.load(str(path), load_external_data=False)
+def _onnx_input_dtypes(m: onnx.ModelProto) -> dict[str, np.dtype]:
     inits = {i.name for i in m.graph.initializer}
     return {
         i.name: onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
@@ -132,9 +131,8 @@ def _preprocess(src: Path, dst: Path) -> None:
 _TRANSFORMER_OPS = ("MatMul", "Gemm", "Gather")
 
 
-def _looks_like_transformer(path: Path) -> bool:
+def _looks_like_transformer(m: onnx.ModelProto) -> bool:
     """An attention softmax, or a Gather from a weight (an embedding table), in the graph."""
-    m = onnx.load(str(path), load_external_data=False)
     inits = {i.name for i in m.graph.initializer}
     return any(
         n.op_type == "Softmax" or (n.op_type == "Gather" and n.input and n.input[0] in inits) for n in m.graph.node
@@ -179,7 +177,8 @@ def _int8_static(job: OnnxJob) -> ExportedFile:
     pre = work / "pre.onnx"
     _preprocess(fp32, pre)
     cal = request.calibration.subset(slice(0, ptq_samples(request, exporter.calibration_samples)))
-    dtypes = _onnx_input_dtypes(pre)
+    pre_model = onnx.load(str(pre), load_external_data=False)  # read once: inputs, graph kind, node names
+    dtypes = _onnx_input_dtypes(pre_model)
     names = list(dtypes)
     arrays = tuple(a.astype(dtypes[n]) for n, a in zip(names, cal.numpy_inputs()))
     per_channel = get_scheme(scheme).per_channel
@@ -187,26 +186,28 @@ def _int8_static(job: OnnxJob) -> ExportedFile:
     # quantizes the additive attention mask and the softmax and ruins accuracy (docstrings teacher: 0.61
     # against 0.76 in torch). Only the matrix products and the embedding lookup are quantized there
     # (0.762), with uint8 activations, which ORT runs 2x faster than int8 ones on these graphs.
-    transformer = _looks_like_transformer(pre)
+    transformer = _looks_like_transformer(pre_model)
     kw: dict[str, Any] = {}
     act = QuantType.QInt8
     if transformer:
         kw["op_types_to_quantize"] = list(_TRANSFORMER_OPS)
         act = QuantType.QUInt8
     # mapped on the exported file: onnxruntime's pre-processing may drop the nodes' metadata but keeps their names
-    pre_names = {n.name for n in onnx.load(str(pre), load_external_data=False).graph.node} if layers else set()
+    pre_names = {n.name for n in pre_model.graph.node}
     excluded = [n for n in float_nodes(fp32, request.model, tuple(request.example_inputs), layers) if n in pre_names]
     if excluded:
         kw["nodes_to_exclude"] = excluded
     method = request.ptq.calibration or DEFAULT_CALIBRATION
     with _quiet():
         ort_method, cache = calibrate(pre, work, names, arrays, method, kw.get("op_types_to_quantize"))
-    lstm = any(n.op_type == "LSTM" for n in onnx.load(str(pre), load_external_data=False).graph.node)
-    static_out = work / "static.onnx" if lstm or excluded else None
+    lstm = any(n.op_type == "LSTM" for n in pre_model.graph.node)
+    # an LSTM graph gets a dynamic pass after the static one, from this intermediate file
+    static_out = work / "static.onnx" if lstm else None
     with atomic_path(dest) as tmp, _quiet():
+        target = static_out or tmp
         quantize_static(
             str(pre),
-            str(static_out or tmp),
+            str(target),
             None,
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
@@ -218,10 +219,8 @@ def _int8_static(job: OnnxJob) -> ExportedFile:
             **kw,
         )
         if excluded:
-            _float_barriers(static_out, set(excluded))  # type: ignore[arg-type]
-        if static_out is not None and not lstm:
-            tmp.write_bytes(static_out.read_bytes())
-        elif static_out is not None:
+            _float_barriers(target, set(excluded))
+        if static_out is not None:
             # QDQ has no LSTM: its weights would stay float32 (the text recogniser's int8 file: 10.1 MB of 15.3).
             # onnxruntime's dynamic quantization makes them int8 (DynamicQuantizeLSTM: activations quantized at
             # run time), on the static file (3.9 MB; 98% per-step agreement with it on random inputs)

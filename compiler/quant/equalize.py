@@ -185,15 +185,9 @@ def _equalize_pairs(model: nn.Module, chains: list[tuple[str, str | None, str, s
 
 
 @contextmanager
-def _hooks(model: nn.Module, names: list[str], fn: Any, pre: bool = False) -> Iterator[None]:
-    hs = []
-    for n in names:
-        m = _sub(model, n)
-        hs.append(
-            m.register_forward_pre_hook(lambda mod, args, n=n: fn(n, mod, args))
-            if pre
-            else m.register_forward_hook(lambda mod, args, out, n=n: fn(n, mod, args, out))
-        )
+def _hooks(model: nn.Module, names: list[str], fn: Any) -> Iterator[None]:
+    """``fn(name, module, args, output)`` as a forward hook of each named module for the block."""
+    hs = [_sub(model, n).register_forward_hook(lambda mod, args, out, n=n: fn(n, mod, args, out)) for n in names]
     try:
         yield
     finally:
