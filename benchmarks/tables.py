@@ -18,8 +18,9 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -568,6 +569,44 @@ def quant_table(d: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def scale_throughput(d: dict | None = None) -> str:
+    """Training throughput (images/s) per thread count, and the thread count adaptc picks."""
+    d = d or load("scale.json")
+    t = d.get("throughput") or {"rows": []}
+    lines = ["| task | teacher MFLOPs / sample | threads | teacher forward, images/s | distillation, images/s | "
+             "adaptc's default threads |", "|---|---|---|---|---|---|"]
+    for r in t["rows"]:
+        lines.append(f"| {r['task']} | {r['teacher_mflops_per_sample']:,.0f} | {r['threads']} | "
+                     f"{r['teacher_forward_images_per_s']:,.1f} | {r['distill_images_per_s']:,.1f} | {r['rule_threads']} |")
+    lines += ["", f"Measured on {d['host'].get('cpu', 'this host')} ({d['host'].get('usable_cores', '?')} usable cores): "
+              f"{t.get('note', '')}."]
+    return "\n".join(lines)
+
+
+def scale_builds(d: dict | None = None) -> str:
+    """The budgeted builds: wall time against the budget, peak RSS, teacher passes, the plan, what shipped."""
+    d = d or load("scale.json")
+    lines = ["| build | budget | wall time | peak RSS (report / time -v) | teacher passes | plan | chosen student "
+             "(val, test; teacher) | shipped | status |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in sorted(k for k in d if k.startswith(("recognizer", "detector"))):
+        b = d[name]
+        res, plan, ch = b.get("resources") or {}, b.get("plan") or {}, b.get("chosen_student") or {}
+        budget = res.get("time_budget_s")
+        over = f" ({100 * (b['wall_s'] / budget - 1):+.1f}%)" if budget else ""
+        p = (f"{plan.get('train_samples', 0):,} of {plan.get('full_train_samples', 0):,} samples; rung 0: "
+             f"{len(plan.get('rung0_skeletons') or [])} candidates x {plan.get('rung0_epochs')} epoch(s) on "
+             f"{plan.get('rung_samples', 0):,}") if plan else "—"
+        tm = (b.get("teacher_metric") or {}).get("value")
+        student = (f"{ch.get('skeleton')} {ch.get('scheme')}, {ch.get('final_epochs')} final epochs: "
+                   f"{_f3(ch.get('val'))}, {_f3(ch.get('test'))}; teacher {_f3(tm)}") if ch.get("skeleton") else "—"
+        sh = b.get("shipped") or {}
+        shipped = f"{sh.get('file')} ({_mb(sh.get('size_bytes'))})" if sh else "nothing"
+        lines.append(f"| {name} | {budget or '—'} s | {b['wall_s']:.0f} s{over} | {res.get('peak_rss_mb', '—')} / "
+                     f"{b.get('peak_rss_mb_time_v', '—')} MB | {b.get('teacher_passes_over_training_data')} | {p} | "
+                     f"{student} | {shipped} | {b.get('status')} |")
+    return "\n".join(lines)
+
+
 # -- the registry -----------------------------------------------------------------------------------------------
 #: table name (the docs marker) -> renderer
 TABLES: dict[str, Callable[[], str]] = {
@@ -589,6 +628,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "predictor-runs": predictor_runs,
     "calibration": calibration,
     "quant": quant_table,
+    "scale-throughput": scale_throughput,
+    "scale-builds": scale_builds,
 }
 
 #: benchmark (its script's name without ``.py`` / ``_bench``) -> the tables its results feed
@@ -601,6 +642,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "minilm_static_branch": ("minilm-static-branch",),
     "predictor": ("predictor", "predictor-families", "predictor-macs", "predictor-runs", "calibration"),
     "quant": ("quant",),
+    "scale": ("scale-throughput", "scale-builds"),
 }
 
 

@@ -40,6 +40,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     "Split": ("adaptc.tasks", "Split"),
     "get_task": ("adaptc.tasks", "get_task"),
     "list_tasks": ("adaptc.tasks", "list_tasks"),
+    # a task's data from files and datasets, memory-mapped on disk (docs/data.md)
+    "image_folder": ("adaptc.tasks", "image_folder"),
+    "split_from_arrays": ("adaptc.tasks", "split_from_arrays"),
+    "split_from_dataset": ("adaptc.tasks", "split_from_dataset"),
     "compare": ("adaptc.report.compare", "compare"),
     "measure_file": ("adaptc.build.measure", "measure_file"),
     "quant_report": ("adaptc.build.quant_report", "quant_report"),
@@ -66,6 +70,9 @@ __all__ = [
     "Split",
     "get_task",
     "list_tasks",
+    "image_folder",
+    "split_from_arrays",
+    "split_from_dataset",
     "compare",
     "measure_file",
     "quant_report",
@@ -106,4 +113,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from .report import BuildReport
     from .report import BuildReport as BuildResult
     from .report.compare import compare
-    from .tasks import Split, Task, get_task, list_tasks
+    from .tasks import Split, Task, get_task, image_folder, list_tasks, split_from_arrays, split_from_dataset

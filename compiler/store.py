@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -89,9 +90,15 @@ def stable_hash(obj: Any) -> str:
 
 def _hash_tensor(h: hashlib._Hash, t: torch.Tensor) -> None:
     """Add a tensor's dtype, shape and values to ``h``."""
-    t = t.detach().cpu().contiguous()
+    t = t.detach().cpu()
     h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
-    h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    if t.dtype == torch.bfloat16:
+        t = t.float()
+    # row chunks of at most 64 MiB: a split memory-mapped from disk is hashed without being copied whole
+    rows = max(1, (64 << 20) // max(1, t[:1].numel() * t.element_size())) if t.dim() else 1
+    for i in range(0, max(1, len(t)) if t.dim() else 1, rows):
+        chunk = t[i : i + rows].contiguous() if t.dim() else t.contiguous()
+        h.update(chunk.numpy().reshape(-1).view(np.uint8).data)
 
 
 def model_fingerprint(model: nn.Module, example_inputs: tuple[torch.Tensor, ...] = ()) -> str:

@@ -86,6 +86,8 @@ class ArtifactBuilder:
         self.settings = settings
         self.stem = stem
         self.threads = host_threads(settings.threads or profile.cpu.threads)
+        #: ``time.monotonic()`` by which the build's time budget ends (None: no budget): the PTQ walks stop there
+        self.deadline: float | None = None
         self.fingerprint = model_fingerprint(model, task.example_inputs)
         #: artifacts are calibrated on the training split and scored on the test split
         self.data_fp = data_fingerprint(task.train, task.test)
@@ -279,6 +281,7 @@ class ArtifactBuilder:
             first=self.settings.ptq,
             default_calibration=default_calibration_for(exporter.format),
             note=lambda m: progress.current().message(f"[yellow]{exporter.format} {scheme}: {m}[/yellow]"),
+            deadline=self.deadline,
         )
         cfg, last = w.attempts[-1]
         dest = self.out_dir / last.file

@@ -99,11 +99,13 @@ def walk(
     default_calibration: str | None = None,
     note: Callable[[str], None] = lambda s: None,
     clock: Callable[[], float] = time.monotonic,
+    deadline: float | None = None,
 ) -> Walk:
     """Make ``PTQConfig`` attempts with ``make`` until one comes back ``ok``. ``calibrations``: what the format
     offers besides its default; ``ranked_layers(equalized)``: quantizable layer names, most sensitive first (on
     the equalized model when ``equalized``); ``first``: the first attempt (default: the format's defaults), whose
-    calibration and equalization the later moves keep when the user chose them."""
+    calibration and equalization the later moves keep when the user chose them. ``deadline`` (a ``clock()``
+    value): the build's time budget; no move starts after it."""
     budget = EFFORT_BUDGETS[effort]
     start = clock()
     w = Walk(default_calibration=default_calibration)
@@ -114,6 +116,10 @@ def walk(
         return rep.status == "ok"
 
     def out_of_time() -> bool:
+        if deadline is not None and clock() > deadline:
+            w.stopped = "the build's time budget was spent"
+            note(w.stopped)
+            return True
         if budget.seconds and clock() - start > budget.seconds:
             w.stopped = f"the --quant-effort {effort} time budget ({budget.seconds:.0f} s) was spent"
             note(w.stopped)

@@ -26,6 +26,8 @@ from ..core.quantity import GATES, PREFERS, Gate, Prefer
 from ..core.search_options import SearchOptions
 from ..core.stats import mean_interval
 from ..core.versions import host_info, toolchain_versions
+from ..distill.cache import memory_budget
+from ..distill.dense_cache import spill_to
 from ..errors import AdaptcError, BudgetError
 from ..exporters import available_formats
 from ..measure import host_threads
@@ -33,6 +35,7 @@ from ..profiles import DeviceProfile, load_profile
 from ..report import BuildReport, SearchReport, TaskReport, TeacherReport, render
 from ..store import BuildStore, data_fingerprint
 from ..tasks import Task, get_task, predict_torch
+from ..tasks.training import usable_cores
 from .artifact import ArtifactBuilder, ExportSettings
 from .choice import FormatOutcome, choose_overall, partial_reason
 from .steps import q_torch_metric
@@ -124,6 +127,8 @@ def build(
     )
     the_task = get_task(task, **(task_options or {}))
     search_config = _search_config(the_task, search)
+    budget_s = search_config.time_budget_s if search_config is not None else None
+    mem_budget = _memory_budget_bytes(search_config)
     teacher_outputs = predict_torch(the_task.model, the_task.test)
     teacher_metric, teacher_scores = _score_teacher(the_task, teacher_outputs)
     teacher_ci = mean_interval(teacher_scores) if teacher_scores is not None else None
@@ -131,37 +136,51 @@ def build(
     outcomes: dict[str, FormatOutcome] = {}
     search_report: SearchReport | None = None
     no_fit: BudgetError | None = None
-    with BuildStore(out_dir / ".adaptc" / "state.sqlite") as store:
+    interrupted: dict[str, Any] | None = None
+    with (
+        BuildStore(out_dir / ".adaptc" / "state.sqlite") as store,
+        memory_budget(mem_budget),
+        spill_to(out_dir / ".adaptc" / "spill"),
+    ):
         model: nn.Module = the_task.model
-        if search_config is not None:
-            from ..search import run_search
+        try:
+            if search_config is not None:
+                from ..search import run_search
 
-            try:
-                model, search_report = run_search(
-                    the_task,
-                    profile,
-                    store=store,
+                try:
+                    model, search_report = run_search(
+                        the_task,
+                        profile,
+                        store=store,
+                        out_dir=out_dir,
+                        seed=seed,
+                        teacher_outputs=teacher_outputs,
+                        options=search_config,
+                        # the search ends early enough to leave the exports their share of a time budget
+                        deadline=t0 + budget_s - export_reserve_s(budget_s, len(fmts)) if budget_s else None,
+                    )
+                except BudgetError as e:
+                    no_fit, search_report = e, getattr(e, "search", None)
+            if no_fit is None:
+                builder = ArtifactBuilder(
+                    model=model,
+                    task=the_task,
+                    profile=profile,
                     out_dir=out_dir,
-                    seed=seed,
+                    store=store,
+                    settings=settings,
                     teacher_outputs=teacher_outputs,
-                    options=search_config,
                 )
-            except BudgetError as e:
-                no_fit, search_report = e, getattr(e, "search", None)
-        if no_fit is None:
-            builder = ArtifactBuilder(
-                model=model,
-                task=the_task,
-                profile=profile,
-                out_dir=out_dir,
-                store=store,
-                settings=settings,
-                teacher_outputs=teacher_outputs,
-            )
-            outcomes = builder.run(fmts)
-            warnings += builder.warnings
+                if budget_s:
+                    builder.deadline = time.monotonic() + budget_s - (time.perf_counter() - t0)
+                outcomes = builder.run(fmts)
+                warnings += builder.warnings
+        except KeyboardInterrupt:
+            interrupted = _finished_so_far(store, out_dir)
     reason: str | None
-    if no_fit is not None:
+    if interrupted is not None:
+        chosen, status, reason, outcomes = None, "interrupted", "interrupted (Ctrl-C) before the build finished", {}
+    elif no_fit is not None:
         chosen, status, reason = None, "no_fit", str(no_fit)
     else:
         chosen, status, reason = choose_overall(profile, fmts, outcomes, prefer)
@@ -210,8 +229,12 @@ def build(
         chosen_per_format={f: o.chosen.file for f, o in outcomes.items() if o.chosen is not None},
         search=search_report,
         warnings=warnings,
+        resources=_resources(search_config, mem_budget, budget_s, time.perf_counter() - t0),
+        progress=interrupted,
     )
     write_report(report, out_dir)
+    if interrupted is not None:
+        raise KeyboardInterrupt
     if status == "no_fit":
         err = BudgetError(reason or "no artifact meets the budgets")
         err.report = report  # type: ignore[attr-defined]
@@ -241,6 +264,60 @@ def _search_config(task: Task, search: bool | SearchOptions | Mapping[str, Any] 
     from ..search import resolve_config
 
     return resolve_config(task, search)
+
+
+#: share of a build's time budget kept for exporting (at least EXPORT_MIN_S per format, at most half)
+EXPORT_SHARE, EXPORT_MIN_S = 0.25, 60.0
+
+
+def export_reserve_s(budget_s: float, n_formats: int) -> float:
+    """Seconds of a ``budget_s`` time budget the search leaves to the exports of ``n_formats`` formats."""
+    return min(0.5 * budget_s, max(EXPORT_SHARE * budget_s, EXPORT_MIN_S * n_formats))
+
+
+def _memory_budget_bytes(cfg: SearchConfig | None) -> int:
+    """The build's memory budget: the user's (MiB), else half of the memory available now."""
+    from ..distill.cache import _available_bytes
+
+    if cfg is not None and cfg.memory_budget_mb is not None:
+        if not cfg.memory_budget_mb > 0:
+            raise AdaptcError(f"the memory budget must be a positive number of MiB, got {cfg.memory_budget_mb:g}")
+        return int(cfg.memory_budget_mb * (1 << 20))
+    return _available_bytes() // 2
+
+
+def _resources(cfg: SearchConfig | None, mem_budget: int, budget_s: float | None, seconds: float) -> dict[str, Any]:
+    """What the build used: peak resident memory (the OS's ru_maxrss of this process, and of its largest child:
+    the host measurements and checks run in subprocesses), threads, budgets."""
+    import resource
+    import sys
+
+    unit = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return {
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * unit / 2**20, 1),
+        "peak_rss_children_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * unit / 2**20, 1),
+        "peak_rss_measured": "measured: the OS's peak resident set size (getrusage ru_maxrss) of the build process",
+        "memory_budget_mb": round(mem_budget / 2**20),
+        "time_budget_s": budget_s,
+        "seconds": round(seconds, 1),
+        "usable_cores": usable_cores(),
+        "training_threads": cfg.threads if cfg is not None else None,
+    }
+
+
+def _finished_so_far(store: BuildStore, out_dir: Path) -> dict[str, Any]:
+    """An interrupted build's record: the trials that finished (and the best of them) and the artifacts made."""
+    from ..search.trials import TrialStore
+
+    trials = TrialStore(store, out_dir).finished()
+    best = max((t for t in trials if t["rung"] != "final"), key=lambda t: t["val"], default=None)
+    final = next((t for t in trials if t["rung"] == "final"), None)
+    return {
+        "trials_finished": trials,
+        "best_so_far": final or best,
+        "artifacts_finished": sum(1 for _ in store.records("artifact")),
+        "resume": "run the same command again: finished trials, epochs and artifacts are kept",
+    }
 
 
 def write_report(report: BuildReport, out_dir: Path) -> None:

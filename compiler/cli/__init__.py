@@ -76,9 +76,20 @@ def _root(
 
 
 def _reporter():
-    from ..core.progress import NullReporter, RichReporter
+    """Progress for a command: none with --quiet, live bars on a terminal, one plain line per event otherwise (stderr
+    redirected to a file or a pipe: a log shows each epoch as it ends, not only the finished steps)."""
+    from ..core.progress import NullReporter, PlainReporter, RichReporter
 
-    return NullReporter() if _state["quiet"] else RichReporter()
+    if _state["quiet"]:
+        return NullReporter()
+    return RichReporter() if _isatty(sys.stderr) else PlainReporter()
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def _console():
@@ -116,18 +127,44 @@ from . import build as _build_cmds  # noqa: E402,F401
 from . import catalog as _catalog_cmds  # noqa: E402,F401
 from . import inspect as _inspect_cmds  # noqa: E402,F401
 
-
 # ------------------------------------------------------------------------------------------------ main
+#: exit code of an interrupted run (Ctrl-C); finished work is kept and a rerun resumes
+EXIT_INTERRUPTED = 130
+_INTERRUPTED = "adaptc: interrupted; finished work is kept and a rerun resumes"
+
+
+def _from_ctrl_c(e: BaseException) -> bool:
+    """Whether ``e`` is, or was raised while handling, a KeyboardInterrupt (click turns Ctrl-C into ``Abort``, typer
+    into ``Exit(130)``, each raised from it)."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def _interrupted() -> int:
+    click.echo(_INTERRUPTED, err=True)
+    return EXIT_INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     cmd = typer.main.get_command(app)
     try:
         rv = cmd.main(args=argv, prog_name="adaptc", standalone_mode=False)
-        return rv if isinstance(rv, int) else 0
+        # typer (>= 0.25) returns 130 for a Ctrl-C in non-standalone mode; no command returns 130 itself
+        return _interrupted() if rv == EXIT_INTERRUPTED else rv if isinstance(rv, int) else 0
     except _EXIT as e:
-        return int(getattr(e, "exit_code", 0) or 0)
-    except _ABORT:
+        code = int(getattr(e, "exit_code", 0) or 0)
+        return _interrupted() if _from_ctrl_c(e) else code
+    except _ABORT as e:  # click: Ctrl-C is an Abort raised from the KeyboardInterrupt; else a declined prompt
+        if _from_ctrl_c(e):
+            return _interrupted()
         click.echo("adaptc: aborted", err=True)
         return 130
     except _USAGE as e:
@@ -139,8 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"adaptc: error: {e}", err=True)
         return e.exit_code
     except KeyboardInterrupt:
-        click.echo("adaptc: interrupted; finished work is kept and a rerun resumes", err=True)
-        return 130
+        return _interrupted()
     except Exception as e:  # internal failure
         if debug:
             traceback.print_exc()

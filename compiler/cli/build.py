@@ -15,6 +15,7 @@ from ..core.quantity import Gate, Prefer
 from ..core.search_options import SearchOptions
 from ..errors import AdaptcError
 from . import _console, _maybe_live, _parse_formats, _reporter, _state, _task_options, app
+from .search_opts import _search_options as search_options
 
 # options shared by `build` and `export` (one definition each, so their help texts cannot drift apart)
 DeviceOpt = Annotated[
@@ -61,6 +62,25 @@ TaskOptionOpt = Annotated[
 ThreadsOpt = Annotated[
     int | None, typer.Option("--threads", min=1, help="Host threads for measurement [default: the profile's].")
 ]
+MeasureThreadsOpt = Annotated[
+    int | None, typer.Option("--measure-threads", min=1, help="Host threads for measurement [default: the profile's].")
+]
+TrainThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="Host threads for training and the teacher's passes [default: every usable core for teachers of 100 MFLOPs per sample or more, else 1].",
+    ),
+]
+MemoryBudgetOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--memory-budget",
+        min=1,
+        help="Resident memory (MiB) the build may use: decides whether the teacher's outputs are held in memory, spilled to disk or recomputed [default: half of the memory available].",
+    ),
+]
 RunsOpt = Annotated[int, typer.Option("--runs", min=5, help="Timed runs per latency measurement (after warm-up).")]
 QuantEffortOpt = Annotated[
     str,
@@ -98,7 +118,9 @@ def build(
     quant_effort: QuantEffortOpt = "default",
     calibration: CalibrationOpt = None,
     equalize: EqualizeOpt = False,
-    threads: ThreadsOpt = None,
+    threads: TrainThreadsOpt = None,
+    measure_threads: MeasureThreadsOpt = None,
+    memory_budget: MemoryBudgetOpt = None,
     runs: RunsOpt = 100,
     no_resume: NoResumeOpt = False,
     seed: int = typer.Option(
@@ -161,7 +183,7 @@ def build(
 
     search: SearchOptions | bool = False
     if not no_search:
-        search = _search_options(
+        search = search_options(
             task,
             widths,
             max_blocks_dropped,
@@ -178,6 +200,8 @@ def build(
             domain_ratio,
             adversarial,
             adv_eps,
+            threads,
+            memory_budget,
         )
     # gate / prefer: plain strings from the command line, checked by the build (gate in GATES, prefer in PREFERS)
     _run(
@@ -191,7 +215,7 @@ def build(
             prefer=cast(Prefer, prefer),
             quant_effort=cast(Effort, quant_effort),
             ptq=_ptq(calibration, equalize),
-            threads=threads,
+            threads=measure_threads,
             runs=runs,
             resume=not no_resume,
             seed=seed,
@@ -283,88 +307,6 @@ def _ptq(calibration: str | None, equalize: bool) -> Any:
         return PTQConfig(calibration=cast(Any, calibration), equalize=equalize)
     except ValueError as e:
         raise AdaptcError(f"--calibration: {e}") from None
-
-
-def _search_options(
-    task: str,
-    widths: str | None,
-    max_blocks: int | None,
-    time_budget: float | None,
-    tolerance: float,
-    final_epochs: int | None,
-    rung_epochs: str | None,
-    ablate: str | None,
-    loss_weights: str | None,
-    progressive: float | None,
-    assistant: str,
-    no_qat: bool,
-    domain_data: Path | None,
-    domain_ratio: float,
-    adversarial: str | None,
-    adv_eps: float,
-) -> SearchOptions:
-    """The search options the command line sets (the task's defaults stay under the fields it leaves unset)."""
-    from ..distill import AdversarialConfig
-    from ..search import validate_widths
-
-    grid: tuple[float, ...] | None = None
-    if widths:
-        try:
-            grid = tuple(float(w) for w in widths.split(",") if w.strip())
-        except ValueError:
-            raise AdaptcError(f"--widths must be comma-separated numbers, got {widths!r}") from None
-        validate_widths(grid)
-    rungs: tuple[int, ...] | None = None
-    if rung_epochs:
-        try:
-            rungs = tuple(int(e) for e in rung_epochs.split(",") if e.strip())
-        except ValueError:
-            raise AdaptcError(f"--rung-epochs must be comma-separated integers, got {rung_epochs!r}") from None
-        if not rungs or min(rungs) < 1:
-            raise AdaptcError(f"--rung-epochs must be positive integers, got {rung_epochs!r}")
-    if time_budget is not None and time_budget <= 0:
-        raise AdaptcError(f"--time-budget must be positive, got {time_budget:g}")
-    if assistant not in ("auto", "on", "off"):
-        raise AdaptcError(f"--assistant must be auto, on or off (got {assistant!r})")
-    # changes to single terms, applied (and checked) over the task's own weights by adaptc.search.resolve_config
-    terms: dict[str, float] = {}
-    for item in (t.strip() for t in (loss_weights or "").split(",") if t.strip()):
-        name, _, value = item.partition("=")
-        try:
-            terms[name.strip()] = float(value)
-        except ValueError:
-            raise AdaptcError(
-                f"--loss-weights wants term=weight pairs, e.g. hidden=1,attention=0.5; got {item!r}"
-            ) from None
-    for term in (t.strip() for t in (ablate or "").split(",") if t.strip()):
-        terms[term] = 0.0
-    # only the fields the command line sets: the task's distillation defaults stay under them
-    cfg: dict[str, Any] = {"domain_ratio": domain_ratio}
-    if progressive is not None:
-        cfg["align_fraction"] = progressive
-    if adversarial is not None:
-        if adversarial not in ("fgsm", "pgd"):
-            raise AdaptcError(f"--adversarial must be fgsm or pgd (got {adversarial!r})")
-        cfg["adversarial"] = AdversarialConfig(method=adversarial, eps=adv_eps)  # type: ignore[arg-type]
-    if domain_data is not None:
-        from ..tasks import get_task
-        from ..tasks.base import load_domain_data
-
-        if not domain_data.exists():
-            raise AdaptcError(f"domain data file {domain_data} does not exist")
-        cfg["domain_data"] = load_domain_data(domain_data, get_task(task))
-    return SearchOptions(
-        widths=grid,
-        max_blocks_dropped=max_blocks,
-        rung_epochs=rungs,
-        final_epochs=final_epochs,
-        quality_tolerance=tolerance / 100.0,
-        time_budget_s=time_budget,
-        assistant=assistant,  # type: ignore[arg-type]
-        qat=not no_qat,
-        distill=cfg,
-        loss_weights=terms or None,
-    )
 
 
 def _metric_cell(q: Any) -> str:

@@ -48,6 +48,12 @@ class SearchOptions:
     keep_output_dim: bool | None = None
     #: when no candidate fits, try once more at half the grid's smallest width (down to 1/16)
     extend_widths: bool | None = None
+    #: host threads for training and the teacher's passes (None: the faster of 1 and every usable core,
+    #: measured on the teacher's training step: tiny models train fastest on one thread, larger ones on all)
+    threads: int | None = None
+    #: resident memory the build may use, in MiB (None: half of the memory available when it starts): decides
+    #: whether the teacher's outputs are held in memory, spilled to disk or recomputed per batch
+    memory_budget_mb: float | None = None
     #: distillation settings: a mapping changes single fields of :class:`adaptc.distill.DistillConfig` over the
     #: task's (``{"lr": 1e-3}``); a ``DistillConfig`` is used as given (the task's distillation defaults, its loss
     #: weights included, do not apply)

@@ -21,10 +21,12 @@ union. What the losses see is the same either way (head means computed before, n
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import time
 import weakref
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -63,8 +65,25 @@ def _available_bytes() -> int:
         return 4 << 30
 
 
+#: the build's memory budget in bytes (``--memory-budget``); None: not set
+_MEMORY_BUDGET: contextvars.ContextVar[int | None] = contextvars.ContextVar("adaptc_memory_budget", default=None)
+
+
+@contextlib.contextmanager
+def memory_budget(nbytes: int | None) -> Iterator[None]:
+    """Teacher caches made inside this block keep within ``nbytes`` of resident memory for the whole process
+    (see :func:`cache_budget_bytes`)."""
+    token = _MEMORY_BUDGET.set(nbytes)
+    try:
+        yield
+    finally:
+        _MEMORY_BUDGET.reset(token)
+
+
 def cache_budget_bytes() -> int:
-    """``ADAPTC_TEACHER_CACHE_MB`` if set, else a quarter of the memory available now."""
+    """``ADAPTC_TEACHER_CACHE_MB`` if set; else, under a build's memory budget (:func:`memory_budget`), half of
+    what the budget leaves above the process's resident memory now (the rest is for training); else a quarter of
+    the memory available now."""
     env = os.environ.get("ADAPTC_TEACHER_CACHE_MB")
     if env:
         try:
@@ -74,6 +93,11 @@ def cache_budget_bytes() -> int:
         if not mb >= 0:
             raise AdaptcError(f"ADAPTC_TEACHER_CACHE_MB must be a number of megabytes >= 0, got {env!r}")
         return int(mb * (1 << 20))
+    budget = _MEMORY_BUDGET.get()
+    if budget is not None:
+        from .dense_cache import rss_bytes
+
+        return max(0, budget - rss_bytes()) // 2
     return _available_bytes() // 4
 
 
@@ -346,7 +370,7 @@ class TeacherCache:
         return out, cap
 
 
-_CACHES: weakref.WeakKeyDictionary[nn.Module, dict[int, TeacherCache]] = weakref.WeakKeyDictionary()
+_CACHES: weakref.WeakKeyDictionary[nn.Module, dict[int, Any]] = weakref.WeakKeyDictionary()
 
 
 def teacher_cache(
@@ -357,11 +381,17 @@ def teacher_cache(
     wanted: Holding = Holding(),
     *,
     budget_bytes: int | None = None,
-) -> TeacherCache:
-    """The cache for (teacher, split), built on first use and shared by later calls in this process.
+) -> TeacherCache | Any | None:
+    """The cache for (teacher, split), built on first use and shared by later calls in this process; None when
+    it fits neither the memory budget nor the disk (inputs of a fixed shape; see :mod:`.dense_cache`).
 
     ``wanted``: what the caller's losses read (see :class:`Holding`). A cache that does not hold it is rebuilt
     with the union of what it held and what is asked."""
+    sub = _SUBSETS.get(id(split.inputs[0]))
+    if sub is not None and sub[0]() is split.inputs[0]:
+        # a subset of a split the cache covers (a search's rung subset of its training split): one teacher pass
+        whole = teacher_cache(teacher, sub[1], example_inputs, transform, wanted, budget_bytes=budget_bytes)
+        return None if whole is None else _SubsetView(whole, sub[2])
     per = _CACHES.setdefault(teacher, {})
     key = id(split.inputs[0])
     old = per.get(key)
@@ -370,7 +400,41 @@ def teacher_cache(
             wanted = old.holding.union(wanted)
         del old
         per.clear()  # one split at a time: caches are large (the old one is freed before the new pass)
-        per[key] = TeacherCache(
-            teacher, split, example_inputs, transform=transform, wanted=wanted, budget_bytes=budget_bytes
-        )
+        if _lengths(split.inputs) is None:  # inputs of a fixed shape: arrays, in memory or on disk
+            from . import dense_cache
+
+            budget = cache_budget_bytes() if budget_bytes is None else budget_bytes
+            dense = dense_cache.make(teacher, split, transform, wanted, budget)
+            if dense is None:
+                return None
+            per[key] = dense
+        else:
+            per[key] = TeacherCache(
+                teacher, split, example_inputs, transform=transform, wanted=wanted, budget_bytes=budget_bytes
+            )
     return per[key]
+
+
+#: subsets registered by :func:`register_subset`: id(first input) -> (its weak reference, the whole, positions)
+_SUBSETS: dict[int, tuple[weakref.ref[torch.Tensor], Split, torch.Tensor]] = {}
+
+
+def register_subset(subset: Split, whole: Split, positions: torch.Tensor) -> None:
+    """Declare ``subset`` the samples ``positions`` of ``whole``: a teacher cache over ``subset`` is then served
+    from the one over ``whole`` (one teacher pass for a search's rung trials and its final training)."""
+    for k in [k for k, v in _SUBSETS.items() if v[0]() is None]:
+        del _SUBSETS[k]
+    _SUBSETS[id(subset.inputs[0])] = (weakref.ref(subset.inputs[0]), whole, torch.as_tensor(positions).long())
+
+
+class _SubsetView:
+    """A cache over a subset, reading the cache of the whole split at the subset's positions."""
+
+    def __init__(self, whole: Any, positions: torch.Tensor):
+        self.whole, self.positions = whole, positions
+        self.n = len(positions)
+        self.holding = whole.holding
+        self.build_seconds = whole.build_seconds * self.n / max(1, whole.n)
+
+    def batch(self, idx: torch.Tensor, length: int | None) -> tuple[torch.Tensor, Captured]:
+        return self.whole.batch(self.positions[idx], length)  # type: ignore[no-any-return,unused-ignore]

@@ -49,6 +49,9 @@ class LogitKD(nn.Module):
         self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: torch.Tensor | float
     ) -> torch.Tensor:
         t = temperature
+        if student_logits.dim() > 2:  # class scores per step (B, T, C): the mean over steps, as over samples
+            student_logits = student_logits.reshape(-1, student_logits.shape[-1])
+            teacher_logits = teacher_logits.reshape(-1, teacher_logits.shape[-1])
         log_p_s = F.log_softmax(student_logits / t, dim=-1)
         log_p_t = F.log_softmax(teacher_logits / t, dim=-1)
         return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)

@@ -14,6 +14,9 @@ quantization reproduces exactly the weights seen in training.
 
 from __future__ import annotations
 
+import copy
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -111,3 +114,37 @@ def strip_qat(model: nn.Module, snap_weights: bool = True) -> nn.Module:
 
 def has_qat(model: nn.Module) -> bool:
     return any(isinstance(m, (QATConv2d, QATLinear)) for m in model.modules())
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy with every Conv -> BatchNorm pair folded into the conv (the BN becomes an Identity).
+
+    The pairs are found by tracing the model with torch.fx; the folding is done on the model's own module
+    tree, so it keeps its classes (and can be saved, pruned and exported as before). A model torch.fx cannot
+    trace is returned unfolded.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    m = copy.deepcopy(model).eval()
+    try:
+        gm = torch.fx.symbolic_trace(m)
+    except Exception:
+        return m
+    mods = dict(gm.named_modules())
+    pairs = []
+    for node in gm.graph.nodes:
+        if node.op == "call_module" and isinstance(mods.get(node.target), nn.BatchNorm2d):
+            prev = node.args[0]
+            if (
+                isinstance(prev, torch.fx.Node)
+                and prev.op == "call_module"
+                and isinstance(mods.get(prev.target), nn.Conv2d)
+                and len(prev.users) == 1
+            ):
+                pairs.append((str(prev.target), str(node.target)))
+    for conv_name, bn_name in pairs:
+        # (pairs holds Conv2d -> BatchNorm2d names)
+        conv, bn = cast(nn.Conv2d, m.get_submodule(conv_name)), cast(nn.BatchNorm2d, m.get_submodule(bn_name))
+        m.set_submodule(conv_name, fuse_conv_bn_eval(conv, bn))
+        m.set_submodule(bn_name, nn.Identity())
+    return m

@@ -1,7 +1,9 @@
 """Reading a model's intermediate behaviour with forward hooks: hidden states, attention maps, features.
 
 Taps are found by convention so they work on the derived students too (same module names, fewer blocks):
-- hidden states: the outputs of the model's repeated blocks (``blocks`` / ``layers`` / ``encoder.layer``), or
+- hidden states: the outputs of the model's repeated blocks, in model order over all their containers
+  (:func:`adaptc.slim.adapters.find_blocks`: ``blocks`` / ``layers`` / ``encoder.layer``, torchvision
+  ``features``, ResNet ``layer1``.., timm stages, the model's ``adaptc_blocks`` or the ``block_paths`` given), or
   else the outputs of the activation layers outside the output layer (e.g. a plain conv stack);
 - attention maps: the outputs of modules named ``*.probs`` (adaptc zoo) — attention probabilities (B, H, T, T);
   Hugging Face self-attention modules (eager attention) return ``(output, probabilities)``: read from there;
@@ -11,6 +13,7 @@ Taps are found by convention so they work on the derived students too (same modu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -50,12 +53,13 @@ class Taps:
         hidden: bool = True,
         attention: bool = True,
         features: bool = True,
+        block_paths: Sequence[str] | None = None,
     ):
         self.captured = Captured()
         self._hooks: list[torch.utils.hooks.RemovableHandle] = []
         out_layer = find_output_layer(model, example_inputs)
         if hidden:
-            for m in self.hidden_modules(model, out_layer):
+            for m in self.hidden_modules(model, out_layer, block_paths):
                 self._hooks.append(m.register_forward_hook(self._on_hidden))
         if attention:
             probs = [m for name, m in model.named_modules() if name.endswith(".probs") or name == "probs"]
@@ -74,10 +78,12 @@ class Taps:
             self._hooks.append(out_layer.register_forward_pre_hook(self._on_features))
 
     @staticmethod
-    def hidden_modules(model: nn.Module, out_layer: nn.Module | None) -> list[nn.Module]:
-        found = find_blocks(model)
-        if found is not None:
-            return list(found[1])
+    def hidden_modules(
+        model: nn.Module, out_layer: nn.Module | None, block_paths: Sequence[str] | None = None
+    ) -> list[nn.Module]:
+        blocks = find_blocks(model, block_paths)
+        if blocks:
+            return [b.module for b in blocks]
         head_modules = set(out_layer.modules()) if out_layer is not None else set()
         return [m for m in model.modules() if isinstance(m, _ACTS) and m not in head_modules][:-1] or [
             m for m in model.modules() if isinstance(m, _ACTS)

@@ -9,11 +9,13 @@ The weights with the best validation metric are kept.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,9 +26,10 @@ from ..tasks.base import Split, Task, predict_torch
 from ..tasks.training import seed_everything, torch_threads
 from .adversarial import AdversarialConfig, perturb
 from .batches import _n_batches, _token_mask, _train_batches  # (distill/cache.py imports _token_mask from here)
+from .checkpoint import EpochCheckpoint
 from .losses import HybridLoss, LossWeights, TemperatureSchedule
 from .optim import _Optimizer, _set_embedding_update
-from .qat import prepare_qat, strip_qat
+from .qat import fold_batchnorm, prepare_qat, strip_qat
 from .schedule import ALL_TERMS, Schedule, progressive, single
 from .taps import Taps
 
@@ -66,8 +69,9 @@ class DistillConfig:
     threads: int | None = 1
     #: evaluate on the validation split every N epochs (and at the end)
     eval_every: int = 1
-    #: reuse the teacher's outputs across epochs and trials when the training inputs are fixed
-    #: (no augmentation, adversarial or domain batches); "auto" = when the task has token inputs
+    #: reuse the teacher's outputs across epochs and trials when the training inputs are fixed (no augmentation,
+    #: adversarial or domain batches): one teacher pass, held in memory or on disk as the memory budget allows
+    #: (adaptc.distill.cache); False: run the teacher on every batch. ("auto" is kept as a synonym of True.)
     cache_teacher: bool | str = "auto"
     #: how the student's embedding tables (every ``nn.Embedding`` not tied to another module) train: "dense"
     #: (AdamW, like every other weight), "lazy" (sparse gradients and SparseAdam: only the rows of the batch's
@@ -104,6 +108,8 @@ class DistillResult:
     #: the best epoch's per-sample validation scores (``Task.per_sample``; None when the task has none): the
     #: sampling error of ``best_val``, and paired comparisons between candidates
     best_val_scores: np.ndarray | None = None
+    #: why training ended before its epochs ("time budget"), else None
+    stopped: str | None = None
 
 
 def _first(out: Any) -> torch.Tensor:
@@ -117,40 +123,6 @@ def _dims(caps: list[torch.Tensor]) -> list[int]:
     return dims
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """A copy with every Conv -> BatchNorm pair folded into the conv (the BN becomes an Identity).
-
-    The pairs are found by tracing the model with torch.fx; the folding is done on the model's own module
-    tree, so it keeps its classes (and can be saved, pruned and exported as before). A model torch.fx cannot
-    trace is returned unfolded.
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    m = copy.deepcopy(model).eval()
-    try:
-        gm = torch.fx.symbolic_trace(m)
-    except Exception:
-        return m
-    mods = dict(gm.named_modules())
-    pairs = []
-    for node in gm.graph.nodes:
-        if node.op == "call_module" and isinstance(mods.get(node.target), nn.BatchNorm2d):
-            prev = node.args[0]
-            if (
-                isinstance(prev, torch.fx.Node)
-                and prev.op == "call_module"
-                and isinstance(mods.get(prev.target), nn.Conv2d)
-                and len(prev.users) == 1
-            ):
-                pairs.append((str(prev.target), str(node.target)))
-    for conv_name, bn_name in pairs:
-        # (pairs holds Conv2d -> BatchNorm2d names)
-        conv, bn = cast(nn.Conv2d, m.get_submodule(conv_name)), cast(nn.BatchNorm2d, m.get_submodule(bn_name))
-        m.set_submodule(conv_name, fuse_conv_bn_eval(conv, bn))
-        m.set_submodule(bn_name, nn.Identity())
-    return m
-
-
 def distill(
     student: nn.Module,
     teacher: nn.Module,
@@ -160,24 +132,32 @@ def distill(
     description: str = "distill",
     on_epoch: Callable[[int, float], None] | None = None,
     fit_epochs: Callable[[float | None, int], int] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    deadline: float | None = None,
 ) -> DistillResult:
     """Distil ``teacher`` into ``student`` on ``task`` with ``cfg``. ``fit_epochs(epoch_seconds, done)`` gives
     the number of distillation epochs in place of ``cfg.epochs`` -- how a time budget is filled without guessing
     the one-off costs: it is asked once the teacher's cached pass over the training split is done
     (``epoch_seconds`` None, ``done`` 0), and again after the first epoch with that epoch's measured seconds
     (training and evaluation; ``done`` 1), when the learning-rate schedule is stretched or shortened to the
-    new count."""
+    new count. ``checkpoint``: a file saved after every distillation epoch and resumed from when it exists
+    (:mod:`.checkpoint`). ``deadline`` (a ``time.perf_counter()`` value): training stops at the first batch
+    past it, keeping the best finished epoch (``DistillResult.stopped``)."""
     t0 = time.perf_counter()
     g = seed_everything(cfg.seed)
     teacher = teacher.eval()
+    grad_flags = [(p, p.requires_grad) for p in teacher.parameters()]
     for p in teacher.parameters():
         p.requires_grad_(False)
     ex = task.example_inputs
     history: list[dict[str, Any]] = []
     best_val, best_state, best_scores = -1.0, None, None
     domain = cfg.domain_data
-    with torch_threads(cfg.threads):
+    with torch_threads(cfg.threads), contextlib.ExitStack() as cleanup:
+        # the teacher leaves as it came, also when training is interrupted (Ctrl-C): no hooks, its grad flags
+        cleanup.callback(lambda: [p.requires_grad_(flag) for p, flag in grad_flags])
         t_taps = Taps(teacher, ex)
+        cleanup.callback(t_taps.remove)
         s_taps = Taps(student, ex)
         with torch.no_grad():
             teacher(*ex)
@@ -194,16 +174,13 @@ def distill(
 
         in_qat = False
         fixed_inputs = task.augment is None and cfg.adversarial is None and domain is None
-        use_cache = fixed_inputs and (
-            cfg.cache_teacher is True
-            or (cfg.cache_teacher == "auto" and _token_mask(task.train.inputs[:2]) is not None)
-        )
+        use_cache = fixed_inputs and cfg.cache_teacher in (True, "auto")
         cache = None
         if use_cache:
             from .cache import Holding, teacher_cache
 
-            # the teacher is not run again while training from the cache: its taps would only keep every batch
-            # of the cache's pass (float32 attention maps of the whole split: +6 GB on the minilm task)
+            # the trainer's teacher hooks would keep every batch of the cache's pass (float32 attention maps of the
+            # whole split: +6 GB on minilm; the recogniser's feature maps: +2.6 MB a sample): off during the pass
             t_taps.remove()
             # only the teacher layers this student's losses read need to be held (see the cache's budget rule)
             amap = loss.attention.mapping if loss.attention is not None else []
@@ -222,6 +199,9 @@ def distill(
                     relations=loss.relation is not None,
                 ),
             )
+            if cache is None:  # held nowhere: the teacher runs on every batch, with its hooks
+                t_taps = Taps(teacher, ex)
+                cleanup.callback(t_taps.remove)
         if fit_epochs is not None:
             cfg = replace(cfg, epochs=max(1, fit_epochs(None, 0)))
 
@@ -245,7 +225,17 @@ def distill(
 
         opt = _Optimizer(student, loss, cfg.lr, cfg.weight_decay, one_cycle)
         epoch = -1
-        while epoch + 1 < total_epochs:
+        ckpt = EpochCheckpoint(checkpoint) if checkpoint is not None else None
+        state = ckpt.restore(student, loss, opt, g) if ckpt is not None else None
+        if state is not None:  # resume after the last finished epoch
+            epoch, history = state["epoch"], state["history"]
+            best_val, best_state, best_scores = state["best_val"], state["best_state"], state["best_scores"]
+            if state["epochs"] != cfg.epochs:
+                cfg = replace(cfg, epochs=state["epochs"])
+                qat_start, total_epochs = plan(cfg)
+            step.advance(epoch + 1, note=f"resumed after epoch {epoch + 1}")
+        stopped = None
+        while epoch + 1 < total_epochs and stopped is None:
             epoch += 1
             t_epoch = time.perf_counter()
             if epoch == qat_start:
@@ -264,6 +254,9 @@ def distill(
             sums: dict[str, float] = {}
             nb = 0
             for idx, xs, y in _train_batches(task, cfg.batch_size, g):
+                if deadline is not None and time.perf_counter() > deadline and (nb or best_state is not None):
+                    stopped = "time budget"
+                    break
                 t_taps.clear()  # (validation passes also fill the taps)
                 s_taps.clear()
                 if domain is not None and cfg.domain_ratio > 0:
@@ -327,7 +320,9 @@ def distill(
                 **{k: v / max(nb, 1) for k, v in sums.items()},
                 "train_seconds": time.perf_counter() - t_epoch,
             }
-            last = epoch == total_epochs - 1
+            if stopped is not None and best_state is not None:
+                break  # an unfinished epoch: the best finished one is kept
+            last = epoch == total_epochs - 1 or stopped is not None
             t_eval = time.perf_counter()
             if (epoch + 1) % cfg.eval_every == 0 or last or epoch + 1 == qat_start:
                 val_out = predict_torch(student, task.val, transform=task.batch_transform)
@@ -342,15 +337,20 @@ def distill(
                 rec["eval_seconds"] = time.perf_counter() - t_eval
             history.append(rec)
             note = f"{rec['stage']} val {rec.get('val', float('nan')):.4f}"
-            step.advance(1, note=note)
             if fit_epochs is not None and epoch == 0 and not in_qat:
                 n = max(1, fit_epochs(rec["train_seconds"] + rec.get("eval_seconds", 0.0), 1))
                 if n != cfg.epochs:
                     refit = f"{cfg.epochs} -> {n} epochs (first epoch timed)"
-                    step.advance(0, note=f"{note}, {refit}")
+                    note = f"{note}, {refit}"
                     cfg = replace(cfg, epochs=n)
                     qat_start, total_epochs = plan(cfg)
                     opt.reschedule(one_cycle, nb)
+            if ckpt is not None and not in_qat:  # (saved before the epoch is shown as done)
+                ckpt.save(
+                    epoch=epoch, epochs=cfg.epochs, student=student, loss=loss, opt=opt, generator=g,
+                    history=history, best=(best_val, best_state, best_scores),
+                )  # fmt: skip
+            step.advance(1, note=note)
         t_taps.remove()
         s_taps.remove()
     if best_state is not None:
@@ -359,9 +359,9 @@ def distill(
         student = strip_qat(student, snap_weights=True)
     student.eval()
     # the step's title gave the epoch count fitted before the first epoch: say when it changed
-    step.done(f"best val {best_val:.4f}" + (f"; {refit}" if refit else ""))
-    for p in teacher.parameters():
-        p.requires_grad_(True)
+    step.done(
+        f"best val {best_val:.4f}" + (f"; {refit}" if refit else "") + (f"; stopped: {stopped}" if stopped else "")
+    )
     _set_embedding_update(student, "dense", tables)  # (the QAT stage's copy has the same module names)
     return DistillResult(
         student,
@@ -372,6 +372,7 @@ def distill(
         cache.build_seconds / max(1, cache.n) if cache is not None else None,
         cfg.epochs,
         best_scores,
+        stopped,
     )
 
 

@@ -48,6 +48,8 @@ from .table import build_table
 PREDICTOR_VERSION = "opcost-1"
 
 log = logging.getLogger(__name__)
+#: warnings already logged in this process
+_WARNED: set[str] = set()
 
 
 @dataclass
@@ -152,7 +154,9 @@ def predict_from_cost(
             f"(bytes / bandwidth + per-op overhead)"
         )
         notes.append(msg)
-        log.warning("adaptc.predict: %s", msg)
+        if msg not in _WARNED:  # once per process: the note stays on every estimate
+            _WARNED.add(msg)
+            log.warning("adaptc.predict: %s", msg)
     if precision == "fp16" and not (profile.compute.fp16_gflops or profile.compute.fp16_peak_gflops):
         notes.append("no fp16 figure in the profile: fp16 arithmetic estimated at the fp32 throughput")
     if precision == "int8" and not (profile.compute.int8_gops or profile.compute.int8_peak_gops):

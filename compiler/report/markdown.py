@@ -103,6 +103,25 @@ def _ptq_section(artifacts: list[ArtifactReport]) -> list[str]:
     return out
 
 
+def _resources_line(report: BuildReport) -> list[str]:
+    """Peak memory (measured) against the budgets, and what an interrupted build finished."""
+    r = report.resources
+    out = []
+    if r.get("peak_rss_mb") is not None:
+        tb = r.get("time_budget_s")
+        out.append(
+            f"- resources: peak RSS {r['peak_rss_mb']:,.0f} MB (M, the build process; memory budget "
+            f"{r.get('memory_budget_mb', 0):,} MB)" + (f", time budget {tb:g} s" if tb else "")
+        )
+    if report.progress:
+        trials = report.progress.get("trials_finished") or []
+        out.append(
+            f"- interrupted: {len(trials)} trial(s) and {report.progress.get('artifacts_finished', 0)} artifact(s) "
+            f"finished; rerun the same command to resume"
+        )
+    return out
+
+
 def render(report: BuildReport) -> str:
     d = report.device
     lines = [
@@ -116,6 +135,7 @@ def render(report: BuildReport) -> str:
         f"test {report.task.metric_name} {fmt_q(report.task.teacher.metric)}",
         f"- host: {report.host.get('cpu')} ({report.host.get('usable_cores')} cores) — adaptc {report.adaptc_version}, "
         f"built {report.created_utc} in {report.duration_s:.1f} s",
+        *_resources_line(report),
         _gate_line(report.settings),
         *_prefer_line(report.settings),
         "",

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..core.quantity import BudgetVerdict, Gate, Quantity
 
-REPORT_SCHEMA_VERSION = "1.7"
+REPORT_SCHEMA_VERSION = "1.8"
 
 
 class _M(BaseModel):
@@ -256,6 +256,9 @@ class SearchReport(_M):
     seconds: float | None = None
     log: list[str] = Field(default_factory=list)
     plot: str | None = None
+    #: what the search planned from measured step costs (adaptc.search.plan.Plan.record): training samples,
+    #: rung-0 candidates and epochs a time budget allowed, the expected duration without one (1.8)
+    plan: dict[str, Any] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -279,7 +282,8 @@ class BuildReport(_M):
     adaptc_version: str
     created_utc: str
     duration_s: float
-    status: Literal["ok", "partial", "no_fit", "failed"]
+    #: "interrupted" (1.8): the build was stopped (Ctrl-C) before it finished; ``progress`` says what finished
+    status: Literal["ok", "partial", "no_fit", "failed", "interrupted"]
     status_reason: str | None = None
     out_dir: str
     device: dict[str, Any]
@@ -294,6 +298,11 @@ class BuildReport(_M):
     #: the student search (candidates, Pareto set, trials) when a search ran
     search: SearchReport | None = None
     warnings: list[str] = Field(default_factory=list)
+    #: what the build used (1.8): peak resident memory (measured, this process and its children, from the OS),
+    #: training threads, the memory and time budgets and the time spent
+    resources: dict[str, Any] = Field(default_factory=dict)
+    #: an interrupted build (1.8): the trials that finished and the best candidate so far
+    progress: dict[str, Any] | None = None
 
     def artifact(self, file: str) -> ArtifactReport:
         for a in self.artifacts:

@@ -46,6 +46,10 @@ class SearchConfig:
     keep_output_dim: bool | None = None
     #: when no candidate fits, try once more at half the grid's smallest width (down to 1/16) before giving up
     extend_widths: bool = True
+    #: host threads for training and the teacher's passes (None: measured, see SearchOptions.threads)
+    threads: int | None = None
+    #: resident memory budget of the build in MiB (None: half of the memory available at the start)
+    memory_budget_mb: float | None = None
 
 
 def as_options(user: SearchOptions | Mapping[str, Any] | bool | None) -> SearchOptions:
@@ -125,5 +129,7 @@ def config_record(cfg: SearchConfig, seed: int, keep_output: bool) -> dict[str, 
         "seed": seed,
         "rung_samples": cfg.rung_samples,
         "keep_output_dim": keep_output,
+        "threads": cfg.threads,
+        "memory_budget_mb": cfg.memory_budget_mb,
         "distill": distill,
     }

@@ -39,6 +39,18 @@ def train_final(
     )
     val, student, info = s.trial(spec, "final", opts.final_epochs, final=True, qat=qat, fit_epochs=fit)
     assert student is not None
+    if info.get("stopped"):
+        # a final training the time budget cut short ships the best finished weights of this skeleton: its own,
+        # or a rung trial's when that one validated better
+        best = s.trials.best_of(s.rung_trials.get(spec.key, []))
+        if best is not None and best["val"] > val:
+            s.log.append(
+                f"time budget: the final training stopped at validation {val:.4f}; the {best['rung']} trial's weights "
+                f"({best['epochs']} epochs on the rung samples, validation {best['val']:.4f}) ship instead"
+            )
+            student, val = s.trials.load_model(best), best["val"]
+            info = {**info, "val_scores": best["info"].get("val_scores"), "shipped": best["rung"]}
+            qat = False
     quality = _test_quality(s.task, student, teacher_outputs)
     chosen = ChosenStudent(
         candidate=f"{spec.key}-{scheme}",

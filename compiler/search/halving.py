@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,12 +26,23 @@ class Halving:
     rungs: list[RungRecord] = field(default_factory=list)
 
 
-def run_rungs(s: Search, feasible: Sequence[SkeletonSpec], costs: dict[str, list[CandidateRecord]]) -> Halving:
-    opts, task = s.opts, s.task
+def run_rungs(
+    s: Search,
+    feasible: Sequence[SkeletonSpec],
+    costs: dict[str, list[CandidateRecord]],
+    rung_epochs: Sequence[int] | None = None,
+    rung_seconds: float | None = None,
+) -> Halving:
+    """The rungs over ``feasible``, with ``rung_epochs`` (default: the configured ones; a time budget's plan
+    may give rung 0 fewer); ``rung_seconds``: rung 0's share of a time budget."""
+    opts = s.opts
     out = Halving()
     alive = list(feasible)
     latency = {sp.key: min(c.latency_ms for c in costs[sp.key] if c.feasible) for sp in feasible}
-    for r, epochs in enumerate(opts.rung_epochs):
+    epochs_of = list(rung_epochs if rung_epochs is not None else opts.rung_epochs)
+    for r, epochs in enumerate(epochs_of):
+        if epochs < 1:
+            continue
         if not alive:
             break
         if r > 0:
@@ -44,7 +55,7 @@ def run_rungs(s: Search, feasible: Sequence[SkeletonSpec], costs: dict[str, list
             if fastest not in promoted:
                 promoted.append(fastest)
             alive = promoted
-            if len(alive) == 1 and r == len(opts.rung_epochs) - 1:
+            if len(alive) == 1 and r == len(epochs_of) - 1:
                 break
         # shrink the rung to the time left (estimated from what earlier trials took)
         est_epoch = estimated_epoch_seconds(out.rungs, full=False)
@@ -60,7 +71,16 @@ def run_rungs(s: Search, feasible: Sequence[SkeletonSpec], costs: dict[str, list
         per_sample: dict[str, float] = {}
         eval_s: list[float] = []
         for i, sp in enumerate(alive):
-            val, _, tinfo = s.trial(sp, f"rung {r}", epochs, index=f"{i + 1}/{len(alive)} ")
+            # rung 0 under a time budget: the first trial's first epoch, timed, fits the rung's epochs to its share
+            # of the budget (the plan's step costs come from a stand-in loss); the other trials take that count
+            fit = _rung_fit(rung_seconds, len(alive), epochs) if r == 0 and i == 0 and rung_seconds else None
+            val, _, tinfo = s.trial(sp, f"rung {r}", epochs, index=f"{i + 1}/{len(alive)} ", fit_epochs=fit)
+            if fit is not None and tinfo.get("epochs") and tinfo["epochs"] != epochs:
+                s.log.append(
+                    f"time budget: rung 0 trains {tinfo['epochs']} epoch(s) a candidate, not {epochs} (its first "
+                    "epoch, timed, left no time for more)"
+                )
+                epochs = int(tinfo["epochs"])
             out.scores[sp.key] = (r, val)
             out.val_scores[sp.key] = np.asarray(tinfo["val_scores"]) if tinfo.get("val_scores") else None
             if tinfo.get("epoch_train_s") and tinfo.get("samples"):
@@ -71,8 +91,8 @@ def run_rungs(s: Search, feasible: Sequence[SkeletonSpec], costs: dict[str, list
                 rung=r,
                 epochs=epochs,
                 skeletons=[sp.key for sp in alive],
-                samples=min(len(task.train), opts.rung_samples or len(task.train)),
-                full_samples=len(task.train),
+                samples=len(s.data(final=False).train),
+                full_samples=len(s.data(final=True).train),
                 seconds=time.perf_counter() - rung_t0,
                 # measured per trial: training seconds per sample and per-epoch evaluation seconds
                 train_s_per_sample=sum(per_sample.values()) / len(per_sample) if per_sample else None,
@@ -81,6 +101,26 @@ def run_rungs(s: Search, feasible: Sequence[SkeletonSpec], costs: dict[str, list
             )
         )
     return out
+
+
+def _rung_fit(seconds: float, trials: int, planned: int) -> Callable[[float | None, int], int]:
+    """Rung 0's first trial (see :func:`adaptc.distill.distill`'s ``fit_epochs``): ``planned`` epochs, and after
+    its first epoch the most (at least one, at most ``planned``) such that it and the ``trials - 1`` after it, at
+    the measured epoch time, end within ``seconds`` of its start (counted once the teacher's pass is done: the
+    plan gives that pass its own share)."""
+    start: list[float] = []
+
+    def fit(measured: float | None, done: int) -> int:
+        n = planned
+        if measured is None:
+            start.append(time.perf_counter())
+        else:
+            left = (start[0] if start else time.perf_counter()) + seconds - time.perf_counter()
+            while n > 1 and ((n - done) + (trials - 1) * n) * measured > left:
+                n -= 1
+        return n
+
+    return fit
 
 
 def estimated_epoch_seconds(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,13 @@ from ..core.search_options import SearchOptions
 from ..errors import AdaptcError, BudgetError
 from ..profiles import DeviceProfile
 from ..report.schema import CandidateRecord, CostPoint, NotCosted, RungScore, SearchPoint, SearchReport
-from ..store import BuildStore
+from ..store import BuildStore, stable_hash
 from ..tasks.base import Task
 from .config import SearchConfig, config_record, resolve_config, validate_widths
 from .final import train_final
 from .halving import run_rungs
 from .pareto import plot_pareto
+from .plan import RUNG0_SHARE, Costs, Plan, make_plan, measure_costs
 from .select import cost_pareto, nearest_message, select
 from .space import SkeletonSpec
 from .state import Search
@@ -47,6 +49,28 @@ def _tally(
     )
 
 
+def planned(s: Search, feasible: list[SkeletonSpec], params: dict[str, int]) -> tuple[Plan, Costs]:
+    """The search's plan, made once per build folder: a rerun (after an interruption) reuses it, so its trials
+    are the same and resume."""
+    key = stable_hash(
+        {
+            "plan": 1,
+            "teacher": s.teacher_fp,
+            "data": s.data_fp,
+            "skeletons": sorted(params),
+            "options": repr(s.opts),
+            "threads": s.threads,
+        }
+    )
+    rec = s.store.get(key)
+    if rec is not None:
+        return Plan(**rec["plan"]), Costs(**rec["costs"])
+    costs = measure_costs(s, feasible)
+    plan = make_plan(s, feasible, costs, params)
+    s.store.put(key, "search_plan", {"plan": asdict(plan), "costs": asdict(costs)})
+    return plan, costs
+
+
 def run_search(
     task: Task,
     profile: DeviceProfile,
@@ -56,6 +80,7 @@ def run_search(
     seed: int = 0,
     teacher_outputs: np.ndarray | None = None,
     options: SearchConfig | SearchOptions | Mapping[str, Any] | bool | None = None,
+    deadline: float | None = None,
 ) -> tuple[nn.Module, SearchReport]:
     """Find and train the student; returns (student, the report's search section). ``options``: what the user
     set (over the task's ``search_defaults``), or a resolved :class:`SearchConfig`; ``teacher_outputs``: the teacher's on the test split, if the caller
@@ -63,6 +88,8 @@ def run_search(
     the section) when no candidate fits."""
     opts = options if isinstance(options, SearchConfig) else resolve_config(task, options)
     s = Search(task, profile, store, out_dir, seed, opts)
+    if deadline is not None:  # (the build's: its time budget less the time kept for exporting)
+        s.deadline = deadline
     t0 = time.perf_counter()
     specs = s.specs()
     all_costs = s.costs(specs)
@@ -104,18 +131,40 @@ def run_search(
         err.search = report  # type: ignore[attr-defined]
         raise err
 
-    # time budget check: can the smallest feasible skeleton train even one epoch?
-    if opts.time_budget_s is not None:
-        small = min(feasible, key=lambda sp: min(c.params for c in all_costs[sp.key]))
-        need = s.epoch_seconds(small)
-        if need > s.remaining():
+    # the plan: from measured step costs, what the time budget allows (or how long the search will take)
+    params = {sp.key: min(c.params for c in all_costs[sp.key]) for sp in feasible}
+    plan, costs = planned(s, feasible, params)
+    report.plan = plan.record(costs)
+    s.log += plan.notes
+    for note in plan.notes:
+        progress.current().message(f"[yellow]time budget: {note}[/yellow]")
+    progress.current().message(
+        f"search plan: {len(plan.skeletons)} candidates at rung 0 ({plan.rung0_epochs} epochs on "
+        f"{plan.rung_samples:,} samples), final training on {plan.samples:,} samples; "
+        + (
+            f"expected about {plan.expected_s / 60:.0f} min"
+            if plan.budget_s is None
+            else f"{plan.budget_s:.0f} s left for the search"
+        )
+    )
+    if plan.budget_s is not None:
+        small = min(costs.step_s.values()) + (0.0 if costs.cached else costs.teacher_s)
+        need = opts.distill.batch_size * (small + (costs.teacher_s if costs.cached else 0.0))
+        if need > plan.budget_s:
             raise AdaptcError(
-                f"the time budget of {opts.time_budget_s:g} s allows no trial: one distillation epoch of the "
-                f"smallest candidate ({small.key}) takes about {need:.1f} s and {max(0.0, s.remaining()):.1f} s "
-                f"are left after the cost filter"
+                f"the time budget of {opts.time_budget_s:g} s allows no trial: one training batch of the smallest "
+                f"candidate takes about {need:.1f} s and {max(0.0, plan.budget_s):.1f} s are left for the search"
             )
-
-    halving = run_rungs(s, feasible, all_costs)
+    s.samples = plan.samples if plan.samples < plan.full_samples else None
+    s.rung_samples = plan.rung_samples if plan.rung_samples < plan.samples else opts.rung_samples
+    rung0 = [sp for sp in feasible if sp.key in plan.skeletons]
+    halving = run_rungs(
+        s,
+        rung0,
+        all_costs,
+        [plan.rung0_epochs, *list(opts.rung_epochs)[1:]],
+        rung_seconds=RUNG0_SHARE * plan.budget_s if plan.budget_s is not None else None,
+    )
     sel = select(flat, halving, opts.quality_tolerance)
     spec = next(sp for sp in specs if sp.key == sel.chosen["skeleton"])
     student, chosen = train_final(s, spec, sel.chosen["scheme"], halving, teacher_outputs, sel.unresolved)

@@ -18,13 +18,15 @@ from torch import nn
 
 from ..core import progress
 from ..distill import DistillConfig, distill
+from ..distill.cache import register_subset
+from ..distill.dense_cache import release_memory
 from ..distill.schedule import assistant_width, needs_assistant
 from ..profiles import DeviceProfile
 from ..report.schema import CandidateRecord
 from ..slim import block_importance, extract_skeleton, max_droppable
 from ..store import BuildStore, data_fingerprint, model_fingerprint, stable_hash
 from ..tasks.base import Task
-from ..tasks.training import torch_threads
+from ..tasks.training import torch_threads, training_threads
 from .config import SearchConfig, validate_widths
 from .space import SkeletonSpec, candidate_costs, search_schemes, skeleton_cost
 from .trials import TrialStore
@@ -54,18 +56,34 @@ class Search:
         self.log: list[str] = []
         self._importance: dict[int, float] | None = None
         self._skeletons: dict[str, nn.Module] = {}
-        self._rung_task: Task | None = None
+        self._data: dict[tuple[bool, int, int], Task] = {}
+        #: the rung trials of this search by skeleton (their store keys)
+        self.rung_trials: dict[str, list[str]] = {}
+        #: training samples of the final training and of each rung trial (None: all); a time budget's plan may
+        #: set fewer (adaptc.search.plan)
+        self.samples: int | None = None
+        self.rung_samples: int | None = opts.rung_samples
+        #: ``time.perf_counter()`` by which the search must end (None: no time budget)
+        self.deadline: float | None = self.t_start + opts.time_budget_s if opts.time_budget_s is not None else None
         self.keep_output = opts.keep_output_dim if opts.keep_output_dim is not None else True
         #: skeletons the cost filter skipped (see :meth:`costs`): key -> why
         self.not_costed: dict[str, str] = {}
         #: embedding models may fall back to narrowing their hidden size when no candidate keeping it fits
         self.may_narrow = opts.keep_output_dim is None and task.kind == "embedding"
+        #: host threads of training and teacher passes: the user's, else the task's distillation setting where it
+        #: changes the default (1), else by the teacher's size (adaptc.tasks.training.training_threads)
+        if opts.threads is not None:
+            self.threads: int | None = opts.threads
+        elif opts.distill.threads != 1:
+            self.threads = opts.distill.threads
+        else:
+            self.threads = training_threads(self.teacher, task.example_inputs)[0]
 
     # ------------------------------------------------------------------ skeletons and their cost
     def importance(self) -> dict[int, float]:
         if self._importance is None:
             cal = self.task.val.subset(slice(0, 256))
-            with torch_threads(1):
+            with torch_threads(self.threads):
                 self._importance = block_importance(self.teacher, cal.inputs)
         return self._importance
 
@@ -157,7 +175,9 @@ class Search:
 
     # ------------------------------------------------------------------ trials
     def _cfg(self, epochs: int, spec: SkeletonSpec, **over: Any) -> DistillConfig:
-        return replace(self.opts.distill, epochs=epochs, seed=_seed_for(self.seed, spec.key), **over)
+        return replace(
+            self.opts.distill, epochs=epochs, seed=_seed_for(self.seed, spec.key), threads=self.threads, **over
+        )
 
     def trial(
         self,
@@ -178,7 +198,8 @@ class Search:
         key = stable_hash(
             {
                 "trial": 4,
-                "rung_samples": None if final else self.opts.rung_samples,
+                "rung_samples": None if final else self.rung_samples,
+                **({"samples": self.samples} if self.samples else {}),
                 "keep_output": self.keep_output,
                 "teacher": self.teacher_fp,
                 "data": self.data_fp,
@@ -188,11 +209,14 @@ class Search:
                 "epochs": "fitted" if fit_epochs else epochs,
                 "seed": self.seed,
                 "final": final,
-                "cfg": repr(replace(cfg, epochs=0) if fit_epochs else cfg),
+                # (threads change no result worth retraining for: a trial done on 1 thread serves a run on 2)
+                "cfg": repr(replace(cfg, epochs=0 if fit_epochs else cfg.epochs, threads=1)),
                 "assistant": (self.opts.assistant, self.opts.assistant_threshold) if final else None,
                 "imp": self.opts.importance,
             }
         )
+        if not final:
+            self.rung_trials.setdefault(spec.key, []).append(key)
         rec = self.trials.get(key)
         if rec is not None:
             progress.current().message(
@@ -220,19 +244,16 @@ class Search:
                 "val": ta_res.best_val,
                 "params": sum(p.numel() for p in ta.parameters()),
             }
-        task = self.task
-        if not final and self.opts.rung_samples and len(task.train) > self.opts.rung_samples:
-            if self._rung_task is None:  # one subset object for all rung trials: the teacher cache is reused
-                g = torch.Generator().manual_seed(self.seed)
-                sub = torch.randperm(len(task.train), generator=g)[: self.opts.rung_samples].sort().values
-                self._rung_task = replace(task, train=task.train.subset(sub))
-            task = self._rung_task
+        task = self.data(final)
+        ckpt = self.trials.dir / f"{key}.epochs.pt"
         res = distill(
             student,
             teacher,
             task,
             cfg,
             fit_epochs=fit_epochs,
+            checkpoint=ckpt,
+            deadline=self.deadline,
             description=f"trial {index}{spec.key} {rung} ("
             f"{f'up to {epochs}' if fit_epochs else epochs} epochs{', QAT' if qat else ''})",
         )
@@ -249,6 +270,8 @@ class Search:
         )
         if res.best_val_scores is not None:  # the best epoch's per-sample validation scores (sampling error)
             info["val_scores"] = [float(v) for v in res.best_val_scores]
+        if res.stopped:
+            info["stopped"] = res.stopped
         self.trials.put(
             key,
             skeleton=spec.key,
@@ -260,7 +283,33 @@ class Search:
             model=res.model,
             info=info,
         )
+        ckpt.unlink(missing_ok=True)  # the trial is stored: its epoch checkpoint is done
+        release_memory()
         return res.best_val, res.model, info
+
+    def data(self, final: bool) -> Task:
+        """The task with the training samples a trial uses: for the final training the first ``samples`` of a
+        seeded permutation (all when not set), for a rung trial the first ``rung_samples`` of them -- a subset of
+        the final training's, so one pass of the teacher (cached) serves both."""
+        n = len(self.task.train)
+        n_final = min(n, self.samples or n)
+        n_rung = min(n_final, self.rung_samples or n_final)
+        key = (final, n_final, n_rung)
+        if key not in self._data:
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
+            final_idx = perm[:n_final].sort().values
+            if (True, n_final, n_final) not in self._data:  # one split object: its teacher cache is shared
+                whole = self.task.train if n_final == n else self.task.train.subset(final_idx)
+                self._data[(True, n_final, n_final)] = replace(self.task, train=whole) if n_final < n else self.task
+            whole = self._data[(True, n_final, n_final)].train
+            if final or n_rung == n_final:
+                self._data[key] = replace(self.task, train=whole) if n_final < n else self.task
+            else:
+                pos = torch.searchsorted(final_idx, perm[:n_rung].sort().values)
+                rung = whole.subset(pos)
+                register_subset(rung, whole, pos)  # the rung trials read the final training's teacher cache
+                self._data[key] = replace(self.task, train=rung)
+        return self._data[key]
 
     def _use_assistant(self, student_params: int, spec: SkeletonSpec) -> bool:
         if self.opts.assistant == "off" or spec.width >= 1.0:
@@ -270,9 +319,9 @@ class Search:
         return needs_assistant(self.teacher_params, student_params, self.opts.assistant_threshold)
 
     def remaining(self) -> float:
-        if self.opts.time_budget_s is None:
+        if self.deadline is None:
             return math.inf
-        return self.opts.time_budget_s - (time.perf_counter() - self.t_start)
+        return self.deadline - time.perf_counter()
 
     def epoch_seconds(self, spec: SkeletonSpec) -> float:
         """A quick estimate of one distillation epoch of a skeleton (a few timed steps)."""

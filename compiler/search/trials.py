@@ -100,5 +100,25 @@ class TrialStore:
             raise AdaptcError(f"{out_dir}: no finished final training in this build folder (search off, or unfinished)")
         return model
 
+    def best_of(self, keys: list[str]) -> dict[str, Any] | None:
+        """Of the stored trials ``keys``, the one with the best validation metric (None: none stored)."""
+        recs = [r for r in (self.get(k) for k in keys) if r is not None]
+        return max(recs, key=lambda r: r["val"], default=None)
+
+    def finished(self) -> list[dict[str, Any]]:
+        """Every stored trial, oldest first: skeleton, rung, epochs, validation metric, seconds (and why it
+        stopped early, when it did)."""
+        rows = self.store.connection.execute(
+            "SELECT skeleton, rung, epochs, val, seconds, info FROM trials ORDER BY created"
+        ).fetchall()
+        out = []
+        for sk, rung, epochs, val, secs, info in rows:
+            rec = {"skeleton": sk, "rung": rung, "epochs": epochs, "val": val, "seconds": round(secs, 1)}
+            stopped = json.loads(info or "{}").get("stopped")
+            if stopped:
+                rec["stopped"] = stopped
+            out.append(rec)
+        return out
+
     def count(self) -> int:
         return int(self.store.connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0])

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -22,10 +22,20 @@ from ..core.search_options import SearchOptions
 
 @dataclass
 class Split:
-    """One data split: model inputs (one tensor per model input, batch first) and optional targets."""
+    """One data split: model inputs (one tensor per model input, batch first) and optional targets.
+
+    The tensors may be in memory or memory-mapped files on disk (a *streamed* split, made by
+    ``adaptc.tasks.data``: ``image_folder``, ``split_from_dataset``, ``split_from_arrays``). Code that indexes
+    rows (``t[idx]``, :meth:`batches`) reads only those rows of a streamed split; ``spool_dir`` is then the
+    folder on disk where :meth:`subset` gathers index subsets too large to hold in memory.
+    """
 
     inputs: tuple[torch.Tensor, ...]
     targets: torch.Tensor | None = None
+    #: streamed splits: a folder on disk for rows gathered by ``subset`` (None: in memory, the usual case)
+    spool_dir: Path | None = field(default=None, repr=False, compare=False)
+    #: an index subset of a streamed split larger than this (bytes of its inputs) is gathered into a file
+    subset_in_memory_bytes: ClassVar[int] = 64 << 20
 
     def __post_init__(self) -> None:
         if isinstance(self.inputs, torch.Tensor):
@@ -40,6 +50,11 @@ class Split:
     def __len__(self) -> int:
         return len(self.inputs[0])
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the inputs if all were in memory (of a streamed split: the size of its files' data)."""
+        return sum(t.element_size() * t.numel() for t in self.inputs)
+
     def batches(
         self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
     ) -> Iterator[tuple[tuple[torch.Tensor, ...], torch.Tensor | None]]:
@@ -50,12 +65,29 @@ class Split:
             yield tuple(t[idx] for t in self.inputs), (self.targets[idx] if self.targets is not None else None)
 
     def subset(self, idx: Sequence[int] | torch.Tensor | slice) -> Split:
+        """The rows ``idx``. A slice is a view (of a streamed split: still on disk); indices copy the rows, into
+        memory, or for a streamed split whose subset exceeds ``subset_in_memory_bytes`` into a temporary file
+        under ``spool_dir`` (read chunk by chunk: memory stays bounded)."""
+        y = self.targets
         if isinstance(idx, slice):
-            return Split(tuple(t[idx] for t in self.inputs), self.targets[idx] if self.targets is not None else None)
+            return Split(
+                tuple(t[idx] for t in self.inputs), y[idx] if y is not None else None, spool_dir=self.spool_dir
+            )
         idx = torch.as_tensor(idx, dtype=torch.long)
-        return Split(tuple(t[idx] for t in self.inputs), self.targets[idx] if self.targets is not None else None)
+        if self.spool_dir is not None and idx.dim() == 1 and len(idx):
+            first = int(idx[0])
+            if first >= 0 and first + len(idx) <= len(self) and bool((idx[1:] - idx[:-1] == 1).all()):  # a run: a view
+                return self.subset(slice(first, first + len(idx)))
+            if len(idx) * self.nbytes > self.subset_in_memory_bytes * len(self):
+                from .spool import gather_rows
+
+                inputs = tuple(gather_rows(t, idx, self.spool_dir) for t in self.inputs)
+                return Split(inputs, y[idx] if y is not None else None, spool_dir=self.spool_dir)
+        return Split(tuple(t[idx] for t in self.inputs), y[idx] if y is not None else None, spool_dir=self.spool_dir)
 
     def numpy_inputs(self) -> tuple[np.ndarray, ...]:
+        """The inputs as NumPy arrays sharing the tensors' memory (of a streamed split: views of the files;
+        whatever reads all their rows reads the whole split from disk)."""
         return tuple(t.detach().cpu().numpy() for t in self.inputs)
 
 

@@ -34,6 +34,41 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS tells, else the CPU count)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+#: teacher FLOPs per sample from which training uses every usable core (below, one thread)
+MULTI_THREAD_MFLOPS = 100.0
+
+
+def training_threads(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) -> tuple[int, float]:
+    """Host threads for training students of ``model`` and running it: every usable core when its forward pass
+    costs at least :data:`MULTI_THREAD_MFLOPS` per sample, else one. Returns (threads, MFLOPs per sample).
+
+    Counted, not timed, so that the same model on the same machine always trains on the same number of threads
+    (thread counts change float summation order, and a timing would change with the machine's load). From the
+    throughput table of benchmarks/scale_bench.py (2 cores, idle): the text recogniser (1.7 GFLOPs) distils 1.66x
+    faster on two threads; digits (5 MFLOPs) 1.28x -- but a tiny model's threads mostly wait on each other, and
+    with other busy processes on the cores digits stepped 5-10x slower on two threads than on one (observed
+    while tests ran beside it), while it trains in seconds either way: one thread is the robust choice there."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        with FlopCounterMode(display=False) as fc, torch.no_grad():
+            model.eval()(*example_inputs)
+        mflops = fc.get_total_flops() / 1e6 / max(1, len(example_inputs[0]))
+    except Exception:  # a model the counter cannot follow: one thread, as before
+        return 1, 0.0
+    return (usable_cores() if mflops >= MULTI_THREAD_MFLOPS else 1), mflops
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed % 2**32)
