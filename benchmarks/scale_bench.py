@@ -124,7 +124,10 @@ def _build(args: list[str], out: Path, log: Path) -> dict:
     t0 = time.perf_counter()
     with open(log, "w") as f:
         rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    wall = time.perf_counter() - t0
+    return _summary(args, out, log, rc, time.perf_counter() - t0)
+
+
+def _summary(args: list[str], out: Path, log: Path, rc: int, wall: float) -> dict:
     text = log.read_text()
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     rep = json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else {}
@@ -144,14 +147,28 @@ def _build(args: list[str], out: Path, log: Path) -> dict:
         "search_seconds": search.get("seconds"),
         "chosen_student": {k: ch.get(k) for k in ("skeleton", "scheme", "final_epochs", "val", "test", "test_retention", "params")},
         "teacher_metric": ((rep.get("task") or {}).get("teacher") or {}).get("metric"),
-        "shipped": {k: chosen.get(k) for k in ("file", "scheme", "size_bytes", "metric", "budgets", "status")} if chosen else None,
+        "shipped": {
+            "file": chosen["file"], "scheme": chosen["scheme"], "status": chosen["status"],
+            "size_bytes": (chosen.get("size") or {}).get("value"),
+            "metric": ((chosen.get("parity") or {}).get("metric") or {}).get("value"),
+            "fits_budgets": chosen.get("fits_budgets"), "budgets": chosen.get("budgets"),
+        } if chosen else None,
         "log_tail": text.splitlines()[-12:],
     }
+
+
+def refresh(section: str, out: Path, log: Path, args: list[str]) -> None:
+    """Re-read a finished build's report and log into its section (no rebuild)."""
+    allr = json.loads(RESULTS.read_text())
+    old = allr[section]
+    new = _summary(args, out, log, old["exit_code"], old["wall_s"])
+    _save(section, new)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sections", nargs="+", choices=["prepare", "throughput", "recognizer", "detector"])
+    ap.add_argument("--refresh", action="store_true", help="re-read finished builds' reports (no rebuild)")
     ap.add_argument("--work", type=Path, default=Path("scale-bench-work"), help="data and build folders")
     ap.add_argument("--train", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
@@ -167,12 +184,18 @@ def main() -> None:
             args = ["--task", "benchmarks.scale_tasks:recognizer_on_disk", "-O", f"data={work / 'recognizer-data'}",
                     "--device", "rv1126-cam", "--time-budget", "1800", "--memory-budget", "4000", "--seed", str(a.seed),
                     "--runs", "30"]
-            _save(f"recognizer_seed{a.seed}", _build(args, out, work / f"recognizer-seed{a.seed}.log"))
+            if a.refresh:
+                refresh(f"recognizer_seed{a.seed}", out, work / f"recognizer-seed{a.seed}.log", args)
+            else:
+                _save(f"recognizer_seed{a.seed}", _build(args, out, work / f"recognizer-seed{a.seed}.log"))
         elif s == "detector":
             out = work / "detector-build"
             args = ["--task", "benchmarks.scale_tasks:detector", "-O", "samples=300", "-O", "size=384",
                     "--device", "host", "--formats", "onnx", "--time-budget", "900", "--seed", str(a.seed), "--runs", "20"]
-            _save("detector", _build(args, out, work / "detector.log"))
+            if a.refresh:
+                refresh("detector", out, work / "detector.log", args)
+            else:
+                _save("detector", _build(args, out, work / "detector.log"))
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ from .taps import Captured, Taps
 _SPILL_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("adaptc_spill_dir", default=None)
 #: free disk space a spilled cache leaves untouched
 DISK_MARGIN = 2 << 30
+#: the most bytes of captured tensors one batch of the teacher's pass holds (float32)
+PASS_BYTES = 512 << 20
 
 
 @contextlib.contextmanager
@@ -249,43 +251,18 @@ def make(
     full_h = wanted.every_layer()
     full, kept = size(keep_of(full_h)), size(keep_of(wanted))
     what = f"teacher outputs over the {n:,} training samples (one pass, for all trials)"
-    common = dict(batch_size=batch_size, description=what)
-    if full <= budget_bytes:
-        return DenseTeacherCache(
-            teacher,
-            split,
-            transform,
-            shapes,
-            keep_of(full_h),
-            on_disk=False,
-            holding=full_h,
-            estimated_bytes=full,
-            **common,  # type: ignore[arg-type]
-        )
-    if kept <= budget_bytes:
-        return DenseTeacherCache(
-            teacher,
-            split,
-            transform,
-            shapes,
-            keep_of(wanted),
-            on_disk=False,
-            holding=wanted,
-            estimated_bytes=kept,
-            **common,  # type: ignore[arg-type]
-        )
-    if full + DISK_MARGIN <= _free_disk(_SPILL_DIR.get()):
-        return DenseTeacherCache(
-            teacher,
-            split,
-            transform,
-            shapes,
-            keep_of(full_h),
-            on_disk=True,
-            holding=full_h,
-            estimated_bytes=full,
-            **common,  # type: ignore[arg-type]
-        )
+    # the pass's batch holds every captured tensor in float32: at most PASS_BYTES of them (CRAFT at 384 x 384
+    # captures about 200 MB a sample: 64 at once ran a 24 GB machine out of memory)
+    captured = sum(4 * math.prod(sh) for ss in shapes.values() for sh in ss)
+    batch_size = max(1, min(batch_size, PASS_BYTES // max(1, captured)))
+    # cheapest first: every layer in memory, the student's layers in memory, every layer on disk
+    for holding, nbytes, on_disk in ((full_h, full, False), (wanted, kept, False), (full_h, full, True)):
+        room = nbytes + DISK_MARGIN <= _free_disk(_SPILL_DIR.get()) if on_disk else nbytes <= budget_bytes
+        if room:
+            return DenseTeacherCache(
+                teacher, split, transform, shapes, keep_of(holding), on_disk=on_disk, holding=holding,
+                estimated_bytes=nbytes, batch_size=batch_size, description=what,
+            )  # fmt: skip
     progress.current().message(
         f"[yellow]teacher outputs over the training split ({full / 2**30:.1f} GiB) fit neither the memory budget "
         f"({budget_bytes / 2**30:.1f} GiB) nor the free disk: the teacher runs on every batch[/yellow]"

@@ -100,8 +100,18 @@ def _timed(fn: Any, repeats: int = 2) -> float:
 
 
 def measure_costs(s: Search, specs: Sequence[SkeletonSpec]) -> Costs:
+    """Seconds per sample of the teacher's pass and of each skeleton's training step, timed on a probe batch:
+    up to 16 samples, fewer for a heavy teacher (about a second's worth of forward passes: a teacher at a
+    second a sample, like CRAFT at 384 x 384, is probed on 2), so that probing costs a small part of a budget."""
     task = s.task
-    bs = min(16, s.opts.distill.batch_size, len(task.train))
+    with torch_threads(s.threads), torch.no_grad():
+        one = tuple(t[:1] for t in task.train.inputs)
+        one = task.batch_transform(one) if task.batch_transform is not None else one
+        s.teacher(*one)  # (warm-up)
+        t0 = time.perf_counter()
+        s.teacher(*one)
+        per_sample = time.perf_counter() - t0
+    bs = max(2, min(16, s.opts.distill.batch_size, len(task.train), int(1.0 / max(per_sample, 1e-6))))
     xs = tuple(t[:bs] for t in task.train.inputs)
     if task.batch_transform is not None:
         xs = task.batch_transform(xs)
@@ -119,7 +129,7 @@ def measure_costs(s: Search, specs: Sequence[SkeletonSpec]) -> Costs:
 
     with torch_threads(s.threads):
         with torch.no_grad(), Taps(s.teacher, xs) as taps:
-            teacher_s = _timed(teacher_pass) / bs
+            teacher_s = _timed(teacher_pass, 1 if bs < 16 else 2) / bs
             cached_bytes = sum(2 * h[0].numel() for h in taps.captured.hidden)
         if cached and cached_bytes * len(task.train) > cache_budget_bytes():
             # the cache will spill to disk: its pass writes gigabytes in batches of 64 (measured on the recogniser,

@@ -193,14 +193,23 @@ class Task:
         return nn.functional.cross_entropy(outputs, targets)
 
 
+#: input elements per batch of :func:`predict_torch` (256 samples of up to 16 K elements: digits, a 64 x 256
+#: word crop; 9 of a 384 x 384 RGB scene, whose activations at 256 a batch would need tens of GB)
+PREDICT_ELEMENTS = 1 << 22
+
+
 @torch.no_grad()
 def predict_torch(
     model: nn.Module,
     split: Split,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     transform: Callable[[tuple[torch.Tensor, ...]], tuple[torch.Tensor, ...]] | None = None,
 ) -> np.ndarray:
-    """The model's first output over a split, as one NumPy array."""
+    """The model's first output over a split, as one NumPy array. ``batch_size`` (default: 256, fewer for large
+    inputs, see :data:`PREDICT_ELEMENTS`)."""
+    if batch_size is None:
+        per_sample = sum(t[:1].numel() for t in split.inputs) or 1
+        batch_size = max(1, min(256, PREDICT_ELEMENTS // per_sample))
     was_training = model.training
     model.eval()
     outs = []

@@ -260,7 +260,11 @@ def make_detector_task(samples: int = 120, size: int = 128, seed: int = 0) -> Ta
         loss=box_mask_loss,
         description=f"EasyOCR CRAFT text detector (VGG16-BN U-Net) on rendered {size}x{size} scenes, 1-4 words each",
         # distillation: the teacher's maps only (the box-mask label term pulls towards boxes, not CRAFT's maps)
-        search_defaults=SearchOptions(loss_weights={"ce": 0.0}),
+        # training batches shrink with the scene's area (64 at 128 x 128, 7 at 384 x 384): activations for the
+        # backward pass grow with it
+        search_defaults=SearchOptions(
+            loss_weights={"ce": 0.0}, distill={"batch_size": max(4, int(64 * (128 / size) ** 2))}
+        ),
         info={
             "weights": f"{WEIGHTS_SOURCE}: {CRAFT_FILE}",
             "weights_file": str(wdir / CRAFT_FILE),
