@@ -593,9 +593,10 @@ def scale_builds(d: dict | None = None) -> str:
         res, plan, ch = b.get("resources") or {}, b.get("plan") or {}, b.get("chosen_student") or {}
         budget = res.get("time_budget_s")
         over = f" ({100 * (b['wall_s'] / budget - 1):+.1f}%)" if budget else ""
+        r0 = (b.get("rungs") or [{}])[0]  # what rung 0 trained (its first epoch, timed, may re-fit the plan)
         p = (f"{plan.get('train_samples', 0):,} of {plan.get('full_train_samples', 0):,} samples; rung 0: "
-             f"{len(plan.get('rung0_skeletons') or [])} candidates x {plan.get('rung0_epochs')} epoch(s) on "
-             f"{plan.get('rung_samples', 0):,}") if plan else "—"
+             f"{len(plan.get('rung0_skeletons') or [])} candidates x {r0.get('epochs', plan.get('rung0_epochs'))} "
+             f"epoch(s) on {plan.get('rung_samples', 0):,} (planned {plan.get('rung0_epochs')})") if plan else "—"
         tm = (b.get("teacher_metric") or {}).get("value")
         student = (f"{ch.get('skeleton')} {ch.get('scheme')}, {ch.get('final_epochs')} final epochs: "
                    f"{_f3(ch.get('val'))}, {_f3(ch.get('test'))}; teacher {_f3(tm)}") if ch.get("skeleton") else "—"
