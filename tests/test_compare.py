@@ -50,8 +50,12 @@ def test_damaged_model_is_a_paired_metric_regression(builds: dict[str, Path]) ->
     lo, hi = metric.delta_ci95
     assert lo <= metric.delta <= hi < 0 and "paired" in metric.note  # outside the sampling error
     assert any(r.startswith("overall accuracy: ") for r in c.regressions)
-    # a looser limit than the drop: not a regression (host medians are not judged by default)
-    assert not adaptc.compare(builds["base"], builds["damaged"], max_drop=0.9).regressions
+    # a looser limit than the drop: not a regression (host medians are not judged by default). Where the two builds
+    # shipped different schemes (the "did int8 help?" guardrail measured int8 slower on a loaded host for one of
+    # them) their sizes and estimates differ too: then only the metric is checked against the limit
+    loose = adaptc.compare(builds["base"], builds["damaged"], max_drop=0.9).regressions
+    schemes = {json.loads((builds[b] / "report.json").read_text())["chosen"] for b in ("base", "damaged")}
+    assert not (loose if len(schemes) == 1 else [r for r in loose if "accuracy" in r]), loose
     # a host tolerance judges them: a tiny one flags any slow-down of the (other) file
     strict = adaptc.compare(builds["base"], builds["damaged"], max_drop=0.9, host_tolerance=0.0)
     host = next(ch for ch in strict.rows[0].changes if ch.quantity.startswith("host"))
