@@ -303,7 +303,7 @@ class Search:
                 self._data[(True, n_final, n_final)] = replace(self.task, train=whole) if n_final < n else self.task
             whole = self._data[(True, n_final, n_final)].train
             if final or n_rung == n_final:
-                self._data[key] = replace(self.task, train=whole) if n_final < n else self.task
+                self._data[key] = self._data[(True, n_final, n_final)]
             else:
                 pos = torch.searchsorted(final_idx, perm[:n_rung].sort().values)
                 rung = whole.subset(pos)
@@ -322,18 +322,6 @@ class Search:
         if self.deadline is None:
             return math.inf
         return self.deadline - time.perf_counter()
-
-    def epoch_seconds(self, spec: SkeletonSpec) -> float:
-        """A quick estimate of one distillation epoch of a skeleton (a few timed steps)."""
-        student = self.skeleton(spec)
-        cfg = self._cfg(1, spec)
-        sub = self.task.train.subset(slice(0, min(len(self.task.train), cfg.batch_size * 3)))
-        probe = replace(self.task, train=sub, val=self.task.val.subset(slice(0, min(64, len(self.task.val)))))
-        t0 = time.perf_counter()
-        with progress.using(progress.NullReporter()):
-            distill(student, self.teacher, probe, cfg, description="probe")
-        per_batch = (time.perf_counter() - t0) / 3
-        return per_batch * math.ceil(len(self.task.train) / cfg.batch_size)
 
 
 def cost_to_dict(c: Any) -> dict[str, Any]:
