@@ -145,7 +145,8 @@ def _summary(args: list[str], out: Path, log: Path, rc: int, wall: float) -> dic
         "plan": search.get("plan"),
         "rungs": [{k: r.get(k) for k in ("rung", "epochs", "skeletons", "samples", "seconds")} for r in search.get("rungs", [])],
         "search_seconds": search.get("seconds"),
-        "chosen_student": {k: ch.get(k) for k in ("skeleton", "scheme", "final_epochs", "val", "test", "test_retention", "params")},
+        "chosen_student": {k: ch.get(k) for k in ("skeleton", "scheme", "final_epochs", "val", "test", "test_retention", "params", "fidelity", "warm_start")},
+        "search_log": search.get("log"),
         "teacher_metric": ((rep.get("task") or {}).get("teacher") or {}).get("metric"),
         "shipped": {
             "file": chosen["file"], "scheme": chosen["scheme"], "status": chosen["status"],
@@ -172,6 +173,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("scale-bench-work"), help="data and build folders")
     ap.add_argument("--train", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", action="store_true", help="a second recognizer build with the same seed (same choice?)")
     a = ap.parse_args()
     work = a.work.resolve()
     for s in a.sections:
@@ -180,14 +182,15 @@ def main() -> None:
         elif s == "throughput":
             _save("throughput", throughput())
         elif s == "recognizer":
-            out = work / f"recognizer-build-seed{a.seed}"
+            tag = f"seed{a.seed}" + ("_repeat" if a.repeat else "")
+            out = work / f"recognizer-build-{tag}"
             args = ["--task", "benchmarks.scale_tasks:recognizer_on_disk", "-O", f"data={work / 'recognizer-data'}",
                     "--device", "rv1126-cam", "--time-budget", "1800", "--memory-budget", "4000", "--seed", str(a.seed),
                     "--runs", "30"]
             if a.refresh:
-                refresh(f"recognizer_seed{a.seed}", out, work / f"recognizer-seed{a.seed}.log", args)
+                refresh(f"recognizer_{tag}", out, work / f"recognizer-{tag}.log", args)
             else:
-                _save(f"recognizer_seed{a.seed}", _build(args, out, work / f"recognizer-seed{a.seed}.log"))
+                _save(f"recognizer_{tag}", _build(args, out, work / f"recognizer-{tag}.log"))
         elif s == "detector":
             out = work / "detector-build"
             args = ["--task", "benchmarks.scale_tasks:detector", "-O", "samples=300", "-O", "size=384",

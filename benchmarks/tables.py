@@ -598,13 +598,57 @@ def scale_builds(d: dict | None = None) -> str:
              f"{len(plan.get('rung0_skeletons') or [])} candidates x {r0.get('epochs', plan.get('rung0_epochs'))} "
              f"epoch(s) on {plan.get('rung_samples', 0):,} (planned {plan.get('rung0_epochs')})") if plan else "—"
         tm = (b.get("teacher_metric") or {}).get("value")
-        student = (f"{ch.get('skeleton')} {ch.get('scheme')}, {ch.get('final_epochs')} final epochs: "
+        warm = " (warm start)" if ch.get("warm_start") else ""
+        student = (f"{ch.get('skeleton')} {ch.get('scheme')}, {ch.get('final_epochs')} final epochs{warm}: "
                    f"{_f3(ch.get('val'))}, {_f3(ch.get('test'))}; teacher {_f3(tm)}") if ch.get("skeleton") else "—"
         sh = b.get("shipped") or {}
         shipped = f"{sh.get('file')} ({_mb(sh.get('size_bytes'))})" if sh else "nothing"
         lines.append(f"| {name} | {budget or '—'} s | {b['wall_s']:.0f} s{over} | {res.get('peak_rss_mb', '—')} / "
                      f"{b.get('peak_rss_mb_time_v', '—')} MB | {b.get('teacher_passes_over_training_data')} | {p} | "
                      f"{student} | {shipped} | {b.get('status')} |")
+    return "\n".join(lines)
+
+
+# -- reliability.py: benchmarks/results/reliability.json -------------------------------------------------------
+def _yes(ok: bool | None) -> str:
+    return "—" if ok is None else ("yes" if ok else "**no**")
+
+
+def reliability(d: dict | None = None) -> str:
+    """The reliability run: fuzz campaigns, kills and resumes, a full disk, two fresh-cache builds."""
+    d = d or load("reliability.json")
+    lines = ["| check | cases | exit 0 | exit 2 | other exits | tracebacks | broke the one-line rule |",
+             "|---|---|---|---|---|---|---|"]
+    for name, c in (d.get("fuzz") or {}).get("campaigns", {}).items():
+        lines.append(f"| fuzz: {name} | {c['cases']:,} | {c['exit_0']:,} | {c['exit_2']:,} | {c['other_exits']} | "
+                     f"{c['tracebacks']} | {c['rule_broken']} |")
+    for c in (d.get("disk") or {}).get("cases", []):
+        lines.append(f"| {c['case']} | 1 | {int(c['exit'] == 0)} | {int(c['exit'] == 2)} | "
+                     f"{int(c['exit'] not in (0, 2))} | {int(c['traceback'])} | {int(len(c['lines']) != 1)} |")
+    k = d.get("kills")
+    if k:
+        phases = ", ".join(f"{p} {n}" for p, n in k["kills_by_phase"].items())
+        lines += ["", "| kills (SIGKILL) | runs | half-written files seen | finished records redone (kept) | "
+                  "tracebacks | same choice | same metrics |", "|---|---|---|---|---|---|---|",
+                  f"| {k['kills']} ({phases}) | {k['runs']} | {k['half_written_files_seen']} | "
+                  f"{k['finished_records_redone']} ({k['finished_records_kept']}) | {k['tracebacks']} | "
+                  f"{_yes(k['same_choice'])} | {_yes(k['same_metrics'])} |"]
+    sd = d.get("seeds")
+    if sd:
+        a, b = sd["runs"]
+        lines += ["", "| fresh-cache builds, seed 0 | teacher test | student | val / test | shipped | "
+                  "byte-identical artifacts |", "|---|---|---|---|---|---|"]
+        for i, r in enumerate((a, b), 1):
+            lines.append(f"| build {i} (exit {r['exit']}, {r['seconds']:.0f} s) | {_f3(r['teacher_test'])} | "
+                         f"{r['student']} | {_f3(r['val'])} / {_f3(r['test'])} | {r['chosen']} | "
+                         f"{', '.join(sd['byte_identical']) or 'none'} |")
+        timing = (" (the shipped file differs: the int8 guardrail's host timing decided it, see "
+                  "formats-and-schemes.md)") if sd.get("shipped_by_host_timing") else ""
+        lines += ["", f"Same teacher: {_yes(sd['same_teacher'])}; same choice: {_yes(sd['same_choice'])}{timing}; same "
+                  f"metrics: {_yes(sd['same_metrics'])}; not byte-identical: "
+                  f"{', '.join(sd['not_byte_identical']) or 'none'}."]
+    lines += ["", f"Run {d.get('created', '?')} on {d.get('host', {}).get('cpu', 'this host')} "
+              "(`python benchmarks/reliability.py fuzz kills disk seeds`)."]
     return "\n".join(lines)
 
 
@@ -631,6 +675,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "quant": quant_table,
     "scale-throughput": scale_throughput,
     "scale-builds": scale_builds,
+    "reliability": reliability,
 }
 
 #: benchmark (its script's name without ``.py`` / ``_bench``) -> the tables its results feed
@@ -644,6 +689,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "predictor": ("predictor", "predictor-families", "predictor-macs", "predictor-runs", "calibration"),
     "quant": ("quant",),
     "scale": ("scale-throughput", "scale-builds"),
+    "reliability": ("reliability",),
 }
 
 

@@ -40,3 +40,7 @@ class OutputError(AdaptcError):
 
 class ModelFileError(AdaptcError):
     """A model file that is not a readable ONNX / TFLite file."""
+
+
+class StateError(AdaptcError):
+    """A build folder's state store (``.adaptc/state.sqlite``) is corrupt or not adaptc's."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -19,10 +20,72 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import StateError
+
 
 def scores_key(key: str) -> str:
     """The key of an artifact record's per-sample test scores (stored beside the record)."""
     return key + "#scores"
+
+
+#: the tables a build's state store holds (the search's trial store adds ``trials``)
+_TABLES = {"stages": ["key", "stage", "value", "created"], "trials": None}
+
+
+def store_problem(path: Path) -> str | None:
+    """What is wrong with an existing state store, in words (None: it is an adaptc store that reads)."""
+    try:
+        conn = sqlite3.connect(str(path), timeout=30)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            foreign = sorted(tables - set(_TABLES))
+            if foreign:
+                return f"is not an adaptc build state (it has the table(s) {', '.join(foreign)})"
+            if "stages" in tables:
+                cols = [r[1] for r in conn.execute("PRAGMA table_info(stages)")]
+                if cols != _TABLES["stages"]:
+                    return f"is not an adaptc build state (its stages table has the columns {', '.join(cols)})"
+            check = conn.execute("PRAGMA quick_check").fetchone()
+            if check is None or check[0] != "ok":
+                return f"is corrupt (SQLite's check: {check[0] if check else 'no answer'})"
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        return f"is corrupt or not a database ({e})"
+    return None
+
+
+def check_store(out_dir: Path, resume: bool) -> str | None:
+    """Before a build's long work: its folder's state store must read. A corrupt or foreign one stops a resuming
+    build (:class:`StateError`, naming the way past it); without resuming it is moved aside (the artifacts stay)
+    and a fresh one started. Returns the warning of a store moved aside, else None."""
+    path = out_dir / ".adaptc" / "state.sqlite"
+    if not path.exists():
+        return None
+    problem = store_problem(path)
+    if problem is None:
+        return None
+    if resume:
+        raise StateError(
+            f"the build state {path} {problem}: run again with --no-resume (a fresh state; the artifacts in "
+            f"{out_dir} stay) or `adaptc clean {out_dir}` first"
+        )
+    aside = path.with_name(f"state.sqlite.unreadable-{time.strftime('%Y%m%d-%H%M%S')}")
+    path.rename(aside)
+    for extra in ("-wal", "-shm"):
+        Path(f"{path}{extra}").unlink(missing_ok=True)
+    return f"the build state {path} {problem}: moved aside to {aside.name}; a fresh one was started"
+
+
+def clean_state(out_dir: Path) -> list[Path]:
+    """Remove a build folder's state (``.adaptc/``: the state store, trials, checkpoints, spilled teacher
+    outputs), keeping its artifacts and reports. Returns what was removed."""
+    state = out_dir / ".adaptc"
+    if not state.is_dir():
+        return []
+    removed = sorted(state.iterdir())
+    shutil.rmtree(state)
+    return removed
 
 
 class BuildStore:

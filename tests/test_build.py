@@ -274,3 +274,46 @@ def test_api_budget_error_carries_report(tmp_path: Path) -> None:
     with pytest.raises(BudgetError) as ei:
         adaptc.build("digits", prof, tmp_path / "b", formats=["onnx"], measure_host=False, search=False)
     assert ei.value.report.status == "no_fit"  # type: ignore[attr-defined]
+
+
+def _strict_json(text: str) -> object:
+    """JSON as strict readers take it: NaN, Infinity and -Infinity (Python's extensions) are refused."""
+
+    def refuse(name: str) -> object:
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_every_json_output_is_strict_json(pixel8_build, tmp_path: Path) -> None:
+    """No NaN or Infinity in any JSON a build writes (every file in the folder) or a command prints (--json)."""
+    out, _, _ = pixel8_build
+    files = sorted(out.rglob("*.json"))
+    assert any(f.name == "report.json" for f in files)
+    for f in files:
+        _strict_json(f.read_text())
+    for args in (
+        ["measure", str(out), "--runs", "5", "--json"],
+        ["analyze", str(out / "model.onnx"), "--json"],
+        ["predict", str(out / "model.onnx"), "--device", "pixel8", "--json"],
+        ["devices", "--json"],
+        ["tasks", "--json"],
+        ["compare", str(out), str(out), "--json"],
+    ):
+        r = run_cli(*args)
+        assert r.returncode == 0, (args, r.stderr[-2000:])
+        _strict_json(r.stdout)
+    # a non-finite figure becomes null, never NaN: what the writer does with one
+    from adaptc.core.io import json_text
+
+    assert _strict_json(json_text({"a": float("nan"), "b": [float("inf"), 1.5]})) == {"a": None, "b": [None, 1.5]}
+
+
+def test_each_artifact_says_whether_it_is_byte_identical_when_made_again(pixel8_build) -> None:
+    from adaptc.exporters import get_exporter
+
+    _, rep, _ = pixel8_build
+    made = [a for a in rep["artifacts"] if a["status"] in ("ok", "rejected")]
+    assert made and all(a["reproducible"].startswith("byte-identical") for a in made)
+    # (measured: a CoreML package's Manifest.json names its items with random identifiers)
+    assert get_exporter("coreml").reproducible.startswith("not byte-identical")

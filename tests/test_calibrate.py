@@ -104,6 +104,22 @@ def test_calibrate_rejects_a_bad_out_path(tmp_path: Path) -> None:
     assert r.returncode == 2 and "give a folder or a .yaml file" in r.stderr
 
 
+
+@pytest.mark.parametrize("flag", ["--out", "--raw"])
+def test_calibrate_checks_where_it_writes_before_measuring(tmp_path: Path, flag: str) -> None:
+    """An unwritable destination fails at once (one line, exit 2), not after the minutes of micro-benchmarks."""
+    ro = tmp_path / "read-only"
+    ro.mkdir()
+    ro.chmod(0o500)
+    if os.access(ro, os.W_OK):  # (root writes anywhere)
+        ro = Path("/proc/adaptc-not-writable")
+    target = ro / ("host.yaml" if flag == "--out" else "raw.json")
+    r = run_cli("calibrate", flag, str(target), timeout=120)
+    assert r.returncode == 2 and "cannot be written" in r.stderr, r.stderr
+    assert len([ln for ln in r.stderr.splitlines() if ln.strip()]) == 1 and "Traceback" not in r.stderr
+    assert "micro-benchmarks" not in r.stdout + r.stderr  # (refused before measuring)
+
+
 def test_shipped_host_profile_has_predictor_constants() -> None:
     from adaptc.profiles import shipped_profile_dir
 

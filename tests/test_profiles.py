@@ -89,6 +89,19 @@ MALFORMED = [
     ("no sources", yaml.safe_dump(_with("sources", [])), ["sources"]),
     ("bad name", yaml.safe_dump(_with("name", "Pixel 8!")), ["name"]),
     ("duplicate format", yaml.safe_dump(_with("formats", ["onnx", "onnx"])), ["formats", "more than once"]),
+    # limits checked before anything is built (a traceback or a hang otherwise), and keys given twice
+    ("duplicate key", yaml.safe_dump(_with("kind", "phone")) + "kind: camera\n", ["duplicate key 'kind'", "line"]),
+    ("nesting bomb", "name: " + "[" * 50_000 + "]" * 50_000 + "\n", ["nested more than 32 levels"]),
+    ("alias bomb", "a: &a [1, 1]\n" + "".join(f"{c}: &{c} [*{p}, *{p}]\n" for p, c in zip("abcdefghijklmnopqrstuvwxy",
+     "bcdefghijklmnopqrstuvwxyz")) + "name: [*z, *z, *z, *z, *z, *z, *z, *z, *z, *z, *z, *z, *z, *z, *z]\n",
+     ["more than 64 aliases"]),
+    # figures a physical device can have: finite, throughput and bandwidth in [0.001, 10^6], small integers
+    ("infinite budget", yaml.safe_dump(_with("budgets.max_latency_ms", float("inf"))), ["budgets.max_latency_ms"]),
+    ("NaN throughput", yaml.safe_dump(_with("compute.fp32_gflops", float("nan"))), ["compute.fp32_gflops"]),
+    ("impossible throughput", yaml.safe_dump(_with("compute.int8_gops", 1e9)), ["compute.int8_gops", "1000000"]),
+    ("impossible bandwidth", yaml.safe_dump(_with("memory.bandwidth_gbps", 1e-6)), ["memory.bandwidth_gbps", "0.001"]),
+    ("channel multiple too large", yaml.safe_dump(_with("channel_multiple", 512)), ["channel_multiple", "256"]),
+    ("size bomb", "sources: [" + ", ".join(["x" * 100] * 20_000) + "]\n", ["bytes, more than the 1,048,576 allowed"]),
 ]
 
 

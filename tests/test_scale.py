@@ -226,3 +226,47 @@ def test_rung0_epochs_fit_the_rungs_share_once_the_first_epoch_is_timed() -> Non
     slow = _rung_fit(5.0, trials=3, planned=6)
     slow(None, 0)
     assert slow(10.0, 1) == 1  # never fewer than one
+
+
+def test_teacher_agreement_by_kind() -> None:
+    """The graded tie-break of a metric: same top class per sample / per step, or the cosine of embeddings."""
+    import numpy as np
+
+    from adaptc.tasks.base import teacher_agreement
+
+    ref = np.zeros((2, 4, 3), dtype=np.float32)
+    ref[:, :, 0] = 1.0  # the teacher says class 0 (its most common, like a CTC blank) at most steps
+    ref[:, 1] = [0.0, 0.0, 1.0]  # and class 2 at step 1 of both samples
+    out = ref.copy()
+    assert teacher_agreement(out, ref, "sequence") == 1.0
+    out[0, 1] = [1.0, 0.0, 0.0]  # the student misses one of the teacher's two class-2 steps
+    out[1, 3] = [0.0, 1.0, 0.0]  # and says class 1 where the teacher says 0
+    # the steps where either says something else than class 0: 3; they agree on 1 (the 5 common steps do not count)
+    assert teacher_agreement(out, ref, "sequence") == pytest.approx(1 / 3)
+    assert teacher_agreement(out[:, 1], ref[:, 1], "classification") == pytest.approx(1 / 2)
+    emb = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    assert teacher_agreement(emb, emb, "embedding") == pytest.approx(1.0)
+    assert teacher_agreement(emb, emb[::-1].copy(), "embedding") == pytest.approx(0.0)
+
+
+def test_metric_that_sees_nothing_selects_by_agreement_and_final_starts_warm(digits_task, tmp_path: Path) -> None:
+    """A metric that reads 0 for every candidate (a word accuracy after a short search) cannot rank them: the
+    candidate that follows the teacher closest on validation is chosen, the report says so, and the final training
+    starts from that candidate's rung trial."""
+    import adaptc
+
+    task = replace(_digits_fixed(digits_task), metric=lambda out, split: 0.0, sample_scores=None)
+    rep = adaptc.build(
+        task, "pixel8", tmp_path / "b", formats=["onnx"], runs=5, seed=1,
+        search={"widths": (0.5, 0.25, 0.125), "rung_epochs": (1,), "final_epochs": 1, "qat": False},
+    )  # fmt: skip
+    s = rep.search
+    assert s is not None and s.chosen is not None
+    fid = {p.skeleton: p.fidelity for p in s.points}
+    assert all(f is not None and 0.0 < f <= 1.0 for f in fid.values())
+    assert s.chosen.skeleton == max(fid, key=lambda k: fid[k])
+    assert any("follows the teacher closest" in line for line in s.log), s.log
+    assert s.chosen.warm_start == {"rung": "rung 0", "epochs": 1, "val": 0.0}
+    assert s.chosen.fidelity is not None and s.chosen.fidelity >= fid[s.chosen.skeleton] - 0.2
+    md = (tmp_path / "b" / "report.md").read_text()
+    assert "starting from its rung 0 trial" in md and "agreement with the teacher" in md

@@ -7,6 +7,7 @@ computes into the model's FLOPs (the convention of :mod:`adaptc.analysis`), the 
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -258,6 +259,32 @@ class CostReport:
     output_precision: str = "fp32"
     #: the file this was computed from (None for in-memory graphs)
     source: str | None = None
+
+    @classmethod
+    def of_ops(cls, ops: list[OpCost], params: int, **rest: Any) -> CostReport:
+        """A graph's report from its ops: MACs, FLOPs and MACs per precision summed over them, the weight bytes at
+        each precision from ``params``; ``rest``: the other fields (bytes, peak, op counts, format, ...)."""
+        prec_macs: Counter[str] = Counter()
+        for o in ops:
+            if o.macs:
+                prec_macs[o.precision] += o.macs
+        return cls(
+            ops=ops,
+            macs=int(sum(o.macs for o in ops)),
+            flops=int(sum(o.flops for o in ops)),
+            params=int(params),
+            weight_bytes_at={"fp32": params * 4, "fp16": params * 2, "int8": params},
+            precision_macs=dict(prec_macs),
+            **rest,
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        """What a build's state store keeps of it (:meth:`from_record` reads it back)."""
+        return {**self.summary(), "ops": [o.__dict__ for o in self.ops], "unknown_shapes": self.unknown_shapes}
+
+    @classmethod
+    def from_record(cls, d: dict[str, Any]) -> CostReport:
+        return cls(**{k: v for k, v in d.items() if k != "ops"}, ops=[OpCost(**o) for o in d["ops"]])
 
     @property
     def mflops(self) -> float:

@@ -356,17 +356,9 @@ def analyze_onnx(model: str | Path | onnx.ModelProto, batch: int = 1) -> CostRep
             qparam_bytes += nbytes(w)
 
     peak, peak_at = _peak_activation(g, constant, nbytes)
-    macs = sum(o.macs for o in ops)
-    prec_macs: Counter[str] = Counter()
-    for o in ops:
-        if o.macs:
-            prec_macs[o.precision] += o.macs
-    return CostReport(
-        ops=ops,
-        macs=int(macs),
-        flops=int(sum(o.flops for o in ops)),
-        params=int(total_params),
-        weight_bytes_at={"fp32": total_params * 4, "fp16": total_params * 2, "int8": total_params},
+    return CostReport.of_ops(
+        ops,
+        int(total_params),
         stored_weight_bytes=int(stored_weight),
         quant_param_bytes=int(qparam_bytes),
         peak_activation_bytes=int(peak),
@@ -374,7 +366,6 @@ def analyze_onnx(model: str | Path | onnx.ModelProto, batch: int = 1) -> CostRep
         input_bytes=int(sum(nbytes(i.name) for i in g.input if i.name not in weight_names)),
         output_bytes=int(sum(nbytes(o.name) for o in g.output)),
         op_counts=dict(Counter(n.op_type for i, n in enumerate(g.node) if n.op_type != "Constant")),
-        precision_macs=dict(prec_macs),
         unknown_shapes=unknown,
         format="onnx",
         input_precision=_io_precision([i.name for i in g.input if i.name not in weight_names], dtypes),

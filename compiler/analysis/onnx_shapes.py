@@ -55,11 +55,36 @@ def load_onnx(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
     if not p.is_file():
         raise ModelFileError(f"model file {p} does not exist")
     try:
-        return onnx.load(str(p))
+        m = onnx.load(str(p))
     except Exception as e:
         raise ModelFileError(
             f"{p} is not a readable ONNX model: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
         ) from None
+    if not m.graph.output:  # (an empty file parses as an empty ModelProto)
+        raise ModelFileError(f"{p} is not an ONNX model: it has no graph outputs ({p.stat().st_size:,} bytes)")
+    return m
+
+
+def check_onnx_file(path: str | Path) -> None:
+    """A user's .onnx file (adaptc analyze / predict / measure) read and checked by the ONNX checker: a damaged file
+    that still parses (a flipped bit turns an attribute into bytes, a name into garbage) is refused in one line
+    instead of failing deep in the analysis."""
+    from ..errors import ModelFileError
+
+    m = load_onnx(path)
+    try:
+        onnx.checker.check_model(m)
+    except (onnx.checker.ValidationError, UnicodeDecodeError) as e:  # (a name that is not UTF-8 text)
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"{path} is not a valid ONNX model: {type(e).__name__}: {first}") from None
+    except ValueError:  # (a model over 2 GB is checked by path only: left to the runtime)
+        pass
+    g = m.graph
+    names = [x for n in g.node for x in (n.name, n.op_type, *n.input, *n.output)]
+    names += [v.name for v in (*g.input, *g.output, *g.initializer)]
+    bad = next((x for x in names if isinstance(x, bytes)), None)
+    if bad is not None:  # (protobuf hands a string field that is not UTF-8 over as bytes; the checker lets names be)
+        raise ModelFileError(f"{path} is not a valid ONNX model: the name {bad!r} is not UTF-8 text")
 
 
 def _missing_shapes(m: onnx.ModelProto) -> list[str]:

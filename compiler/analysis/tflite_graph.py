@@ -143,6 +143,15 @@ def _buffer_nbytes(model: Any, idx: int) -> int:
 
 def analyze_tflite(path: str | Path) -> CostReport:
     """Cost of one inference of a ``.tflite`` file (at the batch size it was exported with)."""
+    try:
+        return _analyze_tflite(path)
+    except (IndexError, KeyError) as e:  # a damaged file whose flatbuffer unpacks: an index that points nowhere
+        from ..errors import ModelFileError
+
+        raise ModelFileError(f"{path} is not a valid TFLite model: {type(e).__name__}: {str(e)[:200]}") from None
+
+
+def _analyze_tflite(path: str | Path) -> CostReport:
     model, _ = load_tflite(path)
     names = _op_names()
     sg = model.subgraphs[0]
@@ -169,7 +178,11 @@ def analyze_tflite(path: str | Path) -> CostReport:
         code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
         name = names.get(code, f"BUILTIN_{code}")
         if name == "CUSTOM":
-            cc = oc.customCode.decode() if isinstance(oc.customCode, bytes) else str(oc.customCode or "")
+            cc = (
+                oc.customCode.decode("utf-8", errors="replace")
+                if isinstance(oc.customCode, bytes)
+                else str(oc.customCode or "")
+            )
             return f"CUSTOM:{cc}"
         return name
 
@@ -200,7 +213,7 @@ def analyze_tflite(path: str | Path) -> CostReport:
 
     def tname(t: int) -> str:
         n = tensors[t].name
-        return (n.decode() if isinstance(n, bytes) else str(n)) or f"t{t}"
+        return (n.decode("utf-8", errors="replace") if isinstance(n, bytes) else str(n)) or f"t{t}"
 
     # Which weights are parameters: float / 8-bit weights, and biases of MAC ops.
     bias_inputs: set[int] = set()
@@ -359,16 +372,9 @@ def analyze_tflite(path: str | Path) -> CostReport:
     peak, peak_at = _peak_activation(
         operators, folded, constant, graph_inputs, graph_outputs, nbytes, [o.name for o in ops]
     )
-    prec_macs: Counter[str] = Counter()
-    for o in ops:
-        if o.macs:
-            prec_macs[o.precision] += o.macs
-    return CostReport(
-        ops=ops,
-        macs=int(sum(o.macs for o in ops)),
-        flops=int(sum(o.flops for o in ops)),
-        params=int(total_params),
-        weight_bytes_at={"fp32": total_params * 4, "fp16": total_params * 2, "int8": total_params},
+    return CostReport.of_ops(
+        ops,
+        int(total_params),
         stored_weight_bytes=int(stored),
         quant_param_bytes=int(qparam_bytes),
         peak_activation_bytes=int(peak),
@@ -376,7 +382,6 @@ def analyze_tflite(path: str | Path) -> CostReport:
         input_bytes=int(sum(nbytes(i) for i in graph_inputs if i not in constant)),
         output_bytes=int(sum(nbytes(o) for o in graph_outputs)),
         op_counts=dict(Counter(op_type(op) for k, op in enumerate(operators) if k not in folded)),
-        precision_macs=dict(prec_macs),
         unknown_shapes=unknown_shapes,
         format="tflite",
         source=str(Path(path).resolve()),
@@ -439,6 +444,6 @@ def tflite_io(path: str | Path) -> list[tuple[str, list[int], np.dtype]]:
     out = []
     for i in sg.inputs:
         t = sg.tensors[int(i)]
-        n = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+        n = t.name.decode("utf-8", errors="replace") if isinstance(t.name, bytes) else str(t.name)
         out.append((n, [int(v) for v in t.shape], np.dtype(np_types.get(int(t.type), np.float32))))
     return out

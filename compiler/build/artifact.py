@@ -231,6 +231,7 @@ class ArtifactBuilder:
             rep.precision = exported.precision
         rep.flags.extend(exported.notes)
         rep.sha256 = sha256_path(dest)
+        rep.reproducible = exporter.reproducible
         rep.size = Quantity.counted(path_size(dest), "bytes", "size of the file on disk")
         try:
             rep.structure = exporter.describe(dest)

@@ -180,7 +180,12 @@ def choose_overall(
     fastest / smallest: the best-ranked of the formats' choices that fit)."""
     candidates = [outcomes[f].chosen for f in formats if outcomes.get(f) and outcomes[f].chosen is not None]
     if not candidates:
-        return None, "failed", "no artifact passed the parity gate in any format"
+        made = any(r.status == "rejected" for o in outcomes.values() for r in o.reports)
+        return (
+            None,
+            "failed",
+            ("no artifact passed the parity gate in any format" if made else "no artifact could be made in any format"),
+        )
     fitting = [c for c in candidates if c is not None and c.fits_budgets is not False]
     if fitting:
         if prefer == "first" or len(fitting) == 1:

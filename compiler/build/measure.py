@@ -93,6 +93,8 @@ def input_specs(path: str | Path, runtime: str) -> list[InputSpec]:
             model = onnx.load(str(p), load_external_data=False)
         except Exception as e:  # onnx raises DecodeError and friends for a file that is not ONNX
             raise ModelFileError(f"{p} is not a readable ONNX file ({type(e).__name__}: {str(e)[:120]})") from None
+        if not model.graph.output:  # (an empty file parses as an empty ModelProto)
+            raise ModelFileError(f"{p} is not an ONNX model: it has no graph outputs ({p.stat().st_size:,} bytes)")
         weights = {t.name for t in model.graph.initializer}
         specs = []
         for i in model.graph.input:

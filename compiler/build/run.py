@@ -20,7 +20,7 @@ from torch import nn
 
 from ..core import __version__
 from ..core.formats import FORMAT_NAMES
-from ..core.io import atomic_write_json, atomic_write_text, clean_stale_temporaries, ensure_writable_dir
+from ..core.io import atomic_write_json, atomic_write_text, clean_stale_temporaries, ensure_writable_dir, folder_lock
 from ..core.ptq import EFFORTS, Effort, PTQConfig
 from ..core.quantity import GATES, PREFERS, Gate, Prefer
 from ..core.search_options import SearchOptions
@@ -33,7 +33,7 @@ from ..exporters import available_formats
 from ..measure import host_threads
 from ..profiles import DeviceProfile, load_profile
 from ..report import BuildReport, SearchReport, TaskReport, TeacherReport, render
-from ..store import BuildStore, data_fingerprint
+from ..store import BuildStore, check_store, data_fingerprint
 from ..tasks import Task, get_task, predict_torch
 from ..tasks.training import usable_cores
 from .artifact import ArtifactBuilder, ExportSettings
@@ -111,135 +111,137 @@ def build(
         raise AdaptcError(f"quant_effort must be one of {', '.join(EFFORTS)} (got {quant_effort!r})")
     out_dir = Path(out) if out is not None else default_out_dir(profile)
     ensure_writable_dir(out_dir)
-    clean_stale_temporaries(out_dir)
-    fmts = resolve_formats(profile, formats)
-    settings = ExportSettings(
-        formats=tuple(fmts),
-        max_drop=max_drop,
-        gate=gate,
-        threads=threads,
-        runs=runs,
-        measure_host=measure_host,
-        resume=resume,
-        prefer=prefer,
-        quant_effort=quant_effort,
-        ptq=ptq,
-    )
-    the_task = get_task(task, **(task_options or {}))
-    search_config = _search_config(the_task, search)
-    budget_s = search_config.time_budget_s if search_config is not None else None
-    mem_budget = _memory_budget_bytes(search_config)
-    teacher_outputs = predict_torch(the_task.model, the_task.test)
-    teacher_metric, teacher_scores = _score_teacher(the_task, teacher_outputs)
-    teacher_ci = mean_interval(teacher_scores) if teacher_scores is not None else None
-    warnings: list[str] = []
-    outcomes: dict[str, FormatOutcome] = {}
-    search_report: SearchReport | None = None
-    no_fit: BudgetError | None = None
-    interrupted: dict[str, Any] | None = None
-    with (
-        BuildStore(out_dir / ".adaptc" / "state.sqlite") as store,
-        memory_budget(mem_budget),
-        spill_to(out_dir / ".adaptc" / "spill"),
-    ):
-        model: nn.Module = the_task.model
-        try:
-            if search_config is not None:
-                from ..search import run_search
+    with folder_lock(out_dir):  # one build per folder; its temporaries are then stale and safe to remove
+        clean_stale_temporaries(out_dir)
+        moved = check_store(out_dir, resume)
+        fmts = resolve_formats(profile, formats)
+        settings = ExportSettings(
+            formats=tuple(fmts),
+            max_drop=max_drop,
+            gate=gate,
+            threads=threads,
+            runs=runs,
+            measure_host=measure_host,
+            resume=resume,
+            prefer=prefer,
+            quant_effort=quant_effort,
+            ptq=ptq,
+        )
+        the_task = get_task(task, **(task_options or {}))
+        search_config = _search_config(the_task, search)
+        budget_s = search_config.time_budget_s if search_config is not None else None
+        mem_budget = _memory_budget_bytes(search_config)
+        teacher_outputs = predict_torch(the_task.model, the_task.test)
+        teacher_metric, teacher_scores = _score_teacher(the_task, teacher_outputs)
+        teacher_ci = mean_interval(teacher_scores) if teacher_scores is not None else None
+        warnings: list[str] = [moved] if moved else []
+        outcomes: dict[str, FormatOutcome] = {}
+        search_report: SearchReport | None = None
+        no_fit: BudgetError | None = None
+        interrupted: dict[str, Any] | None = None
+        with (
+            BuildStore(out_dir / ".adaptc" / "state.sqlite") as store,
+            memory_budget(mem_budget),
+            spill_to(out_dir / ".adaptc" / "spill"),
+        ):
+            model: nn.Module = the_task.model
+            try:
+                if search_config is not None:
+                    from ..search import run_search
 
-                try:
-                    model, search_report = run_search(
-                        the_task,
-                        profile,
-                        store=store,
+                    try:
+                        model, search_report = run_search(
+                            the_task,
+                            profile,
+                            store=store,
+                            out_dir=out_dir,
+                            seed=seed,
+                            teacher_outputs=teacher_outputs,
+                            options=search_config,
+                            # the search ends early enough to leave the exports their share of a time budget
+                            deadline=t0 + budget_s - export_reserve_s(budget_s, len(fmts)) if budget_s else None,
+                        )
+                    except BudgetError as e:
+                        no_fit, search_report = e, getattr(e, "search", None)
+                if no_fit is None:
+                    builder = ArtifactBuilder(
+                        model=model,
+                        task=the_task,
+                        profile=profile,
                         out_dir=out_dir,
-                        seed=seed,
+                        store=store,
+                        settings=settings,
                         teacher_outputs=teacher_outputs,
-                        options=search_config,
-                        # the search ends early enough to leave the exports their share of a time budget
-                        deadline=t0 + budget_s - export_reserve_s(budget_s, len(fmts)) if budget_s else None,
                     )
-                except BudgetError as e:
-                    no_fit, search_report = e, getattr(e, "search", None)
-            if no_fit is None:
-                builder = ArtifactBuilder(
-                    model=model,
-                    task=the_task,
-                    profile=profile,
-                    out_dir=out_dir,
-                    store=store,
-                    settings=settings,
-                    teacher_outputs=teacher_outputs,
-                )
-                if budget_s:
-                    builder.deadline = time.monotonic() + budget_s - (time.perf_counter() - t0)
-                outcomes = builder.run(fmts)
-                warnings += builder.warnings
-        except KeyboardInterrupt:
-            interrupted = _finished_so_far(store, out_dir)
-    reason: str | None
-    if interrupted is not None:
-        chosen, status, reason, outcomes = None, "interrupted", "interrupted (Ctrl-C) before the build finished", {}
-    elif no_fit is not None:
-        chosen, status, reason = None, "no_fit", str(no_fit)
-    else:
-        chosen, status, reason = choose_overall(profile, fmts, outcomes, prefer)
-    artifacts = [r for f in fmts if f in outcomes for r in outcomes[f].reports]
-    for f in outcomes:
-        if outcomes[f].chosen is None:
-            errs = [r.error for r in outcomes[f].reports if r.error]
-            warnings.append(f"format {f}: no artifact emitted" + (f" ({errs[0]})" if errs else ""))
-    if status == "ok" and any(outcomes[f].chosen is None for f in outcomes):
-        status, reason = "partial", partial_reason(list(outcomes), outcomes)
-    for r in artifacts:
-        r.chosen = chosen is not None and r.file == chosen.file
-    report = BuildReport(
-        adaptc_version=__version__,
-        created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        duration_s=time.perf_counter() - t0,
-        status=status,  # type: ignore[arg-type]
-        status_reason=reason,
-        out_dir=str(out_dir.resolve()),
-        device=profile.model_dump(mode="json"),
-        task=TaskReport(
-            name=the_task.name,
-            description=the_task.description,
-            metric_name=the_task.metric_name,
-            kind=the_task.kind,
-            test_fingerprint=data_fingerprint(the_task.test),
-            teacher=TeacherReport(
-                params=sum(p.numel() for p in the_task.model.parameters()),
-                metric=q_torch_metric(
-                    the_task, teacher_metric, teacher_ci, len(teacher_scores) if teacher_scores is not None else 0
+                    if budget_s:
+                        builder.deadline = time.monotonic() + budget_s - (time.perf_counter() - t0)
+                    outcomes = builder.run(fmts)
+                    warnings += builder.warnings
+            except KeyboardInterrupt:
+                interrupted = _finished_so_far(store, out_dir)
+        reason: str | None
+        if interrupted is not None:
+            chosen, status, reason, outcomes = None, "interrupted", "interrupted (Ctrl-C) before the build finished", {}
+        elif no_fit is not None:
+            chosen, status, reason = None, "no_fit", str(no_fit)
+        else:
+            chosen, status, reason = choose_overall(profile, fmts, outcomes, prefer)
+        artifacts = [r for f in fmts if f in outcomes for r in outcomes[f].reports]
+        for f in outcomes:
+            if outcomes[f].chosen is None:
+                errs = [r.error for r in outcomes[f].reports if r.error]
+                warnings.append(f"format {f}: no artifact emitted" + (f" ({errs[0]})" if errs else ""))
+        if status == "ok" and any(outcomes[f].chosen is None for f in outcomes):
+            status, reason = "partial", partial_reason(list(outcomes), outcomes)
+        for r in artifacts:
+            r.chosen = chosen is not None and r.file == chosen.file
+        report = BuildReport(
+            adaptc_version=__version__,
+            created_utc=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            duration_s=time.perf_counter() - t0,
+            status=status,  # type: ignore[arg-type]
+            status_reason=reason,
+            out_dir=str(out_dir.resolve()),
+            device=profile.model_dump(mode="json"),
+            task=TaskReport(
+                name=the_task.name,
+                description=the_task.description,
+                metric_name=the_task.metric_name,
+                kind=the_task.kind,
+                test_fingerprint=data_fingerprint(the_task.test),
+                teacher=TeacherReport(
+                    params=sum(p.numel() for p in the_task.model.parameters()),
+                    metric=q_torch_metric(
+                        the_task, teacher_metric, teacher_ci, len(teacher_scores) if teacher_scores is not None else 0
+                    ),
+                    info=dict(the_task.info.items()),
                 ),
-                info=dict(the_task.info.items()),
             ),
-        ),
-        host=host_info(),
-        toolchain=toolchain_versions(),
-        settings={
-            **settings.to_dict(),
-            "host_threads": host_threads(threads or profile.cpu.threads),
-            "seed": seed,
-            "search": search_config is not None,
-            "task_options": dict(task_options or {}),
-        },
-        artifacts=artifacts,
-        chosen=chosen.file if chosen else None,
-        chosen_per_format={f: o.chosen.file for f, o in outcomes.items() if o.chosen is not None},
-        search=search_report,
-        warnings=warnings,
-        resources=_resources(search_config, mem_budget, budget_s, time.perf_counter() - t0),
-        progress=interrupted,
-    )
-    write_report(report, out_dir)
-    if interrupted is not None:
-        raise KeyboardInterrupt
-    if status == "no_fit":
-        err = BudgetError(reason or "no artifact meets the budgets")
-        err.report = report  # type: ignore[attr-defined]
-        raise err
-    return report
+            host=host_info(),
+            toolchain=toolchain_versions(),
+            settings={
+                **settings.to_dict(),
+                "host_threads": host_threads(threads or profile.cpu.threads),
+                "seed": seed,
+                "search": search_config is not None,
+                "task_options": dict(task_options or {}),
+            },
+            artifacts=artifacts,
+            chosen=chosen.file if chosen else None,
+            chosen_per_format={f: o.chosen.file for f, o in outcomes.items() if o.chosen is not None},
+            search=search_report,
+            warnings=warnings,
+            resources=_resources(search_config, mem_budget, budget_s, time.perf_counter() - t0),
+            progress=interrupted,
+        )
+        write_report(report, out_dir)
+        if interrupted is not None:
+            raise KeyboardInterrupt
+        if status == "no_fit":
+            err = BudgetError(reason or "no artifact meets the budgets")
+            err.report = report  # type: ignore[attr-defined]
+            raise err
+        return report
 
 
 def _score_teacher(task: Task, outputs: np.ndarray) -> tuple[float, np.ndarray | None]:

@@ -9,6 +9,7 @@ emitted; one line names each failed format and op); 4 ``compare --fail-on-regres
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import traceback
@@ -167,24 +168,48 @@ def main(argv: list[str] | None = None) -> int:
             return _interrupted()
         click.echo("adaptc: aborted", err=True)
         return 130
-    except _USAGE as e:
-        e.show()
+    except _USAGE as e:  # one line, as every other error: what is wrong and where the help is
+        ctx = getattr(e, "ctx", None)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        click.echo(f"adaptc: error: {_one_line(e.format_message())}{where}", err=True)
         return int(getattr(e, "exit_code", 2) or 2)
     except AdaptcError as e:
         if debug:
             traceback.print_exc()
-        click.echo(f"adaptc: error: {e}", err=True)
+        click.echo(f"adaptc: error: {_one_line(str(e))}", err=True)
         return e.exit_code
     except KeyboardInterrupt:
         return _interrupted()
-    except Exception as e:  # internal failure
+    except OSError as e:
+        if e.errno not in _NO_ROOM:
+            return _internal(e, debug)
         if debug:
             traceback.print_exc()
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        where = f" writing {e.filename}" if e.filename else ""
         click.echo(
-            f"adaptc: internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)", err=True
+            f"adaptc: error: {_one_line(f'{e.strerror or e}{where}')} (free some space, or write elsewhere)", err=True
         )
-        return 1
+        return 2
+    except Exception as e:
+        return _internal(e, debug)
+
+
+def _one_line(text: str) -> str:
+    """A message as one printable line: newlines and other control characters (a YAML key can hold any) escaped as
+    Python writes them (``\\n``, ``\\x1c``)."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+#: a full disk, a quota, a file-size limit, a read-only file system: the user's to fix (exit 2)
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
+def _internal(e: Exception, debug: bool) -> int:  # internal failure
+    if debug:
+        traceback.print_exc()
+    msg = _one_line(str(e).strip().splitlines()[0]) if str(e).strip() else ""
+    click.echo(f"adaptc: internal error: {type(e).__name__}: {msg} (rerun with --debug for the traceback)", err=True)
+    return 1
 
 
 if __name__ == "__main__":

@@ -203,21 +203,14 @@ def build(
             threads,
             memory_budget,
         )
-    # gate / prefer: plain strings from the command line, checked by the build (gate in GATES, prefer in PREFERS)
     _run(
         lambda: run_build(
             task,
             device,
             out,
-            formats=_parse_formats(formats),
-            max_drop=max_drop / 100.0,
-            gate=cast(Gate, gate),
-            prefer=cast(Prefer, prefer),
-            quant_effort=cast(Effort, quant_effort),
-            ptq=_ptq(calibration, equalize),
+            **_artifact_options(formats, max_drop, gate, prefer, quant_effort, calibration, equalize, no_resume),
             threads=measure_threads,
             runs=runs,
-            resume=not no_resume,
             seed=seed,
             search=search,
             task_options=_task_options(task_option),
@@ -257,6 +250,23 @@ def _exit_for_status(report: Any) -> None:
         raise AdaptcError(f"{report.status_reason or 'no artifact was emitted'}{detail}")
 
 
+@app.command()
+def clean(folder: Path = typer.Argument(..., help="A build folder (what --out named).")) -> None:
+    """Remove a build folder's state (.adaptc/: the state store, finished trials, checkpoints, spilled teacher
+    outputs) and keep its artifacts and reports: the next build into it starts afresh."""
+    from ..core.io import folder_lock
+    from ..store import clean_state
+
+    if not folder.is_dir():
+        raise AdaptcError(f"{folder} is not a folder")
+    if not (folder / ".adaptc").is_dir():
+        click.echo(f"{folder} has no build state (.adaptc/): nothing to remove")
+        return
+    with folder_lock(folder):  # (not under a running build)
+        removed = clean_state(folder)
+    click.echo(f"removed {folder / '.adaptc'} ({len(removed)} entries); artifacts and reports kept")
+
+
 # --------------------------------------------------------------------------------------------- export
 @app.command("export")
 def export_cmd(
@@ -283,18 +293,35 @@ def export_cmd(
             task,
             device,
             out,
-            formats=_parse_formats(formats),
-            max_drop=max_drop / 100.0,
-            gate=cast(Gate, gate),
-            prefer=cast(Prefer, prefer),
-            quant_effort=cast(Effort, quant_effort),
-            ptq=_ptq(calibration, equalize),
+            **_artifact_options(formats, max_drop, gate, prefer, quant_effort, calibration, equalize, no_resume),
             threads=threads,
             runs=runs,
-            resume=not no_resume,
             task_options=_task_options(task_option),
         )
     )
+
+
+def _artifact_options(
+    formats: str | None,
+    max_drop: float,
+    gate: str,
+    prefer: str,
+    quant_effort: str,
+    calibration: str | None,
+    equalize: bool,
+    no_resume: bool,
+) -> dict[str, Any]:
+    """What ``build`` and ``export`` pass alike to make and choose the artifacts. gate / prefer / effort: plain
+    strings from the command line, checked by the build (in GATES, PREFERS, EFFORTS)."""
+    return {
+        "formats": _parse_formats(formats),
+        "max_drop": max_drop / 100.0,
+        "gate": cast(Gate, gate),
+        "prefer": cast(Prefer, prefer),
+        "quant_effort": cast(Effort, quant_effort),
+        "ptq": _ptq(calibration, equalize),
+        "resume": not no_resume,
+    }
 
 
 def _ptq(calibration: str | None, equalize: bool) -> Any:

@@ -3,11 +3,11 @@ side by side."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
+from ..core.io import json_text
 from ..errors import AdaptcError
 from . import _console, app
 
@@ -26,7 +26,7 @@ def devices(
             raise AdaptcError("usage: adaptc devices show NAME")
         prof = load_profile(args[1])
         if as_json:
-            typer.echo(json.dumps(prof.model_dump(mode="json"), indent=2))
+            typer.echo(json_text(prof.model_dump(mode="json")))
         else:
             origin = profile_origin(prof.name)
             if origin is not None:
@@ -38,7 +38,7 @@ def devices(
     pattern = args[0] if args else "*"
     profs = list_devices(pattern)
     if as_json:
-        typer.echo(json.dumps([p.model_dump(mode="json") for p in profs], indent=2))
+        typer.echo(json_text([p.model_dump(mode="json") for p in profs]))
         return
     if not profs:
         from ..profiles import known_device_names
@@ -100,7 +100,7 @@ def tasks(
     if not infos:
         raise AdaptcError(f"no built-in task matches {pattern!r} (known: {', '.join(builtin_tasks())})")
     if as_json:
-        typer.echo(json.dumps([{"name": i.name, "summary": i.summary, "options": i.options} for i in infos], indent=2))
+        typer.echo(json_text([{"name": i.name, "summary": i.summary, "options": i.options} for i in infos]))
         return
     from rich.table import Table
 
@@ -162,7 +162,7 @@ def compare(
         ensure_writable_dir(plot.parent if str(plot.parent) else Path("."))
         plot_comparison(baseline, candidate, plot)
     if as_json:
-        typer.echo(json.dumps({**cmp.model_dump(mode="json"), "plot": str(plot) if plot else None}, indent=2))
+        typer.echo(json_text({**cmp.model_dump(mode="json"), "plot": str(plot) if plot else None}))
     else:
         from rich.table import Table
 

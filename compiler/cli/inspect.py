@@ -4,12 +4,12 @@ calibration the predictor fits."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from ..core.formats import RUNTIME_NAMES
+from ..core.io import json_text
 from ..core.schemes import PRECISIONS
 from ..errors import AdaptcError
 from . import _console, _maybe_live, _reporter, app
@@ -24,11 +24,12 @@ def analyze(
     """Cost of one inference: per-op MACs/FLOPs, parameters, weight bytes, peak activation memory."""
     from ..analysis import analyze as run_analyze
 
+    _check_user_file(model)
     cost = run_analyze(model)
     if as_json:
         d = cost.summary()
         d["ops"] = [o.__dict__ for o in cost.ops]
-        typer.echo(json.dumps(d, indent=2))
+        typer.echo(json_text(d))
         return
     from rich.table import Table
 
@@ -100,12 +101,13 @@ def measure_cmd(
         _measure_build(model, threads, runs, warmup, as_json)
         return
     threads = threads or 1
+    _check_user_file(model)
     if inputs is not None and shape:
         raise AdaptcError("give --inputs or --shape, not both (the arrays in --inputs have their shapes)")
     shapes = dict(parse_shape(s) for s in shape or [])
     m = measure_file(model, threads=threads, runs=runs, warmup=warmup, inputs=inputs, shapes=shapes, device=device)
     if as_json:
-        typer.echo(json.dumps(m.to_dict(), indent=2))
+        typer.echo(json_text(m.to_dict()))
         return
     h = m.host
     size = f"{m.size_bytes / 2**20:.2f} MB" if m.size_bytes >= 2**20 else f"{m.size_bytes / 1024:.1f} KB"
@@ -140,7 +142,7 @@ def _measure_build(folder: Path, threads: int | None, runs: int, warmup: int, as
 
     device, rows, notes = measure_build(folder, threads=threads, runs=runs, warmup=warmup)
     if as_json:
-        typer.echo(json.dumps({"device": device, "rows": [asdict(r) for r in rows], "notes": notes}, indent=2))
+        typer.echo(json_text({"device": device, "rows": [asdict(r) for r in rows], "notes": notes}))
         return
     from rich.table import Table
 
@@ -200,11 +202,12 @@ def predict(
 
     if precision is not None and precision not in PRECISIONS:
         raise AdaptcError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
+    _check_user_file(model)
     p = run_predict(model, device, precision=precision, threads=threads, runtime=runtime)
     if as_json:
         d = p.summary()
         d["ops"] = [o.__dict__ for o in p.ops]
-        typer.echo(json.dumps(d, indent=2))
+        typer.echo(json_text(d))
         return
     typer.echo(
         f"{model.name} on {p.device} ({p.runtime}, {p.threads} thread(s)): latency {p.latency_ms:.3f} ms, "
@@ -262,7 +265,7 @@ def quant_report_cmd(
     if plot is not None:
         plot_quant_report(rep, plot)
     if as_json:
-        typer.echo(json.dumps(rep.to_dict(), indent=2))
+        typer.echo(json_text(rep.to_dict()))
         return
     from rich.table import Table
 
@@ -329,3 +332,11 @@ def calibrate(
     if prof.predictor is not None:
         for rt, c in prof.predictor.runtimes.items():
             typer.echo(f"  {rt}: {c.fitted}")
+
+
+def _check_user_file(path: Path) -> None:
+    """An .onnx file given on the command line passes the ONNX checker first (see ``check_onnx_file``)."""
+    if path.suffix.lower() == ".onnx" and path.is_file():
+        from ..analysis.onnx_shapes import check_onnx_file
+
+        check_onnx_file(path)

@@ -54,6 +54,9 @@ class SearchOptions:
     #: resident memory the build may use, in MiB (None: half of the memory available when it starts): decides
     #: whether the teacher's outputs are held in memory, spilled to disk or recomputed per batch
     memory_budget_mb: float | None = None
+    #: the final training starts from the chosen skeleton's best rung trial (its weights, already distilled on
+    #: the rung's samples) instead of the fresh skeleton
+    warm_start: bool | None = None
     #: distillation settings: a mapping changes single fields of :class:`adaptc.distill.DistillConfig` over the
     #: task's (``{"lr": 1e-3}``); a ``DistillConfig`` is used as given (the task's distillation defaults, its loss
     #: weights included, do not apply)

@@ -4,7 +4,8 @@ One call, :func:`distill`, runs the configured recipe on a student derived from 
 progressive stages (align features/attention/relations, then add logits), the hybrid loss with a dynamic
 temperature, optional domain-data mixing, adversarial examples, and quantization-aware training in the last
 epochs for int8 targets (BatchNorm folded first, so the fake-quantized weights are the exported ones).
-The weights with the best validation metric are kept.
+The weights with the best validation metric are kept (ties: the epoch that follows the teacher closest, when
+the teacher's validation outputs are given).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from torch import nn
 
 from ..core import progress
-from ..tasks.base import Split, Task, predict_torch
+from ..tasks.base import Split, Task, predict_torch, teacher_agreement
 from ..tasks.training import seed_everything, torch_threads
 from .adversarial import AdversarialConfig, perturb
 from .batches import _n_batches, _token_mask, _train_batches  # (distill/cache.py imports _token_mask from here)
@@ -110,6 +111,9 @@ class DistillResult:
     best_val_scores: np.ndarray | None = None
     #: why training ended before its epochs ("time budget"), else None
     stopped: str | None = None
+    #: the best epoch's agreement with the teacher on the validation split (``teacher_agreement``; None without
+    #: the teacher's validation outputs)
+    best_fidelity: float | None = None
 
 
 def _first(out: Any) -> torch.Tensor:
@@ -134,6 +138,7 @@ def distill(
     fit_epochs: Callable[[float | None, int], int] | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     deadline: float | None = None,
+    val_reference: np.ndarray | None = None,
 ) -> DistillResult:
     """Distil ``teacher`` into ``student`` on ``task`` with ``cfg``. ``fit_epochs(epoch_seconds, done)`` gives
     the number of distillation epochs in place of ``cfg.epochs`` -- how a time budget is filled without guessing
@@ -142,7 +147,9 @@ def distill(
     (training and evaluation; ``done`` 1), when the learning-rate schedule is stretched or shortened to the
     new count. ``checkpoint``: a file saved after every distillation epoch and resumed from when it exists
     (:mod:`.checkpoint`). ``deadline`` (a ``time.perf_counter()`` value): training stops at the first batch
-    past it, keeping the best finished epoch (``DistillResult.stopped``)."""
+    past it, keeping the best finished epoch (``DistillResult.stopped``). ``val_reference``: the teacher's outputs
+    on the validation split; each evaluation then also scores the student's agreement with them, which breaks
+    ties of the metric (e.g. a word accuracy still 0 after a short training)."""
     t0 = time.perf_counter()
     g = seed_everything(cfg.seed)
     teacher = teacher.eval()
@@ -152,6 +159,7 @@ def distill(
     ex = task.example_inputs
     history: list[dict[str, Any]] = []
     best_val, best_state, best_scores = -1.0, None, None
+    best_fid = -2.0  # (cosine agreement lies in [-1, 1])
     domain = cfg.domain_data
     with torch_threads(cfg.threads), contextlib.ExitStack() as cleanup:
         # the teacher leaves as it came, also when training is interrupted (Ctrl-C): no hooks, its grad flags
@@ -230,6 +238,7 @@ def distill(
         if state is not None:  # resume after the last finished epoch
             epoch, history = state["epoch"], state["history"]
             best_val, best_state, best_scores = state["best_val"], state["best_state"], state["best_scores"]
+            best_fid = max((h.get("fidelity", -2.0) for h in history if h.get("val") == best_val), default=-2.0)
             if state["epochs"] != cfg.epochs:
                 cfg = replace(cfg, epochs=state["epochs"])
                 qat_start, total_epochs = plan(cfg)
@@ -246,7 +255,7 @@ def distill(
                 student = prepare_qat(fold_batchnorm(student))
                 s_taps = Taps(student, ex, hidden=False, attention=False)
                 in_qat = True
-                best_val, best_state, best_scores = -1.0, None, None
+                best_val, best_state, best_scores, best_fid = -1.0, None, None, -2.0
                 opt = _Optimizer(student, loss, cfg.lr * 0.1, cfg.weight_decay)
             stage = schedule.stage_at(epoch, cfg.epochs) if not in_qat else None
             terms = set(stage.terms) if stage is not None else {"ce", "kd", "relation"}
@@ -328,9 +337,12 @@ def distill(
                 val_out = predict_torch(student, task.val, transform=task.batch_transform)
                 val = task.metric(val_out, task.val)
                 rec["val"] = val
+                fid = -2.0
+                if val_reference is not None:
+                    fid = rec["fidelity"] = teacher_agreement(val_out, val_reference, task.kind)
                 # During the alignment stage the logits are not trained yet: do not select on them.
-                if (stage is None or "kd" in stage.terms or "ce" in stage.terms) and val > best_val:
-                    best_val, best_state = val, copy.deepcopy(student.state_dict())
+                if (stage is None or "kd" in stage.terms or "ce" in stage.terms) and (val, fid) > (best_val, best_fid):
+                    best_val, best_fid, best_state = val, fid, copy.deepcopy(student.state_dict())
                     best_scores = task.per_sample(val_out, task.val, val)
                 if on_epoch is not None:
                     on_epoch(epoch, val)
@@ -373,6 +385,7 @@ def distill(
         cfg.epochs,
         best_scores,
         stopped,
+        best_fid if best_fid > -2.0 else None,
     )
 
 

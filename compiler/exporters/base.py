@@ -110,6 +110,12 @@ class Exporter(abc.ABC):
     suffix: ClassVar[str]
     #: runtime that runs the files (key of :mod:`adaptc.measure.runtimes`; from the format table)
     runtime: ClassVar[str]
+    #: whether its files are byte-identical when made again from the same model, data and toolchain (the report's
+    #: ``reproducible``), and why not where they are not
+    reproducible: ClassVar[str] = (
+        "byte-identical when made again from the same inputs, seed and toolchain (checked on two builds from fresh "
+        "caches: docs/RELIABILITY.md)"
+    )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -102,6 +102,10 @@ def _ct_inputs(request: ExportRequest, example: tuple[torch.Tensor, ...]) -> lis
 
 
 class CoreMLExporter(Exporter):
+    reproducible = (
+        "not byte-identical when made again: coremltools names the package's items with random identifiers "
+        "(Manifest.json); the model (model.mlmodel) and its weights are byte-identical"
+    )
     format = "coreml"
 
     calibration_samples = 256

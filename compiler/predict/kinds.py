@@ -8,6 +8,7 @@ runtime (onnxruntime's fallback convolutions, SkipLayerNormalization, QGemm, dyn
 from __future__ import annotations
 
 from ..core.schemes import PRECISIONS
+from ..profiles.schema import PREDICTOR_CLASSES
 
 # precisions in the order of the op table's precision codes (0 fp32, 1 fp16, 2 int8)
 assert PRECISIONS == ("fp32", "fp16", "int8")
@@ -53,31 +54,8 @@ K_MM_DYN, K_DYNQ = 20, 21
 #: blocks, several times faster per byte than a transpose that moves small strided pieces (an attention head split:
 #: [1, 128, 12, 32] -> [1, 12, 128, 32], ~20 us per 196 KB here); one efficiency for both fitted neither
 K_REORDER = 22
-KIND_NAMES = (
-    "conv",
-    "depthwise_conv",
-    "matmul",
-    "binary",
-    "activation",
-    "hardswish",
-    "softmax",
-    "reduce",
-    "quant",
-    "transpose",
-    "pad",
-    "data",
-    "conv_fallback",
-    "depthwise_conv_fallback",
-    "skip_layernorm",
-    "conv_spatial",
-    "conv_dequantized",
-    "qgemm",
-    "binary_broadcast",
-    "weight_dequant",
-    "matmul_dynamic",
-    "dynamic_quant",
-    "reorder",
-)
+#: the kinds' names by code: the profile schema's op classes (a profile's efficiencies are keyed by them)
+KIND_NAMES = PREDICTOR_CLASSES
 #: a kind without its own fitted efficiency uses that of another
 FALLBACK_OF = {
     "conv_fallback": "conv",

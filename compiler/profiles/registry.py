@@ -20,6 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..core.names import unknown_name_message
+from ..core.safe_yaml import YamlLimitError, load_yaml
 from ..errors import ProfileError, UnknownDeviceError
 from .schema import SCHEMA_VERSION, DeviceProfile
 
@@ -124,7 +125,9 @@ def load_profile_file(path: str | os.PathLike[str], *, expect_name: str | None =
     except OSError as e:
         raise ProfileError(f"device profile {src} cannot be read: {e.strerror or e}") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except YamlLimitError as e:
+        raise ProfileError(f"invalid device profile {src}: refused before parsing: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""

@@ -12,16 +12,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    NonNegativeFloat,
-    PositiveFloat,
-    PositiveInt,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, field_validator, model_validator
 
 from ..core.formats import Format, Runtime
 from ..core.schemes import SchemeName
@@ -38,19 +29,24 @@ class Kind(str, Enum):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # no NaN or Infinity anywhere in a profile: every figure is a finite number (a budget of .inf is no budget)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True, allow_inf_nan=False)
+
+
+#: figures a physical device can have: a throughput (GFLOP/s, GOP/s) or a bandwidth (GB/s) between 0.001 and 10^6
+Rate = Annotated[float, Field(ge=1e-3, le=1e6)]
 
 
 class Core(_Strict):
     name: Annotated[str, Field(min_length=1)]
-    count: PositiveInt
-    ghz: PositiveFloat
+    count: Annotated[int, Field(ge=1, le=4096)]
+    ghz: Annotated[float, Field(gt=0, le=20)]
 
 
 class CPU(_Strict):
     cores: Annotated[list[Core], Field(min_length=1)]
     #: threads the on-device runtime uses by default (also used for host measurement, capped by host cores)
-    threads: PositiveInt = 1
+    threads: Annotated[int, Field(ge=1, le=4096)] = 1
     #: ISA level, e.g. "armv8.2-a", "x86-64-v3" (informative)
     arch: str | None = None
     #: ISA features that matter for kernels: dotprod, i8mm, fp16, sve2, avx2, avx512_vnni, ...
@@ -77,13 +73,13 @@ class Compute(_Strict):
     (``adaptc.predict``). At least one of ``fp32_gflops`` and ``fp32_peak_gflops`` is required.
     """
 
-    fp32_gflops: PositiveFloat | None = None
-    fp16_gflops: PositiveFloat | None = None
-    int8_gops: PositiveFloat | None = None
+    fp32_gflops: Rate | None = None
+    fp16_gflops: Rate | None = None
+    int8_gops: Rate | None = None
     #: instruction-level peaks at ``cpu.threads`` threads (optional; spec-sheet profiles)
-    fp32_peak_gflops: PositiveFloat | None = None
-    fp16_peak_gflops: PositiveFloat | None = None
-    int8_peak_gops: PositiveFloat | None = None
+    fp32_peak_gflops: Rate | None = None
+    fp16_peak_gflops: Rate | None = None
+    int8_peak_gops: Rate | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -98,39 +94,20 @@ class Compute(_Strict):
 
 
 class Memory(_Strict):
-    ram_mb: PositiveFloat
-    bandwidth_gbps: PositiveFloat
+    ram_mb: Annotated[float, Field(gt=0, le=1e8)]
+    bandwidth_gbps: Rate
 
 
 Precision = Literal["fp32", "fp16", "int8"]
 
-#: op classes (multiply-accumulate) and kernel groups (the rest) the predictor keeps efficiencies for
+#: op classes (multiply-accumulate) and kernel groups (the rest) the predictor keeps efficiencies for, in the order
+#: of the predictor's kind codes (``adaptc.predict.kinds.KIND_NAMES`` is this tuple)
 #: conv_fallback / depthwise_conv_fallback: float convolutions onnxruntime keeps out of its NCHWc layout on x86
 PREDICTOR_CLASSES = (
-    "conv",
-    "depthwise_conv",
-    "matmul",
-    "binary",
-    "activation",
-    "hardswish",
-    "softmax",
-    "reduce",
-    "quant",
-    "transpose",
-    "pad",
-    "conv_fallback",
-    "depthwise_conv_fallback",
-    "skip_layernorm",
-    "conv_spatial",
-    "data",
-    "conv_dequantized",
-    "qgemm",
-    "binary_broadcast",
-    "weight_dequant",
-    "matmul_dynamic",
-    "dynamic_quant",
-    "reorder",
-)
+    "conv", "depthwise_conv", "matmul", "binary", "activation", "hardswish", "softmax", "reduce", "quant",
+    "transpose", "pad", "data", "conv_fallback", "depthwise_conv_fallback", "skip_layernorm", "conv_spatial",
+    "conv_dequantized", "qgemm", "binary_broadcast", "weight_dequant", "matmul_dynamic", "dynamic_quant", "reorder",
+)  # fmt: skip
 
 
 class MemoryConstants(_Strict):
@@ -255,7 +232,7 @@ class DeviceProfile(_Strict):
     #: quantization schemes the device runs well, preferred first
     quantization: Annotated[tuple[SchemeName, ...], Field(min_length=1)]
     #: channel counts of pruned layers are rounded to a multiple of this (SIMD width of the kernels)
-    channel_multiple: PositiveInt = 8
+    channel_multiple: Annotated[int, Field(ge=1, le=256)] = 8
     #: where each figure comes from (URLs, datasheets, measurement commands)
     sources: Annotated[tuple[Annotated[str, Field(min_length=1)], ...], Field(min_length=1)]
     notes: str | None = None

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..core.quantity import BudgetVerdict, Gate, Quantity
 
-REPORT_SCHEMA_VERSION = "1.8"
+REPORT_SCHEMA_VERSION = "1.9"
 
 
 class _M(BaseModel):
@@ -81,6 +81,8 @@ class ArtifactReport(_M):
     runtime: str | None = None
     size: Quantity | None = None
     sha256: str | None = None
+    #: (1.9) whether the file is byte-identical when made again from the same inputs, and why not where it is not
+    reproducible: str | None = None
     recipe: dict[str, Any] = Field(default_factory=dict)
     structure: dict[str, Any] = Field(default_factory=dict)
     cost: dict[str, Any] = Field(default_factory=dict)
@@ -195,6 +197,8 @@ class SearchPoint(_M):
     best_finalist: bool | None = None
     val_gap: float | None = None
     val_gap_ci95: list[float] | None = None
+    #: agreement with the teacher on the validation split (see ChosenStudent.fidelity)
+    fidelity: float | None = None
 
 
 class CostPoint(_M):
@@ -232,6 +236,11 @@ class ChosenStudent(_M):
     params: int | None = None
     assistant: dict[str, Any] | None = None
     compression: float
+    #: the rung trial the final training started from (rung, epochs, validation metric); None: the fresh skeleton
+    warm_start: dict[str, Any] | None = None
+    #: the shipped weights' agreement with the teacher on the validation split (top class per sample or per step;
+    #: cosine for embeddings), the tie-break of the metric
+    fidelity: float | None = None
 
 
 class SearchReport(_M):

@@ -76,7 +76,14 @@ def render_search(search: SearchReport, device: str, metric_name: str) -> list[s
             f"- chosen: `{ch.candidate}` — width {ch.width:g}, {ch.drop} block(s) dropped, scheme "
             f"{ch.scheme}, {ch.params or 0:,} parameters ({ch.compression:.1f}x fewer than the "
             f"teacher); final training {ch.final_epochs} epochs{' with QAT' if ch.qat else ''}"
-            + (f", via teacher assistant {ch.assistant['skeleton']}" if ch.assistant else ""),
+            + (f", via teacher assistant {ch.assistant['skeleton']}" if ch.assistant else "")
+            + (
+                f", starting from its {ch.warm_start['rung']} trial ({ch.warm_start['epochs']} epoch(s) on the rung's "
+                "samples)"
+                if ch.warm_start
+                else ""
+            )
+            + (f"; agreement with the teacher on validation {ch.fidelity:.1%}" if ch.fidelity is not None else ""),
             f"- validation {percent(ch.val, ch.val_ci95)} ({ch.val_measured}), "
             f"test {percent(ch.test, ch.test_ci95)} ({ch.test_measured})"
             + retention_text(ch)

@@ -50,6 +50,8 @@ class SearchConfig:
     threads: int | None = None
     #: resident memory budget of the build in MiB (None: half of the memory available at the start)
     memory_budget_mb: float | None = None
+    #: the final training starts from the chosen skeleton's best rung trial instead of the fresh skeleton
+    warm_start: bool = True
 
 
 def as_options(user: SearchOptions | Mapping[str, Any] | bool | None) -> SearchOptions:
@@ -131,5 +133,6 @@ def config_record(cfg: SearchConfig, seed: int, keep_output: bool) -> dict[str, 
         "keep_output_dim": keep_output,
         "threads": cfg.threads,
         "memory_budget_mb": cfg.memory_budget_mb,
+        "warm_start": cfg.warm_start,
         "distill": distill,
     }

@@ -37,7 +37,11 @@ def train_final(
         if est_epoch
         else None
     )
-    val, student, info = s.trial(spec, "final", opts.final_epochs, final=True, qat=qat, fit_epochs=fit)
+    # the warm start: the skeleton's best rung trial has already learnt from the rung's samples
+    warm = s.trials.best_of(s.rung_trials.get(spec.key, [])) if opts.warm_start else None
+    val, student, info = s.trial(
+        spec, "final", opts.final_epochs, final=True, qat=qat, fit_epochs=fit, init=warm["key"] if warm else None
+    )
     assert student is not None
     if info.get("stopped"):
         # a final training the time budget cut short ships the best finished weights of this skeleton: its own,
@@ -59,6 +63,8 @@ def train_final(
         drop=spec.drop,
         scheme=scheme,
         final_epochs=info.get("epochs") or opts.final_epochs,
+        warm_start=info.get("warm_start"),
+        fidelity=info.get("fidelity"),
         qat=qat,
         val=val,
         **quality,

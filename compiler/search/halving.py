@@ -19,11 +19,19 @@ from .state import Search
 @dataclass
 class Halving:
     """What the rungs left: each trained skeleton's (rung, validation metric) at its last rung, its per-sample
-    validation scores there (None without them), and each rung's record."""
+    validation scores there (None without them), its agreement with the teacher there (None without it), and
+    each rung's record."""
 
     scores: dict[str, tuple[int, float]] = field(default_factory=dict)
     val_scores: dict[str, np.ndarray | None] = field(default_factory=dict)
+    fidelity: dict[str, float | None] = field(default_factory=dict)
     rungs: list[RungRecord] = field(default_factory=list)
+
+    def uninformative(self, keys: Sequence[str], tolerance: float) -> bool:
+        """Whether the metric cannot rank ``keys``: the best one's validation metric lies within ``tolerance`` of 0
+        (as good as a student that learnt nothing the metric sees, e.g. a word accuracy of 0 after one short
+        epoch) and each has an agreement with the teacher to rank by instead."""
+        return max(self.scores[k][1] for k in keys) <= tolerance and all(self.fidelity.get(k) is not None for k in keys)
 
 
 def run_rungs(
@@ -46,14 +54,23 @@ def run_rungs(
         if not alive:
             break
         if r > 0:
-            ranked = sorted(alive, key=lambda sp: (-out.scores[sp.key][1], latency[sp.key]))
-            keep = max(1, math.ceil(len(ranked) / opts.eta))
-            promoted = ranked[:keep]
-            best = out.scores[ranked[0].key][1]
-            within = [sp for sp in ranked if out.scores[sp.key][1] >= best - opts.quality_tolerance]
-            fastest = min(within, key=lambda sp: latency[sp.key])
-            if fastest not in promoted:
-                promoted.append(fastest)
+            keep = max(1, math.ceil(len(alive) / opts.eta))
+            if out.uninformative([sp.key for sp in alive], opts.quality_tolerance):
+                # the metric sees nothing yet: the ones that follow the teacher closest go on
+                ranked = sorted(alive, key=lambda sp: (-(out.fidelity[sp.key] or 0.0), latency[sp.key]))
+                promoted = ranked[:keep]
+                s.log.append(
+                    f"rung {r}: the validation metric is within the tolerance of 0 for every candidate; promoted by "
+                    "agreement with the teacher"
+                )
+            else:
+                ranked = sorted(alive, key=lambda sp: (-out.scores[sp.key][1], latency[sp.key]))
+                promoted = ranked[:keep]
+                best = out.scores[ranked[0].key][1]
+                within = [sp for sp in ranked if out.scores[sp.key][1] >= best - opts.quality_tolerance]
+                fastest = min(within, key=lambda sp: latency[sp.key])
+                if fastest not in promoted:
+                    promoted.append(fastest)
             alive = promoted
             if len(alive) == 1 and r == len(epochs_of) - 1:
                 break
@@ -83,6 +100,7 @@ def run_rungs(
                 epochs = int(tinfo["epochs"])
             out.scores[sp.key] = (r, val)
             out.val_scores[sp.key] = np.asarray(tinfo["val_scores"]) if tinfo.get("val_scores") else None
+            out.fidelity[sp.key] = tinfo.get("fidelity")
             if tinfo.get("epoch_train_s") and tinfo.get("samples"):
                 per_sample[sp.key] = tinfo["epoch_train_s"] / tinfo["samples"]
                 eval_s.append(tinfo.get("eval_s", 0.0))

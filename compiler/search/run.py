@@ -166,6 +166,12 @@ def run_search(
         rung_seconds=RUNG0_SHARE * plan.budget_s if plan.budget_s is not None else None,
     )
     sel = select(flat, halving, opts.quality_tolerance)
+    if sel.by_agreement:
+        s.log.append(
+            f"selection: no finalist's validation {task.metric_name} is above the tolerance of "
+            f"{opts.quality_tolerance:g}; {sel.chosen['skeleton']} follows the teacher closest on validation "
+            f"({sel.chosen['fidelity']:.1%} agreement) and is chosen"
+        )
     spec = next(sp for sp in specs if sp.key == sel.chosen["skeleton"])
     student, chosen = train_final(s, spec, sel.chosen["scheme"], halving, teacher_outputs, sel.unresolved)
     report.rungs = halving.rungs

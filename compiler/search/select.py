@@ -1,6 +1,8 @@
 """Selection among the last rung's candidates (skeleton x feasible scheme): the best validation metric q*; the
 chosen candidate is the one with the lowest estimated device latency whose metric is >= q* - tolerance (ties:
-smaller). Each finalist also gets its paired validation gap to the best one (can the split tell them apart?)."""
+smaller). Each finalist also gets its paired validation gap to the best one (can the split tell them apart?).
+Where the metric cannot rank the finalists (the best within the tolerance of 0: e.g. a word accuracy of 0 after a
+search the time budget cut short), the finalist that follows the teacher closest on validation is chosen."""
 
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ class Selection:
     chosen: dict[str, Any]
     #: finalists other than the best whose validation gap to it reaches 0 (None without per-sample scores)
     unresolved: list[str] | None
+    #: chosen by agreement with the teacher: the metric could not rank the finalists
+    by_agreement: bool = False
 
 
 def select(candidates: Sequence[CandidateRecord], halving: Halving, quality_tolerance: float) -> Selection:
@@ -48,11 +52,17 @@ def select(candidates: Sequence[CandidateRecord], halving: Halving, quality_tole
                     "params": c.params,
                     "feasible": True,
                     "label": f"{k} {c.candidate.scheme.replace('int8_static_per_channel', 'int8s')}",
+                    "fidelity": halving.fidelity.get(k),
                 }
             )
     final_pts = [p for p in points if p["skeleton"] in finalists]
     best_q = max(p["val"] for p in final_pts)
-    eligible = [p for p in final_pts if p["val"] >= best_q - quality_tolerance]
+    by_agreement = halving.uninformative(finalists, quality_tolerance)
+    if by_agreement:
+        best_fid = max(halving.fidelity[k] or 0.0 for k in finalists)
+        eligible = [p for p in final_pts if p["fidelity"] == best_fid]
+    else:
+        eligible = [p for p in final_pts if p["val"] >= best_q - quality_tolerance]
     chosen = min(eligible, key=lambda p: (p["latency_ms"], p["size_mb"], -p["val"]))
     best_key = max(final_pts, key=lambda p: p["val"])["skeleton"]
     unresolved = _validation_noise(points, halving.val_scores, finalists, best_key)
@@ -60,7 +70,7 @@ def select(candidates: Sequence[CandidateRecord], halving: Halving, quality_tole
     for i, p in enumerate(points):
         p["pareto"] = i in front
         p["chosen"] = p["key"] == chosen["key"]
-    return Selection(points, front, chosen, unresolved)
+    return Selection(points, front, chosen, unresolved, by_agreement)
 
 
 def _validation_noise(

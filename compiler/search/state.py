@@ -13,9 +13,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from ..analysis.cost import CostReport
 from ..core import progress
 from ..distill import DistillConfig, distill
 from ..distill.cache import register_subset
@@ -25,7 +27,7 @@ from ..profiles import DeviceProfile
 from ..report.schema import CandidateRecord
 from ..slim import block_importance, extract_skeleton, max_droppable
 from ..store import BuildStore, data_fingerprint, model_fingerprint, stable_hash
-from ..tasks.base import Task
+from ..tasks.base import Task, predict_torch
 from ..tasks.training import torch_threads, training_threads
 from .config import SearchConfig, validate_widths
 from .space import SkeletonSpec, candidate_costs, search_schemes, skeleton_cost
@@ -57,6 +59,7 @@ class Search:
         self._importance: dict[int, float] | None = None
         self._skeletons: dict[str, nn.Module] = {}
         self._data: dict[tuple[bool, int, int], Task] = {}
+        self._teacher_val: np.ndarray | None = None
         #: the rung trials of this search by skeleton (their store keys)
         self.rung_trials: dict[str, list[str]] = {}
         #: training samples of the final training and of each rung trial (None: all); a time budget's plan may
@@ -159,9 +162,9 @@ class Search:
             rec = self.store.get(key)
             if rec is None:
                 cost = skeleton_cost(self.skeleton(spec), self.task.example_inputs)
-                rec = {"cost": cost_to_dict(cost)}
+                rec = {"cost": cost.to_record()}
                 self.store.put(key, "skeleton_cost", rec)
-            out[spec.key] = candidate_costs(spec, cost_from_dict(rec["cost"]), self.profile, schemes)
+            out[spec.key] = candidate_costs(spec, CostReport.from_record(rec["cost"]), self.profile, schemes)
             broken = [{v.budget for v in c.broken if v.budget in MONOTONE_BUDGETS} for c in out[spec.key]]
             if all(broken):
                 breakers.append((spec, " or ".join(sorted(set().union(*broken)))))
@@ -189,15 +192,17 @@ class Search:
         qat: bool = False,
         index: str = "",
         fit_epochs: Callable[[float | None, int], int] | None = None,
+        init: str | None = None,
     ) -> tuple[float, nn.Module | None, dict[str, Any]]:
         """One distillation of ``spec`` (resumed from the store when done before). ``fit_epochs``: up to
         ``epochs``, as many as it says once the teacher's pass is done and after the first epoch (see
         :func:`distill`); such a trial is stored without its epoch count, so a rerun with more or less time left
-        resumes it instead of retraining."""
+        resumes it instead of retraining. ``init``: the store key of a finished trial of the same skeleton whose
+        weights the student starts from (the final training's warm start)."""
         cfg = self._cfg(epochs, spec, qat=qat)
         key = stable_hash(
             {
-                "trial": 4,
+                "trial": 5,  # 5: ties of the metric broken by the agreement with the teacher
                 "rung_samples": None if final else self.rung_samples,
                 **({"samples": self.samples} if self.samples else {}),
                 "keep_output": self.keep_output,
@@ -213,6 +218,7 @@ class Search:
                 "cfg": repr(replace(cfg, epochs=0 if fit_epochs else cfg.epochs, threads=1)),
                 "assistant": (self.opts.assistant, self.opts.assistant_threshold) if final else None,
                 "imp": self.opts.importance,
+                "init": init,
             }
         )
         if not final:
@@ -225,7 +231,8 @@ class Search:
             )
             return rec["val"], (self.trials.load_model(rec) if final else None), rec["info"]
         t0 = time.perf_counter()
-        student = self.skeleton(spec)
+        start = self.trials.get(init) if init is not None else None
+        student = self.trials.load_model(start) if start is not None else self.skeleton(spec)
         teacher: nn.Module = self.teacher
         info: dict[str, Any] = {"params": sum(p.numel() for p in student.parameters())}
         if final and self._use_assistant(info["params"], spec):
@@ -254,6 +261,7 @@ class Search:
             fit_epochs=fit_epochs,
             checkpoint=ckpt,
             deadline=self.deadline,
+            val_reference=self.teacher_val(),
             description=f"trial {index}{spec.key} {rung} ("
             f"{f'up to {epochs}' if fit_epochs else epochs} epochs{', QAT' if qat else ''})",
         )
@@ -272,6 +280,10 @@ class Search:
             info["val_scores"] = [float(v) for v in res.best_val_scores]
         if res.stopped:
             info["stopped"] = res.stopped
+        if res.best_fidelity is not None:
+            info["fidelity"] = res.best_fidelity
+        if start is not None:
+            info["warm_start"] = {"rung": start["rung"], "epochs": start["epochs"], "val": start["val"]}
         self.trials.put(
             key,
             skeleton=spec.key,
@@ -286,6 +298,14 @@ class Search:
         ckpt.unlink(missing_ok=True)  # the trial is stored: its epoch checkpoint is done
         release_memory()
         return res.best_val, res.model, info
+
+    def teacher_val(self) -> np.ndarray:
+        """The teacher's outputs on the validation split (once per search): each trial's agreement with them breaks
+        ties of the task's metric (:func:`adaptc.tasks.base.teacher_agreement`)."""
+        if self._teacher_val is None:
+            with torch_threads(self.threads):
+                self._teacher_val = predict_torch(self.teacher, self.task.val, transform=self.task.batch_transform)
+        return self._teacher_val
 
     def data(self, final: bool) -> Task:
         """The task with the training samples a trial uses: for the final training the first ``samples`` of a
@@ -322,31 +342,3 @@ class Search:
         if self.deadline is None:
             return math.inf
         return self.deadline - time.perf_counter()
-
-
-def cost_to_dict(c: Any) -> dict[str, Any]:
-    d = c.summary()
-    d["ops"] = [o.__dict__ for o in c.ops]
-    d["unknown_shapes"] = c.unknown_shapes
-    return d
-
-
-def cost_from_dict(d: dict[str, Any]) -> Any:
-    from ..analysis.onnx_graph import CostReport, OpCost
-
-    return CostReport(
-        ops=[OpCost(**o) for o in d["ops"]],
-        macs=d["macs"],
-        flops=d["flops"],
-        params=d["params"],
-        weight_bytes_at=d["weight_bytes_at"],
-        stored_weight_bytes=d["stored_weight_bytes"],
-        quant_param_bytes=d["quant_param_bytes"],
-        peak_activation_bytes=d["peak_activation_bytes"],
-        peak_at=d["peak_at"],
-        input_bytes=d["input_bytes"],
-        output_bytes=d["output_bytes"],
-        op_counts=d["op_counts"],
-        precision_macs=d["precision_macs"],
-        unknown_shapes=d["unknown_shapes"],
-    )

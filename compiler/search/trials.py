@@ -101,9 +101,10 @@ class TrialStore:
         return model
 
     def best_of(self, keys: list[str]) -> dict[str, Any] | None:
-        """Of the stored trials ``keys``, the one with the best validation metric (None: none stored)."""
-        recs = [r for r in (self.get(k) for k in keys) if r is not None]
-        return max(recs, key=lambda r: r["val"], default=None)
+        """Of the stored trials ``keys``, the one with the best validation metric, ties broken by the agreement with
+        the teacher (None: none stored). The record carries its ``key``."""
+        recs = [{**r, "key": k} for k in keys if (r := self.get(k)) is not None]
+        return max(recs, key=lambda r: (r["val"], r["info"].get("fidelity", -2.0)), default=None)
 
     def finished(self) -> list[dict[str, Any]]:
         """Every stored trial, oldest first: skeleton, rung, epochs, validation metric, seconds (and why it

@@ -10,22 +10,18 @@ widths 64/128/256, stride-2 stem: 5 M MACs), trained on first use (several minut
 from __future__ import annotations
 
 import gzip
-import hashlib
 import importlib.util
-import json
 import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..core import progress
-from ..core.cache import cache_dir
 from ..errors import TaskError
 from .base import Split, Task, accuracy, evaluate_torch
 from .registry import register_task
-from .training import cached_teacher, seeded_init, train_supervised
+from .training import builtin_teacher
 from .zoo import TinyResNet
 
 TEACHER_WIDTHS = (64, 128, 256)
@@ -93,45 +89,20 @@ def flip_augment(xs: tuple[torch.Tensor, ...], g: torch.Generator) -> tuple[torc
     return (x,) + tuple(xs[1:])
 
 
-def _cache_key() -> str:
-    spec = json.dumps(
-        {
-            "arch": _ARCH_VERSION,
-            "w": TEACHER_WIDTHS,
-            "init_seed": 0,
-            "epochs": TEACHER_EPOCHS,
-            "torch": torch.__version__.split("+")[0],
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(spec.encode()).hexdigest()[:12]
-
-
 @register_task("animal-mnist")
 def make_task() -> Task:
     train, val, test = load_splits()
-    model = seeded_init(
-        lambda: TinyResNet(in_channels=1, num_classes=10, widths=TEACHER_WIDTHS, blocks_per_stage=2, stem_stride=2)
-    )
-    path = cache_dir() / f"animal-mnist-teacher-{_cache_key()}.pt"
-    model, trained_now = cached_teacher(
-        model,
-        path,
+    model, trained_now, path = builtin_teacher(
+        "animal-mnist",
+        lambda: TinyResNet(in_channels=1, num_classes=10, widths=TEACHER_WIDTHS, blocks_per_stage=2, stem_stride=2),
+        {"arch": _ARCH_VERSION, "w": TEACHER_WIDTHS, "init_seed": 0},
+        (train, val),
         TEACHER_EPOCHS,
-        lambda m: train_supervised(
-            m,
-            train,
-            val,
-            metric=accuracy,
-            loss_fn=nn.functional.cross_entropy,
-            epochs=TEACHER_EPOCHS,
-            lr=3e-3,
-            batch_size=128,
-            seed=0,
-            augment=flip_augment,
-            description="train animal-mnist teacher (first use; cached)",
-            threads=None,
-        ),
+        lr=3e-3,
+        batch_size=128,
+        seed=0,
+        augment=flip_augment,
+        threads=None,
     )
     task = Task(
         name="animal-mnist",

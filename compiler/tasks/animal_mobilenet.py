@@ -12,18 +12,14 @@ first use (about 3 minutes on one thread) and cached.
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import torch
 from torch import nn
 
 from ..core import progress
-from ..core.cache import cache_dir
 from .animal_mnist import flip_augment, load_splits
 from .base import Task, accuracy, evaluate_torch
 from .registry import register_task
-from .training import cached_teacher, train_supervised
+from .training import builtin_teacher
 
 #: inverted residual settings (expansion t, output channels c, repeats n, first stride s), as in MobileNetV2 but
 #: for 28x28 inputs: a stride-2 stem (14x14), then 7x7 -> 4x4 -> 2x2; 0.86 M parameters, 9.0 M MACs
@@ -94,48 +90,23 @@ class MobileNetV2(nn.Module):
         return self.classifier(self.features(x).mean(dim=(2, 3)))
 
 
-def _cache_key(epochs: int) -> str:
-    spec = json.dumps(
-        {
-            "arch": _ARCH_VERSION,
-            "blocks": BLOCKS,
-            "stem": STEM,
-            "last": LAST,
-            "epochs": epochs,
-            "torch": torch.__version__.split("+")[0],
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(spec.encode()).hexdigest()[:12]
-
-
 @register_task("animal-mobilenet")
 def make_task(epochs: int = EPOCHS) -> Task:
     """animal-mnist with a MobileNetV2-style teacher (``epochs``: its training epochs; cached per value)."""
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     train, val, test = load_splits()
-    torch.manual_seed(0)
-    model = MobileNetV2()
-    path = cache_dir() / f"animal-mobilenet-teacher-{_cache_key(epochs)}.pt"
-    model, trained_now = cached_teacher(
-        model,
-        path,
+    model, trained_now, path = builtin_teacher(
+        "animal-mobilenet",
+        MobileNetV2,
+        {"arch": _ARCH_VERSION, "blocks": BLOCKS, "stem": STEM, "last": LAST},
+        (train, val),
         epochs,
-        lambda m: train_supervised(
-            m,
-            train,
-            val,
-            metric=accuracy,
-            loss_fn=nn.functional.cross_entropy,
-            epochs=epochs,
-            lr=4e-3,
-            batch_size=128,
-            seed=0,
-            augment=flip_augment,
-            description="train animal-mobilenet teacher (first use; cached)",
-            threads=1,
-        ),
+        lr=4e-3,
+        batch_size=128,
+        seed=0,
+        augment=flip_augment,
+        threads=1,
     )
     task = Task(
         name="animal-mobilenet",

@@ -7,18 +7,14 @@ The teacher is trained on first use (a few seconds on one core) and cached under
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 import numpy as np
 import torch
 from torch import nn
 
 from ..core import progress
-from ..core.cache import cache_dir
 from .base import Split, Task, accuracy, evaluate_torch
 from .registry import register_task
-from .training import cached_teacher, seeded_init, train_supervised
+from .training import builtin_teacher
 
 SPLIT_SEED = 0
 TEACHER_SEED = 0
@@ -86,48 +82,24 @@ def shift_augment(xs: tuple[torch.Tensor, ...], g: torch.Generator) -> tuple[tor
     return (x,) + tuple(xs[1:])
 
 
-def _cache_key() -> str:
-    spec = json.dumps(
-        {
-            "arch": _ARCH_VERSION,
-            "split": SPLIT_SEED,
-            "seed": TEACHER_SEED,
-            "init_seed": TEACHER_SEED,
-            "epochs": TEACHER_EPOCHS,
-            "torch": torch.__version__.split("+")[0],
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(spec.encode()).hexdigest()[:12]
-
-
 @register_task("digits")
 def make_task() -> Task:
     train, val, test = load_splits()
-    model = seeded_init(DigitsCNN, TEACHER_SEED)
-    path = cache_dir() / f"digits-teacher-{_cache_key()}.pt"
-    info: dict[str, object] = {"cache_file": str(path), "epochs": TEACHER_EPOCHS}
-    model, trained_now = cached_teacher(
-        model,
-        path,
+    model, trained_now, path = builtin_teacher(
+        "digits",
+        DigitsCNN,
+        {"arch": _ARCH_VERSION, "split": SPLIT_SEED, "seed": TEACHER_SEED, "init_seed": TEACHER_SEED},
+        (train, val),
         TEACHER_EPOCHS,
-        lambda m: train_supervised(
-            m,
-            train,
-            val,
-            metric=accuracy,
-            loss_fn=nn.functional.cross_entropy,
-            epochs=TEACHER_EPOCHS,
-            lr=3e-3,
-            batch_size=64,
-            seed=TEACHER_SEED,
-            augment=shift_augment,
-            description="train digits teacher (first use; cached)",
-        ),
+        init_seed=TEACHER_SEED,
+        lr=3e-3,
+        batch_size=64,
+        seed=TEACHER_SEED,
+        augment=shift_augment,
     )
+    info: dict[str, object] = {"cache_file": str(path), "epochs": TEACHER_EPOCHS}
     if trained_now:
         info["trained_now"] = True
-    model.eval()
     task = Task(
         name="digits",
         model=model,

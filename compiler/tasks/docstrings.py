@@ -9,21 +9,17 @@ teacher is trained on first use (about a minute on one core) and cached.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections import Counter
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..core import progress
-from ..core.cache import cache_dir
 from .base import Split, Task, accuracy, evaluate_torch
 from .registry import register_task
 from .stdlib_corpus import load_docstrings, stable_bucket
-from .training import cached_teacher, seeded_init, train_supervised
+from .training import builtin_teacher
 from .zoo import TransformerClassifier
 
 MAX_LEN = 64
@@ -74,43 +70,20 @@ def load_splits(num_classes: int = 8) -> tuple[Split, Split, Split, list[str]]:
     return mk(parts["train"]), mk(parts["val"]), mk(parts["test"]), classes
 
 
-def _cache_key() -> str:
-    spec = json.dumps(
-        {
-            "arch": _ARCH_VERSION,
-            "cfg": TEACHER_CONFIG,
-            "init_seed": 0,
-            "epochs": TEACHER_EPOCHS,
-            "torch": torch.__version__.split("+")[0],
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(spec.encode()).hexdigest()[:12]
-
-
 @register_task("docstrings")
 def make_task() -> Task:
     train, val, test, classes = load_splits()
-    model = seeded_init(lambda: TransformerClassifier(num_classes=len(classes), **TEACHER_CONFIG))
-    path = cache_dir() / f"docstrings-teacher-{_cache_key()}.pt"
-    model, trained_now = cached_teacher(
-        model,
-        path,
+    model, trained_now, path = builtin_teacher(
+        "docstrings",
+        lambda: TransformerClassifier(num_classes=len(classes), **TEACHER_CONFIG),
+        {"arch": _ARCH_VERSION, "cfg": TEACHER_CONFIG, "init_seed": 0},
+        (train, val),
         TEACHER_EPOCHS,
-        lambda m: train_supervised(
-            m,
-            train,
-            val,
-            metric=accuracy,
-            loss_fn=nn.functional.cross_entropy,
-            epochs=TEACHER_EPOCHS,
-            lr=1e-3,
-            weight_decay=0.05,
-            batch_size=32,
-            seed=0,
-            description="train docstrings teacher (first use; cached)",
-            threads=1,
-        ),
+        lr=1e-3,
+        weight_decay=0.05,
+        batch_size=32,
+        seed=0,
+        threads=1,
     )
     task = Task(
         name="docstrings",

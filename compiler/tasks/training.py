@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import json
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..core import progress
+from ..core.cache import cache_dir
 from ..core.io import atomic_path, atomic_write_json
-from .base import Split
+from .base import Split, accuracy
 
 _M = TypeVar("_M", bound=nn.Module)
 
@@ -150,3 +153,37 @@ def cached_teacher(model: _M, path: Path, epochs: int, train: Callable[[_M], tup
         torch.save(model.state_dict(), tmp)
     atomic_write_json(path.with_suffix(".json"), {"val_accuracy": best_val, "epochs": epochs})
     return model, True
+
+
+def builtin_teacher(
+    name: str,
+    build: Callable[[], _M],
+    key: dict[str, Any],
+    splits: tuple[Split, Split],
+    epochs: int,
+    *,
+    init_seed: int = 0,
+    **train: Any,
+) -> tuple[_M, bool, Path]:
+    """A built-in classification task's teacher: ``build()`` under :func:`seeded_init`, its weights from the cache
+    file named by ``key`` (what makes the teacher: architecture, widths, ...; the epochs and torch's version are
+    added), else trained on the (train, val) ``splits`` by :func:`train_supervised` with cross-entropy and the
+    ``train`` settings (lr, batch_size, seed, augment, threads, ...) and cached. Returns (model in eval mode,
+    whether it was trained now, the cache file)."""
+    spec = json.dumps({**key, "epochs": epochs, "torch": torch.__version__.split("+")[0]}, sort_keys=True)
+    path = cache_dir() / f"{name}-teacher-{hashlib.sha256(spec.encode()).hexdigest()[:12]}.pt"
+    model, trained_now = cached_teacher(
+        seeded_init(build, init_seed),
+        path,
+        epochs,
+        lambda m: train_supervised(
+            m,
+            *splits,
+            metric=accuracy,
+            loss_fn=nn.functional.cross_entropy,
+            epochs=epochs,
+            description=f"train {name} teacher (first use; cached)",
+            **train,
+        ),
+    )
+    return model.eval(), trained_now, path

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ...core import progress
-from ...core.io import atomic_write_text
+from ...core.io import atomic_write_text, ensure_writable_dir, json_text
 from ...core.versions import cpu_model, host_info
 from ...errors import AdaptcError
 from ...profiles import DeviceProfile, parse_profile, profile_to_yaml, user_profile_dir
@@ -193,6 +193,12 @@ def calibrate_host(
     machine: per micro-benchmark the faster of its figure and this run's is fitted (:func:`keep_faster`)."""
     import onnxruntime
 
+    # where the results go is checked before minutes of measuring (an unwritable --out fails now, not at the end)
+    dest = Path(out) if out is not None else user_profile_dir() / "host.yaml"
+    if dest.is_dir():
+        dest = dest / "host.yaml"
+    for target in (dest, *([Path(raw_out)] if raw_out is not None else [])):
+        ensure_writable_dir(target.parent)
     info = host_info()
     cores = int(info.get("usable_cores") or 1)
     ghz = _ghz()
@@ -282,9 +288,6 @@ def calibrate_host(
         "predictor": {"family": "x86_64", "runtimes": constants},
     }
     prof = parse_profile(data, "<calibrated host profile>")
-    dest = Path(out) if out is not None else user_profile_dir() / "host.yaml"
-    if dest.is_dir():
-        dest = dest / "host.yaml"
     atomic_write_text(dest, "# written by `adaptc calibrate`\n" + profile_to_yaml(prof))
     if raw_out is not None:
         raw = {
@@ -299,7 +302,7 @@ def calibrate_host(
             "memory": memory,
             "fit": stats,
         }
-        atomic_write_text(raw_out, json.dumps(raw, indent=1, default=str) + "\n")
+        atomic_write_text(raw_out, json_text(raw, indent=1) + "\n")
     return dest, prof
 
 
