@@ -161,6 +161,20 @@ def _run_until(out: Path, markers: tuple[str, ...], delay: float, log: list[str]
     return killed.is_set() and code == -signal.SIGKILL, code
 
 
+def _tracked_run(out: Path, markers: tuple[str, ...], delay: float, rep: KillReport) -> tuple[bool, int, list[str]]:
+    """:func:`_run_until` counted in ``rep``: the run, its tracebacks, and which records the store held before it
+    are still the same after it (kept) or were made again (redone). Returns (killed, exit code, log)."""
+    before = _records(out)
+    log: list[str] = []
+    killed, code = _run_until(out, markers, delay, log)
+    rep.runs += 1
+    rep.tracebacks += sum("Traceback" in ln for ln in log)
+    after = _records(out)
+    rep.records_kept += sum(1 for k in before if after.get(k) == before[k])
+    rep.records_redone += [k for k in before if k in after and after[k] != before[k]]
+    return killed, code, log
+
+
 def kill_and_resume(work: Path, kills: int, seed: int = 0) -> KillReport:
     """At least ``kills`` SIGKILLs spread over the phases (:data:`PHASES`), over as many fresh builds as it takes;
     each build then completes by rerunning and is compared with an uninterrupted one."""
@@ -177,30 +191,16 @@ def kill_and_resume(work: Path, kills: int, seed: int = 0) -> KillReport:
         out = work / f"killed-{n}"
         n += 1
         for phase, (markers, (lo, hi)) in PHASES.items():
-            before = _records(out)
-            log = []
-            killed, code = _run_until(out, markers, rng.uniform(lo, hi), log)
-            rep.runs += 1
-            rep.tracebacks += sum("Traceback" in ln for ln in log)
+            killed, code, log = _tracked_run(out, markers, rng.uniform(lo, hi), rep)
             if killed:
                 rep.kills += 1
                 rep.by_phase[phase] = rep.by_phase.get(phase, 0) + 1
                 rep.half_written_seen += [f"{out.name} after a kill in {phase}: {b}" for b in half_written(out)]
-            after = _records(out)
-            rep.records_kept += sum(1 for k in before if after.get(k) == before[k])
-            rep.records_redone += [k for k in before if k in after and after[k] != before[k]]
-            if not killed:
+            else:
                 assert code == 0, "".join(log[-30:])
                 break  # it finished before the kill point: the remaining phases are done
         while not (out / "report.json").exists() or json.loads((out / "report.json").read_text()).get("status") != "ok":
-            before = _records(out)
-            log = []
-            _, code = _run_until(out, (), 0.0, log)
-            rep.runs += 1
-            rep.tracebacks += sum("Traceback" in ln for ln in log)
-            after = _records(out)
-            rep.records_kept += sum(1 for k in before if after.get(k) == before[k])
-            rep.records_redone += [k for k in before if k in after and after[k] != before[k]]
+            _, code, log = _tracked_run(out, (), 0.0, rep)
             assert code == 0, "".join(log[-30:])
         got = _summary(out)
         same_file = got["chosen"] == reference["chosen"] or got["timed"] or reference["timed"]

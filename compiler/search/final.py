@@ -37,24 +37,24 @@ def train_final(
         if est_epoch
         else None
     )
-    # the warm start: the skeleton's best rung trial has already learnt from the rung's samples
-    warm = s.trials.best_of(s.rung_trials.get(spec.key, [])) if opts.warm_start else None
+    # the skeleton's best rung trial: the warm start (it has already learnt from the rung's samples), and what
+    # ships when a time budget cuts the final training short and it validated better
+    best = s.trials.best_of(s.rung_trials.get(spec.key, []))
+    warm = best if opts.warm_start else None
     val, student, info = s.trial(
         spec, "final", opts.final_epochs, final=True, qat=qat, fit_epochs=fit, init=warm["key"] if warm else None
     )
     assert student is not None
-    if info.get("stopped"):
-        # a final training the time budget cut short ships the best finished weights of this skeleton: its own,
-        # or a rung trial's when that one validated better
-        best = s.trials.best_of(s.rung_trials.get(spec.key, []))
-        if best is not None and best["val"] > val:
-            s.log.append(
-                f"time budget: the final training stopped at validation {val:.4f}; the {best['rung']} trial's weights "
-                f"({best['epochs']} epochs on the rung samples, validation {best['val']:.4f}) ship instead"
-            )
-            student, val = s.trials.load_model(best), best["val"]
-            info = {**info, "val_scores": best["info"].get("val_scores"), "shipped": best["rung"]}
-            qat = False
+    # a final training the time budget cut short ships the best finished weights of this skeleton: its own, or a
+    # rung trial's when that one validated better
+    if info.get("stopped") and best is not None and best["val"] > val:
+        s.log.append(
+            f"time budget: the final training stopped at validation {val:.4f}; the {best['rung']} trial's weights "
+            f"({best['epochs']} epochs on the rung samples, validation {best['val']:.4f}) ship instead"
+        )
+        student, val = s.trials.load_model(best), best["val"]
+        info = {**info, "val_scores": best["info"].get("val_scores"), "shipped": best["rung"]}
+        qat = False
     quality = _test_quality(s.task, student, teacher_outputs)
     chosen = ChosenStudent(
         candidate=f"{spec.key}-{scheme}",
