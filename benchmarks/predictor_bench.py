@@ -475,7 +475,8 @@ def refit_phones(rows: list[dict[str, Any]]) -> dict[str, Any]:
                                prof.compute.fp32_peak_gflops) * c.peak_to_sustained.get(p, c.peak_to_sustained["fp32"])
                            for p in ("fp32", "fp16", "int8")},
                 bandwidth_gbps=prof.memory.bandwidth_gbps, profile_threads=prof.cpu.threads,
-                max_threads=prof.cpu.total_cores, ghz=max(co.ghz for co in prof.cpu.cores))
+                max_threads=prof.cpu.total_cores, ghz=max(co.ghz for co in prof.cpu.cores),
+                int8_dot_factor=C.int8_dot_factor(prof))
             from adaptc.predict.opcost import fixed_time, op_times
 
             tot, _, _ = op_times(t, c, dev, r["threads"])
@@ -501,13 +502,9 @@ def refit_phones(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 f"Pixel 4 Cortex-A76 and Galaxy S10 Exynos M4; models {', '.join(TRAIN_MODELS)}), devices described "
                 f"by spec-sheet peaks; training median |error| {np.median(np.abs(err)) * 100:.1f}%")
     fam = round_constants(c.to_dict())
-    # in-order cores (A53/A55-class): the same kernels at the in-order model-level efficiency. device_specs.md
-    # section 0: dense CNNs reach 60-65% of peak on big out-of-order cores and 25-30% on in-order A53/A55.
-    ino = json.loads(json.dumps(fam))
-    ratio = 0.275 / 0.625
-    ino["peak_to_sustained"] = {k: round(v * ratio, 4) for k, v in fam["peak_to_sustained"].items()}
-    ino["fitted"] = (f"derived from arm64 on {today}: peak_to_sustained x {ratio:.2f} (in-order / out-of-order model-level "
-                     "efficiency, device_specs.md section 0: 25-30% vs 60-65% of peak); no in-order measurements")
+    fam["bandwidth_thread_cap"] = C.ARM64_BANDWIDTH_THREAD_CAP
+    # in-order cores (A53/A55-class): no published rows to fit on; derived from these (adaptc.predict.constants)
+    ino = C.derive_inorder(fam, today)
     for rt in ("tflite", "onnxruntime"):
         p = C.models_dir() / f"{rt}.json"
         data = json.loads(p.read_text())
@@ -603,7 +600,29 @@ def summarize(host: list[dict[str, Any]], phones: list[dict[str, Any]]) -> dict[
                             or (split == "held_out_original" and r["model"] in HELD_OUT_ORIGINAL))]
                     s["phones"][f"{split}:{dev}/{prec}"] = _stats([r["predicted_ms"] for r in sub],
                                                                   [r["measured_ms"] for r in sub])
+        # by core class (adaptc.predict.constants.core_class), and the shipped profiles' classes with no rows: an
+        # estimate for an in-order core is not validated by the out-of-order phones' figures
+        classes = core_classes()
+        s["core_classes"] = {}
+        for cls in sorted(set(classes.values())):
+            for prec in ("fp32", "int8"):
+                sub = [r for r in phones if classes.get(r["profile"]) == cls and r["precision"] == prec
+                       and r["split"] == "held_out"]
+                s["core_classes"][f"{cls}/{prec}"] = {
+                    **_stats([r["predicted_ms"] for r in sub], [r["measured_ms"] for r in sub]),
+                    "profiles": sorted(p for p, c in classes.items() if c == cls),
+                    "rows_from": sorted({r["profile"] for r in sub}),
+                }
     return s
+
+
+def core_classes() -> dict[str, str]:
+    """Shipped profile -> its core class (what the predictor's validation reports errors by)."""
+    from adaptc.predict.constants import core_class
+    from adaptc.profiles import load_profile
+    from adaptc.profiles.registry import known_device_names
+
+    return {name: core_class(load_profile(name)) for name in known_device_names() if name != "host"}
 
 
 def targets(s: dict[str, Any]) -> dict[str, Any]:
@@ -747,6 +766,8 @@ def write_validation(s: dict[str, Any]) -> None:
     for k, v in s.get("phones", {}).items():
         if k.startswith("held_out:") and v.get("n"):
             val["phones"][k.split(":", 1)[1]] = {kk: v.get(kk) for kk in ("n", "median_abs_error_pct", "spearman")}
+    val["core_classes"] = {k: {kk: v.get(kk) for kk in ("n", "median_abs_error_pct", "spearman", "rows_from")}
+                           for k, v in s.get("core_classes", {}).items()}
     for rt in ("onnxruntime", "tflite"):
         p = C.models_dir() / f"{rt}.json"
         data = json.loads(p.read_text())

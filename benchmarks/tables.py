@@ -218,6 +218,31 @@ def distill(results: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def distill_teachers(results: dict | None = None) -> str:
+    """The same recipes against teachers trained with several seeds: each teacher's row, then every claimed gain as
+    a paired difference (same teacher, same student seed) with its spread."""
+    results = results or load("distill_teachers.json")
+    pct = lambda v: f"{100 * v['mean']:.2f} ± {100 * v['std']:.2f}" if v else "—"  # noqa: E731
+    lines = ["| dataset | teacher seed | teacher test | student from scratch | adaptc | from scratch, int8 ONNX | "
+             "adaptc + QAT, int8 ONNX |", "|---|---|---|---|---|---|---|"]
+    gains = []
+    for ds, d in results["datasets"].items():
+        for ts, t in d["teachers"].items():
+            m = t["methods"]
+            lines.append(f"| {ds} | {ts} | {100 * t['teacher']['test']:.2f} | "
+                         f"{pct(m.get('scratch', {}).get('torch_test'))} | {pct(m.get('adaptc', {}).get('torch_test'))} | "
+                         f"{pct(m.get('scratch', {}).get('int8_onnx_test'))} | "
+                         f"{pct(m.get('adaptc_qat', {}).get('int8_onnx_test'))} |")
+        for name, g in d["gains"].items():
+            gains.append(f"{ds}, {name}: {100 * g['mean']:+.2f} ± {100 * g['std']:.2f} points "
+                         f"(from {100 * g['min']:+.2f} to {100 * g['max']:+.2f}, {g['n']} pairs)")
+    lines += ["", "Paired gains over every (teacher seed, student seed) pair:", ""] + [f"- {g}" for g in gains]
+    lines += ["", f"Student seeds {', '.join(map(str, results['seeds']))}; teacher seeds "
+              f"{', '.join(map(str, results['teacher_seeds']))}; run {results['created']}"
+              + (" (--quick: not for the record)." if results.get("quick") else ".")]
+    return "\n".join(lines)
+
+
 # -- minilm_bench.py: benchmarks/results/minilm.json (and minilm_batch16.json) --------------------------------
 def _minilm_labels(d: dict) -> dict[str, str]:
     m = re.search(r"cut to (\d+) layers", d["rows"].get("truncated", {}).get("note", ""))
@@ -461,6 +486,25 @@ def predictor_families(d: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def predictor_classes(d: dict | None = None) -> str:
+    """Held-out phone error per core class, and the shipped profiles' classes no published row validates."""
+    d = d or load("predictor.json")
+    cc = d["summary"].get("core_classes", {})
+    lines = ["| core class | shipped profiles | held-out rows, fp32 / int8 (from) | median abs error, fp32 / int8 | "
+             "Spearman, fp32 / int8 |", "|---|---|---|---|---|"]
+    for cls in sorted({k.rsplit("/", 1)[0] for k in cc}):
+        f, i = cc.get(f"{cls}/fp32", {}), cc.get(f"{cls}/int8", {})
+        profs = ", ".join(f"`{x}`" for x in (f.get("profiles") or i.get("profiles") or []))
+        if not f.get("n") and not i.get("n"):
+            lines.append(f"| {cls} | {profs} | 0 | not validated: no published rows | — |")
+            continue
+        src = ", ".join(f.get("rows_from") or i.get("rows_from") or [])
+        lines.append(f"| {cls} | {profs} | {f.get('n', 0)} / {i.get('n', 0)} ({src}) | "
+                     f"{f.get('median_abs_error_pct', float('nan')):.1f}% / {i.get('median_abs_error_pct', float('nan')):.1f}% | "
+                     f"{f.get('spearman', float('nan')):.3f} / {i.get('spearman', float('nan')):.3f} |")
+    return "\n".join(lines)
+
+
 def predictor_macs(d: dict | None = None) -> str:
     """The phone models' torch re-implementations against the published file's MACs and parameters."""
     d = d or load("predictor.json")
@@ -652,6 +696,32 @@ def reliability(d: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+# -- dashboard_bench.py: benchmarks/results/dashboard.json --------------------------------------------------------
+def dashboard(d: dict | None = None) -> str:
+    """The ten real builds recorded into one history, and the dashboard drawn from it in headless Chromium."""
+    d = d or load("dashboard.json")
+    lines = ["| # | task | device | what | exit | seconds |", "|---|---|---|---|---|---|"]
+    for i, b in enumerate(d["builds"], 1):
+        lines.append(f"| {i} | {b['task']} | {b['device']} | {b['what']} | {b['exit']} | {b['seconds']:.0f} |")
+    br = d["browser"]
+    points = sum(t["points"] for p in br["plots"] for t in p["traces"])
+    cmp = d["compare_against_history"]
+    lines += [
+        "",
+        "| page | size | plots drawn | points | render in Chromium | console errors | requests off the file | "
+        "regression on the page | `compare --against-history` |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| {d['runs']} runs, {d['artifacts']} artifacts, {len(d['devices'])} devices, {len(d['tasks'])} tasks | "
+        f"{d['page_bytes'] / 2**20:.2f} MB | {sum(1 for p in br['plots'] if p['svg'] > 0)} of {len(br['plots'])} | "
+        f"{points:,} | {br['render_s']:.2f} s | {len(br['console_errors']) + len(br['page_errors'])} | "
+        f"{len(br['remote_requests'])} | {'yes' if d['regression_on_page'] else 'no'} | exit {cmp['exit']} |",
+        "",
+        f"Run {d['created']} on {d.get('host', {}).get('cpu', 'this host')} "
+        "(`python benchmarks/dashboard_bench.py`).",
+    ]
+    return "\n".join(lines)
+
+
 # -- the registry -----------------------------------------------------------------------------------------------
 #: table name (the docs marker) -> renderer
 TABLES: dict[str, Callable[[], str]] = {
@@ -661,6 +731,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "export-builds": export_builds,
     "tflite-int8-anatomy": tflite_int8_anatomy,
     "distill": distill,
+    "distill-teachers": distill_teachers,
     "minilm-build": minilm_build,
     "minilm": minilm,
     "minilm-targets": minilm_targets,
@@ -670,26 +741,30 @@ TABLES: dict[str, Callable[[], str]] = {
     "predictor": predictor,
     "predictor-families": predictor_families,
     "predictor-macs": predictor_macs,
+    "predictor-classes": predictor_classes,
     "predictor-runs": predictor_runs,
     "calibration": calibration,
     "quant": quant_table,
     "scale-throughput": scale_throughput,
     "scale-builds": scale_builds,
     "reliability": reliability,
+    "dashboard": dashboard,
 }
 
 #: benchmark (its script's name without ``.py`` / ``_bench``) -> the tables its results feed
 BENCHMARKS: dict[str, tuple[str, ...]] = {
     "export": ("export-models", "export", "export-targets", "export-builds"),
     "tflite_int8_anatomy": ("tflite-int8-anatomy",),
-    "distill": ("distill",),
+    "distill": ("distill", "distill-teachers"),
     "minilm": ("minilm-build", "minilm", "minilm-targets", "minilm-batch16"),
     "minilm_extra_text": ("minilm-extra-text",),
     "minilm_static_branch": ("minilm-static-branch",),
-    "predictor": ("predictor", "predictor-families", "predictor-macs", "predictor-runs", "calibration"),
+    "predictor": ("predictor", "predictor-families", "predictor-macs", "predictor-classes", "predictor-runs",
+                  "calibration"),
     "quant": ("quant",),
     "scale": ("scale-throughput", "scale-builds"),
     "reliability": ("reliability",),
+    "dashboard": ("dashboard",),
 }
 
 

@@ -45,6 +45,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "split_from_arrays": ("adaptc.tasks", "split_from_arrays"),
     "split_from_dataset": ("adaptc.tasks", "split_from_dataset"),
     "compare": ("adaptc.report.compare", "compare"),
+    # the build history every build appends to: adaptc.history.runs(task=..., device=...), dashboard_data()
+    "history": ("adaptc.history", ""),
     "measure_file": ("adaptc.build.measure", "measure_file"),
     "quant_report": ("adaptc.build.quant_report", "quant_report"),
     "PTQConfig": ("adaptc.core.ptq", "PTQConfig"),
@@ -74,6 +76,7 @@ __all__ = [
     "split_from_arrays",
     "split_from_dataset",
     "compare",
+    "history",
     "measure_file",
     "quant_report",
     "PTQConfig",
@@ -100,7 +103,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import build
+    from . import build, history
     from .analysis import analyze
     from .build.export import export_model
     from .build.export import export_model as export

@@ -44,3 +44,7 @@ class ModelFileError(AdaptcError):
 
 class StateError(AdaptcError):
     """A build folder's state store (``.adaptc/state.sqlite``) is corrupt or not adaptc's."""
+
+
+class HistoryError(AdaptcError):
+    """The build history cannot be used: not an adaptc history, written by a newer adaptc, or not writable."""

@@ -23,6 +23,7 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ.setdefault("ADAPTC_CACHE", str(cache))
     os.environ["XDG_CONFIG_HOME"] = str(config)
     os.environ.pop("ADAPTC_PROFILE_PATH", None)
+    os.environ.pop("ADAPTC_HISTORY", None)  # builds record into the session's cache folder, not a user's history
 
 
 DATA = ROOT / "tests" / "data"

@@ -17,7 +17,7 @@ MAX_MODULE_LINES = 450
 def _layers() -> dict[str, int]:
     """Package (or top-level module) -> layer, from the table in docs/ARCHITECTURE.md (``| 3 | `measure` | ...``)."""
     text = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
-    section = text[text.index("## Layers"):]
+    section = text[text.index("## Layers") :]
     layers: dict[str, int] = {}
     for row in re.finditer(r"^\|\s*(\d+)\s*\|([^|]*)\|", section, re.M):
         for name in re.findall(r"`([\w.]+)`", row.group(2)):
@@ -66,8 +66,11 @@ def test_layer_table_covers_every_package() -> None:
 
 def test_every_import_goes_down_the_layers() -> None:
     layers = _layers()
-    wrong = [f"{f}: {a} (layer {layers.get(a)}) imports {b} (layer {layers.get(b)})"
-             for f, a, b in _imports() if a in layers and b in layers and layers[b] >= layers[a]]
+    wrong = [
+        f"{f}: {a} (layer {layers.get(a)}) imports {b} (layer {layers.get(b)})"
+        for f, a, b in _imports()
+        if a in layers and b in layers and layers[b] >= layers[a]
+    ]
     assert not wrong, "imports against the layer table of docs/ARCHITECTURE.md:\n" + "\n".join(sorted(set(wrong)))
 
 
@@ -90,6 +93,45 @@ def test_no_cycle_between_packages() -> None:
 
 
 def test_modules_stay_small() -> None:
-    long = {str(f.relative_to(ROOT)): n for f in SRC.rglob("*.py") if (n := len(f.read_text().splitlines())) >
-            MAX_MODULE_LINES}
+    long = {
+        str(f.relative_to(ROOT)): n
+        for f in SRC.rglob("*.py")
+        if (n := len(f.read_text().splitlines())) > MAX_MODULE_LINES
+    }
     assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by concern): {long}"
+
+
+#: torch's and numpy's draws that read a process-wide generator unless they are handed one
+_TORCH_DRAWS = {"rand", "randn", "randint", "randperm", "bernoulli", "multinomial", "normal"}
+#: the only global seeding allowed: the trainers' ``seed_everything`` (dropout and weight init read torch's global
+#: generator, which no argument can replace) and ``seeded_init``'s forked state
+_GLOBAL_SEEDING = {("tasks/training.py", "seed_everything"), ("tasks/training.py", "seeded_init")}
+
+
+def test_every_random_draw_names_its_generator() -> None:
+    """Reproducible by seed (issue 28): every random draw in the package passes an explicit generator (torch's
+    ``generator=``, numpy's ``default_rng(seed)`` / ``random.Random(seed)`` objects), never the legacy global API
+    (``np.random.rand``, ``random.shuffle``); global seeding only in the functions that must set it."""
+    bad = []
+    for f in sorted(SRC.rglob("*.py")):
+        rel = f.relative_to(SRC).as_posix()
+        tree = ast.parse(f.read_text(), str(f))
+        fns = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                inside = [fn for fn in fns if fn.lineno <= node.lineno <= (fn.end_lineno or fn.lineno)]
+                name = max(inside, key=lambda fn: fn.lineno).name if inside else "<module>"
+                attr, owner = node.func.attr, ast.unparse(node.func.value)
+                keywords = {k.arg for k in node.keywords}
+                if owner == "torch" and attr in _TORCH_DRAWS and "generator" not in keywords:
+                    bad.append(f"{rel}:{node.lineno} torch.{attr} without generator=")
+                elif owner == "np.random" and attr not in ("default_rng", "Generator", "seed"):
+                    bad.append(f"{rel}:{node.lineno} np.random.{attr} (the global generator)")
+                elif owner == "random" and attr not in ("Random", "seed"):
+                    bad.append(f"{rel}:{node.lineno} random.{attr} (the global generator)")
+                elif (owner, attr) in {("torch", "manual_seed"), ("np.random", "seed"), ("random", "seed")} and (
+                    rel,
+                    name,
+                ) not in _GLOBAL_SEEDING:
+                    bad.append(f"{rel}:{node.lineno} {owner}.{attr} in {name} (global seeding)")
+    assert not bad, "random draws without an explicit generator:\n" + "\n".join(sorted(set(bad)))

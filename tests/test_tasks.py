@@ -106,8 +106,11 @@ def test_task_options_reach_the_factory(monkeypatch: pytest.MonkeyPatch) -> None
         get_task("custom_task:make_task", width=3)
     with pytest.raises(TaskError, match="bad option value"):
         get_task("custom_task:make_task", hidden="wide")
-    with pytest.raises(TaskError, match=r"task 'digits' has no option max_length \(its options: none\)"):
+    with pytest.raises(TaskError, match=r"task 'digits' has no option max_length \(its options: teacher_seed=0\)"):
         get_task("digits", max_length=64)
+    # a built-in teacher's seed is checked before anything trains (numpy would refuse it deep in the training)
+    with pytest.raises(TaskError, match=r"teacher_seed must be an integer from 0 to 2\*\*32-1 \(got -1\)"):
+        get_task("digits", teacher_seed="-1")
     # minilm's options are checked before its optional package is imported
     with pytest.raises(TaskError, match=r"has no option max_len \(its options: max_length=128\)"):
         get_task("minilm", max_len=64)
@@ -138,7 +141,7 @@ def test_list_tasks_shows_options_without_loading_anything() -> None:
 
     infos = {i.name: i for i in list_tasks()}
     assert sorted(infos) == builtin_tasks()
-    assert infos["minilm"].options == {"max_length": 128} and infos["digits"].options == {}
+    assert infos["minilm"].options == {"max_length": 128} and infos["digits"].options == {"teacher_seed": 0}
     assert infos["minilm"].summary.startswith("distil the pretrained sentence encoder all-MiniLM-L6-v2")
     assert [i.name for i in list_tasks("mini*")] == ["minilm"]
     r = run_cli("tasks", "mini*", "--json")
@@ -153,11 +156,16 @@ def test_a_fresh_cache_trains_the_same_digits_teacher(tmp_path, monkeypatch) -> 
 
     from adaptc.tasks import get_task
 
-    weights = []
-    for i in range(2):
+    weights, files = [], []
+    for i, seed in enumerate((0, 0, 7)):
         monkeypatch.setenv("ADAPTC_CACHE", str(tmp_path / f"cache{i}"))
-        weights.append(get_task("digits").model.state_dict())
-    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+        task = get_task("digits", teacher_seed=seed)
+        weights.append(task.model.state_dict())
+        files.append(Path(str(task.info["cache_file"])).name)
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0]) and files[0] == files[1]
+    # another teacher_seed is another teacher, in its own cache entry (benchmarks vary it)
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0]) and files[2] != files[0]
+    monkeypatch.setenv("ADAPTC_CACHE", str(tmp_path / "cache0"))
     state = torch.random.get_rng_state()
     get_task("digits")  # loading from the cache leaves the caller's random state alone
     assert torch.equal(state, torch.random.get_rng_state())

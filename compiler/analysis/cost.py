@@ -223,6 +223,12 @@ class OpCost:
     #: FLOPs the op's kernel computes as the graph stands (a quantize / dequantize, a cast, a bias add or a clamp
     #: after a layer count here, not in ``flops``): what the predictor rates each op by. None: equal to ``flops``
     kernel_flops: int | None = None
+    #: what a converter to another runtime needs of an ONNX op (None elsewhere): a convolution's or pooling's
+    #: geometry (``pads``, ``strides``, ``kernel``, ``dilations``, ``in_hw``: its input's spatial size), a Clip's
+    #: bounds (``min``, ``max``), a Transpose's ``perm`` and ``in_shape``. The predictor reads it to see the graph
+    #: as TFLite would make it (a PAD op where the padding is not TFLite's SAME or VALID, a ReLU6 fused into its
+    #: convolution, a transpose that only moves axes of size 1 gone)
+    attrs: dict[str, Any] | None = None
 
     @property
     def bytes_moved(self) -> int:

@@ -49,7 +49,7 @@ from .cost import (
     is_channel_vector,
     op_class,
 )
-from .onnx_shapes import _attrs, _complete_shapes, _fix_batch, _shape_of, load_onnx
+from .onnx_shapes import _attrs, _complete_shapes, _converter_attrs, _fix_batch, _shape_of, load_onnx
 
 _DTYPE_BYTES: dict[int, float] = {
     TensorProto.FLOAT: 4,
@@ -340,6 +340,7 @@ def analyze_onnx(model: str | Path | onnx.ModelProto, batch: int = 1) -> CostRep
                 gemm=(int(gemm[0]), int(gemm[1]), int(gemm[2])) if gemm else None,
                 kernel_area=k_area,
                 dynamic=dynamic,
+                attrs=_converter_attrs(n, attrs, shapes, inits, const_outputs),
             )
         )
 

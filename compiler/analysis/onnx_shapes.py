@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 
 def _fix_batch(model: onnx.ModelProto, batch: int) -> onnx.ModelProto:
@@ -159,3 +160,42 @@ def _complete_shapes(m: onnx.ModelProto) -> onnx.ModelProto:
     except Exception:
         pass
     return m
+
+
+def _converter_attrs(
+    n: onnx.NodeProto,
+    attrs: dict[str, Any],
+    shapes: dict[str, list[int] | None],
+    inits: dict[str, onnx.TensorProto],
+    consts: dict[str, np.ndarray],
+) -> dict[str, Any] | None:
+    """See ``OpCost.attrs``: a convolution's or pooling's geometry, a Clip's bounds."""
+    if n.op_type in ("Conv", "MaxPool", "AveragePool", "QLinearConv", "ConvInteger"):
+        xs = shapes.get(n.input[0]) if n.input else None
+        if not xs or len(xs) < 3:
+            return None
+        dims = len(xs) - 2
+        ws = shapes.get(n.input[3] if n.op_type == "QLinearConv" else n.input[1]) if "Pool" not in n.op_type else None
+        kernel = list(attrs.get("kernel_shape") or (ws[2:] if ws else []))
+        auto_pad = attrs.get("auto_pad", "NOTSET")
+        return {
+            "in_hw": list(xs[2:]),
+            "kernel": kernel,
+            "strides": list(attrs.get("strides") or [1] * dims),
+            "dilations": list(attrs.get("dilations") or [1] * dims),
+            "pads": list(attrs.get("pads") or [0] * (2 * dims)),
+            "auto_pad": auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad),
+        }
+    if n.op_type == "Transpose" and n.input and shapes.get(n.input[0]):
+        return {"perm": list(attrs.get("perm") or []), "in_shape": list(shapes[n.input[0]] or [])}
+    if n.op_type == "Clip":
+        bound = {}
+        for key, pos in (("min", 1), ("max", 2)):
+            v = attrs.get(key)  # (before opset 11: attributes)
+            x = n.input[pos] if len(n.input) > pos else ""
+            arr = consts.get(x) if x in consts else (numpy_helper.to_array(inits[x]) if x in inits else None)
+            if arr is not None and arr.size == 1:
+                v = float(arr.reshape(-1)[0])
+            bound[key] = v
+        return bound
+    return None

@@ -42,6 +42,7 @@ def export_model(
     task_options: dict[str, Any] | None = None,
     quant_effort: Effort = "default",
     ptq: PTQConfig | None = None,
+    history: str | os.PathLike[str] | bool | None = None,
 ) -> BuildReport:
     """Export ``model_or_task`` for ``device`` without a student search and return the report.
 
@@ -52,7 +53,8 @@ def export_model(
     carry the converter's error, naming the op); :class:`adaptc.errors.BudgetError` is raised, with the
     report attached, when no artifact meets the device budgets (as :func:`adaptc.build` does). ``max_drop`` and
     ``gate``: the parity gate, and ``prefer``, which passing artifact ships, as in :func:`adaptc.build`; ``task_options``: keyword arguments of the task's factory; ``quant_effort``: how hard static int8 tries to pass
-    the gate and ``ptq`` its first attempt (as in :func:`adaptc.build`).
+    the gate and ``ptq`` its first attempt (as in :func:`adaptc.build`); ``history``: the build history the run is
+    appended to (as in :func:`adaptc.build`).
     """
     if isinstance(model_or_task, nn.Module):
         if task is None:
@@ -87,4 +89,5 @@ def export_model(
         task_options=options,
         quant_effort=quant_effort,
         ptq=ptq,
+        history=history,
     )

@@ -30,6 +30,8 @@ from ..distill.cache import memory_budget
 from ..distill.dense_cache import spill_to
 from ..errors import AdaptcError, BudgetError
 from ..exporters import available_formats
+from ..history import History, record_build
+from ..history import resolve_path as resolve_history
 from ..measure import host_threads
 from ..profiles import DeviceProfile, load_profile
 from ..report import BuildReport, SearchReport, TaskReport, TeacherReport, render
@@ -76,6 +78,7 @@ def build(
     task_options: dict[str, Any] | None = None,
     quant_effort: Effort = "default",
     ptq: PTQConfig | None = None,
+    history: str | os.PathLike[str] | bool | None = None,
 ) -> BuildReport:
     """Build device artifacts for a task and return the report (the same content as ``report.json``).
 
@@ -96,6 +99,8 @@ def build(
     of its fields) sets options over them (widths, rung_epochs, final_epochs, time_budget_s, distill=a dict of
     fields over the task's distillation defaults or a DistillConfig used as given, ...), False exports the
     teacher as it is.
+    ``history``: the build history the run is appended to (:mod:`adaptc.history`): None the default
+    (``$ADAPTC_HISTORY``, else the cache folder's), a path, or False for none; checked before any work.
     Raises :class:`adaptc.errors.BudgetError` (with ``.report`` attached) when no candidate or artifact meets the
     budgets; the report files are written before it is raised.
     """
@@ -111,6 +116,9 @@ def build(
         raise AdaptcError(f"quant_effort must be one of {', '.join(EFFORTS)} (got {quant_effort!r})")
     out_dir = Path(out) if out is not None else default_out_dir(profile)
     ensure_writable_dir(out_dir)
+    history_path = resolve_history(history)
+    if history_path is not None:
+        History(history_path).close()  # a corrupt or newer history is named now, not after the work
     with folder_lock(out_dir):  # one build per folder; its temporaries are then stale and safe to remove
         clean_stale_temporaries(out_dir)
         moved = check_store(out_dir, resume)
@@ -235,6 +243,8 @@ def build(
             progress=interrupted,
         )
         write_report(report, out_dir)
+        if history_path is not None:
+            record_build(report, out_dir, history_path, command="build" if search_config is not None else "export")
         if interrupted is not None:
             raise KeyboardInterrupt
         if status == "no_fit":

@@ -1,9 +1,11 @@
 """The ``adaptc`` command line: a thin layer over the public API (commands in :mod:`.build`, :mod:`.catalog`,
-:mod:`.inspect`; this module holds the app, the shared helpers and the exit codes).
+:mod:`.inspect`, :mod:`.history`, :mod:`.dashboard`; this module holds the app, the shared helpers and the exit
+codes).
 
 Exit codes: 0 ok; 2 bad input (one-line message, no traceback unless ``--debug``), a model that no format
 can export, or no artifact that meets the budgets; 3 partial build (some formats failed, the others were
-emitted; one line names each failed format and op); 4 ``compare --fail-on-regression`` found a regression;
+emitted; one line names each failed format and op); 4 ``compare --fail-on-regression`` (or
+``--against-history``) found a regression;
 1 internal failure; 130 interrupted (finished work is kept; rerunning resumes).
 """
 
@@ -93,11 +95,12 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-def _console():
+def _console(stderr: bool = False):
     from rich.console import Console
 
     # Piped output (CI logs, `| less`) gets a wide console instead of rich's 80-column default.
-    return Console(width=None if sys.stdout.isatty() else 200, soft_wrap=False)
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(width=None if stream.isatty() else 200, soft_wrap=False, stderr=stderr)
 
 
 def _task_options(items: list[str] | None) -> dict[str, str]:
@@ -126,6 +129,8 @@ def _maybe_live(rep: Any):
 # the commands register on `app` in this order (the order of `adaptc --help`)
 from . import build as _build_cmds  # noqa: E402,F401
 from . import catalog as _catalog_cmds  # noqa: E402,F401
+from . import dashboard as _dashboard_cmds  # noqa: E402,F401
+from . import history as _history_cmds  # noqa: E402,F401
 from . import inspect as _inspect_cmds  # noqa: E402,F401
 
 # ------------------------------------------------------------------------------------------------ main

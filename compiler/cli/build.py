@@ -10,6 +10,7 @@ import click
 import typer
 
 from ..core.formats import FORMAT_NAMES
+from ..core.io import json_text
 from ..core.ptq import Effort
 from ..core.quantity import Gate, Prefer
 from ..core.search_options import SearchOptions
@@ -103,6 +104,16 @@ EqualizeOpt = Annotated[
     ),
 ]
 NoResumeOpt = Annotated[bool, typer.Option("--no-resume", help="Redo finished work instead of resuming.")]
+HistoryOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--history", help="The build history to append this run to [default: $ADAPTC_HISTORY, else the cache's]."
+    ),
+]
+NoHistoryOpt = Annotated[bool, typer.Option("--no-history", help="Record nothing in the build history.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print the report (report.json) on stdout; the summary goes to stderr.")
+]
 
 
 @app.command()
@@ -123,6 +134,9 @@ def build(
     memory_budget: MemoryBudgetOpt = None,
     runs: RunsOpt = 100,
     no_resume: NoResumeOpt = False,
+    history: HistoryOpt = None,
+    no_history: NoHistoryOpt = False,
+    as_json: JsonOpt = False,
     seed: int = typer.Option(
         0, "--seed", help="Random seed (search and training): the same seed gives the same choice."
     ),
@@ -214,14 +228,27 @@ def build(
             seed=seed,
             search=search,
             task_options=_task_options(task_option),
-        )
+            history=_history_arg(history, no_history),
+        ),
+        as_json,
     )
 
 
-def _run(make: Callable[[], Any]) -> None:
+def _history_arg(history: Path | None, no_history: bool) -> Path | bool | None:
+    if no_history and history is not None:
+        raise AdaptcError("give --history or --no-history, not both")
+    return False if no_history else history
+
+
+def _run(make: Callable[[], Any], as_json: bool = False) -> None:
     """Make a build (with progress), print its summary table (also when it failed with a report written) and exit
-    as its status says."""
+    as its status says. ``as_json``: the report on stdout (for release pipelines), the summary on stderr."""
     from ..core.progress import using
+
+    def show(r: Any) -> None:
+        _print_build_summary(r, stderr=as_json)
+        if as_json:
+            typer.echo(json_text(r.model_dump(mode="json")))
 
     with using(_reporter()) as rep, _maybe_live(rep):
         try:
@@ -229,9 +256,9 @@ def _run(make: Callable[[], Any]) -> None:
         except AdaptcError as e:
             r = getattr(e, "report", None)
             if r is not None:
-                _print_build_summary(r)
+                show(r)
             raise
-    _print_build_summary(report)
+    show(report)
     _exit_for_status(report)
 
 
@@ -284,6 +311,9 @@ def export_cmd(
     threads: ThreadsOpt = None,
     runs: RunsOpt = 100,
     no_resume: NoResumeOpt = False,
+    history: HistoryOpt = None,
+    no_history: NoHistoryOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Export a task's model as is (no student search): artifacts per format, parity, measurements, report."""
     from ..build.export import export_model
@@ -297,7 +327,9 @@ def export_cmd(
             threads=threads,
             runs=runs,
             task_options=_task_options(task_option),
-        )
+            history=_history_arg(history, no_history),
+        ),
+        as_json,
     )
 
 
@@ -341,10 +373,10 @@ def _metric_cell(q: Any) -> str:
     return f"{q.value:.4f}" + (f" [{q.ci95[0]:.3f}, {q.ci95[1]:.3f}]" if q.ci95 else "")
 
 
-def _print_build_summary(report: Any) -> None:
+def _print_build_summary(report: Any, stderr: bool = False) -> None:
     from rich.table import Table
 
-    con = _console()
+    con = _console(stderr)
     t = Table(title=f"{report.task.name} → {report.device['name']}: {report.status}", show_lines=False)
     for col in (
         "artifact",

@@ -4,6 +4,7 @@ side by side."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -118,8 +119,19 @@ EXIT_REGRESSION = 4
 
 @app.command()
 def compare(
-    baseline: Path = typer.Argument(..., help="The build to compare against: its folder or report.json."),
-    candidate: Path = typer.Argument(..., help="The new build: its folder or report.json."),
+    baseline: Path | None = typer.Argument(
+        None, help="The build to compare against: its folder or report.json (with --against-history: the new build)."
+    ),
+    candidate: Path | None = typer.Argument(None, help="The new build: its folder or report.json."),
+    against_history: bool = typer.Option(
+        False,
+        "--against-history",
+        help="Compare one build with the last release in the build history (the newest earlier run of the same task "
+        "and device that shipped); exit 4 on a regression.",
+    ),
+    history: Path | None = typer.Option(
+        None, "--history", help="With --against-history: the history file [default: $ADAPTC_HISTORY, else the cache's]."
+    ),
     max_drop: float = typer.Option(
         1.0, "--max-drop", help="Largest metric drop of a shipped artifact that is not a regression, in points."
     ),
@@ -148,8 +160,31 @@ def compare(
     from ..report.compare import compare as run_compare
     from ..report.compare import describe
 
+    base: Any = baseline
+    plot_base: Any = baseline
+    if against_history:
+        if baseline is None or candidate is not None:
+            raise AdaptcError("--against-history compares one build: adaptc compare --against-history BUILD_DIR")
+        from ..history import baseline_for, read_report
+        from ..report.compare import load_build
+
+        cand_report, _ = read_report(baseline)
+        found = baseline_for(cand_report, history)
+        if found is None:
+            raise AdaptcError(
+                f"no earlier run of task {cand_report['task'].get('name')!r} on {cand_report['device'].get('name')!r} "
+                "in the build history to compare against"
+            )
+        from ..report.schema import BuildReport
+
+        base, candidate = (BuildReport.model_validate(found[0]), Path(found[1]["build_dir"])), baseline
+        plot_base = Path(found[1]["build_dir"]) / "report.json"
+        fail_on_regression = True
+        load_build(candidate)  # (a candidate report this adaptc cannot read is named here)
+    elif baseline is None or candidate is None:
+        raise AdaptcError("give two builds (adaptc compare BASELINE CANDIDATE) or --against-history BUILD_DIR")
     cmp = run_compare(
-        baseline,
+        base,
         candidate,
         max_drop=max_drop / 100.0,
         latency_tolerance=latency_tolerance / 100.0,
@@ -160,7 +195,7 @@ def compare(
         from ..report.compare_plot import plot_comparison
 
         ensure_writable_dir(plot.parent if str(plot.parent) else Path("."))
-        plot_comparison(baseline, candidate, plot)
+        plot_comparison(plot_base, candidate, plot)
     if as_json:
         typer.echo(json_text({**cmp.model_dump(mode="json"), "plot": str(plot) if plot else None}))
     else:

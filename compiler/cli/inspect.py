@@ -188,7 +188,11 @@ def _measure_build(folder: Path, threads: int | None, runs: int, warmup: int, as
 def predict(
     model: Path = typer.Argument(..., help="An exported .onnx or .tflite file."),
     device: str = typer.Option(..., "--device", "-d", help="Profile name or YAML path."),
-    runtime: str = typer.Option("tflite", "--runtime", help=" | ".join(RUNTIME_NAMES)),
+    runtime: str | None = typer.Option(
+        None,
+        "--runtime",
+        help=" | ".join(RUNTIME_NAMES) + " (default: the file's own: .onnx onnxruntime, .tflite tflite)",
+    ),
     precision: str | None = typer.Option(
         None, "--precision", help=" | ".join(PRECISIONS) + " [default: as in the graph]"
     ),

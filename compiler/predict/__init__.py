@@ -19,6 +19,17 @@ __all__ = ["PREDICTOR_VERSION", "OpPrediction", "Prediction", "predict", "predic
 _ANALYZED_FORMATS = ("onnx", "tflite")
 
 
+def _is_tflite(p: Path) -> bool:
+    """A TFLite flatbuffer (by its suffix or its file identifier), else ONNX."""
+    if p.suffix.lower() == FORMATS["tflite"].suffix:
+        return True
+    try:
+        with open(p, "rb") as f:
+            return f.read(8)[4:8] == b"TFL3"
+    except OSError:
+        return False
+
+
 def _check_model_file(p: Path) -> None:
     if not p.is_file():
         raise ModelFileError(f"model file {p} does not exist")
@@ -35,7 +46,7 @@ def predict(
     device: str | Path | DeviceProfile,
     precision: str | None = None,
     threads: int | None = None,
-    runtime: str = "tflite",
+    runtime: str | None = None,
     example_input: Any = None,
 ) -> Prediction:
     """Estimated latency and peak memory of a model on a device, with a per-op breakdown.
@@ -45,12 +56,19 @@ def predict(
     ``precision``: ``fp32`` | ``fp16`` | ``int8`` to cost every op at that precision (a what-if for an fp32
     graph), or ``None`` (default) for each op's own precision in the graph.
     ``threads``: runtime threads (default: the profile's ``cpu.threads``).
-    ``runtime``: ``tflite`` | ``onnxruntime`` | ``coreml`` (which fitted constants to use).
+    ``runtime``: ``tflite`` | ``onnxruntime`` | ``coreml``: which runtime runs it (its fusions, kernels and
+    constants). Default: the file's own (``.onnx``: onnxruntime, ``.tflite``: tflite); a module: tflite. A module,
+    its ONNX file and its TFLite file get the same estimate for the same runtime (the ONNX graph is costed as the
+    TFLite converter makes it for tflite and CoreML).
     """
     from ..analysis import analyze
 
     if precision is not None and precision not in PRECISIONS:
         raise AdaptcError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
+    if runtime is None:
+        runtime = "tflite"
+        if isinstance(model_or_path, (str, Path)) and not _is_tflite(Path(model_or_path)):
+            runtime = "onnxruntime"
     if runtime not in RUNTIME_NAMES:  # (one without a model file uses the tflite constants)
         raise AdaptcError(f"unknown runtime {runtime!r} (known: {', '.join(RUNTIME_NAMES)})")
     if threads is not None and (not isinstance(threads, int) or threads < 1):

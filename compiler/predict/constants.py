@@ -75,6 +75,64 @@ def family_for(profile: DeviceProfile) -> str:
     return "arm64"
 
 
+#: in-order / out-of-order model-level efficiency of dense CNNs (device_specs.md section 0: 25-30% of peak on
+#: in-order A53 / A55 against 60-65% on big out-of-order cores)
+IN_ORDER_RATIO = 0.275 / 0.625
+#: what kernels with one multiply-accumulate or less per loaded element lose on an in-order core beyond the dense
+#: kernels' loss: the Cortex-A53 loads 64 bits per cycle (a 128-bit NEON load takes two) against two 128-bit loads
+#: per cycle on the Cortex-A76 (Arm's software optimization guides): 0.25 of the load bandwidth per cycle, against
+#: the dense kernels' 0.44
+IN_ORDER_STREAMING = 0.25 / IN_ORDER_RATIO
+#: kernel groups that stream their operands (depthwise convolutions, elementwise ops, reductions)
+STREAMING_GROUPS = ("depthwise_conv", "binary", "binary_broadcast", "activation", "hardswish", "softmax", "reduce")
+#: ARM64: all cores together stream about twice what one core streams (about 75-80% of the theoretical DRAM
+#: bandwidth against the ~40% one core reaches, the rule of the shipped profiles): the memory term's thread cap
+ARM64_BANDWIDTH_THREAD_CAP = 1.9
+
+
+def derive_inorder(arm64: dict[str, Any], today: str) -> dict[str, Any]:
+    """The ``arm64-inorder`` constants from the fitted ``arm64`` ones (no in-order phone has published rows to fit
+    on): the dense kernels' sustained fraction x IN_ORDER_RATIO; per-op, per-MAC and per-inference overheads (the
+    runtime's scalar dispatch code) / IN_ORDER_RATIO; streaming kernels' efficiencies x IN_ORDER_STREAMING."""
+    ino = copy.deepcopy(arm64)
+    ino["peak_to_sustained"] = {k: round(v * IN_ORDER_RATIO, 4) for k, v in arm64["peak_to_sustained"].items()}
+    for key in ("op_overhead_us", "mac_overhead_us", "invoke_overhead_us"):
+        if key in ino:
+            ino[key] = round(float(ino[key]) / IN_ORDER_RATIO, 4)
+    for group in STREAMING_GROUPS:
+        for prec, v in ino["efficiency"].get(group, {}).items():
+            ino["efficiency"][group][prec] = round(float(v) * IN_ORDER_STREAMING, 5)
+    ino["fitted"] = (
+        f"derived from arm64 on {today}: peak_to_sustained x {IN_ORDER_RATIO:.2f} (in-order / out-of-order "
+        f"model-level efficiency, device_specs.md section 0: 25-30% vs 60-65% of peak), overheads / "
+        f"{IN_ORDER_RATIO:.2f}, depthwise / elementwise / reduction efficiencies x {IN_ORDER_STREAMING:.2f} (64-bit "
+        f"against 2x128-bit loads per cycle, Arm's optimization guides); no in-order measurements"
+    )
+    return ino
+
+
+def int8_dot_factor(profile: DeviceProfile) -> float:
+    """How many times an ARM64 core's int8 figure exceeds what kernels without the dot-product instructions reach:
+    4 with ``i8mm`` (SMMLA doubles SDOT), 2 with ``dotprod`` (SDOT: 4x the fp32 peak against about 2x with
+    widening multiply-accumulates), else 1 (device_specs.md section 0: measured on the A76, A55 and an i8mm core).
+    Depthwise int8 kernels use neither instruction: they are rated from the int8 figure divided by this."""
+    if family_for(profile) == "x86_64":
+        return 1.0
+    feats = {f.lower() for f in profile.cpu.features}
+    return 4.0 if "i8mm" in feats else (2.0 if "dotprod" in feats else 1.0)
+
+
+def core_class(profile: DeviceProfile) -> str:
+    """The kind of core a profile's runtime runs on, as the predictor's validation reports errors by it:
+    ``x86_64``, ``arm out-of-order`` or ``arm in-order``, with ``+dotprod`` / ``+i8mm``."""
+    fam = family_for(profile)
+    if fam == "x86_64":
+        return "x86_64"
+    base = "arm in-order" if fam == "arm64-inorder" else "arm out-of-order"
+    dot = int8_dot_factor(profile)
+    return base + (" +i8mm" if dot == 4 else " +dotprod" if dot == 2 else "")
+
+
 #: GEMM-shape constants a family may lack (None: those of the plain float GEMM), in the order files list them
 _OPTIONAL_DIMS = ("gemm_int8_k0", "gemm_int8_n0", "qgemm_k0", "qgemm_n0", "qgemm_m0", "conv_k0", "conv_n0")
 
@@ -133,6 +191,8 @@ class Constants:
     #: the bandwidth / weight_cache_penalty on top of each op's work (None: no such term)
     weight_cache_mb: float | None = None
     weight_cache_penalty: float = 0.0
+    #: ARM64 families: the most the memory term speeds up with threads (None: as compute does)
+    bandwidth_thread_cap: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The constants as a ``RuntimeConstants`` mapping (for profiles and model files)."""
@@ -168,6 +228,7 @@ class Constants:
                 if self.weight_cache_mb is not None
                 else {}
             ),
+            **({"bandwidth_thread_cap": self.bandwidth_thread_cap} if self.bandwidth_thread_cap is not None else {}),
         }
 
 
@@ -214,6 +275,7 @@ def constants_from_dict(
         spatial_cin0=float(d["spatial_cin0"]) if d.get("spatial_cin0") is not None else None,
         weight_cache_mb=float(d["weight_cache_mb"]) if d.get("weight_cache_mb") is not None else None,
         weight_cache_penalty=float(d.get("weight_cache_penalty") or 0.0),
+        bandwidth_thread_cap=float(d["bandwidth_thread_cap"]) if d.get("bandwidth_thread_cap") is not None else None,
     )
 
 

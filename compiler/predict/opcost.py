@@ -16,7 +16,7 @@ import numpy as np
 
 from ..profiles.schema import DeviceProfile
 from . import kinds as k
-from .constants import Constants, device_ghz, sustained_throughput
+from .constants import Constants, device_ghz, int8_dot_factor, sustained_throughput
 from .table import OpTable
 
 #: (M, K, N) of the reference convolution that defines "sustained" throughput: a 3x3 convolution 128 -> 128 on a
@@ -34,6 +34,8 @@ class Device:
     profile_threads: int
     max_threads: int
     ghz: float
+    #: the int8 figure over what kernels without dot-product instructions reach (:func:`int8_dot_factor`)
+    int8_dot_factor: float = 1.0
 
     @classmethod
     def from_profile(cls, profile: DeviceProfile, runtime: str) -> Device:
@@ -43,6 +45,7 @@ class Device:
             profile_threads=profile.cpu.threads,
             max_threads=profile.cpu.total_cores,
             ghz=device_ghz(profile),
+            int8_dot_factor=int8_dot_factor(profile),
         )
 
 
@@ -73,6 +76,17 @@ def op_times(
         base = e.get("fp32", c.data_bw_efficiency if ki in k.MOVE_KINDS else 0.1)
         plain = c.efficiency.get(k.FALLBACK_OF.get(kname, kname), {})  # a precision the kind lacks: its plain kind's
         eff[ki] = [e.get("fp32", base), e.get("fp16", e.get("fp32", base)), e.get("int8", plain.get("int8", base))]
+    # depthwise int8 kernels use no dot-product instruction: their efficiency is relative to the int8 figure a core
+    # reaches without one (the arm64 constants are fitted that way: on the Pixel 4 and Galaxy S10, both dotprod)
+    for dw in (k.K_DW, k.K_DW_FB):
+        eff[dw, 2] /= dev.int8_dot_factor
+    if c.runtime == "onnxruntime" and c.family.startswith("arm64") and S[2] > 0:
+        # onnxruntime's ARM64 int8 depthwise kernels multiply-accumulate in widened NEON lanes (no dot product:
+        # the int8 peak of a dotprod / i8mm core does not apply) on a quarter of the float kernel's bytes: rated
+        # at least at the float32 depthwise kernel's speed (an assumption, not a measurement: no phone row of
+        # onnxruntime exists; the tflite constants it starts from are fitted on XNNPACK's)
+        for dw in (k.K_DW, k.K_DW_FB):
+            eff[dw, 2] = max(eff[dw, 2], eff[dw, 0] * S[0] / S[2])
     kind, prec = t.kind, t.prec
     is_mac = (kind <= k.K_MM) | np.isin(kind, (k.K_CONV_FB, k.K_DW_FB, k.K_CONV_SP, k.K_CONV_DQ, k.K_QGEMM, k.K_MM_DYN))
     is_dw = (kind == k.K_DW) | (kind == k.K_DW_FB)
@@ -117,7 +131,14 @@ def op_times(
     bw_eff = np.where(is_dw, c.dw_bw_efficiency, bw_eff)
     # working sets beyond the cache stream slower: x (1 + penalty x bytes / (bytes + cache))
     cache = max(c.cache_kb, 1.0) * 1024.0
-    memory = t.bytes / (dev.bandwidth_gbps * 1e9 * bw_eff * tf) * (1.0 + c.cache_penalty * t.bytes / (t.bytes + cache))
+    tf_mem = tf
+    if c.family.startswith("arm64") and c.bandwidth_thread_cap is not None:
+        # a phone's cores together stream about twice what one streams (the profile's figure): the memory term
+        # scales with threads up to that, not as compute does
+        tf_mem = np.minimum(tf, c.bandwidth_thread_cap)
+    memory = (
+        t.bytes / (dev.bandwidth_gbps * 1e9 * bw_eff * tf_mem) * (1.0 + c.cache_penalty * t.bytes / (t.bytes + cache))
+    )
     bo = c.bmm_item_overhead_us
     item_us = np.array([bo.get("fp32", 0.0), bo.get("fp16", bo.get("fp32", 0.0)), bo.get("int8", 0.0)])[prec]
     ov_us = c.op_overhead_us + np.where(is_mac, c.mac_overhead_us + (items - 1.0) * item_us, 0.0)

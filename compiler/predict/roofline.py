@@ -40,7 +40,7 @@ from typing import Any
 
 from ..analysis.onnx_graph import CostReport
 from ..profiles.schema import DeviceProfile
-from .constants import Constants, resolve
+from .constants import Constants, core_class, resolve
 from .kinds import PRECISIONS
 from .opcost import Device, fixed_time, memory_mb, op_times
 from .table import build_table
@@ -86,6 +86,8 @@ class Prediction:
     constants_source: str = ""
     #: measured error of this predictor version (from the model file's validation block), when known
     validation: dict[str, Any] = field(default_factory=dict)
+    #: the kind of core the estimate is for (``arm out-of-order +dotprod``, ...): what its validation is reported by
+    core_class: str = ""
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -105,10 +107,11 @@ class Prediction:
             "unknown_ops": self.unknown_ops,
             "constants_source": self.constants_source,
             "validation": self.validation,
+            "core_class": self.core_class,
         }
 
 
-def _validation_phrase(c: Constants) -> str:
+def _validation_phrase(c: Constants, cls: str = "") -> str:
     v = c.validation or {}
     host = v.get("host", {}).get(c.runtime) or v.get("host", {}).get("all")
     bits = []
@@ -119,10 +122,22 @@ def _validation_phrase(c: Constants) -> str:
             f"{host.get('within_20pct', float('nan')):.0f}% within +-20%"
         )
     phones = v.get("phones", {})
-    if c.family.startswith("arm64") and phones:
+    classes = v.get("core_classes", {})
+    mine = {k.rsplit("/", 1)[1]: d for k, d in classes.items() if k.rsplit("/", 1)[0] == cls and d.get("n")}
+    if c.family.startswith("arm64") and mine:
+        maes = ", ".join(f"{p} {d.get('median_abs_error_pct', float('nan')):.0f}%" for p, d in sorted(mine.items()))
+        profs = ", ".join(next(iter(mine.values())).get("rows_from") or [])
+        n = max(d.get("n") or 0 for d in mine.values())
+        bits.append(
+            f"published rows of this core class ({cls}: {profs}; {n} held-out rows per precision) median "
+            f"|error|: {maes}"
+        )
+    elif c.family.startswith("arm64") and phones:
         maes = ", ".join(f"{k} {d.get('median_abs_error_pct', float('nan')):.0f}%" for k, d in sorted(phones.items()))
-        n = max((d.get("n") or 0) for d in phones.values())
-        bits.append(f"published phone rows ({n} held-out models per phone and precision) median |error|: {maes}")
+        bits.append(
+            f"not validated on this core class ({cls or c.family}): no published rows of such cores; the big "
+            f"out-of-order phones' median |error| ({maes}) does not carry over"
+        )
     return "; ".join(bits) if bits else "not yet validated"
 
 
@@ -166,6 +181,21 @@ def predict_from_cost(
             f"spec-sheet profile: sustained throughput = peak x {c.family} peak-to-sustained ratio "
             f"({', '.join(f'{k} {v:.2f}' for k, v in sorted(c.peak_to_sustained.items()))})"
         )
+    if getattr(cost, "format", "onnx") == "onnx" and runtime != "onnxruntime":
+        notes.append(
+            "ONNX graph costed as the TFLite converter makes it (activations fused, PAD where the padding is not "
+            "SAME / VALID, channels-last transposes, layer norms lowered): the same estimate as the TFLite file"
+        )
+    if runtime == "onnxruntime" and (cost.precision_macs.get("fp16") or precision == "fp16"):
+        notes.append(
+            "onnxruntime's CPU provider runs fp16 graphs in float32 (it inserts casts; no native fp16 kernels by "
+            "default): fp16 costed as float32"
+        )
+    if runtime == "onnxruntime" and c.family.startswith("arm64") and cost.precision_macs.get("int8"):
+        notes.append(
+            "onnxruntime on ARM64: int8 convolutions and products at the profile's int8 rate (its dot-product "
+            "kernels), depthwise int8 at least at the float32 depthwise speed (assumed: no onnxruntime phone rows)"
+        )
     if precision is not None:
         notes.append(f"what-if estimate: ops costed at {precision} regardless of the graph's own precision")
     ops: list[OpPrediction] = []
@@ -196,7 +226,7 @@ def predict_from_cost(
         f"per-op roofline smooth-max(FLOPs / (sustained throughput x fitted op-class efficiency x GEMM-shape "
         f"factor), bytes / bandwidth) + {c.op_overhead_us * c.ref_ghz / dev.ghz:.2f} us per op + "
         f"{fixed * 1e6:.1f} us per inference; memory = {base:.1f} MB runtime + weight copies + activation "
-        f"arena (liveness); {_validation_phrase(c)}"
+        f"arena (liveness); {_validation_phrase(c, core_class(profile))}"
     )
     return Prediction(
         device=profile.name,
@@ -215,6 +245,7 @@ def predict_from_cost(
         fixed_ms=float(fixed * 1e3),
         constants_source=c.source,
         validation=dict(c.validation),
+        core_class=core_class(profile),
     )
 
 

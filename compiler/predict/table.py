@@ -104,6 +104,7 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
     view = None
     if (
         runtime == "onnxruntime"
+        and layouts  # (an x86 host's onnxruntime: on ARM64 its QDQ kernels are another story, below)
         and fmt == "onnx"
         and precision is None
         and any(o.op_class == "quant" for o in cost.ops)
@@ -116,6 +117,11 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
         from .ort_view import layout_view
 
         layout = layout_view(cost.source)
+    tfl = None
+    if fmt == "onnx" and runtime != "onnxruntime":  # the graph as TFLite's converter makes it (CoreML: its proxy)
+        from .tflite_view import tflite_view
+
+        tfl = tflite_view(cost)
     split_seen: set[str] = set()
     names = [o.name for o in cost.ops]
     types = [o.op_type for o in cost.ops]
@@ -143,6 +149,12 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
         if precision is not None and kd != K_QUANT and p != precision:
             b *= BYTES[precision] / BYTES[p]
             p = precision
+        if runtime == "onnxruntime" and p == "fp16":
+            # onnxruntime's CPU provider has no fp16 convolutions or products by default: it inserts casts and runs
+            # the graph in float32 (the casts between two float32 kernels cancel; a graph's input and output keep
+            # theirs), so an fp16 graph costs what the float32 one does
+            b *= BYTES["fp32"] / BYTES["fp16"]
+            p = "fp32"
         run, whole_input = True, False
         if o.op_type not in known:
             unknown.append(o.op_type)
@@ -151,6 +163,8 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
             reason[i] = why
         elif o.fused:
             run, reason[i] = False, "quantize/dequantize pair fused into the int8 kernels"
+        if tfl is not None and i in tfl.gone:
+            run, reason[i] = False, tfl.gone[i]
         if layout is not None and run:
             made_by = layout.producer.get(o.outputs[0]) if o.outputs else None
             if p != "int8" and kd == K_CONV and view is not None and o.name in layout.fallback_nodes:
@@ -263,6 +277,8 @@ def build_table(cost: CostReport, runtime: str, precision: str | None = None, la
 
     for name, fl, nb in dyn_inputs:
         add(name, "QUANTIZE", K_DYNQ, 0, fl, nb)
+    for e in tfl.extra if tfl is not None else ():
+        add(e.name, e.op_type, e.kind, prec_l[e.at], e.flops, e.nbytes)
     if view is not None:
         # layout nodes of the full optimization level, sized like an average int8 convolution output
         q_out = [o.output_bytes for o in cost.ops if o.op_class in ("conv", "depthwise_conv") and o.precision == "int8"]

@@ -162,6 +162,8 @@ class RuntimeConstants(_Strict):
     #: divided by weight_cache_penalty, on top of each op's work
     weight_cache_mb: PositiveFloat | None = None
     weight_cache_penalty: NonNegativeFloat | None = None
+    #: ARM64: the most the memory term speeds up with threads (all cores together against one; None: as compute)
+    bandwidth_thread_cap: PositiveFloat | None = None
     #: fixed cost per executed op and per inference (microseconds, at ref_ghz)
     op_overhead_us: NonNegativeFloat | None = None
     #: extra fixed cost of each convolution / matmul (kernel setup, layout reorders), microseconds

@@ -259,18 +259,18 @@ def _pair(
 
 
 def compare(
-    baseline: str | Path,
-    candidate: str | Path,
+    baseline: str | Path | tuple[BuildReport, Path],
+    candidate: str | Path | tuple[BuildReport, Path],
     *,
     max_drop: float = 0.01,
     latency_tolerance: float = 0.10,
     host_tolerance: float | None = None,
 ) -> Comparison:
-    """Compare the artifacts two builds ship (folders or ``report.json`` files); see the module docstring for
-    the rules. ``max_drop``: the largest metric drop that is not a regression (fraction); the tolerances: the
-    largest relative slow-down of the device estimate and of the host measurement (None: host changes are
-    shown, not judged). Raises
-    :class:`adaptc.errors.AdaptcError` for a path without a report, or builds of different tasks."""
+    """Compare the artifacts two builds ship (folders or ``report.json`` files, or (report, folder) pairs); see the
+    module docstring for the rules. ``max_drop``: the largest metric drop that is not a regression (fraction); the
+    tolerances: the largest relative slow-down of the device estimate and of the host measurement (None: host
+    changes are shown, not judged). Raises :class:`adaptc.errors.AdaptcError` for a path without a report, or
+    builds of different tasks."""
     for name, v in (
         ("max_drop", max_drop),
         ("latency_tolerance", latency_tolerance),
@@ -278,7 +278,9 @@ def compare(
     ):
         if v is not None and not 0 <= v <= 10:
             raise AdaptcError(f"{name} must be a fraction between 0 and 10 (got {v})")
-    base, cand = load_build(baseline), load_build(candidate)
+    # (a report already read, with the folder it came from: the build history compares stored reports)
+    base = baseline if isinstance(baseline, tuple) else load_build(baseline)
+    cand = candidate if isinstance(candidate, tuple) else load_build(candidate)
     rb, rc = base[0], cand[0]
     if rb.task.name != rc.task.name or rb.task.metric_name != rc.task.metric_name:
         raise AdaptcError(

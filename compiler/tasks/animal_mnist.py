@@ -90,17 +90,19 @@ def flip_augment(xs: tuple[torch.Tensor, ...], g: torch.Generator) -> tuple[torc
 
 
 @register_task("animal-mnist")
-def make_task() -> Task:
+def make_task(teacher_seed: int = 0) -> Task:
+    """``teacher_seed``: the seed of the teacher's initial weights and training (a teacher per seed, each cached)."""
     train, val, test = load_splits()
     model, trained_now, path = builtin_teacher(
         "animal-mnist",
         lambda: TinyResNet(in_channels=1, num_classes=10, widths=TEACHER_WIDTHS, blocks_per_stage=2, stem_stride=2),
-        {"arch": _ARCH_VERSION, "w": TEACHER_WIDTHS, "init_seed": 0},
+        {"arch": _ARCH_VERSION, "w": TEACHER_WIDTHS, "init_seed": teacher_seed},
         (train, val),
         TEACHER_EPOCHS,
         lr=3e-3,
         batch_size=128,
-        seed=0,
+        init_seed=teacher_seed,
+        seed=teacher_seed,
         augment=flip_augment,
         threads=None,
     )

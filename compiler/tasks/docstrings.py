@@ -71,18 +71,20 @@ def load_splits(num_classes: int = 8) -> tuple[Split, Split, Split, list[str]]:
 
 
 @register_task("docstrings")
-def make_task() -> Task:
+def make_task(teacher_seed: int = 0) -> Task:
+    """``teacher_seed``: the seed of the teacher's initial weights and training (a teacher per seed, each cached)."""
     train, val, test, classes = load_splits()
     model, trained_now, path = builtin_teacher(
         "docstrings",
         lambda: TransformerClassifier(num_classes=len(classes), **TEACHER_CONFIG),
-        {"arch": _ARCH_VERSION, "cfg": TEACHER_CONFIG, "init_seed": 0},
+        {"arch": _ARCH_VERSION, "cfg": TEACHER_CONFIG, "init_seed": teacher_seed},
         (train, val),
         TEACHER_EPOCHS,
         lr=1e-3,
         weight_decay=0.05,
         batch_size=32,
-        seed=0,
+        init_seed=teacher_seed,
+        seed=teacher_seed,
         threads=1,
     )
     task = Task(

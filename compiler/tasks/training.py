@@ -18,6 +18,7 @@ from torch import nn
 from ..core import progress
 from ..core.cache import cache_dir
 from ..core.io import atomic_path, atomic_write_json
+from ..errors import TaskError
 from .base import Split, accuracy
 
 _M = TypeVar("_M", bound=nn.Module)
@@ -170,6 +171,9 @@ def builtin_teacher(
     added), else trained on the (train, val) ``splits`` by :func:`train_supervised` with cross-entropy and the
     ``train`` settings (lr, batch_size, seed, augment, threads, ...) and cached. Returns (model in eval mode,
     whether it was trained now, the cache file)."""
+    for v in (init_seed, train.get("seed", 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**32:
+            raise TaskError(f"task {name!r}: teacher_seed must be an integer from 0 to 2**32-1 (got {v!r})")
     spec = json.dumps({**key, "epochs": epochs, "torch": torch.__version__.split("+")[0]}, sort_keys=True)
     path = cache_dir() / f"{name}-teacher-{hashlib.sha256(spec.encode()).hexdigest()[:12]}.pt"
     model, trained_now = cached_teacher(
