@@ -162,6 +162,7 @@ def compare(
 
     base: Any = baseline
     plot_base: Any = baseline
+    cand: Any = candidate
     if against_history:
         if baseline is None or candidate is not None:
             raise AdaptcError("--against-history compares one build: adaptc compare --against-history BUILD_DIR")
@@ -177,15 +178,16 @@ def compare(
             )
         from ..report.schema import BuildReport
 
-        base, candidate = (BuildReport.model_validate(found[0]), Path(found[1]["build_dir"])), baseline
+        base = (BuildReport.model_validate(found[0]), Path(found[1]["build_dir"]))
         plot_base = Path(found[1]["build_dir"]) / "report.json"
         fail_on_regression = True
-        load_build(candidate)  # (a candidate report this adaptc cannot read is named here)
+        cand = load_build(baseline)  # read once (a candidate report this adaptc cannot read is named here)
+        candidate = baseline
     elif baseline is None or candidate is None:
         raise AdaptcError("give two builds (adaptc compare BASELINE CANDIDATE) or --against-history BUILD_DIR")
     cmp = run_compare(
         base,
-        candidate,
+        cand,
         max_drop=max_drop / 100.0,
         latency_tolerance=latency_tolerance / 100.0,
         host_tolerance=None if host_tolerance is None else host_tolerance / 100.0,

@@ -314,19 +314,24 @@ def export_records(fmt: str, path: str | os.PathLike[str] | None = None, *, what
 def dashboard_data(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """What the dashboard draws (see the package docstring)."""
     from ..core import __version__
-    from .records import regressions_between
+    from .records import regressions_between, stored_build_report
 
     with open_history(path) as h:
         rs = h.runs()
         arts = h.artifacts()
         last: dict[tuple[str, str], dict] = {}
+        loaded: dict[str, Any] = {}  # run id -> its report, read once (each serves as candidate, then as baseline)
+
+        def report_of(run: dict) -> Any:
+            if run["run_id"] not in loaded:
+                loaded[run["run_id"]] = stored_build_report(h.report(run["run_id"]))
+            return loaded[run["run_id"]]
+
         for r in rs:
             key = (r["task"], r["device"])
             prev = last.get(key)
             r["baseline_run"] = prev["run_id"] if prev else None
-            r["regressions"] = (
-                regressions_between((h.report(prev["run_id"]), prev), (h.report(r["run_id"]), r)) if prev else []
-            )
+            r["regressions"] = regressions_between((report_of(prev), prev), (report_of(r), r)) if prev else []
             r["regressed"] = bool(r["regressions"])
             if r["status"] in ("ok", "partial"):
                 last[key] = r
@@ -348,9 +353,9 @@ def baseline_for(
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """The last release before ``report`` in the history: the newest run of the same task and device that shipped
     something (status ok or partial) and is not this report itself. (stored report, run record), or None."""
-    from .records import report_records
+    from .records import report_digest
 
-    digest = report_records(report, Path("."), command="compare")[3]
+    digest = report_digest(report)[1]
     task, device = _get_name(report, "task"), _get_name(report, "device")
     with open_history(path) as h:
         rows = h.conn.execute(

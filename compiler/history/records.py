@@ -29,12 +29,17 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
+def report_digest(report: dict[str, Any]) -> tuple[str, str]:
+    """(canonical JSON text, sha256) of a report: what makes two recorded reports the same one."""
+    text = json.dumps(report, sort_keys=True, allow_nan=False)
+    return text, hashlib.sha256(text.encode()).hexdigest()
+
+
 def report_records(
     report: dict[str, Any], build_dir: Path, *, command: str, git: tuple[str | None, bool | None] = (None, None)
 ) -> tuple[dict[str, Any], list[dict[str, Any]], str, str]:
     """(run, artifacts, the report as JSON text, its sha256) of one build's report."""
-    text = json.dumps(report, sort_keys=True, allow_nan=False)
-    digest = hashlib.sha256(text.encode()).hexdigest()
+    text, digest = report_digest(report)
     created = str(report.get("created_utc") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     run_id = created.replace("-", "").replace(":", "") + "-" + uuid.uuid4().hex[:6]
     device, task, search = report.get("device") or {}, report.get("task") or {}, report.get("search") or {}
@@ -123,22 +128,30 @@ def git_state(cwd: Path) -> tuple[str | None, bool | None]:
         return None, None
 
 
-def regressions_between(
-    baseline: tuple[dict[str, Any] | None, dict[str, Any]],
-    candidate: tuple[dict[str, Any] | None, dict[str, Any]],
-    **rules: float | None,
-) -> list[str]:
-    """The regressions ``adaptc compare`` finds from the baseline run to the candidate run (each: its stored report
-    and its run record; the build folder, where it still exists, gives the per-sample scores of the paired test)."""
-    from ..errors import AdaptcError
-    from ..report.compare import compare
+def stored_build_report(report: dict[str, Any] | None) -> Any:
+    """A stored report as a :class:`~adaptc.report.BuildReport`, or None where this adaptc cannot read it (an
+    earlier schema)."""
     from ..report.schema import BuildReport
 
-    (rep_b, run_b), (rep_c, run_c) = baseline, candidate
-    if rep_b is None or rep_c is None:
+    if report is None:
+        return None
+    try:
+        return BuildReport.model_validate(report)
+    except ValueError:
+        return None
+
+
+def regressions_between(baseline: tuple[Any, dict[str, Any]], candidate: tuple[Any, dict[str, Any]]) -> list[str]:
+    """The regressions ``adaptc compare`` finds from the baseline run to the candidate run (each: its stored report as
+    :func:`stored_build_report` gives it, and its run record; the build folder, where it still exists, gives the
+    per-sample scores of the paired test)."""
+    from ..errors import AdaptcError
+    from ..report.compare import compare
+
+    (rb, run_b), (rc, run_c) = baseline, candidate
+    if rb is None or rc is None:
         return []
     try:
-        rb, rc = BuildReport.model_validate(rep_b), BuildReport.model_validate(rep_c)
-        return compare((rb, Path(run_b["build_dir"])), (rc, Path(run_c["build_dir"])), **rules).regressions  # type: ignore[arg-type]
-    except (AdaptcError, ValueError):  # reports that cannot be compared (another task, an unreadable schema)
+        return compare((rb, Path(run_b["build_dir"])), (rc, Path(run_c["build_dir"]))).regressions
+    except AdaptcError:  # reports that cannot be compared (another task)
         return []
