@@ -722,6 +722,67 @@ def dashboard(d: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+# -- fleet_bench.py: benchmarks/results/fleet.json --------------------------------------------------------------
+def fleet(d: dict | None = None) -> str:
+    """Per task: three single-device builds against one fleet build (wall time of each command, one run)."""
+    d = d or load("fleet.json")
+    lines = ["| task | device | single build | its choice | fleet's choice | same choice | same file shipped |",
+             "|---|---|---|---|---|---|---|"]
+    summary = ["| task | sum of 3 single builds | most expensive single | fleet | fleet / most expensive | "
+               "fleet / sum | trials: 3 singles / fleet | acceptance (<= 1.5x, same choices) |",
+               "|---|---|---|---|---|---|---|---|"]
+    for task, t in d["tasks"].items():
+        for dev, s in t["singles"].items():
+            f = t["fleet"]["devices"][dev]
+            lines.append(f"| {task} | {dev} | {s['wall_s']:.0f} s | {s['candidate']} -> {s['shipped']} | "
+                         f"{f['candidate']} -> {f['shipped']} | {'yes' if t['same_choice'][dev] else '**no**'} | "
+                         f"{'yes' if t['same_shipped_file'][dev] else 'no'} |")
+        ok = t["fleet_over_most_expensive"] <= 1.5 and all(t["same_choice"].values())
+        summary.append(f"| {(task + ' ' + ' '.join(t['options'])).strip()} | {t['sum_of_singles_s']:.0f} s | "
+                       f"{t['most_expensive_single_s']:.0f} s | {t['fleet']['wall_s']:.0f} s | "
+                       f"{t['fleet_over_most_expensive']:.2f}x | {t['fleet_over_sum']:.2f}x | "
+                       f"{t['trials_of_singles']} / {t['fleet']['trials']['in_store']} | {_met(ok)} |")
+    runs = ", ".join(f"{task} {t.get('created', d['created'])}" for task, t in d["tasks"].items())
+    return "\n".join([*summary, "", *lines, "", f"Runs: {runs}, on {d['host']['cpus']} CPUs "
+                      "(`python benchmarks/fleet_bench.py`; a task's builds run one after another)."])
+
+
+def fleet_ray(d: dict | None = None) -> str:
+    """The digits fleet on a Ray cluster of this machine (2 CPUs): choices, wall time, scaling, a killed worker."""
+    d = d or load("fleet.json")
+    r = d["ray"]
+    local = d["tasks"]["digits"]["fleet"]["wall_s"]
+    k = r["killed_worker"]
+    sc = r["scaling"]
+    w1, w2 = sc["workers"]["1"], sc["workers"]["2"]
+    lines = [
+        "| run | wall | same choices as local | same trials (key -> validation metric) as local |",
+        "|---|---|---|---|",
+        f"| fleet, local executor | {local:.0f} s | — | — |",
+        f"| fleet, Ray (2 worker CPUs) | {r['fleet']['wall_s']:.0f} s ({r['ray_over_local']:.2f}x local) | "
+        f"{'yes' if all(r['same_choice_as_local'].values()) else '**no**'} | "
+        f"{'yes' if r['same_trials_as_local'] else '**no**'} |",
+        f"| fleet, Ray, a worker killed mid-trial | {k['wall_s']:.0f} s | "
+        f"{'yes' if all(k['same_choice_as_local'].values()) else '**no**'} | "
+        f"{'yes' if k['same_trials_as_local'] else '**no**'} |",
+        "",
+        f"Killed worker: {len(k['killed_pids'])} killed, {len(k['retries'])} trial submitted again "
+        f"({'; '.join(k['retries']) or 'none'}); {k['trials_stored']} trials stored once each, attempts per rung "
+        f"trial {k['trial_attempts']}; the rerun of the same command trained {k['finished_trials_redone_by_rerun']} "
+        f"trials ({k['rerun_s']:.0f} s).",
+        "",
+        f"| {sc['trials']} independent trials (rung 0 of the pixel8 search) | in process | Ray, 1 worker CPU | "
+        "Ray, 2 worker CPUs | speed-up 1 -> 2 |",
+        "|---|---|---|---|---|",
+        f"| wall time of the rung | {sc['local_s']:.1f} s | {w1['rung0_s']:.1f} s | {w2['rung0_s']:.1f} s | "
+        f"{w1['rung0_s'] / w2['rung0_s']:.2f}x |",
+        "",
+        f"Ray {r['ray_version']}, a head started on this machine (`ray start --head --num-cpus N`); the driver's "
+        "build and the workers share the same 2 cores.",
+    ]
+    return "\n".join(lines)
+
+
 # -- the registry -----------------------------------------------------------------------------------------------
 #: table name (the docs marker) -> renderer
 TABLES: dict[str, Callable[[], str]] = {
@@ -749,6 +810,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "scale-builds": scale_builds,
     "reliability": reliability,
     "dashboard": dashboard,
+    "fleet": fleet,
+    "fleet-ray": fleet_ray,
 }
 
 #: benchmark (its script's name without ``.py`` / ``_bench``) -> the tables its results feed
@@ -765,6 +828,7 @@ BENCHMARKS: dict[str, tuple[str, ...]] = {
     "scale": ("scale-throughput", "scale-builds"),
     "reliability": ("reliability",),
     "dashboard": ("dashboard",),
+    "fleet": ("fleet", "fleet-ray"),
 }
 
 

@@ -26,6 +26,10 @@ from .core import __version__
 _LAZY: dict[str, tuple[str, str]] = {
     # the build package, callable: adaptc.build(task, device, out, ...)
     "build": ("adaptc.build", ""),
+    # one search serving many devices: adaptc.build_fleet(task, ["pixel8", "echo-dot"], out) (or adaptc.build with
+    # a list of devices)
+    "build_fleet": ("adaptc.build.fleet", "build_fleet"),
+    "FleetReport": ("adaptc.report.fleet", "FleetReport"),
     # adaptc.export(model_or_task, device, out, formats=..., task=...): a model as it is, no search
     "export": ("adaptc.build.export", "export_model"),
     "export_model": ("adaptc.build.export", "export_model"),
@@ -59,6 +63,8 @@ _LAZY: dict[str, tuple[str, str]] = {
 __all__ = [
     "__version__",
     "build",
+    "build_fleet",
+    "FleetReport",
     "export",
     "export_model",
     "analyze",
@@ -107,6 +113,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .analysis import analyze
     from .build.export import export_model
     from .build.export import export_model as export
+    from .build.fleet import build_fleet
     from .build.measure import measure_file
     from .core.search_options import SearchOptions
     from .errors import AdaptcError
@@ -116,4 +123,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from .report import BuildReport
     from .report import BuildReport as BuildResult
     from .report.compare import compare
+    from .report.fleet import FleetReport
     from .tasks import Split, Task, get_task, image_folder, list_tasks, split_from_arrays, split_from_dataset

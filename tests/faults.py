@@ -9,6 +9,8 @@ docs/RELIABILITY.md's figures (benchmarks/reliability.py).
   the same metrics as an uninterrupted build.
 - :func:`disk_full`: builds into a folder that fills up (a small tmpfs where the machine allows mounting one,
   else a file-size limit, RLIMIT_FSIZE): one line and exit 2, never a traceback.
+- :func:`kill_ray_worker_mid_trial`: a Ray worker killed in the middle of a search's trial (tests/test_fleet.py,
+  benchmarks/fleet_bench.py).
 """
 
 from __future__ import annotations
@@ -268,3 +270,42 @@ def disk_full(work: Path) -> list[dict[str, Any]]:
             one("export onto a full 1 MB tmpfs", [*export, "--out", str(d / "b")])
     one("export under a 128 KB file-size limit", [*export, "--out", str(work / "limited")], 128 << 10)
     return cases
+
+
+# ------------------------------------------------------------------------------------------ a killed Ray worker
+def ray_trial_workers() -> list[int]:
+    """PIDs of the Ray worker processes running a trial (Ray titles a worker after its task's function:
+    ``ray::adaptc_trial``; an idle one is ``ray::IDLE``)."""
+    import psutil
+
+    return [p.pid for p in psutil.process_iter(["cmdline"])
+            if " ".join(p.info.get("cmdline") or []).startswith("ray::adaptc_trial")]
+
+
+def kill_ray_worker_mid_trial(db: Path, killed: list[int], timeout: float = 600) -> threading.Thread:
+    """A thread that, once the trial store ``db`` holds a finished trial, SIGKILLs a Ray worker 0.2 s after it
+    starts its next trial (mid-trial: a trial takes seconds) and appends its PID to ``killed``. A worker counts as
+    starting a trial when it is first seen running one after being seen idle or not at all (a worker going
+    straight from one trial to the next is not caught mid-way)."""
+    def run() -> None:
+        busy_before: set[int] | None = None
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not killed:
+            try:
+                with sqlite3.connect(db) as c:
+                    done = c.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+            except sqlite3.Error:
+                done = 0
+            if done:
+                busy = set(ray_trial_workers())
+                busy_before = busy if busy_before is None else busy_before & busy
+                started = busy - busy_before
+                if started:
+                    time.sleep(0.2)
+                    os.kill(min(started), signal.SIGKILL)
+                    killed.append(min(started))
+            time.sleep(0.02)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t

@@ -34,7 +34,7 @@ def test_wheel_contains_profiles(tmp_path: Path) -> None:
 def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    cmd = 'python3 -m venv .venv && . .venv/bin/activate && pip install -c constraints.txt -e ".[dev,text,vision]" && python -m pytest'
+    cmd = 'python3 -m venv .venv && . .venv/bin/activate && pip install -c constraints.txt -e ".[dev,text,vision,ray]" && python -m pytest'
     assert cmd in readme and cmd in ci
     assert "pip install -c constraints.txt . && adaptc build --device pixel8" in readme
     assert "torch==2.13.0\n" in (ROOT / "constraints.txt").read_text()

@@ -29,10 +29,15 @@ __all__ = [
 
 class _CallableModule(types.ModuleType):
     """``adaptc.build(task, device, out, ...)`` is :func:`.run.build`, although ``adaptc.build`` is also this
-    package (importing a sub-package sets the parent's attribute to the package)."""
+    package (importing a sub-package sets the parent's attribute to the package); with a list of devices it is
+    :func:`.fleet.build_fleet` (one search serving them all)."""
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return build(*args, **kwargs)
+    def __call__(self, task: Any = "digits", device: Any = "host", out: Any = None, **kwargs: Any) -> Any:
+        if isinstance(device, (list, tuple)):
+            from .fleet import build_fleet
+
+            return build_fleet(task, device, out, **kwargs)
+        return build(task, device, out, **kwargs)
 
 
 sys.modules[__name__].__class__ = _CallableModule

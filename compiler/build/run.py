@@ -8,6 +8,7 @@ resumes without redoing them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 import time
@@ -44,6 +45,7 @@ from .steps import q_torch_metric
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..search import SearchConfig
+    from ..search.executor import Executor
 
 
 def default_out_dir(profile: DeviceProfile) -> Path:
@@ -79,8 +81,12 @@ def build(
     quant_effort: Effort = "default",
     ptq: PTQConfig | None = None,
     history: str | os.PathLike[str] | bool | None = None,
+    executor: str | Executor | None = None,
+    executor_options: Mapping[str, Any] | None = None,
+    search_state: str | os.PathLike[str] | None = None,
 ) -> BuildReport:
-    """Build device artifacts for a task and return the report (the same content as ``report.json``).
+    """Build device artifacts for a task and return the report (the same content as ``report.json``). For several
+    devices at once (one search serving them all) see :func:`adaptc.build_fleet`.
 
     ``max_drop``: the largest accepted metric drop of an artifact (fraction); ``gate``: how the parity gate reads
     it -- "point" the drop itself, "lenient" rejects only a drop whose 95% interval over the test samples lies
@@ -101,6 +107,10 @@ def build(
     teacher as it is.
     ``history``: the build history the run is appended to (:mod:`adaptc.history`): None the default
     (``$ADAPTC_HISTORY``, else the cache folder's), a path, or False for none; checked before any work.
+    ``executor``: where the search's rung trials run -- "local" (default, in this process), "ray" (a Ray cluster:
+    ``executor_options`` ``address``, ``cpus_per_trial``, ``memory_mb``, ``max_retries``;
+    :mod:`adaptc.search.ray_executor`) or an executor object. ``search_state``: the folder whose
+    ``.adaptc/state.sqlite`` holds the search's trials (default ``out``; a fleet's folder, shared by its devices).
     Raises :class:`adaptc.errors.BudgetError` (with ``.report`` attached) when no candidate or artifact meets the
     budgets; the report files are written before it is raised.
     """
@@ -116,6 +126,11 @@ def build(
         raise AdaptcError(f"quant_effort must be one of {', '.join(EFFORTS)} (got {quant_effort!r})")
     out_dir = Path(out) if out is not None else default_out_dir(profile)
     ensure_writable_dir(out_dir)
+    trial_executor = None
+    if search is not False:  # (named now: an unknown executor or an unreachable cluster fails before any work)
+        from ..search import get_executor
+
+        trial_executor = get_executor(executor, **dict(executor_options or {}))
     history_path = resolve_history(history)
     if history_path is not None:
         History(history_path).close()  # a corrupt or newer history is named now, not after the work
@@ -135,7 +150,8 @@ def build(
             quant_effort=quant_effort,
             ptq=ptq,
         )
-        the_task = get_task(task, **(task_options or {}))
+        # (a Task object comes made: a fleet makes its task once; task_options are then only recorded)
+        the_task = task if isinstance(task, Task) else get_task(task, **(task_options or {}))
         search_config = _search_config(the_task, search)
         budget_s = search_config.time_budget_s if search_config is not None else None
         mem_budget = _memory_budget_bytes(search_config)
@@ -147,8 +163,14 @@ def build(
         search_report: SearchReport | None = None
         no_fit: BudgetError | None = None
         interrupted: dict[str, Any] | None = None
+        state_dir = Path(search_state) if search_state is not None else out_dir
         with (
             BuildStore(out_dir / ".adaptc" / "state.sqlite") as store,
+            (
+                BuildStore(state_dir / ".adaptc" / "state.sqlite")
+                if state_dir.resolve() != out_dir.resolve()
+                else contextlib.nullcontext(store)
+            ) as search_store,
             memory_budget(mem_budget),
             spill_to(out_dir / ".adaptc" / "spill"),
         ):
@@ -161,8 +183,10 @@ def build(
                         model, search_report = run_search(
                             the_task,
                             profile,
-                            store=store,
+                            store=search_store,
                             out_dir=out_dir,
+                            state_dir=state_dir,
+                            executor=trial_executor,
                             seed=seed,
                             teacher_outputs=teacher_outputs,
                             options=search_config,
@@ -171,6 +195,11 @@ def build(
                         )
                     except BudgetError as e:
                         no_fit, search_report = e, getattr(e, "search", None)
+                    if search_report is not None and search_report.final_trial:
+                        # where this build's student lives (a fleet's trial store is outside the folder)
+                        pointer = {"state": os.path.relpath(state_dir, out_dir), "trial": search_report.final_trial}
+                        if store.get("final_student") != pointer:  # (a resumed build rewrites nothing it finished)
+                            store.put("final_student", "pointer", pointer)
                 if no_fit is None:
                     builder = ArtifactBuilder(
                         model=model,
@@ -186,7 +215,7 @@ def build(
                     outcomes = builder.run(fmts)
                     warnings += builder.warnings
             except KeyboardInterrupt:
-                interrupted = _finished_so_far(store, out_dir)
+                interrupted = _finished_so_far(store, search_store, state_dir)
         reason: str | None
         if interrupted is not None:
             chosen, status, reason, outcomes = None, "interrupted", "interrupted (Ctrl-C) before the build finished", {}
@@ -317,11 +346,11 @@ def _resources(cfg: SearchConfig | None, mem_budget: int, budget_s: float | None
     }
 
 
-def _finished_so_far(store: BuildStore, out_dir: Path) -> dict[str, Any]:
+def _finished_so_far(store: BuildStore, search_store: BuildStore, state_dir: Path) -> dict[str, Any]:
     """An interrupted build's record: the trials that finished (and the best of them) and the artifacts made."""
     from ..search.trials import TrialStore
 
-    trials = TrialStore(store, out_dir).finished()
+    trials = TrialStore(search_store, state_dir).finished()
     best = max((t for t in trials if t["rung"] != "final"), key=lambda t: t["val"], default=None)
     final = next((t for t in trials if t["rung"] == "final"), None)
     return {

@@ -16,11 +16,30 @@ from ..core.quantity import Gate, Prefer
 from ..core.search_options import SearchOptions
 from ..errors import AdaptcError
 from . import _console, _maybe_live, _parse_formats, _reporter, _state, _task_options, app
+from .fleet import (
+    AddressOpt,
+    ExecutorOpt,
+    FleetOpt,
+    TrialCpusOpt,
+    TrialMemoryOpt,
+    executor_args,
+    fleet_devices,
+    is_fleet,
+    run_fleet,
+)
 from .search_opts import _search_options as search_options
 
 # options shared by `build` and `export` (one definition each, so their help texts cannot drift apart)
 DeviceOpt = Annotated[
     str, typer.Option("--device", "-d", help="Profile name (see `adaptc devices`) or path to a profile YAML.")
+]
+FleetDeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        "-d",
+        help="Profile name (see `adaptc devices`) or path to a profile YAML; several (pixel8,echo-dot) or a wildcard ('pixel*') build a fleet with one search into <out>/<device>/ [default out: adaptc-out/fleet].",
+    ),
 ]
 TaskOpt = Annotated[
     str,
@@ -118,7 +137,8 @@ JsonOpt = Annotated[
 
 @app.command()
 def build(
-    device: DeviceOpt = "host",
+    device: FleetDeviceOpt = "host",
+    fleet: FleetOpt = None,
     task: TaskOpt = "digits",
     task_option: TaskOptionOpt = None,
     out: OutOpt = None,
@@ -137,6 +157,10 @@ def build(
     history: HistoryOpt = None,
     no_history: NoHistoryOpt = False,
     as_json: JsonOpt = False,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
+    trial_cpus: TrialCpusOpt = None,
+    trial_memory: TrialMemoryOpt = None,
     seed: int = typer.Option(
         0, "--seed", help="Random seed (search and training): the same seed gives the same choice."
     ),
@@ -217,21 +241,26 @@ def build(
             threads,
             memory_budget,
         )
-    _run(
-        lambda: run_build(
-            task,
-            device,
-            out,
-            **_artifact_options(formats, max_drop, gate, prefer, quant_effort, calibration, equalize, no_resume),
-            threads=measure_threads,
-            runs=runs,
-            seed=seed,
-            search=search,
-            task_options=_task_options(task_option),
-            history=_history_arg(history, no_history),
-        ),
-        as_json,
+    common: dict[str, Any] = dict(
+        **_artifact_options(formats, max_drop, gate, prefer, quant_effort, calibration, equalize, no_resume),
+        threads=measure_threads,
+        runs=runs,
+        seed=seed,
+        search=search,
+        task_options=_task_options(task_option),
+        history=_history_arg(history, no_history),
+        **executor_args(executor, address, trial_cpus, trial_memory),
     )
+    if fleet is not None or is_fleet(device):
+        from ..build.fleet import build_fleet
+
+        if no_search:
+            raise AdaptcError("a fleet build needs the search (--no-search exports one model: use adaptc export)")
+        devices, overrides = fleet_devices(device, fleet)
+        where = out if out is not None else Path("adaptc-out") / (fleet.stem if fleet is not None else "fleet")
+        run_fleet(lambda: build_fleet(task, devices, where, overrides=overrides, **common), as_json)
+        return
+    _run(lambda: run_build(task, device, out, **common), as_json)
 
 
 def _history_arg(history: Path | None, no_history: bool) -> Path | bool | None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..core.quantity import BudgetVerdict, Gate, Quantity
 
-REPORT_SCHEMA_VERSION = "1.9"
+REPORT_SCHEMA_VERSION = "1.10"
 
 
 class _M(BaseModel):
@@ -268,6 +268,10 @@ class SearchReport(_M):
     #: what the search planned from measured step costs (adaptc.search.plan.Plan.record): training samples,
     #: rung-0 candidates and epochs a time budget allowed, the expected duration without one (1.8)
     plan: dict[str, Any] | None = None
+    #: where the rung trials ran (adaptc.search.executor: name, cluster, resources per trial, retries) (1.10)
+    executor: dict[str, Any] | None = None
+    #: the trial-store key of the final training (a fleet's devices share one trial store) (1.10)
+    final_trial: str | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -3,6 +3,7 @@ training, trial store, Pareto set."""
 
 from ..core.search_options import SearchOptions
 from .config import DEFAULT_WIDTHS, SearchConfig, as_options, resolve_config, validate_widths
+from .executor import Executor, LocalExecutor, executor_names, get_executor, register_executor
 from .pareto import pareto_front, plot_pareto
 from .run import run_search
 from .space import SkeletonSpec
@@ -10,6 +11,11 @@ from .state import Search
 
 __all__ = [
     "DEFAULT_WIDTHS",
+    "Executor",
+    "LocalExecutor",
+    "executor_names",
+    "get_executor",
+    "register_executor",
     "Search",
     "SearchConfig",
     "SearchOptions",

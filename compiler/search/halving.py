@@ -87,17 +87,27 @@ def run_rungs(
         rung_t0 = time.perf_counter()
         per_sample: dict[str, float] = {}
         eval_s: list[float] = []
-        for i, sp in enumerate(alive):
+        results: dict[str, tuple[float, dict]] = {}
+        labelled = [(sp, f"{i + 1}/{len(alive)} ") for i, sp in enumerate(alive)]
+        if r == 0 and rung_seconds and alive:
             # rung 0 under a time budget: the first trial's first epoch, timed, fits the rung's epochs to its share
-            # of the budget (the plan's step costs come from a stand-in loss); the other trials take that count
-            fit = _rung_fit(rung_seconds, len(alive), epochs) if r == 0 and i == 0 and rung_seconds else None
-            val, _, tinfo = s.trial(sp, f"rung {r}", epochs, index=f"{i + 1}/{len(alive)} ", fit_epochs=fit)
-            if fit is not None and tinfo.get("epochs") and tinfo["epochs"] != epochs:
+            # of the budget (the plan's step costs come from a stand-in loss); the other trials take that count.
+            # It runs here, whatever the executor: the fit reads this process's clock.
+            fit = _rung_fit(rung_seconds, len(alive), epochs)
+            val, _, tinfo = s.trial(alive[0], f"rung {r}", epochs, index=labelled[0][1], fit_epochs=fit)
+            if tinfo.get("epochs") and tinfo["epochs"] != epochs:
                 s.log.append(
                     f"time budget: rung 0 trains {tinfo['epochs']} epoch(s) a candidate, not {epochs} (its first "
                     "epoch, timed, left no time for more)"
                 )
                 epochs = int(tinfo["epochs"])
+            results[alive[0].key] = (val, tinfo)
+            labelled = labelled[1:]
+        # the others through the search's executor (in this process, or on a cluster)
+        for (sp, _), rec in zip(labelled, s.rung_batch(labelled, f"rung {r}", epochs)):
+            results[sp.key] = (rec["val"], rec["info"])
+        for sp in alive:
+            val, tinfo = results[sp.key]
             out.scores[sp.key] = (r, val)
             out.val_scores[sp.key] = np.asarray(tinfo["val_scores"]) if tinfo.get("val_scores") else None
             out.fidelity[sp.key] = tinfo.get("fidelity")

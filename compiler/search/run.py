@@ -28,6 +28,7 @@ from ..report.schema import CandidateRecord, CostPoint, NotCosted, RungScore, Se
 from ..store import BuildStore, stable_hash
 from ..tasks.base import Task
 from .config import SearchConfig, config_record, resolve_config, validate_widths
+from .executor import Executor
 from .final import train_final
 from .halving import run_rungs
 from .pareto import plot_pareto
@@ -81,13 +82,17 @@ def run_search(
     teacher_outputs: np.ndarray | None = None,
     options: SearchConfig | SearchOptions | Mapping[str, Any] | bool | None = None,
     deadline: float | None = None,
+    state_dir: Path | None = None,
+    executor: Executor | None = None,
 ) -> tuple[nn.Module, SearchReport]:
     """Find and train the student; returns (student, the report's search section). ``options``: what the user
     set (over the task's ``search_defaults``), or a resolved :class:`SearchConfig`; ``teacher_outputs``: the teacher's on the test split, if the caller
-    has them (for the chosen student's retention of its metric). Raises :class:`BudgetError` (with ``.search``,
+    has them (for the chosen student's retention of its metric). ``store`` and ``state_dir`` (default
+    ``out_dir``): where the trial store lives (a fleet's folder: its devices' searches share trials);
+    ``executor``: where rung trials run (:mod:`.executor`; default in process). Raises :class:`BudgetError` (with ``.search``,
     the section) when no candidate fits."""
     opts = options if isinstance(options, SearchConfig) else resolve_config(task, options)
-    s = Search(task, profile, store, out_dir, seed, opts)
+    s = Search(task, profile, store, state_dir or out_dir, seed, opts, executor=executor)
     if deadline is not None:  # (the build's: its time budget less the time kept for exporting)
         s.deadline = deadline
     t0 = time.perf_counter()
@@ -180,6 +185,8 @@ def run_search(
     report.points = [SearchPoint(**p) for p in sel.points]
     report.chosen = chosen
     report.seconds = time.perf_counter() - t0
+    report.executor = {**s.executor.describe(), "retries": list(s.retries)}  # (this search's; an executor's are all)
+    report.final_trial = s.final_key
     report.log = s.log
     if opts.plot:
         try:

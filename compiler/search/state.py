@@ -30,6 +30,7 @@ from ..store import BuildStore, data_fingerprint, model_fingerprint, stable_hash
 from ..tasks.base import Task, predict_torch
 from ..tasks.training import torch_threads, training_threads
 from .config import SearchConfig, validate_widths
+from .executor import Executor, LocalExecutor, TrialJob, TrialOutcome, outcome_info
 from .space import SkeletonSpec, candidate_costs, search_schemes, skeleton_cost
 from .trials import TrialStore
 
@@ -44,10 +45,31 @@ def _seed_for(seed: int, key: str) -> int:
 
 class Search:
     def __init__(
-        self, task: Task, profile: DeviceProfile, store: BuildStore, out_dir: Path, seed: int, opts: SearchConfig
+        self,
+        task: Task,
+        profile: DeviceProfile,
+        store: BuildStore,
+        out_dir: Path,
+        seed: int,
+        opts: SearchConfig,
+        *,
+        executor: Executor | None = None,
     ):
+        """``store`` / ``out_dir``: where the search's state lives (the trial store, skeleton costs, plans): the
+        build's folder, or a fleet's (shared by its devices' searches)."""
         self.task, self.profile, self.out_dir, self.seed, self.opts = task, profile, out_dir, seed, opts
         self.trials = TrialStore(store, out_dir)
+        #: where rung trials run (:mod:`.executor`)
+        self.executor: Executor = executor or LocalExecutor()
+        #: each skeleton's fingerprint (module tree and weights): the trial key's identity of a candidate, so two
+        #: devices whose channel multiples derive the same skeleton share its trials
+        self._fingerprints: dict[str, str] = {}
+        #: positions of a rung trial's samples among the final training's (None: the same samples)
+        self._rung_positions: torch.Tensor | None = None
+        #: the key of the final training's trial, once it ran or resumed
+        self.final_key: str | None = None
+        #: trials of this search that an executor ran again (a worker died), one line each
+        self.retries: list[str] = []
         self.store = store
         self.teacher = task.model.eval()
         self.teacher_fp = model_fingerprint(self.teacher, task.example_inputs)
@@ -99,6 +121,7 @@ class Search:
         derived so far and what the cost filter skipped are forgotten."""
         self.keep_output = False
         self._skeletons.clear()
+        self._fingerprints.clear()
         self.not_costed.clear()
 
     def calibration_inputs(self) -> tuple[torch.Tensor, ...]:
@@ -160,10 +183,14 @@ class Search:
                 }
             )
             rec = self.store.get(key)
-            if rec is None:
-                cost = skeleton_cost(self.skeleton(spec), self.task.example_inputs)
-                rec = {"cost": cost.to_record()}
+            if rec is None or "skeleton" not in rec:
+                sk = self.skeleton(spec)
+                rec = {
+                    "cost": skeleton_cost(sk, self.task.example_inputs).to_record(),
+                    "skeleton": model_fingerprint(sk),
+                }
                 self.store.put(key, "skeleton_cost", rec)
+            self._fingerprints[spec.key] = rec["skeleton"]
             out[spec.key] = candidate_costs(spec, CostReport.from_record(rec["cost"]), self.profile, schemes)
             broken = [{v.budget for v in c.broken if v.budget in MONOTONE_BUDGETS} for c in out[spec.key]]
             if all(broken):
@@ -182,6 +209,58 @@ class Search:
             self.opts.distill, epochs=epochs, seed=_seed_for(self.seed, spec.key), threads=self.threads, **over
         )
 
+    def fingerprint(self, spec: SkeletonSpec) -> str:
+        if spec.key not in self._fingerprints:
+            self._fingerprints[spec.key] = model_fingerprint(self.skeleton(spec))
+        return self._fingerprints[spec.key]
+
+    def _key(self, spec: SkeletonSpec, cfg: DistillConfig, *, final: bool, fitted: bool, init: str | None) -> str:
+        return stable_hash(
+            {
+                # 6: the skeleton by its fingerprint (was: its width, depth and the device's channel multiple)
+                "trial": 6,
+                "rung_samples": None if final else self.rung_samples,
+                **({"samples": self.samples} if self.samples else {}),
+                "keep_output": self.keep_output,
+                "teacher": self.teacher_fp,
+                "data": self.data_fp,
+                "task": self.task.name,
+                "spec": spec.key,
+                "skeleton": self.fingerprint(spec),
+                "epochs": "fitted" if fitted else cfg.epochs,
+                "seed": self.seed,
+                "final": final,
+                # (threads change no result worth retraining for: a trial done on 1 thread serves a run on 2)
+                "cfg": repr(replace(cfg, epochs=0 if fitted else cfg.epochs, threads=1)),
+                "assistant": (self.opts.assistant, self.opts.assistant_threshold) if final else None,
+                "imp": self.opts.importance,
+                "init": init,
+            }
+        )
+
+    def _resumed(self, key: str, spec: SkeletonSpec, rung: str) -> dict[str, Any] | None:
+        rec = self.trials.get(key)
+        if rec is not None:
+            progress.current().message(
+                f"[dim]resume: trial {spec.key} {rung} ({rec['epochs']} epochs) already "
+                f"done: val {rec['val']:.4f}[/dim]"
+            )
+        return rec
+
+    def _record(self, key: str, spec: SkeletonSpec, rung: str, out: TrialOutcome, seconds: float) -> None:
+        self.trials.put(
+            key,
+            skeleton=spec.key,
+            rung=rung,
+            epochs=out.info["epochs"],
+            seed=self.seed,
+            val=out.val,
+            seconds=seconds,
+            model=out.model,
+            info=out.info,
+        )
+        (self.trials.dir / f"{key}.epochs.pt").unlink(missing_ok=True)  # the trial is stored: its checkpoint is done
+
     def trial(
         self,
         spec: SkeletonSpec,
@@ -194,41 +273,19 @@ class Search:
         fit_epochs: Callable[[float | None, int], int] | None = None,
         init: str | None = None,
     ) -> tuple[float, nn.Module | None, dict[str, Any]]:
-        """One distillation of ``spec`` (resumed from the store when done before). ``fit_epochs``: up to
-        ``epochs``, as many as it says once the teacher's pass is done and after the first epoch (see
+        """One distillation of ``spec`` in this process (resumed from the store when done before). ``fit_epochs``:
+        up to ``epochs``, as many as it says once the teacher's pass is done and after the first epoch (see
         :func:`distill`); such a trial is stored without its epoch count, so a rerun with more or less time left
         resumes it instead of retraining. ``init``: the store key of a finished trial of the same skeleton whose
         weights the student starts from (the final training's warm start)."""
         cfg = self._cfg(epochs, spec, qat=qat)
-        key = stable_hash(
-            {
-                "trial": 5,  # 5: ties of the metric broken by the agreement with the teacher
-                "rung_samples": None if final else self.rung_samples,
-                **({"samples": self.samples} if self.samples else {}),
-                "keep_output": self.keep_output,
-                "teacher": self.teacher_fp,
-                "data": self.data_fp,
-                "task": self.task.name,
-                "spec": spec.key,
-                "mult": self.profile.channel_multiple,
-                "epochs": "fitted" if fit_epochs else epochs,
-                "seed": self.seed,
-                "final": final,
-                # (threads change no result worth retraining for: a trial done on 1 thread serves a run on 2)
-                "cfg": repr(replace(cfg, epochs=0 if fit_epochs else cfg.epochs, threads=1)),
-                "assistant": (self.opts.assistant, self.opts.assistant_threshold) if final else None,
-                "imp": self.opts.importance,
-                "init": init,
-            }
-        )
-        if not final:
+        key = self._key(spec, cfg, final=final, fitted=fit_epochs is not None, init=init)
+        if final:
+            self.final_key = key
+        else:
             self.rung_trials.setdefault(spec.key, []).append(key)
-        rec = self.trials.get(key)
+        rec = self._resumed(key, spec, rung)
         if rec is not None:
-            progress.current().message(
-                f"[dim]resume: trial {spec.key} {rung} ({rec['epochs']} epochs) already "
-                f"done: val {rec['val']:.4f}[/dim]"
-            )
             return rec["val"], (self.trials.load_model(rec) if final else None), rec["info"]
         t0 = time.perf_counter()
         start = self.trials.get(init) if init is not None else None
@@ -251,53 +308,81 @@ class Search:
                 "val": ta_res.best_val,
                 "params": sum(p.numel() for p in ta.parameters()),
             }
-        task = self.data(final)
-        ckpt = self.trials.dir / f"{key}.epochs.pt"
-        res = distill(
+        job = TrialJob(
+            key,
+            spec.key,
+            rung,
             student,
-            teacher,
-            task,
             cfg,
+            f"trial {index}{spec.key} {rung} ({f'up to {epochs}' if fit_epochs else epochs} epochs"
+            f"{', QAT' if qat else ''})",
+        )
+        out = self.run_here(job, final=final, teacher=teacher, fit_epochs=fit_epochs)
+        out.info = {**info, **out.info}
+        if start is not None:
+            out.info["warm_start"] = {"rung": start["rung"], "epochs": start["epochs"], "val": start["val"]}
+        self._record(key, spec, rung, out, time.perf_counter() - t0)
+        release_memory()
+        return out.val, out.model, out.info
+
+    def run_here(
+        self,
+        job: TrialJob,
+        *,
+        final: bool = False,
+        teacher: nn.Module | None = None,
+        fit_epochs: Callable[[float | None, int], int] | None = None,
+    ) -> TrialOutcome:
+        """Distil ``job`` in this process (with an epoch checkpoint, resumed from when it exists)."""
+        task = self.data(final)
+        res = distill(
+            job.student,
+            teacher if teacher is not None else self.teacher,
+            task,
+            job.cfg,
             fit_epochs=fit_epochs,
-            checkpoint=ckpt,
+            checkpoint=self.trials.dir / f"{job.key}.epochs.pt",
             deadline=self.deadline,
             val_reference=self.teacher_val(),
-            description=f"trial {index}{spec.key} {rung} ("
-            f"{f'up to {epochs}' if fit_epochs else epochs} epochs{', QAT' if qat else ''})",
+            description=job.description,
         )
-        timed = [h for h in res.history if "train_seconds" in h and h.get("stage") != "qat"]
-        info.update(
-            history=res.history[-3:],
-            qat=res.qat,
-            seconds=res.seconds,
-            samples=len(task.train),
-            epochs=res.epochs,
-            teacher_s_per_sample=res.teacher_s_per_sample,
-            epoch_train_s=sum(h["train_seconds"] for h in timed) / max(1, len(timed)),
-            eval_s=sum(h.get("eval_seconds", 0.0) for h in timed) / max(1, len(timed)),
-        )
-        if res.best_val_scores is not None:  # the best epoch's per-sample validation scores (sampling error)
-            info["val_scores"] = [float(v) for v in res.best_val_scores]
-        if res.stopped:
-            info["stopped"] = res.stopped
-        if res.best_fidelity is not None:
-            info["fidelity"] = res.best_fidelity
-        if start is not None:
-            info["warm_start"] = {"rung": start["rung"], "epochs": start["epochs"], "val": start["val"]}
-        self.trials.put(
-            key,
-            skeleton=spec.key,
-            rung=rung,
-            epochs=res.epochs,
-            seed=self.seed,
-            val=res.best_val,
-            seconds=time.perf_counter() - t0,
-            model=res.model,
-            info=info,
-        )
-        ckpt.unlink(missing_ok=True)  # the trial is stored: its epoch checkpoint is done
-        release_memory()
-        return res.best_val, res.model, info
+        return TrialOutcome(res.model, res.best_val, outcome_info(res, len(task.train)))
+
+    def rung_batch(self, spec_index: list[tuple[SkeletonSpec, str]], rung: str, epochs: int) -> list[dict[str, Any]]:
+        """The trials of one rung -- each ``(skeleton, its index label)`` distilled for ``epochs`` -- through the
+        search's executor; those in the trial store are resumed, the others recorded as each finishes. Returns
+        each trial's record (``val``, ``info``) in the order given."""
+        keys: list[str] = []
+        done: dict[str, dict[str, Any]] = {}
+        jobs: list[TrialJob] = []
+        specs: dict[str, SkeletonSpec] = {}
+        unix = time.time() + self.remaining() if self.deadline is not None else None
+        for spec, index in spec_index:
+            cfg = self._cfg(epochs, spec)
+            key = self._key(spec, cfg, final=False, fitted=False, init=None)
+            keys.append(key)
+            self.rung_trials.setdefault(spec.key, []).append(key)
+            rec = self._resumed(key, spec, rung)
+            if rec is not None:
+                done[key] = rec
+            elif key not in specs:
+                specs[key] = spec
+                sk = self.skeleton(spec)
+                desc = f"trial {index}{spec.key} {rung} ({epochs} epochs)"
+                jobs.append(TrialJob(key, spec.key, rung, sk, cfg, desc, unix))
+        started = time.perf_counter()
+        for job, out in self.executor.run(self, jobs):
+            spec = specs[job.key]
+            out.info = {"params": sum(p.numel() for p in out.model.parameters()), **out.info}
+            self._record(job.key, spec, rung, out, out.info.get("seconds") or time.perf_counter() - started)
+            done[job.key] = {"val": out.val, "info": out.info}
+            release_memory()
+        return [done[k] for k in keys]
+
+    def note(self, line: str) -> None:
+        """A line of the search's log, shown now too."""
+        self.log.append(line)
+        progress.current().message(f"[yellow]{line}[/yellow]")
 
     def teacher_val(self) -> np.ndarray:
         """The teacher's outputs on the validation split (once per search): each trial's agreement with them breaks
@@ -326,6 +411,7 @@ class Search:
                 self._data[key] = self._data[(True, n_final, n_final)]
             else:
                 pos = torch.searchsorted(final_idx, perm[:n_rung].sort().values)
+                self._rung_positions = pos  # (what an executor's trial context ships: TrialContext.of)
                 rung = whole.subset(pos)
                 register_subset(rung, whole, pos)  # the rung trials read the final training's teacher cache
                 self._data[key] = replace(self.task, train=rung)

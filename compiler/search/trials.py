@@ -95,7 +95,16 @@ class TrialStore:
         if not db.is_file():
             raise AdaptcError(f"{out_dir}: not an adaptc build folder (no .adaptc/state.sqlite)")
         with BuildStore(db) as store:
-            model = cls(store, Path(out_dir)).final_model()
+            pointer = store.get("final_student")
+        if pointer is not None:  # the trial store may be elsewhere (a fleet's, shared by its devices)
+            state = (Path(out_dir) / pointer["state"]).resolve()
+            with BuildStore(state / ".adaptc" / "state.sqlite") as store:
+                trials = cls(store, state)
+                rec = trials.get(pointer["trial"])
+                model = trials.load_model(rec) if rec else None
+        else:
+            with BuildStore(db) as store:
+                model = cls(store, Path(out_dir)).final_model()
         if model is None:
             raise AdaptcError(f"{out_dir}: no finished final training in this build folder (search off, or unfinished)")
         return model
