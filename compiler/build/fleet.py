@@ -112,9 +112,9 @@ def load_fleet_file(path: str | os.PathLike[str]) -> tuple[list[str], dict[str, 
         raise AdaptcError(f"fleet file {p}: {e}") from None
     if not isinstance(data, dict) or not isinstance(data.get("devices"), list) or not data["devices"]:
         raise AdaptcError(f"fleet file {p}: expected a mapping with a non-empty list `devices:`")
-    extra = sorted(set(data) - {"devices", "name"})
+    extra = sorted(set(data) - {"devices"})
     if extra:
-        raise AdaptcError(f"fleet file {p}: unknown key(s) {', '.join(extra)} (known: devices, name)")
+        raise AdaptcError(f"fleet file {p}: unknown key(s) {', '.join(extra)} (known: devices)")
     names: list[str] = []
     overrides: dict[str, dict[str, Any]] = {}
     for item in data["devices"]:

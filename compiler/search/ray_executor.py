@@ -97,13 +97,14 @@ def _token_available() -> bool:
 
 
 def _nbytes(obj: Any) -> int:
-    """Bytes of the tensors and arrays in a trial context (what a worker holds of it)."""
+    """Bytes of a trial context (what a worker holds of it): the teacher, the samples, the cached teacher pass."""
     import numpy as np
     import torch
 
     n = sum(p.numel() * p.element_size() for p in obj.task.model.parameters())
     for split in (obj.task.train, obj.task.val):
         n += sum(t.numel() * t.element_size() for t in split.inputs if isinstance(t, torch.Tensor))
+    n += int(getattr(obj.teacher_cache, "estimated_bytes", 0) or 0)  # (the shipped teacher pass, if any)
     return n + int(np.asarray(obj.teacher_val).nbytes)
 
 
