@@ -132,6 +132,14 @@ def test_fleet_builds_every_device_with_one_search(local_fleet, digits_task, tmp
     assert all(torch.equal(v, mine[k]) for k, v in own.state_dict().items()) and len(mine) == len(own.state_dict())
 
 
+def test_a_corrupt_shared_trial_store_is_one_line(tmp_path: Path) -> None:
+    state = tmp_path / "fleet" / ".adaptc"
+    state.mkdir(parents=True)
+    (state / "state.sqlite").write_bytes(b"not a database" * 100)
+    r = run_cli("build", "--device", "pixel8,echo-dot", "--out", str(tmp_path / "fleet"))
+    assert r.returncode == 2 and "--no-resume" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
 def test_fleet_rerun_resumes_every_device(local_fleet, digits_task) -> None:
     out, first = local_fleet
     again = adaptc.build(digits_task, FLEET, out, **COMMON)

@@ -35,7 +35,7 @@ from ..history import History
 from ..history import resolve_path as resolve_history
 from ..profiles import DeviceProfile, list_devices, load_profile
 from ..report.fleet import FleetReport, device_row, render_fleet, shared_candidates
-from ..store import BuildStore
+from ..store import BuildStore, check_store
 from ..tasks import Task, get_task
 from .run import build
 
@@ -180,10 +180,15 @@ def build_fleet(
     if history_path is not None:
         History(history_path).close()
     ex = get_executor(executor, **dict(executor_options or {}))
-    the_task = get_task(task, **(task_options or {}))
     rows = []
     interrupted = False
     with folder_lock(out_dir):
+        # the shared trial store must read (a corrupt or foreign one: a one-line error, or moved aside with
+        # --no-resume), as each device's own store is checked by its build; before any long work
+        moved = check_store(out_dir, bool(common.get("resume", True)))
+        if moved:
+            progress.current().message(f"[yellow]{moved}[/yellow]")
+        the_task = get_task(task, **(task_options or {}))
         for i, (profile, over) in enumerate(fleet):
             progress.current().message(f"[bold]fleet: device {i + 1}/{len(fleet)}: {profile.name}[/bold]")
             d0 = time.perf_counter()
