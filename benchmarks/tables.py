@@ -708,7 +708,7 @@ def dashboard(d: dict | None = None) -> str:
     cmp = d["compare_against_history"]
     lines += [
         "",
-        "| page | size | plots drawn | points | render in Chromium | console errors | requests off the file | "
+        "| page | size | plots drawn | points | render in Chromium (target < 2 s) | console errors | requests off the file | "
         "regression on the page | `compare --against-history` |",
         "|---|---|---|---|---|---|---|---|---|",
         f"| {d['runs']} runs, {d['artifacts']} artifacts, {len(d['devices'])} devices, {len(d['tasks'])} tasks | "
