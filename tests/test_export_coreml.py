@@ -153,3 +153,44 @@ def test_op_without_conversion_names_format_and_op(tmp_path: Path) -> None:
     msg = str(ei.value)
     assert msg.startswith("coreml: ") and "linalg_det" in msg and "\n" not in msg
     assert not list(tmp_path.iterdir())
+
+
+class TinyCRNN(nn.Module):
+    """The shape of a text recogniser: convolutions, then a two-layer BiLSTM over the columns, a linear head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.rnn = nn.LSTM(16 * 4, 32, num_layers=2, batch_first=True, bidirectional=True)
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.conv(x)  # (N, 16, 4, W/2)
+        f = f.permute(0, 3, 1, 2).flatten(2)  # (N, W/2, 64)
+        return self.head(self.rnn(f)[0])
+
+
+@pytest.mark.parametrize("scheme", ["fp32", "int8_weight_only", "int8_static_per_channel"])
+def test_lstm_converts_as_one_op_per_layer(scheme: str, tmp_path: Path) -> None:
+    """An LSTM is one MIL lstm op per layer holding its weights once (not unrolled per time step, a copy of the
+    weights each), and int8 programs store its weights in int8."""
+    from adaptc.tasks.base import Split
+
+    torch.manual_seed(0)
+    m = TinyCRNN().eval()
+    x = torch.randn(64, 1, 8, 24)
+    req = ExportRequest(model=m, example_inputs=(x[:1],), input_names=("image",), output_names=("scores",),
+                        calibration=Split((x,)))  # fmt: skip
+    ex = get_exporter("coreml")
+    f = ex.export(req, scheme, tmp_path / ex.filename(scheme))
+    check = ex.verify(req, f.path, scheme)
+    assert check["passed"], (check["failed"], check["checks"])
+    d = ex.describe(f.path)
+    assert d["compute_op_counts"]["lstm"] == 2 and d["compute_op_counts"].get("linear", 0) == 1
+    lstm = d["layer_weights"]["lstm"]
+    n = sum(p.numel() for k, p in m.rnn.named_parameters() if k.startswith("weight_"))
+    assert lstm["elements"] == n
+    want = "float32" if scheme == "fp32" else "int8"
+    assert lstm["elements_by_dtype"] == {want: n}
+    if scheme == "int8_static_per_channel":
+        assert "lstm" in f.recipe

@@ -63,6 +63,25 @@ def _int32_inputs(example_inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tenso
     )
 
 
+def _register_lstm_overload() -> None:
+    """Let coremltools convert ``aten.lstm.input`` from a ``torch.export`` graph as one MIL ``lstm`` op.
+
+    coremltools' torch frontend converts ``lstm`` (TorchScript's name) but looks the torch.export node up as
+    ``lstm.input`` (the overload is kept) and fails: ``Unsupported fx node lstm``. The default decompositions then
+    unroll the LSTM into a ``linear`` per time step, each holding its own copy of the weights (EasyOCR's
+    recogniser: 255 linear ops and 139 MB for 15 MB of weights). The node's arguments are TorchScript's
+    (input, (h0, c0), weights, has_biases, num_layers, dropout, train, bidirectional, batch_first), so the
+    registered converter serves it unchanged: registered under the overload's name, through coremltools'
+    registry (written here because coremltools has no alias for it; ``register_torch_op`` refuses a second
+    name for an op it already knows).
+    """
+    from coremltools.converters.mil.frontend.torch import ops
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY
+
+    if "lstm.input" not in _TORCH_OPS_REGISTRY:
+        _TORCH_OPS_REGISTRY.set_func_by_name(ops.lstm, "lstm.input")
+
+
 def _int8_weights(mlmodel: Any, only_op: str | None = None) -> Any:
     """int8 symmetric per-channel weights (``linear_quantize_weights``) for every op, or for ``only_op``'s."""
     from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
@@ -144,6 +163,8 @@ class CoreMLExporter(Exporter):
     def _convert(self, model: nn.Module, request: ExportRequest, example: tuple[torch.Tensor, ...], fp32: bool) -> Any:
         import coremltools as ct
 
+        _register_lstm_overload()
+
         def convert(default_decompositions: bool) -> Any:
             with torch.no_grad():
                 ep = torch.export.export(model, example)
@@ -190,14 +211,15 @@ class CoreMLJob(NamedTuple):
     recipe: dict[str, Any]
 
 
-@quantizer("coreml", "fp16")
+# revision 1 (fp16, fp32, int8 weights): an LSTM converts as one MIL lstm op (it was unrolled per time step)
+@quantizer("coreml", "fp16", revision=1)
 def _fp16(job: CoreMLJob) -> tuple[Any, str | None]:
     exporter, request, scheme, example, recipe = job
     recipe["compute_precision"] = "float16"
     return exporter._convert(request.model.eval(), request, example, fp32=False), None
 
 
-@quantizer("coreml", "int8_weight_only")
+@quantizer("coreml", "int8_weight_only", revision=1)
 def _int8_weight_only(job: CoreMLJob) -> tuple[Any, str | None]:
     exporter, request, scheme, example, recipe = job
     recipe["compute_precision"] = "float16"
@@ -213,8 +235,8 @@ def _int8_weight_only(job: CoreMLJob) -> tuple[Any, str | None]:
 register_calibrations("coreml", *PT2E_CALIBRATIONS, default="mse")
 
 
-# revision 1: W8A8 programs store their embedding tables in int8
-@quantizer("coreml", "int8_static_per_channel", "int8_static_per_tensor", revision=1)
+# revision 1: W8A8 programs store their embedding tables in int8; 2: an LSTM is one lstm op, its weights int8
+@quantizer("coreml", "int8_static_per_channel", "int8_static_per_tensor", revision=2)
 def _w8a8(job: CoreMLJob) -> tuple[Any, str | None]:
     exporter, request, scheme, example, recipe = job
     recipe["compute_precision"] = "float16"
@@ -243,10 +265,18 @@ def _w8a8(job: CoreMLJob) -> tuple[Any, str | None]:
         recipe["embedding_tables"] = (
             f"int8 symmetric per row: coremltools linear_quantize_weights on gather after conversion ({_ct_version()})"
         )
+    if any(isinstance(m, nn.LSTM) for m in request.model.modules()):
+        # PT2E does not annotate aten.lstm: its weights would stay float16. int8 as ONNX (DynamicQuantizeLSTM)
+        # and TFLite (dynamic-range gates) store them
+        mlmodel = _int8_weights(mlmodel, only_op="lstm")
+        recipe["lstm"] = (
+            f"int8 symmetric per channel weights: coremltools linear_quantize_weights on lstm after conversion "
+            f"({_ct_version()}); its arithmetic in float16"
+        )
     return mlmodel, "int8"
 
 
-@quantizer("coreml", "fp32")
+@quantizer("coreml", "fp32", revision=1)
 def _fp32(job: CoreMLJob) -> tuple[Any, str | None]:
     exporter, request, scheme, example, recipe = job
     recipe["compute_precision"] = "float32"

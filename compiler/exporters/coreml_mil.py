@@ -36,6 +36,8 @@ _DTYPE_SIZE = {
 #: MIL ops that pass a weight through unchanged in kind (a weight behind them is still that weight)
 _PASS_THROUGH = {"cast", "dequantize", "transpose", "reshape", "expand_dims", "squeeze"}
 _WEIGHT_INPUT = {"conv": "weight", "conv_transpose": "weight", "linear": "weight", "gather": "x"}
+#: an lstm op's weight matrices (the bidirectional op holds both directions'; biases are not counted)
+_LSTM_WEIGHTS = ("weight_ih", "weight_hh", "weight_ih_back", "weight_hh_back")
 
 
 # -- reading the MIL program of a saved .mlpackage (works on Linux: no model load) -----------------------
@@ -117,17 +119,20 @@ def describe_mlpackage(path: str | Path) -> dict[str, Any]:
 
     layer_weights: dict[str, dict[str, Any]] = {}
     matmul_with_weight = 0
+
+    def input_weight(op: Any, key: str | None) -> tuple[str, int] | None:
+        if key is None or key not in op.inputs or not op.inputs[key].arguments:
+            return None
+        arg = op.inputs[key].arguments[0]
+        return weight_of(arg.name) if arg.HasField("name") else None
+
     for op in all_ops:
-        keys = ("y", "x") if op.type == "matmul" else (_WEIGHT_INPUT.get(op.type),)
-        info = None
-        for key in keys:
-            if key is None or key not in op.inputs or not op.inputs[key].arguments:
-                continue
-            arg = op.inputs[key].arguments[0]
-            info = weight_of(arg.name) if arg.HasField("name") else None
-            if info is not None:
-                break
-        if info is None:
+        if op.type == "lstm":
+            found = [w for w in (input_weight(op, k) for k in _LSTM_WEIGHTS) if w is not None]
+        else:
+            keys = ("y", "x") if op.type == "matmul" else (_WEIGHT_INPUT.get(op.type),)
+            found = next(([w] for w in (input_weight(op, k) for k in keys) if w is not None), [])
+        if not found:
             continue
         # a matmul with a constant operand is a linear layer (what aten.linear becomes under the default
         # decompositions, which models with Hugging Face mask code need)
@@ -135,8 +140,9 @@ def describe_mlpackage(path: str | Path) -> dict[str, Any]:
         kind = "embedding" if op.type == "gather" else "linear" if op.type == "matmul" else op.type
         d = layer_weights.setdefault(kind, {"layers": 0, "elements": 0, "elements_by_dtype": Counter()})
         d["layers"] += 1
-        d["elements"] += info[1]
-        d["elements_by_dtype"][info[0]] += info[1]
+        for dtype, n in found:
+            d["elements"] += n
+            d["elements_by_dtype"][dtype] += n
     for d in layer_weights.values():
         d["elements_by_dtype"] = dict(d["elements_by_dtype"])
 
@@ -186,7 +192,17 @@ def _weight_kind(m: nn.Module) -> str | None:
         return "conv"
     if isinstance(m, nn.Linear):
         return "linear"
+    if isinstance(m, nn.LSTM):
+        return "lstm"
     return "embedding" if isinstance(m, nn.Embedding) else None
+
+
+def _weight_tensors(m: nn.Module) -> list[int]:
+    """Elements of each of a layer's weight matrices (an LSTM's input and hidden weights of every layer and
+    direction; its biases are not counted)."""
+    if isinstance(m, nn.LSTM):
+        return [p.numel() for n, p in m.named_parameters(recurse=False) if n.startswith("weight_")]
+    return [int(m.weight.numel())]  # type: ignore[operator]
 
 
 def float_layer_weights(model: nn.Module, layers: tuple[str, ...]) -> dict[str, int]:
@@ -200,7 +216,7 @@ def float_layer_weights(model: nn.Module, layers: tuple[str, ...]) -> dict[str, 
             kind = _weight_kind(m)
             if id(m) not in seen and kind in ("conv", "linear"):
                 seen.add(id(m))
-                out[kind] += m.weight.numel()
+                out[kind] += sum(_weight_tensors(m))
     return dict(out)
 
 
@@ -221,8 +237,10 @@ def torch_structure(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) 
     for m in model.modules():
         wkind = _weight_kind(m)
         if wkind is not None:
-            weights[wkind] += m.weight.numel()  # type: ignore[operator]
-            sizes.setdefault(wkind, []).append(m.weight.numel())  # type: ignore[operator]
+            weights[wkind] += sum(_weight_tensors(m))
+            sizes.setdefault(wkind, []).extend(_weight_tensors(m))
+        if isinstance(m, nn.LSTM):
+            counts["lstm"] += m.num_layers  # one MIL lstm op per layer, both directions in one
     return {
         "op_counts": dict(counts),
         "weight_elements": dict(weights),
@@ -245,9 +263,9 @@ def structure_check(
     """Compare the MIL program with the torch model: what can be checked on a host without CoreML.
 
     - conv / linear / matmul op counts equal the torch graph's (BatchNorm is folded into conv, so it is not
-      counted; a MIL matmul with a constant operand counts as a linear layer);
-    - weight elements of conv and linear layers equal the torch modules' (exactly: nothing dropped or
-      duplicated);
+      counted; a MIL matmul with a constant operand counts as a linear layer), lstm ops one per LSTM layer;
+    - weight elements of conv, linear and LSTM layers equal the torch modules' (exactly: nothing dropped or
+      duplicated, e.g. an LSTM unrolled per time step);
     - those weights are stored in the scheme's dtype (fp32: float32, fp16: float16, W8A8: int8; int8 weights:
       int8 for every layer over coremltools' 2,048-element threshold, float16 below it; W8A8 with
       ``float_layers``: those layers' weights float16, the others int8);
@@ -262,13 +280,13 @@ def structure_check(
         checks.append({"check": what, "expected": expected, "found": found, "ok": bool(ok)})
 
     as_matmul = described.get("matmul_with_weight", 0)
-    for kind in ("conv", "linear", "matmul"):
+    for kind in ("conv", "linear", "matmul", "lstm"):
         exp = ts["op_counts"].get(kind, 0)
         found = mil_ops.get(kind, 0) + (mil_ops.get("conv_transpose", 0) if kind == "conv" else 0)
         found += as_matmul if kind == "linear" else -as_matmul if kind == "matmul" else 0
         if exp or found:
             add(f"{kind} ops", exp, found, exp == found)
-    for kind in ("conv", "linear"):
+    for kind in ("conv", "linear", "lstm"):
         exp = ts["weight_elements"].get(kind, 0)
         found = lw.get(kind, {}).get("elements", 0)
         if exp or found:
@@ -278,7 +296,7 @@ def structure_check(
     weight_only = s is not None and s.weights == "int8" and s.activations != "int8"  # int8 weights, float arithmetic
     w8a8 = s is not None and s.weights == s.activations == "int8"
     kept = float_layer_weights(model, float_layers) if w8a8 else {}
-    for kind in ("conv", "linear"):
+    for kind in ("conv", "linear", "lstm"):
         by = lw.get(kind, {}).get("elements_by_dtype", {})
         total = sum(by.values())
         if not total:
