@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -117,6 +116,18 @@ def run_one(task: str, options: dict[str, Any], fmt: str, out: Path, runs: int) 
     return res
 
 
+def host() -> dict[str, Any]:
+    """This host, with what decides int8 speed on x86: VNNI dot-product instructions (without them, onnxruntime and
+    XNNPACK multiply int8 through 16-bit multiply-adds and int8 is barely faster than fp32)."""
+    from adaptc.core.versions import host_info
+    from adaptc.measure.onnxruntime_runtime import saturating_int8_kernels
+
+    info = host_info()
+    if info["machine"].lower() in ("x86_64", "amd64"):
+        info["int8_dot_product"] = "AVX2 only (no VNNI)" if saturating_int8_kernels() else "VNNI"
+    return info
+
+
 def verdict(r: dict[str, Any]) -> dict[str, Any]:
     """The issue's acceptance lines for one network and format."""
     fp32, mm, ad = r.get("fp32"), r.get("minmax"), r.get("adaptc")
@@ -200,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             doc = {
                 "benchmark": "quant_bench",
                 "date": time.strftime("%Y-%m-%d"),
-                "host": f"{platform.machine()} {platform.processor() or ''}".strip(),
+                "host": host(),
                 "adaptc": adaptc.__version__,
                 "toolchain": toolchain_versions(),
                 "scheme": SCHEME,

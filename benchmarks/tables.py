@@ -608,7 +608,11 @@ def quant_table(d: dict | None = None) -> str:
                   f"{_metric_cell(r['equalize_only'])} against min-max {_metric_cell(r.get('minmax'))}; "
                   + ("no min-max gap to close." if closes is None else
                      f"closes {100 * closes:.0f}% of min-max's {100 * v['minmax_gap']:.1f}-point gap to fp32.")]
-    lines += ["", f"Measured {d['date']} on {d['host']}: host latency is the median of a fresh process at 1 thread in "
+    h = d["host"]
+    where = h if isinstance(h, str) else (f"{h.get('cpu', h.get('machine'))}, {h.get('machine')}"
+                                          + (f", int8 dot products: {h['int8_dot_product']}"
+                                             if h.get("int8_dot_product") else ""))  # fmt: skip
+    lines += ["", f"Measured {d['date']} on {where}: host latency is the median of a fresh process at 1 thread in "
               "each file's own runtime (onnxruntime, LiteRT); sizes are the files' bytes."]
     return "\n".join(lines)
 

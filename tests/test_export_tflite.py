@@ -150,3 +150,52 @@ def test_unknown_scheme_and_missing_calibration(digits_task, tmp_path: Path) -> 
         ex.export(req, "int4", tmp_path / "m.tflite")
     with pytest.raises(AdaptcError, match="unknown format"):
         get_exporter("tensorrt")
+
+
+def _tensor_names(path: Path) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """(input and output, constant, intermediate) tensor names of a .tflite file's first subgraph."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(Path(path).read_bytes(), 0))
+    sg = m.subgraphs[0]
+    io = set(sg.inputs) | set(sg.outputs)
+    const = {i for i, t in enumerate(sg.tensors) if t.buffer > 0 and m.buffers[t.buffer].data is not None
+             and len(m.buffers[t.buffer].data) > 0}  # fmt: skip
+    names = [t.name or b"" for t in sg.tensors]
+    return ([names[i] for i in sorted(io)], [names[i] for i in sorted(const - io)],
+            [n for i, n in enumerate(names) if i not in io | const])  # fmt: skip
+
+
+@pytest.mark.parametrize("which", ["cnn", "transformer"])
+def test_activations_have_short_names(which: str, request: pytest.FixtureRequest) -> None:
+    """litert-torch names each tensor after its module path; the files keep those names on inputs, outputs and
+    weights and name the activations t<index> (the files still pass parity: test above). The schemes made by
+    ai-edge-quantizer from the fp32 file inherit its names (the tensors it adds are named after their weights)."""
+    files = request.getfixturevalue(f"{which}_files")
+    for scheme in ("fp32", "int8_static_per_channel"):
+        io, const, inter = _tensor_names(files[scheme]["file"].path)
+        assert inter and all(n.startswith(b"t") and len(n) <= 8 for n in inter), (scheme, inter[:5])
+        assert any(len(n) > 8 for n in const), scheme  # weights keep their module path
+        assert not any(n.startswith(b"t") and n[1:].isdigit() for n in io), (scheme, io)
+
+
+def test_compact_names_keeps_the_function(digits_task, tmp_path: Path) -> None:
+    """Renaming is the only change: a file renamed again is left alone, and the renamed file computes exactly what
+    litert-torch's own file computes."""
+    import litert_torch
+
+    from adaptc.exporters.tflite_names import compact_tensor_names
+
+    raw = tmp_path / "raw.tflite"
+    litert_torch.convert(digits_task.model.eval(), tuple(digits_task.example_inputs)).export(str(raw))
+    short = tmp_path / "short.tflite"
+    short.write_bytes(raw.read_bytes())
+    info = compact_tensor_names(short)
+    assert info is not None and info["renamed"] > 0 and info["bytes_after"] < info["bytes_before"]
+    assert short.stat().st_size == info["bytes_after"] and compact_tensor_names(short) is None
+    ex = get_exporter("tflite")
+    x = [t[:16].numpy() for t in digits_task.test.inputs]
+    a, b = ex.load(raw, threads=1), ex.load(short, threads=1)
+    assert a.input_names == b.input_names
+    np.testing.assert_array_equal(np.concatenate([a.run([xi[i : i + 1] for xi in x])[0] for i in range(16)]),
+                                  np.concatenate([b.run([xi[i : i + 1] for xi in x])[0] for i in range(16)]))  # fmt: skip

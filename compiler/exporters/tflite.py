@@ -20,7 +20,9 @@ verified recipes):
   weights to float16 (the classic "float16 quantization": half the size; CPU kernels compute in fp32,
   GPU delegates in fp16).
 
-Files are converted at the example's batch size (1); the LiteRT runner feeds larger splits row by row.
+Files are converted at the example's batch size (1); the LiteRT runner feeds larger splits row by row. The
+activations between ops get short names (:mod:`adaptc.exporters.tflite_names`; litert-torch names them after
+their module path); inputs, outputs and weights keep theirs (every scheme's recipe revision bumped for it).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from ..quant.pt2e import PT2E_CALIBRATIONS
 from ..quant.registry import check_calibration, handler_for, quantizer, register_calibrations
 from ._capture import captured_output, first_line, unsupported_op
 from .base import ExportedFile, Exporter, ExportRequest, float_layers_of, ptq_samples
+from .tflite_names import compact_tensor_names
 
 #: ops whose constant inputs are embedding tables (reported apart: they dominate small text models)
 _EMBEDDING_OPS = {"EMBEDDING_LOOKUP", "GATHER"}
@@ -75,6 +78,7 @@ def convert_fp32(request: ExportRequest, dest: Path) -> Path:
                 import litert_torch
 
                 litert_torch.convert(model, tuple(request.example_inputs)).export(str(tmp))
+            compact_tensor_names(tmp)
         except Exception as e:
             raise _convert_error("fp32", e, cap.text if cap else "") from e
     return dest
@@ -100,8 +104,9 @@ class TFLiteExporter(Exporter):
 register_calibrations("tflite", *PT2E_CALIBRATIONS, default="mse")
 
 
-# revision 1: static int8 files quantize their embedding tables; 2: and the weights of recurrent layers
-@quantizer("tflite", "int8_static_per_channel", "int8_static_per_tensor", revision=2)
+# revision 1: static int8 files quantize their embedding tables; 2: and the weights of recurrent layers; 3: short
+# names for the activations (every tflite scheme's revision 1)
+@quantizer("tflite", "int8_static_per_channel", "int8_static_per_tensor", revision=3)
 def _int8_static(
     exporter: TFLiteExporter, request: ExportRequest, scheme: str, dest: Path, recipe: dict[str, Any]
 ) -> ExportedFile:
@@ -133,6 +138,7 @@ def _int8_static(
                     litert_torch.convert(
                         gm, tuple(request.example_inputs), quant_config=QuantConfig(pt2e_quantizer=q)
                     ).export(str(tmp))
+                compact_tensor_names(tmp)  # before the passes below: their files keep buffers outside
                 if _has_embedding(request.model):
                     qrecipe["embedding_tables"] = _int8_embedding_tables(tmp)
                 if _has_recurrent(request.model) and not request.ptq.float_layers:
@@ -239,10 +245,10 @@ _NAMED_RECIPES = {
     "int8_weight_only": ("weight_only_wi8_afp32", "int8 symmetric per channel", "float32"),
 }
 for _scheme, _recipe in _NAMED_RECIPES.items():
-    quantizer("tflite", _scheme)(_on_fp32_file(_named_recipe(*_recipe)))
+    quantizer("tflite", _scheme, revision=1)(_on_fp32_file(_named_recipe(*_recipe)))
 
 
-@quantizer("tflite", "fp16")
+@quantizer("tflite", "fp16", revision=1)
 @_on_fp32_file
 def _fp16(qz: Any) -> dict[str, Any]:
     """ai-edge-quantizer FLOAT_CASTING of the weights of the ops below to float16."""
@@ -268,7 +274,7 @@ def _fp16(qz: Any) -> dict[str, Any]:
     }
 
 
-@quantizer("tflite", "fp32")
+@quantizer("tflite", "fp32", revision=1)
 def _fp32(
     exporter: TFLiteExporter, request: ExportRequest, scheme: str, dest: Path, recipe: dict[str, Any]
 ) -> ExportedFile:
