@@ -35,6 +35,7 @@ from ..history import History
 from ..history import resolve_path as resolve_history
 from ..profiles import DeviceProfile, list_devices, load_profile
 from ..report.fleet import FleetReport, device_row, render_fleet, shared_candidates
+from ..search.trials import TrialStore
 from ..store import BuildStore, check_store
 from ..tasks import Task, get_task
 from .run import build
@@ -44,8 +45,13 @@ OVERRIDES = ("formats", "max_drop", "gate", "prefer", "quant_effort", "threads",
 _WILDCARD = set("*?[")
 
 
+def is_wildcard(spec: str) -> bool:
+    """Whether a device spec is a wildcard over the profile names (``'pixel*'``), not a name or a profile file."""
+    return bool(_WILDCARD & set(spec)) and not spec.endswith((".yaml", ".yml"))
+
+
 def _entry(spec: str | os.PathLike[str] | DeviceProfile) -> list[DeviceProfile]:
-    if isinstance(spec, str) and _WILDCARD & set(spec) and not spec.endswith((".yaml", ".yml")):
+    if isinstance(spec, str) and is_wildcard(spec):
         found = list_devices(spec)
         if not found:
             raise UnknownDeviceError(f"no device profile matches {spec!r} (see `adaptc devices`)")
@@ -129,7 +135,7 @@ def load_fleet_file(path: str | os.PathLike[str]) -> tuple[list[str], dict[str, 
                     over["max_drop"] = float(over["max_drop"]) / 100.0
                 except (TypeError, ValueError):
                     raise AdaptcError(f"fleet file {p}: {name}: max_drop must be a number of points") from None
-            overrides[load_profile(str(name)).name if not _WILDCARD & set(str(name)) else str(name)] = over
+            overrides[str(name) if is_wildcard(str(name)) else load_profile(str(name)).name] = over
         else:
             raise AdaptcError(f"fleet file {p}: each device is a name or `name: {{overrides}}` (got {item!r})")
     return names, overrides
@@ -140,16 +146,7 @@ def _trial_counts(state: Path, since: float) -> dict[str, Any]:
     if not db.is_file():
         return {}
     with BuildStore(db) as store:
-        conn = store.connection
-        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'trials'").fetchone():
-            return {}
-        rows = conn.execute("SELECT rung, created FROM trials").fetchall()
-    return {
-        "in_store": len(rows),
-        "trained": sum(1 for _, c in rows if c >= since),
-        "rung_trials": sum(1 for r, _ in rows if r != "final"),
-        "final_trials": sum(1 for r, _ in rows if r == "final"),
-    }
+        return TrialStore.counts(store, since)
 
 
 def build_fleet(

@@ -53,7 +53,9 @@ TrialMemoryOpt = Annotated[
 
 def is_fleet(device: str) -> bool:
     """Whether ``--device`` names several devices (a comma list or a wildcard)."""
-    return "," in device or (bool(set("*?[") & set(device)) and not device.endswith((".yaml", ".yml")))
+    from ..build.fleet import is_wildcard
+
+    return "," in device or is_wildcard(device)
 
 
 def executor_args(executor: str, address: str | None, cpus: float | None, memory: float | None) -> dict[str, Any]:

@@ -237,8 +237,9 @@ def torch_structure(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]) 
     for m in model.modules():
         wkind = _weight_kind(m)
         if wkind is not None:
-            weights[wkind] += sum(_weight_tensors(m))
-            sizes.setdefault(wkind, []).extend(_weight_tensors(m))
+            tensors = _weight_tensors(m)
+            weights[wkind] += sum(tensors)
+            sizes.setdefault(wkind, []).extend(tensors)
         if isinstance(m, nn.LSTM):
             counts["lstm"] += m.num_layers  # one MIL lstm op per layer, both directions in one
     return {

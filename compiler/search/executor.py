@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..core.names import unknown_name_message
 from ..distill import DistillConfig, DistillResult
 from ..distill.cache import register_subset
 from ..errors import AdaptcError
@@ -202,5 +203,5 @@ def get_executor(executor: str | Executor | None = None, **options: Any) -> Exec
         return executor
     _load_builtin()
     if executor not in _EXECUTORS:
-        raise AdaptcError(f"unknown executor {executor!r} (known: {', '.join(sorted(_EXECUTORS))})")
+        raise AdaptcError(unknown_name_message("executor", executor, _EXECUTORS))
     return _EXECUTORS[executor](**options)

@@ -130,5 +130,20 @@ class TrialStore:
             out.append(rec)
         return out
 
+    @staticmethod
+    def counts(store: BuildStore, since: float) -> dict[str, Any]:
+        """How many trials ``store`` holds, how many were made since the Unix time ``since``, how many of them are
+        rung and final trainings ({} when it has no trials table yet); reads without creating anything."""
+        conn = store.connection
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'trials'").fetchone():
+            return {}
+        rows = conn.execute("SELECT rung, created FROM trials").fetchall()
+        return {
+            "in_store": len(rows),
+            "trained": sum(1 for _, c in rows if c >= since),
+            "rung_trials": sum(1 for r, _ in rows if r != "final"),
+            "final_trials": sum(1 for r, _ in rows if r == "final"),
+        }
+
     def count(self) -> int:
         return int(self.store.connection.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
