@@ -97,7 +97,8 @@ class BuildStore:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # WAL persists once set; switching
+            self._conn.execute("PRAGMA journal_mode=WAL")  # needs the file to itself, so only the first opener does
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS stages (key TEXT PRIMARY KEY, stage TEXT NOT NULL, value TEXT NOT NULL, "
             "created REAL NOT NULL)"

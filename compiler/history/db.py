@@ -72,27 +72,50 @@ class History:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
                 raise HistoryError(f"cannot create the history's folder {self.path.parent}: {e.strerror}") from None
-        try:
-            self.conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
-            self.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-            if exists:
-                self._check()  # before anything is written: a file that is not ours is left as it was
-            self.conn.execute("PRAGMA journal_mode = WAL")
-            self.conn.execute("PRAGMA foreign_keys = ON")
-            self._prepare()
-        except sqlite3.DatabaseError as e:
-            raise HistoryError(f"history {self.path} cannot be used: {e} (it is left as it is)") from None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._open(exists, timeout_s)
+                break
+            except sqlite3.OperationalError as e:
+                # Two builds opening a new history at once: switching it to WAL needs the file to itself, and
+                # SQLite answers "database is locked" there without waiting on the busy timeout, so wait here.
+                self.close()
+                if not _is_busy(e) or time.monotonic() > deadline:
+                    raise HistoryError(f"history {self.path} cannot be used: {e} (it is left as it is)") from None
+                time.sleep(0.05)
+            except sqlite3.DatabaseError as e:
+                self.close()
+                raise HistoryError(f"history {self.path} cannot be used: {e} (it is left as it is)") from None
 
     # -- opening ---------------------------------------------------------------------------------------------
+    def _open(self, exists: bool, timeout_s: float) -> None:
+        self.conn = sqlite3.connect(self.path, timeout=timeout_s, isolation_level=None)
+        self.conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+        if exists:
+            self._check()  # before anything is written: a file that is not ours is left as it was
+        if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":  # WAL persists in the file once set
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self._prepare()
+
     def _check(self) -> None:
         """An existing file: adaptc's (its application id and meta table), of a schema this adaptc reads."""
-        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
-        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        self.conn.execute("BEGIN")  # one read snapshot: another build may be creating the history right now
+        try:
+            app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            row = (
+                self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if ("meta" in tables)
+                else None
+            )
+        finally:
+            self.conn.execute("COMMIT")
         if not tables:
             return  # an empty database (a file created and never written): made a history below
         if app_id != APPLICATION_ID or "meta" not in tables:
             raise HistoryError(f"{self.path} is a SQLite database but not an adaptc history: it is left as it is")
-        row = self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
             raise HistoryError(
@@ -129,7 +152,9 @@ class History:
         self.conn.execute("COMMIT")
 
     def close(self) -> None:
-        self.conn.close()
+        conn = getattr(self, "conn", None)
+        if conn is not None:
+            conn.close()
 
     def __enter__(self) -> History:
         return self
@@ -189,6 +214,11 @@ class History:
     def report(self, run_id: str) -> dict | None:
         row = self.conn.execute("SELECT report FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return None if row is None else json.loads(row[0])
+
+
+def _is_busy(e: sqlite3.OperationalError) -> bool:
+    text = str(e)
+    return "locked" in text or "busy" in text
 
 
 def _check_header(path: Path) -> None:
