@@ -9,7 +9,8 @@ For each network and format, three ``adaptc.export`` runs (the public API, exact
 the pixel8 profile that lists only static per-channel int8 (then fp32): (1) ``quant_effort="fast"`` with min-max
 calibration: the fp32 file and the "just quantize" int8 file; (2) the default effort: the int8 file adaptc ships
 and every attempt its walk made; (3) on the depthwise ReLU6 network, min-max + equalization + bias correction
-alone (no float layers). Each file's task metric is measured in its own runtime on the task's test split; host
+alone (no float layers), and the same three again with int8 weights per tensor (the setting where min-max
+collapses on it). Each file's task metric is measured in its own runtime on the task's test split; host
 latency in a fresh process at 1 thread. CoreML files are checked structurally only (prediction needs macOS).
 Results: JSON, a plot (quant.png) and the tables of docs/benchmarks/quantization.md.
 """
@@ -38,7 +39,7 @@ TASKS = {
 }
 
 
-def _profile(fmt: str) -> Any:
+def _profile(fmt: str, scheme: str = SCHEME) -> Any:
     import adaptc
 
     p = adaptc.load_profile("pixel8")
@@ -47,7 +48,7 @@ def _profile(fmt: str) -> Any:
         update={
             "name": f"pixel8-{fmt}-int8",
             "formats": (fmt,),
-            "quantization": (SCHEME, "fp32"),
+            "quantization": (scheme, "fp32"),
             "budgets": type(p.budgets)(),
         }
     )
@@ -112,8 +113,44 @@ def run_one(task: str, options: dict[str, Any], fmt: str, out: Path, runs: int) 
         )  # fmt: skip
         res["equalize_only"] = _row(_art(eq, SCHEME))
         res["seconds_equalize"] = time.perf_counter() - t0
+        res["per_tensor"] = per_tensor(task, fmt, out / "per-tensor", common)
     res["verdict"] = verdict(res)
     return res
+
+
+def per_tensor(task: str, fmt: str, out: Path, common: dict[str, Any]) -> dict[str, Any]:
+    """The classic hard case as Nagel et al. (2019) pose it: int8 weights with one scale per tensor (what per-tensor
+    NPUs and DSPs take), where a depthwise layer's channel ranges that differ by orders of magnitude ruin min-max;
+    min-max, min-max + equalization + bias correction alone, and what adaptc's walk ships."""
+    import adaptc
+    from adaptc.core.ptq import PTQConfig
+
+    scheme = "int8_static_per_tensor"
+    prof = _profile(fmt, scheme)
+    res: dict[str, Any] = {"scheme": scheme}
+    base = adaptc.export(task, prof, out / "minmax", quant_effort="fast", ptq=PTQConfig(calibration="minmax"), **common)
+    res["fp32"], res["minmax"] = _row(_art(base, "fp32")), _row(_art(base, scheme))
+    eq = adaptc.export(
+        task, prof, out / "equalize", quant_effort="fast", ptq=PTQConfig(calibration="minmax", equalize=True),
+        **common,
+    )  # fmt: skip
+    res["equalize_only"] = _row(_art(eq, scheme))
+    ship = adaptc.export(task, prof, out / "adaptc", quant_effort="default", **common)
+    res["adaptc"], res["shipped"] = _row(_art(ship, scheme)), ship.chosen
+    return res
+
+
+def _closes(fp32: dict | None, mm: dict | None, eq: dict | None) -> dict[str, Any]:
+    """How much of min-max's gap to fp32 equalization + bias correction alone closes (None: no gap)."""
+    if not (fp32 and mm and eq) or None in (fp32.get("metric"), mm.get("metric"), eq.get("metric")):
+        return {}
+    gap = fp32["metric"] - mm["metric"]
+    closed = (eq["metric"] - mm["metric"]) / gap if gap > 0 else None
+    return {
+        "minmax_gap": gap,
+        "equalize_closes": closed,
+        "equalize_closes_half": None if closed is None else closed >= 0.5,
+    }
 
 
 def host() -> dict[str, Any]:
@@ -145,13 +182,10 @@ def verdict(r: dict[str, Any]) -> dict[str, Any]:
         ad.get("host_p50_ms") is not None and fp32.get("host_p50_ms") is not None
         and ad["host_p50_ms"] < fp32["host_p50_ms"]
     )  # fmt: skip
-    eq = r.get("equalize_only")
-    if eq and mm and eq.get("metric") is not None and mm.get("metric") is not None:
-        gap = fp32["metric"] - mm["metric"]
-        closed = (eq["metric"] - mm["metric"]) / gap if gap > 0 else None
-        out["minmax_gap"] = gap
-        out["equalize_closes"] = closed
-        out["equalize_closes_half"] = None if closed is None else closed >= 0.5
+    out |= _closes(fp32, mm, r.get("equalize_only"))
+    pt = r.get("per_tensor")
+    if pt:
+        out["per_tensor"] = _closes(pt.get("fp32"), pt.get("minmax"), pt.get("equalize_only"))
     return out
 
 

@@ -608,6 +608,22 @@ def quant_table(d: dict | None = None) -> str:
                   f"{_metric_cell(r['equalize_only'])} against min-max {_metric_cell(r.get('minmax'))}; "
                   + ("no min-max gap to close." if closes is None else
                      f"closes {100 * closes:.0f}% of min-max's {100 * v['minmax_gap']:.1f}-point gap to fp32.")]
+    pts = [r for r in d["results"] if r.get("per_tensor")]
+    if pts:
+        lines += ["", "int8 weights per tensor (one scale per layer), the depthwise hard case of Nagel et al. (2019):", "",
+                  "| network | format | fp32 | min-max | min-max + equalization + bias correction | gap closed | "
+                  "adaptc's int8 file: metric (drop), size, p50 | how |", "|---|---|---|---|---|---|---|---|"]
+        for r in sorted(pts, key=lambda r: order.get(r["format"], 9)):
+            pt, v = r["per_tensor"], r.get("verdict", {}).get("per_tensor") or {}
+            closes = v.get("equalize_closes")
+            gap = ("not checkable here" if not v else "no gap") if closes is None else (
+                f"{100 * closes:.0f}% of {100 * v['minmax_gap']:.1f} pts")
+            if closes is not None:
+                gap += ": at least half" if v.get("equalize_closes_half") else ": **under half**"
+            a = pt.get("adaptc")
+            lines.append(f"| {r['task']} | {r['format']} | {_metric_cell(pt.get('fp32'))} | {_metric_cell(pt.get('minmax'))} | "
+                         f"{_metric_cell(pt.get('equalize_only'))} | {gap} | {_metric_cell(a)}, "
+                         f"{_mb((a or {}).get('size_bytes'))}, {_ms(a)} | {_moves(a)} |")
     h = d["host"]
     where = h if isinstance(h, str) else (f"{h.get('cpu', h.get('machine'))}, {h.get('machine')}"
                                           + (f", int8 dot products: {h['int8_dot_product']}"

@@ -22,6 +22,7 @@ from ..errors import AdaptcError, ExportError
 from ..exporters import ExportRequest, get_exporter
 from ..measure import HostMeasurement, host_threads, measure
 from ..profiles import DeviceProfile
+from ..quant.equalize import EQUALIZE_REVISION
 from ..report import ArtifactReport
 from ..store import BuildStore, data_fingerprint, model_fingerprint, scores_key, stable_hash
 from ..tasks import Task, predict_torch
@@ -161,6 +162,7 @@ class ArtifactBuilder:
                 **({"gate": s.gate} if s.gate != "point" else {}),
                 **({"recipe_revision": revision} if revision else {}),
                 **({"ptq": ptq.to_dict()} if ptq is not None and ptq != PTQConfig() else {}),
+                **({"equalize_revision": EQUALIZE_REVISION} if ptq is not None and ptq.equalize else {}),
             }
         )
 
@@ -338,6 +340,7 @@ class ArtifactBuilder:
         if k not in self._sensitivity:
             key = stable_hash(
                 {"v": 1, "sensitivity": self.fingerprint, "data": self.data_fp, "pc": per_channel, "eq": equalized}
+                | ({"equalize_revision": EQUALIZE_REVISION} if equalized else {})
             )
             rec = self.store.get(key)
             if rec is None:

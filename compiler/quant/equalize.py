@@ -17,6 +17,13 @@ Steps, each reported in the returned :class:`EqualizeInfo`:
    1x1 -> depthwise -> 1x1 share a layer). As AIMET does, a ReLU6 between an equalized pair becomes a ReLU:
    scaling a channel moves its clipping point (the function then differs where the float model clipped at 6;
    the parity gate judges the file against the original model).
+   Before it, with calibration data, **dead channels**: a depthwise filter behind a channel that its ReLU / ReLU6
+   keeps at zero on every calibration sample, and whose range is over 8x its layer's median, is zeroed (its
+   input is always zero, so this is exact on that data). Such a filter is what an ImageNet-style recipe leaves:
+   the depthwise channel only ever saw zeros, its BatchNorm variance fell to ~0, and folding multiplied it by
+   ~1/sqrt(eps); one int8 scale per tensor then rounds the rest of the layer to zero, and CLE alone only
+   takes the outlier's square root (it shares it with the layer before). The channel's output is then its bias alone, a
+   constant moved into the next layer's bias where that is exact (1x1 unpadded convolution or linear).
 3. **Bias absorption** where it is exact: a channel whose pre-activation never falls below ``c > 0`` on the
    calibration data gives ``c`` to the next layer's bias (``ReLU(x - c) + c = ReLU(x)`` there), when the next
    layer is a 1x1 unpadded convolution or a linear layer (a padded kernel would see the zero padding).
@@ -55,6 +62,7 @@ class EqualizeInfo:
     folded_batchnorms: int = 0
     equalized_pairs: list[tuple[str, str]] = field(default_factory=list)
     relu6_replaced: int = 0
+    dead_channels: int = 0
     absorbed_biases: int = 0
     corrected_biases: int = 0
     samples: int = 0
@@ -65,6 +73,7 @@ class EqualizeInfo:
             "folded_batchnorms": self.folded_batchnorms,
             "equalized_pairs": len(self.equalized_pairs),
             "relu6_replaced_by_relu": self.relu6_replaced,
+            "dead_channels_zeroed": self.dead_channels,
             "absorbed_biases": self.absorbed_biases,
             "corrected_biases": self.corrected_biases,
             "calibration_samples": self.samples,
@@ -214,11 +223,7 @@ def _bias_of(m: Any) -> torch.Tensor:
 def _absorb(model: nn.Module, chains: list[tuple[str, str | None, str, str]], inputs: tuple[torch.Tensor, ...]) -> int:
     cand = []
     for a, act, b, _via in chains:
-        m2 = _sub(model, b)
-        exact = isinstance(m2, nn.Linear) or (
-            all(k == 1 for k in m2.kernel_size) and all(p == 0 for p in m2.padding) and m2.groups == 1
-        )
-        if act is not None and isinstance(_sub(model, act), nn.ReLU) and exact:
+        if act is not None and isinstance(_sub(model, act), nn.ReLU) and _exact_next(_sub(model, b)):
             cand.append((a, b))
     if not cand:
         return 0
@@ -245,6 +250,64 @@ def _absorb(model: nn.Module, chains: list[tuple[str, str | None, str, str]], in
             w = m2.weight.reshape(m2.weight.shape[0], m2.weight.shape[1], -1).sum(-1)
             _bias_of(m2).add_(w @ c)
         done += 1
+    return done
+
+
+def _exact_next(m2: Any) -> bool:
+    """A layer that sees each input position alone (linear, or 1x1 unpadded ungrouped conv): a constant input
+    channel can move into its bias exactly."""
+    return isinstance(m2, nn.Linear) or (
+        all(k == 1 for k in m2.kernel_size) and all(p == 0 for p in m2.padding) and m2.groups == 1
+    )
+
+
+def _outliers(w: torch.Tensor, factor: float = 8.0) -> torch.Tensor:
+    """Output channels whose weight range exceeds ``factor`` times the layer's median channel range."""
+    r = w.detach().abs().reshape(w.shape[0], -1).amax(1)
+    return r > factor * r.median()
+
+
+def _zero_dead_inputs(
+    model: nn.Module, chains: list[tuple[str, str | None, str, str]], inputs: tuple[torch.Tensor, ...]
+) -> int:
+    """Zero a depthwise layer2's filters that are outliers of their layer (:func:`_outliers`) and whose input
+    channel its activation keeps at 0 on all of ``inputs``; such a channel is then its bias alone, moved into the
+    next layer where exact. Returns the channels zeroed."""
+    acts = [(a, act, b, via) for a, act, b, via in chains if act is not None and isinstance(_sub(model, act), nn.ReLU)]
+    nxt = {a: (act, b) for a, act, b, _ in acts}
+    # only where it matters and is safe: depthwise filters far out of their layer's range (a channel merely silent
+    # on the calibration samples, say a class-specific one, keeps its weights when they are ordinary)
+    acts = [c for c in acts if c[3] == "depthwise" and _outliers(_sub(model, c[2]).weight).any()]
+    if not acts:
+        return 0
+    peaks: dict[str, list[torch.Tensor]] = {}
+    with (
+        _hooks(
+            model,
+            [act for _, act, _, _ in acts if act is not None],
+            lambda n, m, args, out: peaks.setdefault(n, []).append(_per_channel(out, out.ndim == 2).amax(1)),
+        ),
+        torch.no_grad(),
+    ):
+        model(*inputs)
+    done = 0
+    for _a, act, b, _via in acts:
+        seen = peaks.get(str(act), [])
+        if len(seen) != 1 or not bool((seen[0] <= 0).any()):
+            continue  # (an activation module called at several places, as ResNet's, says nothing of this one)
+        m2 = _sub(model, b)
+        dead = (seen[0] <= 0) & _outliers(m2.weight)
+        if not bool(dead.any()):
+            continue
+        with torch.no_grad():
+            m2.weight[dead] = 0
+            after = nxt.get(b)  # the depthwise channel now outputs its bias: a constant
+            if after is not None and _exact_next(m3 := _sub(model, after[1])):
+                const = torch.relu(_bias_of(m2)[dead])
+                w3 = m3.weight.reshape(m3.weight.shape[0], m3.weight.shape[1], -1).sum(-1)
+                _bias_of(m3).add_(w3[:, dead] @ const)
+                m2.bias[dead] = 0
+        done += int(dead.sum())
     return done
 
 
@@ -301,17 +364,24 @@ def equalize(
         if act is not None and isinstance(_sub(model, act), nn.ReLU6):
             _set(model, act, nn.ReLU())
             info.relu6_replaced += 1
+    have_data = calibration is not None and len(calibration) > 0
+    inputs: tuple[torch.Tensor, ...] = ()
+    if calibration is not None and have_data:
+        n = min(samples, len(calibration))
+        inputs = tuple(t[:n] for t in calibration.inputs)
+        info.samples = n
+        info.dead_channels = _zero_dead_inputs(model, chains, inputs)
     _equalize_pairs(model, chains)
     info.equalized_pairs = [(a, b) for a, _, b, _ in chains]
-    if calibration is None or len(calibration) == 0:
+    if not have_data:
         return model, info
-    n = min(samples, len(calibration))
-    inputs = tuple(t[:n] for t in calibration.inputs)
-    info.samples = n
     info.absorbed_biases = _absorb(model, chains, inputs)
     if bias_correction:
         info.corrected_biases = _correct_biases(model, inputs, per_channel)
     return model, info
 
 
-__all__ = ["EqualizeInfo", "equalize", "fake_quantize_weight"]
+#: what equalize() does, part of the key of every artifact and sensitivity table made after it (1: dead channels)
+EQUALIZE_REVISION = 1
+
+__all__ = ["EQUALIZE_REVISION", "EqualizeInfo", "equalize", "fake_quantize_weight"]
