@@ -606,7 +606,8 @@ def quant_table(d: dict | None = None) -> str:
         closes = v.get("equalize_closes")
         lines += ["", f"Equalization + bias correction alone on {r['task']} ({r['format']}): "
                   f"{_metric_cell(r['equalize_only'])} against min-max {_metric_cell(r.get('minmax'))}; "
-                  + ("no min-max gap to close." if closes is None else
+                  + ("not checkable here." if "minmax_gap" not in v else
+                     f"no min-max gap to close ({100 * v['minmax_gap']:.1f} points)." if closes is None else
                      f"closes {100 * closes:.0f}% of min-max's {100 * v['minmax_gap']:.1f}-point gap to fp32.")]
     pts = [r for r in d["results"] if r.get("per_tensor")]
     if pts:

@@ -184,8 +184,8 @@ def test_strict_gate_in_report_and_resume_key(digits_task, tmp_path: Path) -> No
         from adaptc.exporters import get_exporter
 
         assert point._key("tflite", "int8_static_per_channel", 1) != point._key("tflite", "int8_static_per_channel")
-        assert get_exporter("tflite").revision("int8_static_per_channel") == 3
-        assert get_exporter("coreml").revision("int8_static_per_channel") == 2
+        assert get_exporter("tflite").revision("int8_static_per_channel") == 4
+        assert get_exporter("coreml").revision("int8_static_per_channel") == 3
         assert get_exporter("onnx").revision("int8_static_per_channel") == 1
     int8 = next(r for r in res.reports if r.scheme == "int8_static_per_channel")
     assert int8.parity is not None and int8.parity.gate == "strict"

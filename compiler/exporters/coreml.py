@@ -235,8 +235,9 @@ def _int8_weight_only(job: CoreMLJob) -> tuple[Any, str | None]:
 register_calibrations("coreml", *PT2E_CALIBRATIONS, default="mse")
 
 
-# revision 1: W8A8 programs store their embedding tables in int8; 2: an LSTM is one lstm op, its weights int8
-@quantizer("coreml", "int8_static_per_channel", "int8_static_per_tensor", revision=2)
+# revision 1: W8A8 programs store their embedding tables in int8; 2: an LSTM is one lstm op, its weights int8;
+# 3: a conv + ReLU6's output observed after the clamp (PT2E, as TFLite)
+@quantizer("coreml", "int8_static_per_channel", "int8_static_per_tensor", revision=3)
 def _w8a8(job: CoreMLJob) -> tuple[Any, str | None]:
     exporter, request, scheme, example, recipe = job
     recipe["compute_precision"] = "float16"

@@ -105,8 +105,8 @@ register_calibrations("tflite", *PT2E_CALIBRATIONS, default="mse")
 
 
 # revision 1: static int8 files quantize their embedding tables; 2: and the weights of recurrent layers; 3: short
-# names for the activations (every tflite scheme's revision 1)
-@quantizer("tflite", "int8_static_per_channel", "int8_static_per_tensor", revision=3)
+# names for the activations (every tflite scheme's revision 1); 4: a conv + ReLU6's output observed after the clamp
+@quantizer("tflite", "int8_static_per_channel", "int8_static_per_tensor", revision=4)
 def _int8_static(
     exporter: TFLiteExporter, request: ExportRequest, scheme: str, dest: Path, recipe: dict[str, Any]
 ) -> ExportedFile:
