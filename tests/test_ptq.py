@@ -140,6 +140,27 @@ def test_a_dead_channel_before_a_depthwise_layer_is_zeroed_and_its_bias_moves_on
     assert err(eq) < 0.2 * err(data_free)  # measured: 8e-4 against 1.2e-2
 
 
+@pytest.mark.parametrize("bias", [0.7, -0.7])
+def test_a_dead_filter_whose_constant_cannot_move_is_zeroed_only_when_the_relu_drops_it(bias: float) -> None:
+    """After the depthwise conv comes a padded 3x3 conv: the constant (its bias) cannot move there exactly, so
+    the filter is zeroed only when the ReLU between them zeroes that bias anyway (zero weights beside a kept
+    bias would get a bias step of s_in * eps)."""
+    torch.manual_seed(0)
+    m = nn.Sequential(
+        nn.Conv2d(1, 8, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(), nn.Conv2d(8, 2, 3, padding=1)
+    ).eval()
+    with torch.no_grad():
+        m[0].bias[3] = -100.0  # channel 3 never fires
+        m[2].weight[3] *= 500.0  # its depthwise filter: an outlier of the layer
+        m[2].bias[3] = bias
+    data = _data()
+    eq, info = equalize(m, data, bias_correction=False)
+    assert info.dead_channels == (1 if bias < 0 else 0)
+    with torch.no_grad():
+        a, b = m(data.inputs[0]), eq(data.inputs[0])
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+
+
 def test_an_activation_module_used_twice_says_nothing_of_dead_channels() -> None:
     class Shared(nn.Module):  # one ReLU at two places, as torchvision's ResNet blocks have
         def __init__(self) -> None:

@@ -22,8 +22,9 @@ Steps, each reported in the returned :class:`EqualizeInfo`:
    input is always zero, so this is exact on that data). Such a filter is what an ImageNet-style recipe leaves:
    the depthwise channel only ever saw zeros, its BatchNorm variance fell to ~0, and folding multiplied it by
    ~1/sqrt(eps); one int8 scale per tensor then rounds the rest of the layer to zero, and CLE alone only
-   takes the outlier's square root (it shares it with the layer before). The channel's output is then its bias alone, a
-   constant moved into the next layer's bias where that is exact (1x1 unpadded convolution or linear).
+   takes the outlier's square root (it shares it with the layer before). The channel's output is then its
+   bias alone, a constant moved into the next layer's bias where that is exact (1x1 unpadded convolution or
+   linear after a ReLU); elsewhere only a filter whose bias the ReLU after it zeroes anyway is zeroed.
 3. **Bias absorption** where it is exact: a channel whose pre-activation never falls below ``c > 0`` on the
    calibration data gives ``c`` to the next layer's bias (``ReLU(x - c) + c = ReLU(x)`` there), when the next
    layer is a 1x1 unpadded convolution or a linear layer (a padded kernel would see the zero padding).
@@ -297,16 +298,22 @@ def _zero_dead_inputs(
             continue  # (an activation module called at several places, as ResNet's, says nothing of this one)
         m2 = _sub(model, b)
         dead = (seen[0] <= 0) & _outliers(m2.weight)
+        # zeroed, the channel outputs its bias, a constant: it moves into the next layer where that is exact,
+        # else only a bias the ReLU after it zeroes anyway can go (a bias left beside zero weights would get an
+        # int32 step of s_in * eps and overflow)
+        after = nxt.get(b)
+        m3 = _sub(model, after[1]) if after is not None and _exact_next(_sub(model, after[1])) else None
+        bias = _bias_of(m2).detach()
+        if m3 is None:
+            dead &= (bias <= 0) if after is not None else torch.zeros_like(dead)
         if not bool(dead.any()):
             continue
         with torch.no_grad():
-            m2.weight[dead] = 0
-            after = nxt.get(b)  # the depthwise channel now outputs its bias: a constant
-            if after is not None and _exact_next(m3 := _sub(model, after[1])):
-                const = torch.relu(_bias_of(m2)[dead])
+            if m3 is not None:
                 w3 = m3.weight.reshape(m3.weight.shape[0], m3.weight.shape[1], -1).sum(-1)
-                _bias_of(m3).add_(w3[:, dead] @ const)
-                m2.bias[dead] = 0
+                _bias_of(m3).add_(w3[:, dead] @ torch.relu(bias[dead]))
+            m2.weight[dead] = 0
+            m2.bias[dead] = 0
         done += int(dead.sum())
     return done
 
