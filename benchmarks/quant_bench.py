@@ -90,53 +90,46 @@ def _row(a: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def run_one(task: str, options: dict[str, Any], fmt: str, out: Path, runs: int) -> dict[str, Any]:
+    common = dict(formats=[fmt], threads=1, runs=runs, task_options=options)
+    hard = task == "animal-mobilenet"
+    res: dict[str, Any] = {"task": task, "format": fmt, "options": options}
+    res |= _runs(task, fmt, SCHEME, out, common, equalize=hard)
+    if hard:
+        res["per_tensor"] = {"scheme": PER_TENSOR} | _runs(task, fmt, PER_TENSOR, out / "per-tensor", common, True)
+    res["verdict"] = verdict(res)
+    return res
+
+
+#: the classic hard case as Nagel et al. (2019) pose it: int8 weights with one scale per tensor (what per-tensor
+#: NPUs and DSPs take), where a depthwise layer's channel ranges that differ by orders of magnitude ruin min-max
+PER_TENSOR = "int8_static_per_tensor"
+
+
+def _runs(task: str, fmt: str, scheme: str, out: Path, common: dict[str, Any], equalize: bool) -> dict[str, Any]:
+    """One scheme's exports: min-max ("just quantize", with the fp32 file), what adaptc's walk ships and, with
+    ``equalize``, min-max + equalization + bias correction alone; each with its seconds."""
     import adaptc
     from adaptc.core.ptq import PTQConfig
 
-    prof = _profile(fmt)
-    common = dict(formats=[fmt], threads=1, runs=runs, task_options=options)
-    res: dict[str, Any] = {"task": task, "format": fmt, "options": options}
+    prof = _profile(fmt, scheme)
+    res: dict[str, Any] = {}
     t0 = time.perf_counter()
     base = adaptc.export(task, prof, out / "minmax", quant_effort="fast", ptq=PTQConfig(calibration="minmax"), **common)
-    res["fp32"], res["minmax"] = _row(_art(base, "fp32")), _row(_art(base, SCHEME))
+    res["fp32"], res["minmax"] = _row(_art(base, "fp32")), _row(_art(base, scheme))
     res["seconds_minmax"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ship = adaptc.export(task, prof, out / "adaptc", quant_effort="default", **common)
-    res["adaptc"] = _row(_art(ship, SCHEME))
+    res["adaptc"] = _row(_art(ship, scheme))
     res["seconds_adaptc"] = time.perf_counter() - t0
     res["shipped"] = ship.chosen
-    if task == "animal-mobilenet":
+    if equalize:
         t0 = time.perf_counter()
         eq = adaptc.export(
             task, prof, out / "equalize", quant_effort="fast", ptq=PTQConfig(calibration="minmax", equalize=True),
             **common,
         )  # fmt: skip
-        res["equalize_only"] = _row(_art(eq, SCHEME))
+        res["equalize_only"] = _row(_art(eq, scheme))
         res["seconds_equalize"] = time.perf_counter() - t0
-        res["per_tensor"] = per_tensor(task, fmt, out / "per-tensor", common)
-    res["verdict"] = verdict(res)
-    return res
-
-
-def per_tensor(task: str, fmt: str, out: Path, common: dict[str, Any]) -> dict[str, Any]:
-    """The classic hard case as Nagel et al. (2019) pose it: int8 weights with one scale per tensor (what per-tensor
-    NPUs and DSPs take), where a depthwise layer's channel ranges that differ by orders of magnitude ruin min-max;
-    min-max, min-max + equalization + bias correction alone, and what adaptc's walk ships."""
-    import adaptc
-    from adaptc.core.ptq import PTQConfig
-
-    scheme = "int8_static_per_tensor"
-    prof = _profile(fmt, scheme)
-    res: dict[str, Any] = {"scheme": scheme}
-    base = adaptc.export(task, prof, out / "minmax", quant_effort="fast", ptq=PTQConfig(calibration="minmax"), **common)
-    res["fp32"], res["minmax"] = _row(_art(base, "fp32")), _row(_art(base, scheme))
-    eq = adaptc.export(
-        task, prof, out / "equalize", quant_effort="fast", ptq=PTQConfig(calibration="minmax", equalize=True),
-        **common,
-    )  # fmt: skip
-    res["equalize_only"] = _row(_art(eq, scheme))
-    ship = adaptc.export(task, prof, out / "adaptc", quant_effort="default", **common)
-    res["adaptc"], res["shipped"] = _row(_art(ship, scheme)), ship.chosen
     return res
 
 

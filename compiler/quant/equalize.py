@@ -248,10 +248,16 @@ def _absorb(model: nn.Module, chains: list[tuple[str, str | None, str, str]], in
         m1, m2 = _sub(model, a), _sub(model, b)
         with torch.no_grad():
             _bias_of(m1).sub_(c)
-            w = m2.weight.reshape(m2.weight.shape[0], m2.weight.shape[1], -1).sum(-1)
-            _bias_of(m2).add_(w @ c)
+            _take_constant_input(m2, c)
         done += 1
     return done
+
+
+def _take_constant_input(m: Any, c: torch.Tensor) -> None:
+    """Add to ``m``'s bias what a constant input ``c`` (one value per input channel) contributes to its output
+    (exact for an :func:`_exact_next` layer)."""
+    w = m.weight.reshape(m.weight.shape[0], m.weight.shape[1], -1).sum(-1)
+    _bias_of(m).add_(w @ c)
 
 
 def _exact_next(m2: Any) -> bool:
@@ -278,14 +284,15 @@ def _zero_dead_inputs(
     nxt = {a: (act, b) for a, act, b, _ in acts}
     # only where it matters and is safe: depthwise filters far out of their layer's range (a channel merely silent
     # on the calibration samples, say a class-specific one, keeps its weights when they are ordinary)
-    acts = [c for c in acts if c[3] == "depthwise" and _outliers(_sub(model, c[2]).weight).any()]
+    outliers = {b: _outliers(_sub(model, b).weight) for _, _, b, via in acts if via == "depthwise"}
+    acts = [c for c in acts if c[2] in outliers and bool(outliers[c[2]].any())]
     if not acts:
         return 0
     peaks: dict[str, list[torch.Tensor]] = {}
     with (
         _hooks(
             model,
-            [act for _, act, _, _ in acts if act is not None],
+            [str(act) for _, act, _, _ in acts],
             lambda n, m, args, out: peaks.setdefault(n, []).append(_per_channel(out, out.ndim == 2).amax(1)),
         ),
         torch.no_grad(),
@@ -297,7 +304,7 @@ def _zero_dead_inputs(
         if len(seen) != 1 or not bool((seen[0] <= 0).any()):
             continue  # (an activation module called at several places, as ResNet's, says nothing of this one)
         m2 = _sub(model, b)
-        dead = (seen[0] <= 0) & _outliers(m2.weight)
+        dead = (seen[0] <= 0) & outliers[b]
         # zeroed, the channel outputs its bias, a constant: it moves into the next layer where that is exact,
         # else only a bias the ReLU after it zeroes anyway can go (a bias left beside zero weights would get an
         # int32 step of s_in * eps and overflow)
@@ -310,8 +317,7 @@ def _zero_dead_inputs(
             continue
         with torch.no_grad():
             if m3 is not None:
-                w3 = m3.weight.reshape(m3.weight.shape[0], m3.weight.shape[1], -1).sum(-1)
-                _bias_of(m3).add_(w3[:, dead] @ torch.relu(bias[dead]))
+                _take_constant_input(m3, torch.where(dead, torch.relu(bias), torch.zeros_like(bias)))
             m2.weight[dead] = 0
             m2.bias[dead] = 0
         done += int(dead.sum())
